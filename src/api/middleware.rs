@@ -1,0 +1,143 @@
+//! The tower layers every request passes: request id and W3C trace context,
+//! access logging and metrics, problem+json for bare error statuses, and the
+//! per-partner rate limit.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, DefaultClock};
+use ring::rand::{SecureRandom, SystemRandom};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::problem::{CONTENT_TYPE, Problem};
+use crate::auth::Principal;
+
+/// Identifies one request in logs, the disclosure log and the response.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    pub id: Uuid,
+    /// W3C trace id (32 lowercase hex): the caller's, or a new one.
+    pub trace_id: String,
+}
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Parses a W3C `traceparent` (version 00) into its trace id.
+fn incoming_trace_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let mut it = s.split('-');
+    let (ver, trace, parent, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    let hex = |x: &str, n: usize| x.len() == n && x.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let valid = ver == "00"
+        && it.next().is_none()
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace != "0".repeat(32)
+        && parent != "0".repeat(16);
+    valid.then(|| trace.to_owned())
+}
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    SystemRandom::new().fill(&mut b).expect("system random");
+    hex::encode(b)
+}
+
+pub async fn request_context(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = Uuid::now_v7();
+    let trace_id = req.headers().get("traceparent").and_then(incoming_trace_id).unwrap_or_else(|| random_hex(16));
+    let span_id = random_hex(8);
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let method = req.method().clone();
+    req.extensions_mut().insert(RequestContext { id, trace_id: trace_id.clone() });
+    // Only the route template is logged: a URI never carries personal data by
+    // design, and logging templates keeps it that way even if one did.
+    let route_label = route.unwrap_or_else(|| "unmatched".into());
+    let span = tracing::info_span!("request", request_id = %id, trace_id = %trace_id, method = %method, route = %route_label);
+    let mut res = next.run(req).instrument(span.clone()).await;
+    let status = res.status().as_u16();
+    let elapsed = started.elapsed();
+    span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1e3, "request completed"));
+    let labels = [("route", route_label), ("method", method.to_string()), ("status", status.to_string())];
+    metrics::counter!("ketenpoort_http_requests_total", &labels).increment(1);
+    metrics::histogram!("ketenpoort_http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    let h = res.headers_mut();
+    h.insert(REQUEST_ID, HeaderValue::from_str(&id.to_string()).expect("uuid header"));
+    h.insert("traceparent", HeaderValue::from_str(&format!("00-{trace_id}-{span_id}-01")).expect("trace header"));
+    res
+}
+
+/// Turns bare error statuses from below the handlers (405 from the router,
+/// 413 from the body limit, 503 from the timeout) into problem+json.
+pub async fn problem_json(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == CONTENT_TYPE.as_bytes());
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return res;
+    }
+    let (parts, _) = res.into_parts();
+    let mut fresh = Problem::for_status(status).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            fresh.headers_mut().insert(name, v.clone());
+        }
+    }
+    fresh
+}
+
+/// Per-partner request budget (GCRA), per instance.
+#[derive(Clone)]
+pub struct RateLimit(Arc<DefaultKeyedRateLimiter<String>>);
+
+impl RateLimit {
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        let rate = NonZeroU32::new(per_second.max(1)).expect("non-zero");
+        let burst = NonZeroU32::new(burst.max(per_second).max(1)).expect("non-zero");
+        Self(Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))))
+    }
+}
+
+pub async fn rate_limit(State(limit): State<RateLimit>, req: Request<Body>, next: Next) -> Response {
+    let Some(principal) = req.extensions().get::<Principal>() else {
+        return Problem::unauthorized("token-missing").into_response();
+    };
+    match limit.0.check_key(&principal.partner.id) {
+        Ok(()) => next.run(req).await,
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            metrics::counter!("ketenpoort_rate_limited_total").increment(1);
+            Problem::too_many_requests(wait.as_secs_f64().ceil() as u64).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_parsing() {
+        let ok = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(incoming_trace_id(&ok).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "garbage",
+        ] {
+            assert_eq!(incoming_trace_id(&HeaderValue::from_static(bad)), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The HTTP API: one router built from documented routes only, wrapped in the
+//! layers every request passes. Handlers read as the request path:
+//! authenticate (route layer), decide, project, log, respond.
+
+pub mod extract;
+pub mod middleware;
+pub mod problem;
+mod system;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::{Extension, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::CorsLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+
+use crate::auth::{Authenticator, require_principal};
+use crate::config::Config;
+use crate::store::Db;
+use middleware::RateLimit;
+use problem::Problem;
+
+/// The version in the `API-Version` header (Dutch API Design Rules).
+pub const API_VERSION: &str = "1.0.0";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub auth: Authenticator,
+    pub rate_limit: RateLimit,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for RateLimit {
+    fn from_ref(s: &AppState) -> Self {
+        s.rate_limit.clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ketenpoort", description = "Exchange gateway of the Drenthe anti-trafficking covenant."),
+    modifiers(&BearerAuth),
+    tags((name = "operations", description = "Health, metrics and the API description"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.info.version = API_VERSION.into();
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build();
+        openapi.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Every route with its documentation. Routes are only ever added here, via
+/// `routes!`, so the OpenAPI document and the router cannot drift apart.
+fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let public = OpenApiRouter::new()
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::openapi).layer(CorsLayer::permissive()));
+    // Reachable by every authenticated partner, members and non-members.
+    let any_partner = OpenApiRouter::new().routes(routes!(system::me));
+    let authenticated = any_partner
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::rate_limit))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_principal));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(authenticated)
+}
+
+/// The complete application: routes, then the layers every request passes.
+pub fn app(state: AppState, cfg: &Config) -> Router {
+    let (router, doc) = routes(&state).split_for_parts();
+    let doc = system::OpenApiJson(Arc::new(doc.to_json().expect("OpenAPI document serialises")));
+    let header = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+    };
+    router
+        .fallback(|| async { Problem::not_found().into_response() })
+        .method_not_allowed_fallback(|| async { Problem::for_status(StatusCode::METHOD_NOT_ALLOWED).into_response() })
+        .layer(Extension(doc))
+        .layer(DefaultBodyLimit::max(cfg.http.body_limit))
+        .layer(RequestBodyLimitLayer::new(cfg.http.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(cfg.http.request_timeout_secs.max(1)),
+        ))
+        .layer(axum::middleware::from_fn(middleware::problem_json))
+        .layer(axum::middleware::from_fn(middleware::request_context))
+        .layer(header(HeaderName::from_static("api-version"), API_VERSION))
+        .layer(header(header::CACHE_CONTROL, "no-store"))
+        .layer(header(header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"))
+        .layer(header(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"))
+        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(CatchPanicLayer::custom(|_| Problem::internal().into_response()))
+        .with_state(state)
+}

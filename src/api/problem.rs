@@ -1,0 +1,169 @@
+//! Errors as `application/problem+json` (RFC 9457). The `type` is a stable
+//! URN per kind of problem; `detail` never carries internals or personal
+//! values, only what a partner's developer needs to fix the request.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// `urn:ketenpoort:problem:<kind>`: stable, for programs to branch on.
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    /// Stable reason code (auth failures, policy denials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    /// Failing locations of a rejected body: JSON pointers, never values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldError>,
+    #[serde(skip)]
+    retry_after: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldError {
+    /// JSON pointer into the request body, e.g. `/victims/0/bsn`.
+    pub pointer: String,
+    /// What is wrong, without the value.
+    pub reason: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, kind: &str, title: &'static str) -> Self {
+        Self {
+            kind: format!("urn:ketenpoort:problem:{kind}"),
+            title,
+            status: status.as_u16(),
+            detail: None,
+            code: None,
+            errors: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn detail(mut self, d: impl Into<String>) -> Self {
+        self.detail = Some(d.into());
+        self
+    }
+
+    pub fn code(mut self, c: impl Into<String>) -> Self {
+        self.code = Some(c.into());
+        self
+    }
+
+    pub fn errors(mut self, e: Vec<FieldError>) -> Self {
+        self.errors = e;
+        self
+    }
+
+    /// The stable reason code, or "" when there is none.
+    pub fn code_str(&self) -> &str {
+        self.code.as_deref().unwrap_or("")
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request").detail(detail)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+    }
+
+    pub fn unauthorized(code: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required")
+            .code(code)
+            .detail("present a valid bearer token issued for this gateway")
+    }
+
+    pub fn forbidden(code: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").code(code).detail(detail)
+    }
+
+    pub fn unprocessable(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", "Request body rejected")
+            .detail(detail)
+            .errors(errors)
+    }
+
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        let mut p = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
+            .detail("this partner's request rate is above its limit; retry later");
+        p.retry_after = Some(retry_after.max(1));
+        p
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable").detail(detail)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error")
+            .detail("the request failed inside the gateway; nothing was disclosed")
+    }
+
+    /// The generic problem for a bare status produced below the handlers
+    /// (method not allowed, body limit, timeout).
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => Self::not_found(),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                Self::new(status, "method-not-allowed", "Method not allowed")
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => Self::new(status, "payload-too-large", "Payload too large")
+                .detail("the request body is larger than this gateway accepts"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(status, "unsupported-media-type", "Unsupported media type")
+                .detail("send the body as application/json"),
+            StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => {
+                Self::unavailable("the request did not complete in time; nothing was disclosed")
+            }
+            s if s.is_client_error() => Self::new(s, "bad-request", "Bad request"),
+            _ => Self::internal(),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let retry = self.retry_after;
+        let body = serde_json::to_vec(&self).expect("problem serialises");
+        let mut res = (status, body).into_response();
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        if let Some(r) = retry {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(r));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ketenpoort\""));
+        }
+        res
+    }
+}
+
+/// Internal failures become a 500 whose body says nothing about the cause;
+/// the cause goes to the operator's log (it never holds personal values).
+impl From<sqlx::Error> for Problem {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::error!(error = %e, "database error");
+        Self::unavailable("the database did not answer; nothing was disclosed")
+    }
+}
+
+impl From<anyhow::Error> for Problem {
+    fn from(e: anyhow::Error) -> Self {
+        tracing::error!(error = %e, "internal error");
+        Self::internal()
+    }
+}

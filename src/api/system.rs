@@ -1,0 +1,77 @@
+//! Operational routes: liveness, readiness, metrics, the API description and
+//! "who am I" for partner developers checking their token.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::problem::Problem;
+use crate::auth::Principal;
+
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Status)))]
+pub async fn healthz() -> axum::Json<Status> {
+    axum::Json(Status { status: "ok" })
+}
+
+/// The database answers (and, once loaded, the policies are in place).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Status), (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>, Problem> {
+    if !state.db.ping().await {
+        return Err(Problem::unavailable("the database does not answer"));
+    }
+    Ok(axum::Json(Status { status: "ready" }))
+}
+
+/// Prometheus text exposition. Labels hold route templates, methods, status
+/// codes and reason codes only.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+/// This OpenAPI 3 document. Served without authentication, with open CORS.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", responses((status = 200, content_type = "application/json")))]
+pub async fn openapi(Extension(doc): Extension<OpenApiJson>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], doc.0.as_str().to_owned()).into_response()
+}
+
+#[derive(Clone)]
+pub struct OpenApiJson(pub std::sync::Arc<String>);
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    partner: String,
+    display_name: String,
+    kind: String,
+    member: bool,
+    role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+}
+
+/// The caller as the gateway sees it: partner, kind, membership and role.
+#[utoipa::path(get, path = "/v1/me", tag = "operations", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn me(principal: Principal) -> axum::Json<Me> {
+    axum::Json(Me {
+        partner: principal.partner.id.clone(),
+        display_name: principal.partner.display_name.clone(),
+        kind: principal.partner.kind.clone(),
+        member: principal.partner.member,
+        role: principal.role,
+        user: principal.user,
+    })
+}

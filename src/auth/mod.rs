@@ -1,0 +1,113 @@
+//! Authentication: a bearer JWT (optionally bound to a TLS client
+//! certificate) becomes a [`Principal`], or the request ends here with 401/403.
+
+pub mod token;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::Serialize;
+
+use crate::api::problem::Problem;
+use crate::partners::{Partner, Registry};
+use crate::tls::ClientCertificate;
+pub use token::Verifier;
+
+/// The authenticated caller: a partner organisation acting in one role.
+#[derive(Clone, Debug, Serialize)]
+pub struct Principal {
+    pub partner: Arc<Partner>,
+    pub role: String,
+    /// The user within the partner, when the token names one.
+    pub user: Option<String>,
+}
+
+impl Principal {
+    pub fn is_member(&self) -> bool {
+        self.partner.member
+    }
+}
+
+#[derive(Clone)]
+pub struct Authenticator {
+    verifier: Arc<Verifier>,
+    registry: Registry,
+    /// Whether `tls.client_ca` is configured: then a registered client
+    /// certificate is required on every authenticated request.
+    require_client_cert: bool,
+}
+
+impl Authenticator {
+    pub fn new(verifier: Verifier, registry: Registry, require_client_cert: bool) -> Self {
+        Self { verifier: Arc::new(verifier), registry, require_client_cert }
+    }
+
+    async fn authenticate(&self, parts: &Parts) -> Result<Principal, Problem> {
+        let token = bearer(parts).ok_or_else(|| Problem::unauthorized("token-missing"))?;
+        let claims = self.verifier.verify(token).map_err(|e| Problem::unauthorized(e.code()))?;
+        let partner = self
+            .registry
+            .get(&claims.partner)
+            .await?
+            .ok_or_else(|| Problem::unauthorized("partner-unknown"))?;
+        if !partner.is_active() {
+            return Err(Problem::forbidden("partner-suspended", "this partner is suspended in the registry"));
+        }
+        if !partner.roles.iter().any(|r| *r == claims.role) {
+            return Err(Problem::forbidden("role-not-allowed", "the token's role is not registered for this partner"));
+        }
+        let cert = parts.extensions.get::<ClientCertificate>().and_then(|c| c.0);
+        if let Some(x5t) = claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref()) {
+            // RFC 8705: a bound token is only valid with the certificate it names.
+            let presented = cert.map(|fp| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fp));
+            if presented.as_deref() != Some(x5t) {
+                return Err(Problem::unauthorized("token-certificate-mismatch"));
+            }
+        }
+        if self.require_client_cert {
+            let fp = cert.ok_or_else(|| Problem::unauthorized("client-certificate-missing"))?;
+            if !partner.cert_fingerprints.iter().any(|f| *f == hex::encode(fp)) {
+                return Err(Problem::forbidden(
+                    "client-certificate-not-registered",
+                    "the client certificate is not registered for the token's partner",
+                ));
+            }
+        }
+        Ok(Principal { partner, role: claims.role, user: claims.sub })
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Middleware: authenticates and stores the [`Principal`] for the layers and
+/// handlers after it.
+pub async fn require_principal(State(auth): State<Authenticator>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    match auth.authenticate(&parts).await {
+        Ok(p) => {
+            parts.extensions.insert(p);
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(problem) => {
+            metrics::counter!("ketenpoort_auth_failures_total", "code" => problem.code_str().to_owned()).increment(1);
+            tracing::info!(status = problem.status().as_u16(), "authentication refused");
+            problem.into_response()
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Principal>().cloned().ok_or_else(|| Problem::unauthorized("token-missing"))
+    }
+}

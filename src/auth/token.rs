@@ -1,0 +1,282 @@
+//! Bearer tokens: what ketenpoort accepts (verification) and what its own
+//! issuer signs (the demo and `ketenpoort token issue`).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::keys::{KeyStore, TOKEN_ISSUER};
+
+/// The claims ketenpoort reads. Standard claims are checked by jsonwebtoken.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    pub jti: String,
+    /// The user within the partner organisation, for the disclosure log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Partner id in the registry.
+    pub partner: String,
+    pub role: String,
+    /// RFC 8705 certificate binding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Confirmation {
+    #[serde(rename = "x5t#S256")]
+    pub x5t_s256: Option<String>,
+}
+
+/// Why a token was refused; the code goes into the problem and a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Malformed,
+    Algorithm,
+    Signature,
+    Expired,
+    NotYetValid,
+    Audience,
+    Issuer,
+    Claims,
+}
+
+impl TokenError {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Malformed => "token-malformed",
+            Self::Algorithm => "token-algorithm",
+            Self::Signature => "token-signature",
+            Self::Expired => "token-expired",
+            Self::NotYetValid => "token-not-yet-valid",
+            Self::Audience => "token-audience",
+            Self::Issuer => "token-issuer",
+            Self::Claims => "token-claims",
+        }
+    }
+}
+
+struct Key {
+    alg: Algorithm,
+    kid: Option<String>,
+    key: DecodingKey,
+}
+
+pub struct Verifier {
+    keys: Vec<Key>,
+    allowed: HashSet<Algorithm>,
+    issuer: String,
+    audience: String,
+    leeway: u64,
+}
+
+fn parse_alg(s: &str) -> anyhow::Result<Algorithm> {
+    Ok(match s {
+        "EdDSA" => Algorithm::EdDSA,
+        "ES256" => Algorithm::ES256,
+        "RS256" => Algorithm::RS256,
+        "PS256" => Algorithm::PS256,
+        "HS256" => Algorithm::HS256,
+        other => bail!("auth.algorithms: unsupported algorithm {other:?} (EdDSA, ES256, RS256, PS256, HS256)"),
+    })
+}
+
+impl Verifier {
+    pub fn from_config(cfg: &Config) -> anyhow::Result<Self> {
+        let a = &cfg.auth;
+        let allowed: HashSet<Algorithm> = a.algorithms.iter().map(|s| parse_alg(s)).collect::<Result<_, _>>()?;
+        anyhow::ensure!(!allowed.is_empty(), "auth.algorithms is empty");
+        if allowed.contains(&Algorithm::HS256) != a.hmac_secret_file.is_some() {
+            bail!("HS256 needs both auth.hmac_secret_file and HS256 in auth.algorithms; it is never on by default");
+        }
+        let mut keys = Vec::new();
+        let default_key = KeyStore::new(&cfg.data_dir).public_pem_path(TOKEN_ISSUER);
+        let pem_files = if a.public_keys.is_empty() && a.jwks_file.is_none() && a.hmac_secret_file.is_none() {
+            vec![default_key]
+        } else {
+            a.public_keys.clone()
+        };
+        for file in &pem_files {
+            let pem = std::fs::read(file).with_context(|| format!("reading token key {}", file.display()))?;
+            let before = keys.len();
+            for alg in &allowed {
+                let key = match alg {
+                    Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
+                    Algorithm::ES256 => DecodingKey::from_ec_pem(&pem),
+                    Algorithm::RS256 | Algorithm::PS256 => DecodingKey::from_rsa_pem(&pem),
+                    _ => continue,
+                };
+                if let Ok(key) = key {
+                    keys.push(Key { alg: *alg, kid: None, key });
+                }
+            }
+            anyhow::ensure!(keys.len() > before, "{} holds no key for the configured algorithms", file.display());
+        }
+        if let Some(file) = &a.jwks_file {
+            keys.extend(load_jwks(file, &allowed)?);
+        }
+        if let Some(file) = &a.hmac_secret_file {
+            let secret = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            anyhow::ensure!(secret.len() >= 32, "auth.hmac_secret_file must hold at least 32 bytes");
+            keys.push(Key { alg: Algorithm::HS256, kid: None, key: DecodingKey::from_secret(&secret)? });
+        }
+        Ok(Self { keys, allowed, issuer: a.issuer.clone(), audience: a.audience.clone(), leeway: a.leeway_secs })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if !self.allowed.contains(&header.alg) {
+            return Err(TokenError::Algorithm);
+        }
+        let mut v = Validation::new(header.alg);
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.set_required_spec_claims(&["exp", "nbf", "iss", "aud"]);
+        v.validate_nbf = true;
+        v.leeway = self.leeway;
+        let candidates = self
+            .keys
+            .iter()
+            .filter(|k| k.alg == header.alg && (k.kid.is_none() || k.kid == header.kid));
+        let mut last = TokenError::Signature;
+        for k in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &k.key, &v) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind as K;
+                    last = match e.kind() {
+                        K::InvalidSignature | K::InvalidEcdsaKey | K::InvalidRsaKey(_) | K::InvalidKeyFormat => {
+                            TokenError::Signature
+                        }
+                        K::ExpiredSignature => return Err(TokenError::Expired),
+                        K::ImmatureSignature => return Err(TokenError::NotYetValid),
+                        K::InvalidAudience => return Err(TokenError::Audience),
+                        K::InvalidIssuer => return Err(TokenError::Issuer),
+                        K::MissingRequiredClaim(_) | K::Json(_) => return Err(TokenError::Claims),
+                        K::InvalidAlgorithm => TokenError::Algorithm,
+                        _ => TokenError::Malformed,
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+fn load_jwks(file: &Path, allowed: &HashSet<Algorithm>) -> anyhow::Result<Vec<Key>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let set: JwkSet = serde_json::from_str(&text).with_context(|| format!("{} is not a JWKS", file.display()))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let alg = match &jwk.common.key_algorithm {
+            Some(a) => parse_alg(&a.to_string())?,
+            None => continue,
+        };
+        if alg == Algorithm::HS256 || !allowed.contains(&alg) {
+            continue;
+        }
+        keys.push(Key { alg, kid: jwk.common.key_id.clone(), key: DecodingKey::from_jwk(jwk)? });
+    }
+    anyhow::ensure!(!keys.is_empty(), "{} holds no usable key", file.display());
+    Ok(keys)
+}
+
+/// What `token issue` and the demo put into a token.
+pub struct TokenRequest<'a> {
+    pub partner: &'a str,
+    pub role: &'a str,
+    pub user: Option<&'a str>,
+    pub ttl: std::time::Duration,
+    /// SHA-256 of the client certificate to bind the token to (RFC 8705).
+    pub cert_fingerprint: Option<[u8; 32]>,
+}
+
+/// Signs a token with the data directory's issuer key.
+pub fn issue(cfg: &Config, req: &TokenRequest<'_>) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        req.ttl.as_secs() <= cfg.auth.max_token_ttl_secs,
+        "ttl above auth.max_token_ttl_secs ({}s)",
+        cfg.auth.max_token_ttl_secs
+    );
+    let key = KeyStore::new(&cfg.data_dir).ed25519(TOKEN_ISSUER)?;
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = Claims {
+        iss: cfg.auth.issuer.clone(),
+        aud: cfg.auth.audience.clone(),
+        iat: now,
+        nbf: now,
+        exp: now + req.ttl.as_secs(),
+        jti: uuid::Uuid::now_v7().to_string(),
+        sub: req.user.map(str::to_owned),
+        partner: req.partner.to_owned(),
+        role: req.role.to_owned(),
+        cnf: req.cert_fingerprint.map(|fp| Confirmation {
+            x5t_s256: Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fp)),
+        }),
+    };
+    let header = Header::new(Algorithm::EdDSA);
+    Ok(jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(key.pkcs8_der()))?)
+}
+
+/// Parses `30s`, `15m`, `1h`, `7d`.
+pub fn parse_ttl(s: &str) -> anyhow::Result<std::time::Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().with_context(|| format!("invalid ttl {s:?}"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => bail!("invalid ttl unit in {s:?} (use s, m, h or d)"),
+    };
+    anyhow::ensure!(secs > 0, "ttl must be positive");
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl() {
+        assert_eq!(parse_ttl("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_ttl("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_ttl("7d").unwrap().as_secs(), 7 * 86400);
+        assert!(parse_ttl("1y").is_err());
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("h").is_err());
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_hmac_is_off_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        KeyStore::new(dir.path()).ensure_ed25519(TOKEN_ISSUER).unwrap();
+        let req = TokenRequest {
+            partner: "assen",
+            role: "fg",
+            user: None,
+            ttl: std::time::Duration::from_secs(60),
+            cert_fingerprint: None,
+        };
+        let v = Verifier::from_config(&cfg).unwrap();
+        let claims = v.verify(&issue(&cfg, &req).unwrap()).unwrap();
+        assert_eq!((claims.partner.as_str(), claims.role.as_str()), ("assen", "fg"));
+        let hs = Config {
+            auth: crate::config::AuthConfig { algorithms: vec!["HS256".into()], ..Default::default() },
+            ..cfg.clone()
+        };
+        assert!(Verifier::from_config(&hs).is_err(), "HS256 without an explicit secret must be refused");
+    }
+}

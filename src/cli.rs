@@ -1,0 +1,251 @@
+//! The command line: `serve`, `migrate`, `partner`, `token`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::token::{self, TokenRequest};
+use crate::config::{Config, Overrides};
+use crate::partners::{Partner, PartnerStatus};
+use crate::store::Db;
+use crate::{server, telemetry};
+
+#[derive(Parser)]
+#[command(name = "ketenpoort", version, about = "Exchange gateway of the Drenthe anti-trafficking covenant")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (keys, TLS material, SQLite database).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// `sqlite://...` or `postgres://...`; default: SQLite in the data directory.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+impl Common {
+    fn config(&self, listen: Option<SocketAddr>) -> anyhow::Result<Config> {
+        Config::load(&Overrides {
+            config_file: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            listen,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API over HTTPS.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Listen address (default 127.0.0.1:8443).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Initialise the data directory with the Drenthe demo region first.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Manage the partner registry.
+    Partner {
+        #[command(subcommand)]
+        action: PartnerCommand,
+    },
+    /// Bearer tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PartnerCommand {
+    /// Register a partner.
+    Add {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// gemeente, zvhd, politie, nla, om, veilig-thuis, zorgpartner, riec, ...
+        #[arg(long)]
+        kind: String,
+        /// Comma-separated roles this partner's tokens may carry.
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// The partner is outside the covenant (phenomenon tables only).
+        #[arg(long)]
+        non_member: bool,
+        #[arg(long)]
+        oin: Option<String>,
+        /// SHA-256 (hex) of a client certificate; repeatable.
+        #[arg(long = "cert-fingerprint")]
+        cert_fingerprints: Vec<String>,
+    },
+    /// List partners.
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suspend a partner: its tokens stop working.
+    Suspend {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        id: String,
+    },
+    /// Reactivate a suspended partner.
+    Activate {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a signed token for a partner and role.
+    Issue {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        partner: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        user: Option<String>,
+        /// Lifetime: 30s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Bind the token to this client certificate (PEM), RFC 8705.
+        #[arg(long, value_name = "PEM")]
+        bind_cert: Option<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open(common: &Common) -> anyhow::Result<(Config, Db)> {
+    let cfg = common.config(None)?;
+    let db = Db::connect(&cfg.database_url(), 2).await?;
+    db.migrate().await?;
+    Ok((cfg, db))
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { common, listen, demo } => {
+            let cfg = common.config(listen)?;
+            telemetry::init_logging(&cfg.logging.level);
+            server::run(cfg, demo).await?;
+        }
+        Command::Migrate { common } => {
+            open(&common).await?;
+            println!("migrations applied");
+        }
+        Command::Partner { action } => return partner(action).await,
+        Command::Token { action: TokenCommand::Issue { common, partner, role, user, ttl, bind_cert } } => {
+            let (cfg, db) = open(&common).await?;
+            let p = db.partner(&partner).await?.ok_or_else(|| anyhow::anyhow!("no partner {partner:?}"))?;
+            anyhow::ensure!(p.roles.contains(&role), "role {role:?} is not registered for partner {partner:?}");
+            let cert_fingerprint = match bind_cert {
+                Some(path) => {
+                    use rustls_pki_types::pem::PemObject;
+                    let der = rustls_pki_types::CertificateDer::from_pem_file(&path)
+                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                    Some(crate::tls::fingerprint(&der))
+                }
+                None => None,
+            };
+            let req = TokenRequest {
+                partner: &partner,
+                role: &role,
+                user: user.as_deref(),
+                ttl: token::parse_ttl(&ttl)?,
+                cert_fingerprint,
+            };
+            println!("{}", token::issue(&cfg, &req)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn partner(action: PartnerCommand) -> anyhow::Result<ExitCode> {
+    match action {
+        PartnerCommand::Add { common, id, name, kind, roles, non_member, oin, cert_fingerprints } => {
+            let (_, db) = open(&common).await?;
+            let p = Partner {
+                id,
+                display_name: name,
+                kind,
+                member: !non_member,
+                oin,
+                roles,
+                cert_fingerprints: cert_fingerprints.into_iter().map(|f| f.to_ascii_lowercase().replace(':', "")).collect(),
+                status: PartnerStatus::Active,
+            };
+            p.validate().map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(db.insert_partner(&p).await?, "partner {:?} already exists", p.id);
+            println!("added {}", p.id);
+        }
+        PartnerCommand::List { common, json } => {
+            let (_, db) = open(&common).await?;
+            let all = db.partners().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!("{:<16} {:<14} {:<7} {:<10} ROLES", "ID", "KIND", "MEMBER", "STATUS");
+                for p in all {
+                    let member = if p.member { "yes" } else { "no" };
+                    println!("{:<16} {:<14} {:<7} {:<10} {}", p.id, p.kind, member, p.status.as_str(), p.roles.join(","));
+                }
+            }
+        }
+        PartnerCommand::Suspend { common, id } => set_status(&common, &id, PartnerStatus::Suspended).await?,
+        PartnerCommand::Activate { common, id } => set_status(&common, &id, PartnerStatus::Active).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_status(common: &Common, id: &str, status: PartnerStatus) -> anyhow::Result<()> {
+    let (_, db) = open(common).await?;
+    anyhow::ensure!(db.set_partner_status(id, status).await?, "no partner {id:?}");
+    println!("{id} is now {}", status.as_str());
+    Ok(())
+}

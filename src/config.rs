@@ -1,0 +1,230 @@
+//! Configuration: defaults, then a TOML file, then `KETENPOORT_*` environment
+//! variables, then command-line flags. Every key is documented in the README.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Keys, TLS material, the SQLite database and demo tokens live here.
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub tls: TlsConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub logging: LoggingConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("ketenpoort-data"),
+            http: HttpConfig::default(),
+            tls: TlsConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            logging: LoggingConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Largest accepted request body in bytes.
+    pub body_limit: usize,
+    /// Whole-request timeout in seconds.
+    pub request_timeout_secs: u64,
+    /// Sustained requests per second per partner (per instance).
+    pub rate_limit_per_second: u32,
+    /// Requests a partner may burst above the sustained rate.
+    pub rate_limit_burst: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            body_limit: 1024 * 1024,
+            request_timeout_secs: 30,
+            rate_limit_per_second: 200,
+            rate_limit_burst: 400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM). Default: `DATA_DIR/tls/server.pem`.
+    pub cert: Option<PathBuf>,
+    /// Server private key (PEM). Default: `DATA_DIR/tls/server.key`.
+    pub key: Option<PathBuf>,
+    /// CA bundle (PEM) for client certificates. When set, every authenticated
+    /// request must present a client certificate registered to its partner.
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://...` or `postgres://...`. Default: SQLite in the data directory.
+    pub url: Option<String>,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: None, max_connections: 16 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Required `iss` claim.
+    pub issuer: String,
+    /// Required `aud` claim.
+    pub audience: String,
+    /// Accepted algorithms. Asymmetric only unless `hmac_secret_file` is set.
+    pub algorithms: Vec<String>,
+    /// PEM public keys of the token issuer. Default: the data directory's
+    /// issuer key (`DATA_DIR/keys/token-issuer.pub.pem`).
+    pub public_keys: Vec<PathBuf>,
+    /// A JWKS file of an external issuer (keys selected by `kid`).
+    pub jwks_file: Option<PathBuf>,
+    /// Shared HS256 secret. Off unless an operator sets it explicitly.
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Longest token lifetime `token issue` will sign, in seconds.
+    pub max_token_ttl_secs: u64,
+    /// How long a partner registry lookup is cached, in seconds. A suspension
+    /// takes effect within this time on every instance.
+    pub partner_cache_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "ketenpoort".into(),
+            audience: "ketenpoort".into(),
+            algorithms: vec!["EdDSA".into()],
+            public_keys: Vec::new(),
+            jwks_file: None,
+            hmac_secret_file: None,
+            leeway_secs: 30,
+            max_token_ttl_secs: 30 * 24 * 3600,
+            partner_cache_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `tracing` filter directive, e.g. `info` or `ketenpoort=debug,info`.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+/// Command-line values that override the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub listen: Option<SocketAddr>,
+}
+
+impl Config {
+    pub fn load(o: &Overrides) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = &o.config_file {
+            anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
+            fig = fig.merge(Toml::file(file));
+        }
+        fig = fig.merge(Env::prefixed("KETENPOORT_").split("__").ignore(&["test_database_url"]));
+        let mut cfg: Config = fig.extract().context("invalid configuration")?;
+        if let Some(d) = &o.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(u) = &o.database_url {
+            cfg.database.url = Some(u.clone());
+        }
+        if let Some(l) = o.listen {
+            cfg.http.listen = l;
+        }
+        Ok(cfg)
+    }
+
+    pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.data_dir.join(rel)
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.path("ketenpoort.db").display()),
+        }
+    }
+
+    pub fn tls_cert(&self) -> PathBuf {
+        self.tls.cert.clone().unwrap_or_else(|| self.path("tls/server.pem"))
+    }
+
+    pub fn tls_key(&self) -> PathBuf {
+        self.tls.key.clone().unwrap_or_else(|| self.path("tls/server.key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_without_a_file() {
+        let cfg = Config::load(&Overrides::default()).unwrap();
+        assert_eq!(cfg.http.listen.port(), 8443);
+        assert_eq!(cfg.http.body_limit, 1 << 20);
+        assert!(cfg.database_url().starts_with("sqlite://"));
+        assert_eq!(cfg.auth.algorithms, vec!["EdDSA".to_string()]);
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k.toml");
+        std::fs::write(&file, "data_dir = \"/srv/kp\"\n[http]\nbody_limit = 2048\n").unwrap();
+        let o = Overrides {
+            config_file: Some(file),
+            database_url: Some("postgres://x@h/db".into()),
+            ..Default::default()
+        };
+        let cfg = Config::load(&o).unwrap();
+        assert_eq!(cfg.http.body_limit, 2048);
+        assert_eq!(cfg.data_dir, PathBuf::from("/srv/kp"));
+        assert_eq!(cfg.database_url(), "postgres://x@h/db");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k.toml");
+        std::fs::write(&file, "[http]\nbody_limt = 2048\n").unwrap();
+        let o = Overrides { config_file: Some(file), ..Default::default() };
+        assert!(Config::load(&o).is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! `serve --demo`: a working Drenthe region in the data directory — keys, a
+//! development CA, the covenant partners and a token per partner and role.
+//! Re-running keeps every existing key, certificate, partner and record.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::auth::token::{self, TokenRequest};
+use crate::config::Config;
+use crate::keys::{KeyStore, TOKEN_ISSUER, write_secret};
+use crate::partners::{Partner, PartnerStatus};
+use crate::store::Db;
+use crate::tls::DevPki;
+
+/// (id, display name, kind, member, roles)
+const PARTNERS: &[(&str, &str, &str, bool, &[&str])] = &[
+    ("aa-en-hunze", "Gemeente Aa en Hunze", "gemeente", true, GEMEENTE),
+    ("assen", "Gemeente Assen", "gemeente", true, GEMEENTE),
+    ("borger-odoorn", "Gemeente Borger-Odoorn", "gemeente", true, GEMEENTE),
+    ("coevorden", "Gemeente Coevorden", "gemeente", true, GEMEENTE),
+    ("de-wolden", "Gemeente De Wolden", "gemeente", true, GEMEENTE),
+    ("emmen", "Gemeente Emmen", "gemeente", true, GEMEENTE),
+    ("hoogeveen", "Gemeente Hoogeveen", "gemeente", true, GEMEENTE),
+    ("meppel", "Gemeente Meppel", "gemeente", true, GEMEENTE),
+    ("midden-drenthe", "Gemeente Midden-Drenthe", "gemeente", true, GEMEENTE),
+    ("noordenveld", "Gemeente Noordenveld", "gemeente", true, GEMEENTE),
+    ("tynaarlo", "Gemeente Tynaarlo", "gemeente", true, GEMEENTE),
+    ("westerveld", "Gemeente Westerveld", "gemeente", true, GEMEENTE),
+    ("zvhd", "Zorg- en Veiligheidshuis Drenthe", "zvhd", true, &["ketenregisseur", "zorgcoordinator", "fg"]),
+    ("politie", "Politie Noord-Nederland (TMM)", "politie", true, &["rechercheur", "fg"]),
+    ("nla", "Nederlandse Arbeidsinspectie", "nla", true, &["inspecteur", "fg"]),
+    ("om", "Openbaar Ministerie", "om", true, &["officier", "fg"]),
+    ("veilig-thuis", "Veilig Thuis Drenthe", "veilig-thuis", true, &["aandachtfunctionaris", "fg"]),
+    ("fier", "Fier", "zorgpartner", true, &["hulpverlener", "fg"]),
+    ("riec", "RIEC Noord-Nederland", "riec", false, &["analist", "fg"]),
+];
+
+const GEMEENTE: &[&str] = &["aandachtfunctionaris-veiligheid", "aandachtfunctionaris-sociaal", "fg"];
+
+/// Demo tokens live this long; each demo start signs fresh ones.
+const TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+pub async fn init(cfg: &Config, db: &Db) -> anyhow::Result<()> {
+    let dir = &cfg.data_dir;
+    let keys = KeyStore::new(dir);
+    keys.ensure_ed25519(TOKEN_ISSUER)?;
+    let pki = DevPki::ensure(dir)?;
+    let tokens = dir.join("demo/tokens");
+    std::fs::create_dir_all(&tokens)?;
+    for (id, name, kind, member, roles) in PARTNERS {
+        let fingerprint = pki.ensure_client(dir, id)?;
+        let partner = Partner {
+            id: (*id).into(),
+            display_name: (*name).into(),
+            kind: (*kind).into(),
+            member: *member,
+            oin: None,
+            roles: roles.iter().map(|r| (*r).to_string()).collect(),
+            cert_fingerprints: vec![hex::encode(fingerprint)],
+            status: PartnerStatus::Active,
+        };
+        db.insert_partner(&partner).await?;
+        for role in *roles {
+            let req = TokenRequest { partner: id, role, user: Some("demo"), ttl: TOKEN_TTL, cert_fingerprint: None };
+            let path = tokens.join(format!("{id}.{role}.jwt"));
+            let _ = std::fs::remove_file(&path);
+            write_secret(&path, token::issue(cfg, &req)?.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+pub fn print_banner(cfg: &Config, addr: SocketAddr) {
+    let dir = cfg.data_dir.display();
+    let base = format!("https://{addr}");
+    println!(
+        "ketenpoort demo region (Drenthe)\n\
+         \n  data directory   {dir}\n  database         {db}\n  CA certificate   {dir}/tls/ca.pem\n  \
+         tokens           {dir}/demo/tokens/<partner>.<role>.jwt\n  client certs     {dir}/demo/clients/<partner>.pem\n\
+         \nTry:\n  curl --cacert {dir}/tls/ca.pem {base}/healthz\n  \
+         curl --cacert {dir}/tls/ca.pem -H \"Authorization: Bearer $(cat {dir}/demo/tokens/assen.aandachtfunctionaris-veiligheid.jwt)\" {base}/v1/me\n  \
+         curl --cacert {dir}/tls/ca.pem {base}/v1/openapi.json\n",
+        db = redact_url(&cfg.database_url()),
+    );
+}
+
+/// A database URL without its password, for printing.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(c) => format!("{}:***{}", &url[..s + 3 + c], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redaction() {
+        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

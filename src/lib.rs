@@ -1,0 +1,19 @@
+//! ketenpoort: the exchange gateway of the Drenthe anti-trafficking covenant.
+//!
+//! The request path reads top to bottom through these modules: [`server`]
+//! (TLS) → `api` (tower layers, routes, problem+json) → `auth` (JWT →
+//! `Principal`) → handlers. Every module is private to the crate; the
+//! binary's only way in is [`cli::main`].
+
+pub mod cli;
+
+mod api;
+mod auth;
+mod config;
+mod demo;
+mod keys;
+mod partners;
+mod server;
+mod store;
+mod telemetry;
+mod tls;

@@ -1,0 +1,105 @@
+//! The HTTPS server: TLS with rustls on a plain accept loop, HTTP/1.1 and
+//! HTTP/2 by hyper, graceful shutdown on SIGTERM or Ctrl-C.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::api::{self, AppState, middleware::RateLimit};
+use crate::auth::{Authenticator, Verifier};
+use crate::config::Config;
+use crate::partners::Registry;
+use crate::store::Db;
+use crate::{demo, telemetry, tls};
+
+/// `ketenpoort serve`: open storage, (with `--demo`) initialise the demo
+/// region, then serve until told to stop.
+pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
+    let db = Db::connect(&cfg.database_url(), cfg.database.max_connections).await?;
+    db.migrate().await?;
+    if demo {
+        demo::init(&cfg, &db).await?;
+    }
+    let registry = Registry::new(db.clone(), Duration::from_secs(cfg.auth.partner_cache_secs));
+    let auth = Authenticator::new(Verifier::from_config(&cfg)?, registry, cfg.tls.client_ca.is_some());
+    let state = AppState {
+        db,
+        auth,
+        rate_limit: RateLimit::new(cfg.http.rate_limit_per_second, cfg.http.rate_limit_burst),
+        metrics: Some(telemetry::install_metrics()?),
+    };
+    let app = api::app(state, &cfg);
+    let tls = tls::server_config(&cfg)?;
+    let listener = TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
+    let addr = listener.local_addr()?;
+    if demo {
+        demo::print_banner(&cfg, addr);
+    }
+    // Scripts and tests wait for this exact line.
+    println!("ketenpoort listening on https://{addr}");
+    tracing::info!(%addr, "listening");
+    serve(listener, tls, app, shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router, stop: impl Future<Output = ()>) {
+    let acceptor = TlsAcceptor::from(tls);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
+                metrics::counter!("ketenpoort_tls_handshake_failures_total").increment(1);
+                return;
+            };
+            let client = tls::ClientCertificate::of(stream.get_ref().1);
+            let svc = app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(client);
+                req
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
+            let _ = watcher.watch(conn.into_owned()).await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(20), graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after 20s; stopping anyway");
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
