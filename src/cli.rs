@@ -71,6 +71,47 @@ enum Command {
         #[command(subcommand)]
         action: TokenCommand,
     },
+    /// The disclosure log.
+    Log {
+        #[command(subcommand)]
+        action: LogCommand,
+    },
+    /// The covenant policies.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Recompute the whole log and check every checkpoint; exit 0 only if
+    /// everything verifies, otherwise name the first bad index.
+    Verify {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run the Rego tests (`test_*` rules in `*_test.rego`).
+    Test {
+        /// Policy directory (default: policy.path from the configuration).
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
+    },
+    /// Evaluate JSON lines `{"entrypoint": ..., "input": ...}` from stdin;
+    /// print one decision per line.
+    Eval {
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
+    },
+    /// Write the JSON Schemas of the policy input and decision.
+    Schema {
+        #[arg(long, value_name = "DIR", default_value = "policies/schema")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -180,6 +221,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("migrations applied");
         }
         Command::Partner { action } => return partner(action).await,
+        Command::Log { action: LogCommand::Verify { common } } => {
+            let cfg = common.config(None)?;
+            // Three streams (entries, subject index, tree hashes) read side by side.
+            let db = Db::connect(&cfg.database_url(), 4).await?;
+            match crate::ledger::verify::verify(&db).await {
+                Ok(r) => println!(
+                    "log verified: {} entries, {} checkpoints, root {}",
+                    r.entries,
+                    r.checkpoints,
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, r.root.0)
+                ),
+                Err(f) => {
+                    eprintln!("log verification FAILED: {f}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Command::Policy { action } => return policy(action),
         Command::Token { action: TokenCommand::Issue { common, partner, role, user, ttl, bind_cert } } => {
             let (cfg, db) = open(&common).await?;
             let p = db.partner(&partner).await?.ok_or_else(|| anyhow::anyhow!("no partner {partner:?}"))?;
@@ -201,6 +260,63 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 cert_fingerprint,
             };
             println!("{}", token::issue(&cfg, &req)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn policy_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match explicit {
+        Some(p) => Ok(p),
+        None => Ok(Config::load(&Overrides::default())?.policy.path),
+    }
+}
+
+fn policy(action: PolicyCommand) -> anyhow::Result<ExitCode> {
+    use std::io::{BufRead, Write};
+
+    use crate::policy::{Bundle, Policies, run_tests};
+    match action {
+        PolicyCommand::Test { policies } => {
+            let bundle = Bundle::load(&policy_dir(policies)?)?;
+            let report = run_tests(&bundle)?;
+            for f in &report.failed {
+                println!("FAIL {f}");
+            }
+            println!("{} passed, {} failed ({})", report.passed.len(), report.failed.len(), bundle.revision());
+            if !report.failed.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        PolicyCommand::Eval { policies } => {
+            #[derive(serde::Deserialize)]
+            struct Line {
+                entrypoint: String,
+                input: serde_json::Value,
+            }
+            let compiled = Policies::compile(&Bundle::load(&policy_dir(policies)?)?)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            for line in std::io::stdin().lock().lines() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let l: Line = serde_json::from_str(&line)?;
+                serde_json::to_writer(&mut out, &compiled.evaluate(&l.entrypoint, &l.input))?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+        }
+        PolicyCommand::Schema { out } => {
+            std::fs::create_dir_all(&out)?;
+            for (name, schema) in [
+                ("input.json", schemars::schema_for!(crate::policy::Input)),
+                ("decision.json", schemars::schema_for!(crate::policy::Decision)),
+            ] {
+                std::fs::write(out.join(name), serde_json::to_string_pretty(&schema)? + "\n")?;
+            }
+            println!("wrote {}", out.display());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -18,6 +18,8 @@ pub struct Config {
     pub tls: TlsConfig,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
+    pub log: LogConfig,
+    pub policy: PolicyConfig,
     pub logging: LoggingConfig,
 }
 
@@ -29,6 +31,8 @@ impl Default for Config {
             tls: TlsConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
+            log: LogConfig::default(),
+            policy: PolicyConfig::default(),
             logging: LoggingConfig::default(),
         }
     }
@@ -129,6 +133,40 @@ impl Default for AuthConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Checkpoint origin (and signing key name). Default `<hostname>/ketenpoort/log`.
+    /// Fixed when the log is created: all instances of one log must agree.
+    pub origin: Option<String>,
+    /// Sign a checkpoint at least every this many entries...
+    pub checkpoint_every: u64,
+    /// ...and at least this often (seconds) while the log grows.
+    pub checkpoint_interval_secs: u64,
+    /// A privacy-officer search with no filter but a period may span at most
+    /// this many days.
+    pub max_unfiltered_days: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { origin: None, checkpoint_every: 1000, checkpoint_interval_secs: 60, max_unfiltered_days: 31 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Directory of the Rego policies and their data.
+    pub path: PathBuf,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("policies") }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LoggingConfig {
     /// `tracing` filter directive, e.g. `info` or `ketenpoort=debug,info`.
     pub level: String,
@@ -179,6 +217,17 @@ impl Config {
             Some(u) => u.clone(),
             None => format!("sqlite://{}?mode=rwc", self.path("ketenpoort.db").display()),
         }
+    }
+
+    pub fn log_origin(&self) -> String {
+        self.log.origin.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace))
+                .unwrap_or_else(|| "localhost".into());
+            format!("{host}/ketenpoort/log")
+        })
     }
 
     pub fn tls_cert(&self) -> PathBuf {

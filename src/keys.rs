@@ -20,16 +20,11 @@ pub struct KeyStore {
 /// An Ed25519 key pair as PKCS#8 (the form ring and jsonwebtoken read).
 pub struct Ed25519 {
     pkcs8: zeroize::Zeroizing<Vec<u8>>,
-    public: [u8; 32],
 }
 
 impl Ed25519 {
     pub fn pkcs8_der(&self) -> &[u8] {
         &self.pkcs8
-    }
-
-    pub fn public_key(&self) -> &[u8; 32] {
-        &self.public
     }
 
     pub fn key_pair(&self) -> Ed25519KeyPair {
@@ -68,10 +63,9 @@ impl KeyStore {
         if block.tag() != "PRIVATE KEY" {
             bail!("key {} is not a PKCS#8 private key", path.display());
         }
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(block.contents())
+        Ed25519KeyPair::from_pkcs8_maybe_unchecked(block.contents())
             .map_err(|_| anyhow::anyhow!("key {} is not an Ed25519 PKCS#8 key", path.display()))?;
-        let public: [u8; 32] = pair.public_key().as_ref().try_into().expect("ed25519 public key");
-        Ok(Ed25519 { pkcs8: zeroize::Zeroizing::new(block.contents().to_vec()), public })
+        Ok(Ed25519 { pkcs8: zeroize::Zeroizing::new(block.contents().to_vec()) })
     }
 
     /// Path of the public half of `name`, for configurations that verify.
@@ -145,9 +139,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ks = KeyStore::new(dir.path());
         ks.ensure_ed25519("k").unwrap();
-        let first = ks.ed25519("k").unwrap().public;
+        let first = ks.ed25519("k").unwrap().key_pair().public_key().as_ref().to_vec();
         ks.ensure_ed25519("k").unwrap();
-        assert_eq!(ks.ed25519("k").unwrap().public, first);
+        assert_eq!(ks.ed25519("k").unwrap().key_pair().public_key().as_ref(), &first[..]);
         ks.ensure_secret("s").unwrap();
         let s1 = *ks.secret("s").unwrap();
         ks.ensure_secret("s").unwrap();

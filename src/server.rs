@@ -18,7 +18,11 @@ use tower::ServiceExt;
 use crate::api::{self, AppState, middleware::RateLimit};
 use crate::auth::{Authenticator, Verifier};
 use crate::config::Config;
+use crate::crypto::{PSEUDONYM_KEY, Pseudonymizer};
+use crate::keys::KeyStore;
+use crate::ledger::Ledger;
 use crate::partners::Registry;
+use crate::policy::PolicyEngine;
 use crate::store::Db;
 use crate::{demo, telemetry, tls};
 
@@ -32,12 +36,24 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     }
     let registry = Registry::new(db.clone(), Duration::from_secs(cfg.auth.partner_cache_secs));
     let auth = Authenticator::new(Verifier::from_config(&cfg)?, registry, cfg.tls.client_ca.is_some());
+    let keys = KeyStore::new(&cfg.data_dir);
+    keys.ensure_secret(PSEUDONYM_KEY)?;
+    let ledger = Ledger::open(db.clone(), &keys, &cfg.log_origin()).await?;
+    tokio::spawn(ledger.clone().checkpointer(
+        cfg.log.checkpoint_every,
+        Duration::from_secs(cfg.log.checkpoint_interval_secs.max(1)),
+    ));
     let state = AppState {
+        config: Arc::new(cfg.clone()),
         db,
         auth,
         rate_limit: RateLimit::new(cfg.http.rate_limit_per_second, cfg.http.rate_limit_burst),
         metrics: Some(telemetry::install_metrics()?),
+        policy: PolicyEngine::load(cfg.policy.path.clone())?,
+        ledger,
+        pseudonyms: Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?),
     };
+    tokio::spawn(reload_on_sighup(state.policy.clone()));
     let app = api::app(state, &cfg);
     let tls = tls::server_config(&cfg)?;
     let listener = TcpListener::bind(cfg.http.listen)
@@ -93,6 +109,16 @@ async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Route
     drop(listener);
     if tokio::time::timeout(Duration::from_secs(20), graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after 20s; stopping anyway");
+    }
+}
+
+/// SIGHUP reloads the policies; a failing bundle leaves the running ones.
+async fn reload_on_sighup(policy: PolicyEngine) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        if let Err(e) = policy.reload() {
+            tracing::error!(error = %e, "policy reload refused; the running policies stay in force");
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! layers every request passes. Handlers read as the request path:
 //! authenticate (route layer), decide, project, log, respond.
 
+pub mod exchange;
 pub mod extract;
+mod log;
 pub mod middleware;
 pub mod problem;
 mod system;
@@ -27,6 +29,9 @@ use utoipa_axum::routes;
 
 use crate::auth::{Authenticator, require_principal};
 use crate::config::Config;
+use crate::crypto::Pseudonymizer;
+use crate::ledger::Ledger;
+use crate::policy::PolicyEngine;
 use crate::store::Db;
 use middleware::RateLimit;
 use problem::Problem;
@@ -36,10 +41,14 @@ pub const API_VERSION: &str = "1.0.0";
 
 #[derive(Clone)]
 pub struct AppState {
+    pub config: Arc<Config>,
     pub db: Db,
     pub auth: Authenticator,
     pub rate_limit: RateLimit,
     pub metrics: Option<PrometheusHandle>,
+    pub policy: PolicyEngine,
+    pub ledger: Ledger,
+    pub pseudonyms: Pseudonymizer,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -58,7 +67,10 @@ impl FromRef<AppState> for RateLimit {
 #[openapi(
     info(title = "ketenpoort", description = "Exchange gateway of the Drenthe anti-trafficking covenant."),
     modifiers(&BearerAuth),
-    tags((name = "operations", description = "Health, metrics and the API description"))
+    tags(
+        (name = "operations", description = "Health, metrics and the API description"),
+        (name = "log", description = "The disclosure log: checkpoints, proofs and the privacy officer's view")
+    )
 )]
 struct ApiDoc;
 
@@ -81,7 +93,18 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(system::metrics))
         .routes(routes!(system::openapi).layer(CorsLayer::permissive()));
     // Reachable by every authenticated partner, members and non-members.
-    let any_partner = OpenApiRouter::new().routes(routes!(system::me));
+    // The log routes serve hashes to all, and entries within the audit
+    // policy's scope (a non-member: its own aggregate reads only).
+    let any_partner = OpenApiRouter::new()
+        .routes(routes!(system::me))
+        .routes(routes!(log::checkpoint, log::sign_checkpoint))
+        .routes(routes!(log::verifier_key))
+        .routes(routes!(log::inclusion))
+        .routes(routes!(log::consistency))
+        .routes(routes!(log::entries))
+        .routes(routes!(log::search))
+        .routes(routes!(log::export))
+        .routes(routes!(log::subject));
     let authenticated = any_partner
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::rate_limit))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_principal));

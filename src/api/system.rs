@@ -13,24 +13,28 @@ use super::problem::Problem;
 use crate::auth::Principal;
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Status {
     status: &'static str,
+    /// The revision of the policies in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy_revision: Option<String>,
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Status)))]
 pub async fn healthz() -> axum::Json<Status> {
-    axum::Json(Status { status: "ok" })
+    axum::Json(Status { status: "ok", policy_revision: None })
 }
 
-/// The database answers (and, once loaded, the policies are in place).
+/// The database answers and the policies are loaded (their revision is shown).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Status), (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>, Problem> {
     if !state.db.ping().await {
         return Err(Problem::unavailable("the database does not answer"));
     }
-    Ok(axum::Json(Status { status: "ready" }))
+    Ok(axum::Json(Status { status: "ready", policy_revision: Some(state.policy.current().revision().to_owned()) }))
 }
 
 /// Prometheus text exposition. Labels hold route templates, methods, status

@@ -2,6 +2,7 @@
 //! embedded default, WAL) and PostgreSQL (several instances); SQL that differs
 //! between the two stays inside this module.
 
+pub mod ledger;
 pub mod partners;
 
 use std::sync::Arc;

@@ -1,0 +1,110 @@
+//! What every exchange handler does between authentication and response:
+//! read the purpose, ask the policy, log a refusal, attach the receipt.
+
+use axum::extract::FromRequestParts;
+use axum::http::HeaderValue;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::middleware::RequestContext;
+use super::problem::Problem;
+use crate::auth::Principal;
+use crate::ledger::{Draft, LogAction, Receipt, RECEIPT_HEADER};
+use crate::policy::{Decision, Input, model::Party};
+
+pub const PURPOSE_HEADER: &str = "ketenpoort-purpose";
+
+/// The `Ketenpoort-Purpose` header: a purpose id from the policy data.
+/// Absent → None (the exchange is then refused, invariant 5).
+pub struct Purpose(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Purpose {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.headers.get(PURPOSE_HEADER) {
+            None => Ok(Purpose(None)),
+            Some(v) => match v.to_str() {
+                Ok(s) if crate::partners::is_slug(s) => Ok(Purpose(Some(s.to_owned()))),
+                _ => Err(Problem::bad_request("the Ketenpoort-Purpose header must be a purpose id")),
+            },
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<RequestContext>().cloned().ok_or_else(Problem::internal)
+    }
+}
+
+/// The policy's view of a partner.
+pub fn party(p: &crate::partners::Partner, role: Option<&str>) -> Party {
+    Party {
+        partner: p.id.clone(),
+        kind: p.kind.clone(),
+        member: p.member,
+        role: role.map(str::to_owned),
+        status: p.status.as_str().to_owned(),
+    }
+}
+
+/// One exchange being decided: who asks, for which purpose.
+pub struct Exchange<'a> {
+    pub state: &'a AppState,
+    pub ctx: &'a RequestContext,
+    pub principal: &'a Principal,
+    pub purpose: Option<String>,
+}
+
+impl Exchange<'_> {
+    /// The policy input for `action`, the principal as caller.
+    pub fn input(&self, action: crate::policy::Action) -> Input {
+        Input {
+            action,
+            purpose: self.purpose.clone().unwrap_or_default(),
+            principal: party(&self.principal.partner, Some(&self.principal.role)),
+            recipient: None,
+            signal: None,
+            audit: None,
+        }
+    }
+
+    /// The purpose as it may be written to the log: only ids the policy
+    /// data knows (a header value is the caller's text, not ours to log).
+    fn logged_purpose(&self) -> Option<&str> {
+        self.purpose.as_deref().filter(|p| self.state.policy.current().is_known_purpose(p))
+    }
+
+    /// A log draft for this exchange with the decision recorded.
+    pub fn draft(&self, action: LogAction, decision: &Decision) -> Draft {
+        Draft::new(self.ctx, self.principal, action).decided(self.logged_purpose(), decision)
+    }
+
+    /// Decides `input`; a refusal is logged (with `resources`) and becomes a
+    /// 403 carrying the policy's reason code.
+    pub async fn decide(&self, input: &Input, log_as: LogAction, resources: Vec<String>) -> Result<Decision, Problem> {
+        let decision = if self.purpose.is_none() {
+            Decision::deny("purpose-missing", self.state.policy.current().revision())
+        } else {
+            self.state.policy.decide(input)
+        };
+        if decision.allow {
+            return Ok(decision);
+        }
+        self.state.ledger.record(self.draft(log_as, &decision).resources(resources)).await?;
+        let code = decision.reasons.first().cloned().unwrap_or_else(|| "denied".into());
+        Err(Problem::forbidden(&code, "the covenant policy does not allow this exchange"))
+    }
+}
+
+/// Adds the `Ketenpoort-Receipt` header to a disclosing response.
+pub fn with_receipt(receipt: Receipt, body: impl IntoResponse) -> Response {
+    let mut res = body.into_response();
+    res.headers_mut()
+        .insert(RECEIPT_HEADER, HeaderValue::from_str(&receipt.header_value()).expect("receipt header is ASCII"));
+    res
+}

@@ -1,0 +1,156 @@
+//! The policy module only loads and evaluates: the covenant itself is Rego
+//! and data in `policies/`. Any error, undefined result or incoherent answer
+//! is a deny (invariant 5). The running policies are swapped atomically on
+//! reload; a bundle that fails to compile or to pass its tests never replaces
+//! them.
+
+mod bundle;
+pub mod model;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use regorus::{CompiledPolicy, Value};
+
+pub use bundle::Bundle;
+pub use model::{Action, Decision, Input, Mode};
+
+/// One compiled bundle: the entrypoints ready to evaluate, its data and revision.
+pub struct Policies {
+    revision: String,
+    compiled: HashMap<&'static str, CompiledPolicy>,
+    data: serde_json::Value,
+}
+
+impl Policies {
+    pub fn compile(bundle: &Bundle) -> anyhow::Result<Self> {
+        let mut engine = bundle.engine(false)?;
+        let mut compiled = HashMap::new();
+        for entry in model::ENTRYPOINTS {
+            let policy = engine
+                .compile_with_entrypoint(&entry.into())
+                .with_context(|| format!("compiling entrypoint {entry}"))?;
+            compiled.insert(entry, policy);
+        }
+        Ok(Self { revision: bundle.revision(), compiled, data: bundle.data()? })
+    }
+
+    pub fn revision(&self) -> &str {
+        &self.revision
+    }
+
+    /// Whether `purpose` is a purpose id of the covenant data.
+    pub fn is_known_purpose(&self, purpose: &str) -> bool {
+        self.data.pointer("/covenant/purposes").and_then(|p| p.get(purpose)).is_some()
+    }
+
+    /// Policy data (`data.json`): the covenant tables and the phenomenon catalogue.
+    pub fn data(&self) -> &serde_json::Value {
+        &self.data
+    }
+
+    pub fn decide(&self, input: &Input) -> Decision {
+        let raw = serde_json::to_value(input).expect("policy input serialises");
+        let decision = self.evaluate(input.action.entrypoint(), &raw).sanitised(input);
+        let mode = match decision.mode {
+            Mode::Full => "full",
+            Mode::Masked => "masked",
+            Mode::Aggregate => "aggregate",
+            Mode::Deny => "deny",
+        };
+        metrics::counter!("ketenpoort_policy_decisions_total", "action" => input.action.as_str(), "mode" => mode)
+            .increment(1);
+        decision
+    }
+
+    /// Evaluates an entrypoint on any JSON input, as OPA would (used by
+    /// `decide` and by `policy eval` for the conformance check). Errors and
+    /// undefined results come back as deny decisions.
+    pub fn evaluate(&self, entry: &str, input: &serde_json::Value) -> Decision {
+        let Some(policy) = self.compiled.get(entry) else {
+            return Decision::deny("policy-unknown-entrypoint", &self.revision);
+        };
+        let decision = (|| -> Result<Decision, &'static str> {
+            let value = Value::from_json_str(&input.to_string()).map_err(|_| "policy-input")?;
+            let out = policy.eval_with_input(value).map_err(|e| {
+                tracing::error!(entrypoint = entry, error = %e, "policy evaluation failed");
+                "policy-error"
+            })?;
+            if out == Value::Undefined {
+                return Err("policy-undefined");
+            }
+            let text = out.to_json_str().map_err(|_| "policy-error")?;
+            serde_json::from_str::<Decision>(&text).map_err(|_| "policy-malformed-decision")
+        })();
+        match decision {
+            Ok(mut d) => {
+                d.revision = self.revision.clone();
+                d
+            }
+            Err(reason) => Decision::deny(reason, &self.revision),
+        }
+    }
+}
+
+/// The outcome of running a bundle's Rego tests.
+pub struct TestReport {
+    pub passed: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// Runs every `test_*` rule of every package in the bundle.
+pub fn run_tests(bundle: &Bundle) -> anyhow::Result<TestReport> {
+    let mut engine = bundle.engine(true)?;
+    let mut report = TestReport { passed: Vec::new(), failed: Vec::new() };
+    for rule in bundle.test_rules() {
+        match engine.eval_rule(rule.clone()) {
+            Ok(Value::Bool(true)) => report.passed.push(rule),
+            _ => report.failed.push(rule),
+        }
+    }
+    anyhow::ensure!(!report.passed.is_empty() || !report.failed.is_empty(), "the bundle has no tests");
+    Ok(report)
+}
+
+/// The running policies, shared by all requests and swapped whole on reload.
+#[derive(Clone)]
+pub struct PolicyEngine {
+    source: PathBuf,
+    current: Arc<RwLock<Arc<Policies>>>,
+}
+
+impl PolicyEngine {
+    /// Loads, compiles and tests the policies at `source`; refuses to start
+    /// on any failure.
+    pub fn load(source: PathBuf) -> anyhow::Result<Self> {
+        let policies = Self::prepare(&source)?;
+        Ok(Self { source, current: Arc::new(RwLock::new(Arc::new(policies))) })
+    }
+
+    fn prepare(source: &std::path::Path) -> anyhow::Result<Policies> {
+        let bundle = Bundle::load(source)?;
+        let report = run_tests(&bundle)?;
+        anyhow::ensure!(report.failed.is_empty(), "policy tests failed: {}", report.failed.join(", "));
+        Policies::compile(&bundle)
+    }
+
+    pub fn current(&self) -> Arc<Policies> {
+        self.current.read().expect("policy lock").clone()
+    }
+
+    pub fn decide(&self, input: &Input) -> Decision {
+        self.current().decide(input)
+    }
+
+    /// Reloads from the configured source. On any failure the running
+    /// policies stay in place and the error is returned.
+    pub fn reload(&self) -> anyhow::Result<String> {
+        let policies = Self::prepare(&self.source)?;
+        let revision = policies.revision.clone();
+        *self.current.write().expect("policy lock") = Arc::new(policies);
+        tracing::info!(revision = %revision, "policies reloaded");
+        Ok(revision)
+    }
+}

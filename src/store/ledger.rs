@@ -1,0 +1,318 @@
+//! Disclosure-log tables. Appends run inside the caller's write transaction;
+//! the `log_head` row is the sequencer (locked `FOR UPDATE` on PostgreSQL,
+//! so instances sharing a database take turns; SQLite has one writer).
+
+use std::collections::HashMap;
+
+use sqlx::{AnyConnection, Row};
+use tlog_tiles::Hash;
+
+use super::{Backend, Db, WriteTx};
+
+/// The columns derived from an entry, stored beside its leaf bytes.
+pub struct EntryRow<'a> {
+    pub idx: u64,
+    pub leaf: &'a [u8],
+    pub leaf_hash: Hash,
+    pub ts: i64,
+    pub action: &'a str,
+    pub actor_partner: &'a str,
+    pub actor_role: &'a str,
+    pub recipient: Option<&'a str>,
+    pub purpose: Option<&'a str>,
+    pub outcome: &'a str,
+    pub subjects: &'a [String],
+}
+
+/// An entry as read back.
+pub struct StoredEntry {
+    pub idx: u64,
+    pub leaf: Vec<u8>,
+    pub leaf_hash: Vec<u8>,
+    pub ts: i64,
+    pub action: String,
+    pub actor_partner: String,
+    pub actor_role: String,
+    pub recipient: Option<String>,
+    pub purpose: Option<String>,
+    pub outcome: String,
+}
+
+pub struct StoredCheckpoint {
+    pub size: u64,
+    pub root: Vec<u8>,
+    pub note: String,
+}
+
+/// Which entries a reader may see (from the audit policy's scope).
+#[derive(Clone, Debug)]
+pub enum Visibility {
+    All,
+    /// Entries where the partner is actor or recipient.
+    Partner(String),
+    /// The partner's own `release-aggregate` entries only.
+    OwnAggregate(String),
+}
+
+/// Filters of the privacy officer's search. All optional; ANDed.
+#[derive(Clone, Debug, Default)]
+pub struct Search {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub actor: Option<String>,
+    pub recipient: Option<String>,
+    pub purpose: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub subject: Option<String>,
+    /// Entries with an index above this one (the paging cursor).
+    pub after: Option<u64>,
+    pub limit: u32,
+}
+
+const ENTRY_COLUMNS: &str =
+    "idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome";
+
+fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEntry, sqlx::Error> {
+    Ok(StoredEntry {
+        idx: r.try_get::<i64, _>("idx")? as u64,
+        leaf: r.try_get("leaf")?,
+        leaf_hash: r.try_get("leaf_hash")?,
+        ts: r.try_get("ts")?,
+        action: r.try_get("action")?,
+        actor_partner: r.try_get("actor_partner")?,
+        actor_role: r.try_get("actor_role")?,
+        recipient: r.try_get("recipient")?,
+        purpose: r.try_get("purpose")?,
+        outcome: r.try_get("outcome")?,
+    })
+}
+
+fn hash_of(bytes: Vec<u8>) -> Result<Hash, sqlx::Error> {
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| sqlx::Error::Decode("stored hash is not 32 bytes".into()))?;
+    Ok(Hash(arr))
+}
+
+/// `IN (...)` list of integers; safe to inline (numbers only).
+fn int_list(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+impl WriteTx {
+    /// Locks the sequencer and returns the current log size.
+    pub async fn lock_log_head(&mut self) -> Result<u64, sqlx::Error> {
+        let sql = match self.backend() {
+            Backend::Postgres => "SELECT size FROM log_head WHERE id = 1 FOR UPDATE",
+            Backend::Sqlite => "SELECT size FROM log_head WHERE id = 1",
+        };
+        let size: i64 = sqlx::query_scalar(sql).fetch_one(self.conn()).await?;
+        Ok(size as u64)
+    }
+
+    pub async fn log_hashes(&mut self, ids: &[u64]) -> Result<HashMap<u64, Hash>, sqlx::Error> {
+        fetch_hashes(self.conn(), ids).await
+    }
+
+    pub async fn insert_log_entry(&mut self, e: &EntryRow<'_>, hashes_from: u64, hashes: &[Hash]) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(e.idx as i64)
+        .bind(e.leaf)
+        .bind(&e.leaf_hash.0[..])
+        .bind(e.ts)
+        .bind(e.action)
+        .bind(e.actor_partner)
+        .bind(e.actor_role)
+        .bind(e.recipient)
+        .bind(e.purpose)
+        .bind(e.outcome)
+        .execute(self.conn())
+        .await?;
+        for s in e.subjects {
+            sqlx::query("INSERT INTO log_subjects (pseudonym, idx) VALUES ($1, $2)")
+                .bind(s)
+                .bind(e.idx as i64)
+                .execute(self.conn())
+                .await?;
+        }
+        for (i, h) in hashes.iter().enumerate() {
+            sqlx::query("INSERT INTO log_hashes (id, hash) VALUES ($1, $2)")
+                .bind((hashes_from + i as u64) as i64)
+                .bind(&h.0[..])
+                .execute(self.conn())
+                .await?;
+        }
+        sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")
+            .bind((e.idx + 1) as i64)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+async fn fetch_hashes(conn: &mut AnyConnection, ids: &[u64]) -> Result<HashMap<u64, Hash>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!("SELECT id, hash FROM log_hashes WHERE id IN ({})", int_list(ids));
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<i64, _>("id")? as u64, hash_of(r.try_get("hash")?)?)))
+        .collect()
+}
+
+impl Db {
+    /// Creates the log head on first use; returns the stored (origin, verifier key).
+    pub async fn init_log_head(&self, origin: &str, verifier_key: &str) -> Result<(String, String), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO log_head (id, size, origin, verifier_key) VALUES (1, 0, $1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(origin)
+        .bind(verifier_key)
+        .execute(self.pool())
+        .await?;
+        let row = sqlx::query("SELECT origin, verifier_key FROM log_head WHERE id = 1").fetch_one(self.pool()).await?;
+        Ok((row.try_get("origin")?, row.try_get("verifier_key")?))
+    }
+
+    pub async fn log_size(&self) -> Result<u64, sqlx::Error> {
+        let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1").fetch_one(self.pool()).await?;
+        Ok(size as u64)
+    }
+
+    pub async fn log_hashes(&self, ids: &[u64]) -> Result<HashMap<u64, Hash>, sqlx::Error> {
+        let mut conn = self.pool().acquire().await?;
+        fetch_hashes(&mut conn, ids).await
+    }
+
+    /// Entries with `start <= idx < end`, in order.
+    pub async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, sqlx::Error> {
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(start as i64)
+            .bind(end as i64)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    /// The privacy officer's search, restricted to what `vis` may see.
+    pub async fn search_log(&self, vis: &Visibility, s: &Search) -> Result<Vec<StoredEntry>, sqlx::Error> {
+        let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM log_entries e WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        let mut bind = |sql: &mut String, clause: &str, v: String| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+        };
+        match vis {
+            Visibility::All => {}
+            Visibility::Partner(p) => {
+                bind(&mut sql, " AND (e.actor_partner = ?", p.clone());
+                bind(&mut sql, " OR e.recipient = ?)", p.clone());
+            }
+            Visibility::OwnAggregate(p) => {
+                bind(&mut sql, " AND e.actor_partner = ? AND e.action = 'release-aggregate'", p.clone());
+            }
+        }
+        for (clause, v) in [
+            (" AND e.actor_partner = ?", &s.actor),
+            (" AND e.recipient = ?", &s.recipient),
+            (" AND e.purpose = ?", &s.purpose),
+            (" AND e.action = ?", &s.action),
+            (" AND e.outcome = ?", &s.outcome),
+            (" AND e.idx IN (SELECT idx FROM log_subjects WHERE pseudonym = ?)", &s.subject),
+        ] {
+            if let Some(v) = v {
+                bind(&mut sql, clause, v.clone());
+            }
+        }
+        // Numbers are inlined: they are parsed integers, not text.
+        if let Some(f) = s.from_ms {
+            sql.push_str(&format!(" AND e.ts >= {f}"));
+        }
+        if let Some(t) = s.to_ms {
+            sql.push_str(&format!(" AND e.ts < {t}"));
+        }
+        if let Some(a) = s.after {
+            sql.push_str(&format!(" AND e.idx > {a}"));
+        }
+        sql.push_str(&format!(" ORDER BY e.idx LIMIT {}", s.limit));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(a);
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    pub async fn insert_checkpoint(&self, size: u64, root: &Hash, note: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO log_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING",
+        )
+        .bind(size as i64)
+        .bind(&root.0[..])
+        .bind(note)
+        .bind(super::now_millis())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, sqlx::Error> {
+        let row = sqlx::query("SELECT size, root, note FROM log_checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| checkpoint_from_row(&r)).transpose()
+    }
+
+    pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, sqlx::Error> {
+        let rows = sqlx::query("SELECT size, root, note FROM log_checkpoints ORDER BY size").fetch_all(self.pool()).await?;
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+}
+
+fn checkpoint_from_row(r: &sqlx::any::AnyRow) -> Result<StoredCheckpoint, sqlx::Error> {
+    Ok(StoredCheckpoint {
+        size: r.try_get::<i64, _>("size")? as u64,
+        root: r.try_get("root")?,
+        note: r.try_get("note")?,
+    })
+}
+
+/// Streaming reads for `log verify`: the whole log in index order, without
+/// holding it in memory.
+impl Db {
+    pub fn stream_log_entries(&self) -> futures::stream::BoxStream<'_, Result<StoredEntry, sqlx::Error>> {
+        use futures::StreamExt;
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM log_entries ORDER BY idx");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch(self.pool())
+            .map(|r| r.and_then(|r| entry_from_row(&r)))
+            .boxed()
+    }
+
+    /// (idx, pseudonym) ordered by index, then pseudonym.
+    pub fn stream_log_subjects(&self) -> futures::stream::BoxStream<'_, Result<(u64, String), sqlx::Error>> {
+        use futures::StreamExt;
+        sqlx::query("SELECT idx, pseudonym FROM log_subjects ORDER BY idx, pseudonym")
+            .fetch(self.pool())
+            .map(|r| r.and_then(|r| Ok((r.try_get::<i64, _>("idx")? as u64, r.try_get("pseudonym")?))))
+            .boxed()
+    }
+
+    /// (stored hash index, hash) in index order.
+    pub fn stream_log_hashes(&self) -> futures::stream::BoxStream<'_, Result<(u64, Vec<u8>), sqlx::Error>> {
+        use futures::StreamExt;
+        sqlx::query("SELECT id, hash FROM log_hashes ORDER BY id")
+            .fetch(self.pool())
+            .map(|r| r.and_then(|r| Ok((r.try_get::<i64, _>("id")? as u64, r.try_get("hash")?))))
+            .boxed()
+    }
+
+    pub async fn log_identity(&self) -> Result<Option<(String, String)>, sqlx::Error> {
+        let row = sqlx::query("SELECT origin, verifier_key FROM log_head WHERE id = 1").fetch_optional(self.pool()).await?;
+        row.map(|r| Ok((r.try_get("origin")?, r.try_get("verifier_key")?))).transpose()
+    }
+}
