@@ -1,0 +1,222 @@
+# Tests of the covenant data and the shared helpers. The data tests guard
+# data.json: a cell changed by hand must still name known kinds, roles,
+# purposes, actions, classes and conditions.
+package ketenpoort.common_test
+
+import data.ketenpoort.common
+
+member_kinds := {"gemeente", "zvhd", "politie", "nla", "om", "veilig-thuis", "zorgpartner"}
+
+actions := {"submit", "read", "list", "refer", "deliver"}
+
+accesses := {"own-reports", "all", "referred"}
+
+conditions := {"victim-minor-or-domestic"}
+
+# --- data.json ------------------------------------------------------------------
+
+test_kinds_are_the_covenant_kinds if {
+	{kind | some kind, _ in data.covenant.kinds} == member_kinds | {"riec"}
+}
+
+test_only_riec_is_not_a_member if {
+	{kind | some kind, spec in data.covenant.kinds; spec.member == false} == {"riec"}
+	{kind | some kind, spec in data.covenant.kinds; spec.member == true} == member_kinds
+}
+
+test_roles_per_kind if {
+	data.covenant.kinds.gemeente.roles == ["aandachtfunctionaris-veiligheid", "aandachtfunctionaris-sociaal", "fg"]
+	data.covenant.kinds.zvhd.roles == ["ketenregisseur", "zorgcoordinator", "fg"]
+	data.covenant.kinds.politie.roles == ["rechercheur", "fg"]
+	data.covenant.kinds.nla.roles == ["inspecteur", "fg"]
+	data.covenant.kinds.om.roles == ["officier", "fg"]
+	data.covenant.kinds["veilig-thuis"].roles == ["aandachtfunctionaris", "fg"]
+	data.covenant.kinds.zorgpartner.roles == ["hulpverlener", "fg"]
+	data.covenant.kinds.riec.roles == ["analist", "fg"]
+}
+
+test_purposes_have_name_and_legal_basis if {
+	{p | some p, _ in data.covenant.purposes} == {"signalering", "drieluik", "zorgcoordinatie", "opsporing", "fenomeenanalyse", "verantwoording"}
+	every _, purpose in data.covenant.purposes {
+		is_string(purpose.name)
+		is_string(purpose.legalBasis)
+		purpose.legalBasis != ""
+	}
+}
+
+test_classes_are_the_seven_classes if {
+	{c | some c, _ in data.covenant.classes} == {"D-slachtoffer", "D-verdachte", "Q", "H", "C", "P", "T"}
+}
+
+test_every_field_is_in_exactly_one_class if {
+	every field in common.all_fields {
+		count([c | some c, fields in data.covenant.classes; field in fields]) == 1
+	}
+}
+
+test_there_are_33_classified_fields if {
+	count(common.all_fields) == 33
+}
+
+test_grant_ids_are_unique if {
+	count({g.id | some g in data.covenant.grants}) == count(data.covenant.grants)
+}
+
+test_grants_name_known_things if {
+	every grant in data.covenant.grants {
+		is_string(grant.id)
+		common.known_kind(grant.kind)
+		every role in grant.roles {
+			role in data.covenant.kinds[grant.kind].roles
+		}
+		every purpose in grant.purposes {
+			common.known_purpose(purpose)
+		}
+		every action in grant.actions {
+			action in actions
+		}
+		grant.access in accesses
+		every class in grant.classes {
+			is_array(data.covenant.classes[class])
+		}
+	}
+}
+
+test_grant_forms_and_conditions_are_known if {
+	every grant in data.covenant.grants {
+		every form in object.get(grant, "forms", []) {
+			form in data.covenant.forms
+		}
+		object.get(grant, "condition", "victim-minor-or-domestic") in conditions
+		every field in object.get(grant, "excludeFields", []) {
+			field in common.all_fields
+		}
+	}
+}
+
+test_no_grant_goes_to_a_non_member_kind if {
+	every grant in data.covenant.grants {
+		data.covenant.kinds[grant.kind].member == true
+	}
+}
+
+test_no_grant_to_an_fg if {
+	every grant in data.covenant.grants {
+		not "fg" in grant.roles
+	}
+}
+
+test_referrers_are_ketenregisseur_and_zorgcoordinator if {
+	data.covenant.referrers == [{
+		"kind": "zvhd",
+		"roles": ["ketenregisseur", "zorgcoordinator"],
+		"purposes": ["drieluik", "opsporing", "zorgcoordinatie", "fenomeenanalyse"],
+	}]
+}
+
+test_aggregate_is_fenomeenanalyse_only if {
+	data.covenant.aggregate.purposes == ["fenomeenanalyse"]
+}
+
+test_audit_grants_name_known_things if {
+	every grant in data.covenant.audit.grants {
+		is_boolean(grant.member)
+		grant.scope in {"all", "own", "own-aggregate"}
+		every query in grant.queries {
+			query in data.covenant.audit.queries
+		}
+		every kind in object.get(grant, "kinds", []) {
+			common.known_kind(kind)
+		}
+	}
+}
+
+# --- helpers --------------------------------------------------------------------
+
+partner := {"partner": "assen", "kind": "gemeente", "member": true, "role": "fg", "status": "active"}
+
+test_get_is_null_for_missing_or_non_objects if {
+	common.get({"a": 1}, "a") == 1
+	common.get({"a": false}, "a") == false
+	common.get({"a": 1}, "b") == null
+	common.get("text", "a") == null
+	common.get(null, "a") == null
+	common.get([1], 0) == null
+}
+
+test_req_is_empty_for_non_object_input if {
+	common.req == {} with input as "text"
+	common.req == {} with input as [1, 2]
+	common.req == {"a": 1} with input as {"a": 1}
+}
+
+test_deny_has_six_keys_and_sorted_unique_reasons if {
+	common.deny({"b", "a"}) == {"allow": false, "mode": "deny", "fields": [], "reasons": ["a", "b"], "legalBasis": null, "scope": null}
+	common.deny(["b", "a", "b"]).reasons == ["a", "b"]
+}
+
+test_principal_problems if {
+	common.principal_problems(partner) == set()
+	common.principal_problems(null) == {"principal-unknown"}
+	common.principal_problems("assen") == {"principal-unknown"}
+	common.principal_problems(object.union(partner, {"kind": "provincie"})) == {"principal-unknown"}
+	common.principal_problems(object.union(partner, {"partner": ""})) == {"principal-unknown"}
+	common.principal_problems(object.union(partner, {"member": "true"})) == {"principal-unknown"}
+	common.principal_problems(object.remove(partner, ["status"])) == {"principal-unknown"}
+	common.principal_problems(object.union(partner, {"role": "ketenregisseur"})) == {"role-unknown"}
+	common.principal_problems(object.remove(partner, ["role"])) == {"role-unknown"}
+	common.principal_problems(object.union(partner, {"status": "suspended"})) == {"principal-inactive"}
+}
+
+test_recipient_problems if {
+	common.recipient_problems(object.remove(partner, ["role"])) == set()
+	common.recipient_problems(null) == {"recipient-unknown"}
+	common.recipient_problems(object.union(partner, {"kind": 3})) == {"recipient-unknown"}
+	common.recipient_problems(object.union(partner, {"status": "suspended"})) == {"recipient-inactive"}
+}
+
+test_membership_needs_registry_flag_and_member_kind if {
+	common.is_member(partner)
+	not common.is_member(object.union(partner, {"member": false}))
+	not common.is_member(object.union(partner, {"kind": "riec"}))
+	not common.is_member(object.union(partner, {"member": "true"}))
+}
+
+test_purpose_problems if {
+	common.purpose_problems("drieluik") == set()
+	common.purpose_problems("marketing") == {"purpose-unknown"}
+	common.purpose_problems(null) == {"purpose-unknown"}
+	common.purpose_problems(["drieluik"]) == {"purpose-unknown"}
+}
+
+test_form_problems if {
+	common.form_problems({"forms": ["arbeid"]}, ["arbeid"]) == set()
+	common.form_problems({"forms": ["onbekend", "arbeid"]}, ["arbeid"]) == set()
+	common.form_problems({"forms": ["seksueel"]}, ["arbeid"]) == {"form-not-in-mandate"}
+	common.form_problems({"forms": ["onbekend"]}, ["arbeid"]) == {"form-unknown"}
+	common.form_problems({"forms": []}, ["arbeid"]) == {"form-unknown"}
+}
+
+test_conditions if {
+	common.condition_met("victim-minor-or-domestic", {"victimMinor": true, "domesticSetting": false})
+	common.condition_met("victim-minor-or-domestic", {"victimMinor": false, "domesticSetting": true})
+	not common.condition_met("victim-minor-or-domestic", {"victimMinor": false, "domesticSetting": false})
+	not common.condition_met("some-other-condition", {"victimMinor": true, "domesticSetting": true})
+}
+
+test_fields_of_classes if {
+	common.fields_of_classes(["H", "T"]) == ["narrative", "victims.careNeeds", "victims.mildIntellectualDisability"]
+	common.fields_of_classes(["T", "T", "no-such-class"]) == ["narrative"]
+	common.fields_of_classes([]) == []
+}
+
+test_mode_for if {
+	common.mode_for(common.all_fields) == "full"
+	common.mode_for(["narrative"]) == "masked"
+}
+
+test_sorted_unique if {
+	common.sorted_unique(["b", "a", "b"]) == ["a", "b"]
+	common.sorted_unique({"b", "a"}) == ["a", "b"]
+	common.sorted_unique([]) == []
+}

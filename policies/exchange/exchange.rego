@@ -1,0 +1,292 @@
+# Exchange of signals between covenant partners.
+#
+# Entry point: data.ketenpoort.exchange.decision, for the actions
+#   submit   a partner reports a signal to the ZVHD (the intake)
+#   read     a partner reads one signal
+#   list     a partner lists signals (decided per signal)
+#   refer    the ZVHD passes a signal on to another partner
+#   deliver  a referred partner pulls a signal from its inbox
+#
+# Who may see what is not written here but in data.json (data.covenant):
+# the "grants" are the rows of the covenant table. This file checks a request
+# step by step; the first step that finds a problem decides the refusal:
+#
+#   1. the request: is the action one of the five above?
+#   2. the caller: known kind, a role of that kind, active?
+#   3. the purpose: is it one of the covenant's purposes?
+#   4. membership: a non-member (RIEC) never receives a record
+#   5. the role: does a grant give this role this purpose and this action
+#      (for refer: is the caller a referrer, for this purpose)?
+#   6. the recipient (submit, refer): known, active, allowed for the purpose?
+#   7. the signal: present and well-formed?
+#   8. the signal against the grant: own report, referral, exploitation form,
+#      condition (e.g. Veilig Thuis only for minors or a domestic setting)
+#
+# If no step finds a problem, the caller (or, for refer, the recipient)
+# receives the fields of the classes its grant lists.
+package ketenpoort.exchange
+
+import data.ketenpoort.common
+
+# ---------------------------------------------------------------------------
+# The request
+# ---------------------------------------------------------------------------
+
+action := common.get(common.req, "action")
+
+purpose := common.get(common.req, "purpose")
+
+principal := common.get(common.req, "principal")
+
+recipient := common.get(common.req, "recipient")
+
+signal := common.get(common.req, "signal")
+
+exchange_actions := {"submit", "read", "list", "refer", "deliver"}
+
+# ---------------------------------------------------------------------------
+# The decision
+# ---------------------------------------------------------------------------
+
+# Fail closed: a request no rule below matches is refused. ("no-decision"
+# should never be seen; it would mean the policy has a gap.)
+default decision := {
+	"allow": false,
+	"mode": "deny",
+	"fields": [],
+	"reasons": ["no-decision"],
+	"legalBasis": null,
+	"scope": null,
+}
+
+decision := common.deny(refusal) if {
+	count(refusal) > 0
+}
+
+decision := granted if {
+	count(refusal) == 0
+}
+
+# The first step that finds a problem decides the refusal (empty: none).
+refusal := request_problems if {
+	count(request_problems) > 0
+} else := common.principal_problems(principal) if {
+	count(common.principal_problems(principal)) > 0
+} else := common.purpose_problems(purpose) if {
+	count(common.purpose_problems(purpose)) > 0
+} else := membership_problems if {
+	count(membership_problems) > 0
+} else := role_problems if {
+	count(role_problems) > 0
+} else := recipient_problems if {
+	count(recipient_problems) > 0
+} else := common.signal_problems(signal) if {
+	count(common.signal_problems(signal)) > 0
+} else := grant_problems if {
+	count(grant_problems) > 0
+} else := set()
+
+# ---------------------------------------------------------------------------
+# Step 1: the request
+# ---------------------------------------------------------------------------
+
+request_problems contains "action-unknown" if {
+	not action in exchange_actions
+}
+
+# ---------------------------------------------------------------------------
+# Step 4: membership. A non-member receives phenomenon tables only, never a
+# record: every exchange action of a non-member is refused.
+# ---------------------------------------------------------------------------
+
+membership_problems contains "non-member-aggregate-only" if {
+	not common.is_member(principal)
+}
+
+# ---------------------------------------------------------------------------
+# Step 5: the role of the caller
+# ---------------------------------------------------------------------------
+
+# The grants of the caller's kind and role that name the purpose ...
+purpose_grants := [grant |
+	some grant in data.covenant.grants
+	grant.kind == principal.kind
+	principal.role in grant.roles
+	purpose in grant.purposes
+]
+
+# ... and of those, the ones that also allow the action.
+action_grants := [grant |
+	some grant in purpose_grants
+	action in grant.actions
+]
+
+role_problems contains "purpose-not-for-role" if {
+	action != "refer"
+	count(purpose_grants) == 0
+}
+
+role_problems contains "action-not-granted" if {
+	action != "refer"
+	count(purpose_grants) > 0
+	count(action_grants) == 0
+}
+
+# Only the referrers (ZVHD ketenregisseur and zorgcoördinatoren) refer; a
+# municipality refers only to the ZVHD, by submitting.
+role_problems contains "not-a-referrer" if {
+	action == "refer"
+	not common.is_referrer(principal)
+}
+
+role_problems contains "purpose-not-for-role" if {
+	action == "refer"
+	common.is_referrer(principal)
+	not common.may_refer_for(principal, purpose)
+}
+
+# ---------------------------------------------------------------------------
+# Step 6: the recipient (submit and refer only; for read, list and deliver
+# the caller is the recipient)
+# ---------------------------------------------------------------------------
+
+recipient_problems := common.recipient_problems(recipient) if {
+	action in {"submit", "refer"}
+	count(common.recipient_problems(recipient)) > 0
+} else := intake_problems if {
+	action == "submit"
+} else := referral_target_problems if {
+	action == "refer"
+} else := set()
+
+# A signal is submitted to the ZVHD (the intake), which is a member.
+intake_problems contains "recipient-not-intake" if {
+	not recipient.kind in data.covenant.intake.kinds
+}
+
+intake_problems contains "non-member-aggregate-only" if {
+	recipient.kind in data.covenant.intake.kinds
+	not common.is_member(recipient)
+}
+
+# A referral to a non-member only records a contribution to the phenomenon
+# tables (purpose fenomeenanalyse); any other purpose would hand it a record.
+referral_target_problems contains "non-member-aggregate-only" if {
+	not common.is_member(recipient)
+	not purpose in data.covenant.aggregate.purposes
+}
+
+# A member recipient needs a grant for referrals with this purpose: e.g. care
+# organisations never receive a signal for opsporing.
+referral_target_problems contains "recipient-not-for-purpose" if {
+	common.is_member(recipient)
+	count(referral_grants) == 0
+}
+
+# The grants a referral to this recipient for this purpose would fall under.
+referral_grants := [grant |
+	some grant in data.covenant.grants
+	grant.kind == recipient.kind
+	grant.access == "referred"
+	purpose in grant.purposes
+]
+
+# A referral to a non-member (for fenomeenanalyse): no record is delivered.
+refer_to_non_member if {
+	action == "refer"
+	not common.is_member(recipient)
+}
+
+# ---------------------------------------------------------------------------
+# Step 8: the signal against each grant that could apply
+# ---------------------------------------------------------------------------
+
+# The grants that could apply to this request, before looking at the signal.
+candidate_grants := referral_grants if {
+	action == "refer"
+} else := action_grants
+
+# Why a grant does not apply to this signal (empty: it applies).
+grant_refusals(grant) := access_problems(grant) | form_problems(grant) | condition_problems(grant)
+
+# Access: which signals the grant covers. For refer the recipient's access
+# is what the referral creates, so it is not checked.
+access_problems(grant) := set() if {
+	action == "refer"
+} else := set() if {
+	grant.access == "all"
+} else := set() if {
+	grant.access == "own-reports"
+	common.own_report(signal, principal)
+} else := {"not-own-report"} if {
+	grant.access == "own-reports"
+} else := set() if {
+	grant.access == "referred"
+	common.referred(signal, principal.partner, purpose)
+} else := {"not-referred"} if {
+	grant.access == "referred"
+} else := {"grant-invalid"}
+
+# Forms: a grant with a list of forms covers only signals with one of them.
+form_problems(grant) := set() if {
+	not grant.forms
+} else := common.form_problems(signal, grant.forms) if {
+	is_array(grant.forms)
+} else := {"grant-invalid"}
+
+# Condition: a grant with a condition covers only signals that meet it.
+condition_problems(grant) := set() if {
+	not grant.condition
+} else := set() if {
+	common.condition_met(grant.condition, signal)
+} else := {"condition-not-met"}
+
+# The grants that apply to this signal.
+applying_grants := [grant |
+	some grant in candidate_grants
+	count(grant_refusals(grant)) == 0
+]
+
+grant_problems := set() if {
+	refer_to_non_member
+} else := set() if {
+	count(applying_grants) > 0
+} else := {reason |
+	some grant in candidate_grants
+	some reason in grant_refusals(grant)
+} if {
+	count(candidate_grants) > 0
+} else := {"no-grant"}
+
+# ---------------------------------------------------------------------------
+# The grant: what the caller (or the referred recipient) receives
+# ---------------------------------------------------------------------------
+
+# A referral to a non-member records a contribution to the phenomenon tables.
+granted := {
+	"allow": true,
+	"mode": "aggregate",
+	"fields": [],
+	"reasons": [concat("", ["grant:", data.covenant.aggregate.id])],
+	"legalBasis": common.legal_basis(purpose),
+	"scope": null,
+} if {
+	refer_to_non_member
+}
+
+# Otherwise: the fields of every applying grant's classes.
+granted := {
+	"allow": true,
+	"mode": common.mode_for(fields),
+	"fields": fields,
+	"reasons": common.sorted_unique([concat("", ["grant:", grant.id]) | some grant in applying_grants]),
+	"legalBasis": common.legal_basis(purpose),
+	"scope": null,
+} if {
+	not refer_to_non_member
+	count(applying_grants) > 0
+	fields := common.sorted_unique([field |
+		some grant in applying_grants
+		some field in common.grant_fields(grant)
+	])
+}
