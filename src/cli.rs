@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::token::{self, TokenRequest};
+use crate::crypto::envelope::Keyring;
+use crate::keys::KeyStore;
+use crate::signals::Vault;
 use crate::config::{Config, Overrides};
 use crate::partners::{Partner, PartnerStatus};
 use crate::store::Db;
@@ -76,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         action: LogCommand,
     },
+    /// The key store.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
     /// The covenant policies.
     Policy {
         #[command(subcommand)]
@@ -88,6 +96,22 @@ enum LogCommand {
     /// Recompute the whole log and check every checkpoint; exit 0 only if
     /// everything verifies, otherwise name the first bad index.
     Verify {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create every key the service needs (once, before the first start
+    /// of several instances that share the key directory). Never replaces.
+    Init {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Create a new key-encryption key and re-wrap every data key with it.
+    /// The old KEK file can be removed once this has succeeded everywhere.
+    RotateKek {
         #[command(flatten)]
         common: Common,
     },
@@ -239,6 +263,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Policy { action } => return policy(action),
+        Command::Keys { action: KeysCommand::Init { common } } => {
+            let cfg = common.config(None)?;
+            crate::keys::init_service_keys(&KeyStore::new(&cfg.data_dir))?;
+            println!("keys in {}", cfg.data_dir.join("keys").display());
+        }
+        Command::Keys { action: KeysCommand::RotateKek { common } } => {
+            let (cfg, db) = open(&common).await?;
+            let store = KeyStore::new(&cfg.data_dir);
+            let name = Keyring::create_next(&store)?;
+            let n = Vault::new(Keyring::load(&store)?).rewrap_all(&db).await?;
+            println!("{name} is now the key-encryption key; {n} data keys re-wrapped");
+        }
         Command::Token { action: TokenCommand::Issue { common, partner, role, user, ttl, bind_cert } } => {
             let (cfg, db) = open(&common).await?;
             let p = db.partner(&partner).await?.ok_or_else(|| anyhow::anyhow!("no partner {partner:?}"))?;

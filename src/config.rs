@@ -20,6 +20,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub policy: PolicyConfig,
+    pub signals: SignalsConfig,
+    pub retention: RetentionConfig,
     pub logging: LoggingConfig,
 }
 
@@ -33,6 +35,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             policy: PolicyConfig::default(),
+            signals: SignalsConfig::default(),
+            retention: RetentionConfig::default(),
             logging: LoggingConfig::default(),
         }
     }
@@ -162,6 +166,36 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self { path: PathBuf::from("policies") }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalsConfig {
+    /// The partner that receives every submitted signal (the ZVHD).
+    pub intake_partner: String,
+}
+
+impl Default for SignalsConfig {
+    fn default() -> Self {
+        Self { intake_partner: "zvhd".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days a signal is kept after it was submitted. Then its data key is
+    /// destroyed and its rows (record, referrals, inbox copies) are purged;
+    /// the log entries about it remain (they hold pseudonyms only).
+    pub signal_days: u32,
+    /// How often the retention task runs, in seconds.
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { signal_days: 730, interval_secs: 3600 }
     }
 }
 

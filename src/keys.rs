@@ -28,7 +28,7 @@ impl Ed25519 {
     }
 
     pub fn key_pair(&self) -> Ed25519KeyPair {
-        Ed25519KeyPair::from_pkcs8(&self.pkcs8).expect("validated when loaded")
+        Ed25519KeyPair::from_pkcs8_maybe_unchecked(&self.pkcs8).expect("validated when loaded")
     }
 }
 
@@ -86,6 +86,24 @@ impl KeyStore {
         write_secret(&path, hex::encode(bytes.as_ref()).as_bytes())
     }
 
+    /// Names of the secrets (`<name>.key`) starting with `prefix`, sorted.
+    pub fn names_with_prefix(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let mut names = Vec::new();
+        if !self.dir.exists() {
+            return Ok(names);
+        }
+        for e in fs::read_dir(&self.dir)? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".key")
+                && stem.starts_with(prefix)
+            {
+                names.push(stem.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     pub fn secret(&self, name: &str) -> anyhow::Result<zeroize::Zeroizing<[u8; 32]>> {
         let path = self.file(name, "key");
         let text = zeroize::Zeroizing::new(
@@ -96,6 +114,16 @@ impl KeyStore {
             .with_context(|| format!("key {} is not 32 hex-encoded bytes", path.display()))?;
         Ok(out)
     }
+}
+
+/// Creates every key `serve` needs, never replacing one: the token issuer,
+/// the log signing key, the pseudonym key and the first KEK.
+pub fn init_service_keys(store: &KeyStore) -> anyhow::Result<()> {
+    store.ensure_ed25519(TOKEN_ISSUER)?;
+    store.ensure_ed25519(crate::ledger::LOG_KEY)?;
+    store.ensure_secret(crate::crypto::PSEUDONYM_KEY)?;
+    crate::crypto::envelope::Keyring::load(store)?;
+    Ok(())
 }
 
 /// SubjectPublicKeyInfo DER of an Ed25519 public key (RFC 8410).

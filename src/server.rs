@@ -18,13 +18,15 @@ use tower::ServiceExt;
 use crate::api::{self, AppState, middleware::RateLimit};
 use crate::auth::{Authenticator, Verifier};
 use crate::config::Config;
+use crate::crypto::envelope::Keyring;
 use crate::crypto::{PSEUDONYM_KEY, Pseudonymizer};
+use crate::signals::Vault;
 use crate::keys::KeyStore;
 use crate::ledger::Ledger;
 use crate::partners::Registry;
 use crate::policy::PolicyEngine;
 use crate::store::Db;
-use crate::{demo, telemetry, tls};
+use crate::{demo, retention, telemetry, tls};
 
 /// `ketenpoort serve`: open storage, (with `--demo`) initialise the demo
 /// region, then serve until told to stop.
@@ -52,7 +54,9 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         policy: PolicyEngine::load(cfg.policy.path.clone())?,
         ledger,
         pseudonyms: Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?),
+        vault: Vault::new(Keyring::load(&keys)?),
     };
+    tokio::spawn(retention::run(state.db.clone(), cfg.retention.clone()));
     tokio::spawn(reload_on_sighup(state.policy.clone()));
     let app = api::app(state, &cfg);
     let tls = tls::server_config(&cfg)?;

@@ -2,11 +2,14 @@
 //! layers every request passes. Handlers read as the request path:
 //! authenticate (route layer), decide, project, log, respond.
 
+mod decisions;
 pub mod exchange;
 pub mod extract;
+mod inbox;
 mod log;
 pub mod middleware;
 pub mod problem;
+mod signals;
 mod system;
 
 use std::sync::Arc;
@@ -28,10 +31,12 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use crate::auth::{Authenticator, require_principal};
+use crate::boundary;
 use crate::config::Config;
 use crate::crypto::Pseudonymizer;
 use crate::ledger::Ledger;
 use crate::policy::PolicyEngine;
+use crate::signals::Vault;
 use crate::store::Db;
 use middleware::RateLimit;
 use problem::Problem;
@@ -49,6 +54,7 @@ pub struct AppState {
     pub policy: PolicyEngine,
     pub ledger: Ledger,
     pub pseudonyms: Pseudonymizer,
+    pub vault: Vault,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -69,7 +75,10 @@ impl FromRef<AppState> for RateLimit {
     modifiers(&BearerAuth),
     tags(
         (name = "operations", description = "Health, metrics and the API description"),
-        (name = "log", description = "The disclosure log: checkpoints, proofs and the privacy officer's view")
+        (name = "log", description = "The disclosure log: checkpoints, proofs and the privacy officer's view"),
+        (name = "signals", description = "Submit, read, list and refer signals (covenant members only)"),
+        (name = "inbox", description = "Referred signals for the recipient (covenant members only)"),
+        (name = "decisions", description = "Dry runs of the covenant policy (covenant members only)")
     )
 )]
 struct ApiDoc;
@@ -105,7 +114,17 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(log::search))
         .routes(routes!(log::export))
         .routes(routes!(log::subject));
+    // Record routes: covenant members only (the RIEC boundary, layer 2).
+    let members = OpenApiRouter::new()
+        .routes(routes!(signals::submit, signals::list))
+        .routes(routes!(signals::read))
+        .routes(routes!(signals::refer))
+        .routes(routes!(inbox::list))
+        .routes(routes!(inbox::ack))
+        .routes(routes!(decisions::dry_run))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), boundary::members_only));
     let authenticated = any_partner
+        .merge(members)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::rate_limit))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_principal));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(authenticated)

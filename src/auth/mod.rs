@@ -26,12 +26,6 @@ pub struct Principal {
     pub user: Option<String>,
 }
 
-impl Principal {
-    pub fn is_member(&self) -> bool {
-        self.partner.member
-    }
-}
-
 #[derive(Clone)]
 pub struct Authenticator {
     verifier: Arc<Verifier>,

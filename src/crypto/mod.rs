@@ -1,6 +1,9 @@
-//! Keyed cryptography over personal data: pseudonyms for the disclosure log
+//! Keyed cryptography over personal data: envelope encryption at rest
+//! (invariant 7, [`envelope`]) and pseudonyms for the disclosure log
 //! (invariant 4). One function makes every pseudonym, so the same person is
 //! the same pseudonym in every entry.
+
+pub mod envelope;
 
 use base64::Engine;
 use ring::hmac;

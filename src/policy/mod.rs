@@ -154,3 +154,64 @@ impl PolicyEngine {
         Ok(revision)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_policies() -> Bundle {
+        Bundle::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap()
+    }
+
+    /// `ketenpoort policy test` as part of `cargo test`: every Rego test of
+    /// the repository's policies passes in the engine ketenpoort serves with.
+    #[test]
+    fn the_repository_policies_pass_their_rego_tests() {
+        let report = run_tests(&repo_policies()).unwrap();
+        assert!(report.failed.is_empty(), "failing Rego tests: {:?}", report.failed);
+        assert!(report.passed.len() >= 100, "only {} Rego tests found", report.passed.len());
+    }
+
+    #[test]
+    fn errors_and_undefined_results_are_denials() {
+        let p = Policies::compile(&repo_policies()).unwrap();
+        let d = p.evaluate("data.ketenpoort.nowhere.decision", &serde_json::json!({}));
+        assert_eq!((d.allow, d.reasons[0].as_str()), (false, "policy-unknown-entrypoint"));
+        let d = p.evaluate(model::ENTRY_EXCHANGE, &serde_json::json!("not an object"));
+        assert!(!d.allow);
+        assert_eq!(d.revision, p.revision());
+    }
+
+    #[test]
+    fn a_broken_bundle_never_replaces_the_running_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        copy_dir(&src, dir.path());
+        let engine = PolicyEngine::load(dir.path().to_owned()).unwrap();
+        let before = engine.current().revision().to_owned();
+        let exchange = dir.path().join("exchange/exchange.rego");
+        let text = std::fs::read_to_string(&exchange).unwrap();
+        std::fs::write(&exchange, text.replace("package ketenpoort.exchange", "package ketenpoort.exchange\n!!")).unwrap();
+        assert!(engine.reload().is_err());
+        assert_eq!(engine.current().revision(), before);
+        // A bundle that compiles but fails its own tests is refused too.
+        std::fs::write(&exchange, text.replace("\"fields\": [],", "\"fields\": [\"narrative\"],")).unwrap();
+        assert!(engine.reload().is_err());
+        assert_eq!(engine.current().revision(), before);
+        std::fs::write(&exchange, text).unwrap();
+        assert_eq!(engine.reload().unwrap(), before);
+    }
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.path().is_dir() {
+                std::fs::create_dir_all(&target).unwrap();
+                copy_dir(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+}

@@ -101,7 +101,7 @@ fn int_list(ids: &[u64]) -> String {
 impl WriteTx {
     /// Locks the sequencer and returns the current log size.
     pub async fn lock_log_head(&mut self) -> Result<u64, sqlx::Error> {
-        let sql = match self.backend() {
+        let sql = match self.backend {
             Backend::Postgres => "SELECT size FROM log_head WHERE id = 1 FOR UPDATE",
             Backend::Sqlite => "SELECT size FROM log_head WHERE id = 1",
         };

@@ -4,6 +4,7 @@
 
 pub mod ledger;
 pub mod partners;
+pub mod signals;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,10 +44,6 @@ impl WriteTx {
         &mut self.tx
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
     }
@@ -73,7 +70,8 @@ impl Db {
                     if backend == Backend::Sqlite {
                         conn.execute(
                             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
-                             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;",
+                             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; \
+                             PRAGMA secure_delete=ON;",
                         )
                         .await?;
                     }
@@ -92,10 +90,6 @@ impl Db {
             Backend::Postgres => &POSTGRES,
         };
         migrator.run(&self.pool).await.context("database migration failed")
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

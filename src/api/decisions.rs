@@ -1,0 +1,93 @@
+//! Dry run: what would a recipient get for a purpose, for a signal with
+//! these facts? A pure policy question — no record is read, nothing is
+//! disclosed, nothing is logged.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::exchange::party;
+use super::extract;
+use super::problem::{FieldError, Problem};
+use crate::auth::Principal;
+use crate::policy::model::{Party, ReferralFact, SignalFacts};
+use crate::policy::{Action, Decision, Input};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DryRun {
+    /// `refer` (the caller refers to the recipient) or `deliver` (the
+    /// recipient, in `role`, receives a referral).
+    action: DryRunAction,
+    purpose: String,
+    /// Partner id.
+    recipient: String,
+    /// The recipient's role (for `deliver`).
+    role: Option<String>,
+    /// Facts of a hypothetical signal.
+    forms: Vec<String>,
+    #[serde(default)]
+    victim_minor: bool,
+    #[serde(default)]
+    domestic_setting: bool,
+}
+
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum DryRunAction {
+    Refer,
+    Deliver,
+}
+
+/// Evaluate the covenant policy without any exchange.
+#[utoipa::path(post, path = "/v1/decisions", tag = "decisions", security(("bearer" = [])), request_body = DryRun,
+    responses((status = 200, body = Decision), (status = 422, body = Problem)))]
+pub async fn dry_run(
+    State(s): State<AppState>,
+    principal: Principal,
+    extract::Json(q): extract::Json<DryRun>,
+) -> Result<Json<Decision>, Problem> {
+    let Some(recipient) = s.db.partner(&q.recipient).await?.filter(|_| crate::partners::is_slug(&q.recipient)) else {
+        return Err(Problem::unprocessable("unknown recipient", vec![FieldError {
+            pointer: "/recipient".into(),
+            reason: "unknown partner".into(),
+        }]));
+    };
+    if !s.policy.current().is_known_purpose(&q.purpose) {
+        return Err(Problem::unprocessable("unknown purpose", vec![FieldError {
+            pointer: "/purpose".into(),
+            reason: "unknown purpose".into(),
+        }]));
+    }
+    let facts = SignalFacts {
+        reporter: principal.partner.id.clone(),
+        municipality: "buiten-drenthe".into(),
+        forms: q.forms,
+        victim_minor: q.victim_minor,
+        domestic_setting: q.domestic_setting,
+        referrals: vec![ReferralFact { partner: recipient.id.clone(), purpose: q.purpose.clone() }],
+        status: crate::signals::STATUS_REFERRED.into(),
+    };
+    let caller: Party = party(&principal.partner, Some(&principal.role));
+    let input = match q.action {
+        DryRunAction::Refer => Input {
+            action: Action::Refer,
+            purpose: q.purpose,
+            principal: caller,
+            recipient: Some(party(&recipient, None)),
+            signal: Some(facts),
+            audit: None,
+        },
+        DryRunAction::Deliver => Input {
+            action: Action::Deliver,
+            purpose: q.purpose,
+            principal: party(&recipient, q.role.as_deref()),
+            recipient: None,
+            signal: Some(facts),
+            audit: None,
+        },
+    };
+    Ok(Json(s.policy.decide(&input)))
+}

@@ -1,0 +1,314 @@
+//! The signal exchange: submit, read, list, refer. Each handler reads as the
+//! request path: validate → decide → project → log (same transaction as
+//! any change) → respond with the receipt.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::AppState;
+use super::exchange::{Exchange, Purpose, party, with_receipt};
+use super::extract::{self, Query};
+use super::middleware::RequestContext;
+use super::problem::{FieldError, Problem};
+use crate::auth::Principal;
+use crate::ledger::LogAction;
+use crate::policy::{Action, Decision, Mode};
+use crate::projection::project;
+use crate::signals::{self, Meta, Vault};
+use crate::store::signals::{SignalFilter, StoredSignal};
+
+/// The id in a path: a UUID, or the resource does not exist.
+pub fn parse_id(id: &str) -> Result<String, Problem> {
+    Uuid::parse_str(id).map(|u| u.to_string()).map_err(|_| Problem::not_found())
+}
+
+fn policies_revision(s: &AppState) -> String {
+    s.policy.current().revision().to_owned()
+}
+
+/// Opens a stored signal into its full record (envelope + body).
+fn open_record(s: &AppState, stored: &StoredSignal) -> Result<(Value, Value), Problem> {
+    let key = s.vault.key(stored)?;
+    let body = Vault::open(&key, &stored.meta.id, &stored.body)?;
+    Ok((stored.meta.record(&body), body))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalCreated {
+    id: String,
+    status: String,
+    /// The partner that received the signal (the ZVHD).
+    recipient: String,
+}
+
+/// Report a signal to the ZVHD (`Ketenpoort-Purpose: signalering`). The body
+/// follows `schemas/signal.v1.json`; the intake is itself a logged
+/// disclosure from the reporter to the ZVHD.
+#[utoipa::path(post, path = "/v1/signals", tag = "signals", security(("bearer" = [])),
+    request_body(content = Object, description = "A signal, JSON Schema `schemas/signal.v1.json` (see examples/signal.json)"),
+    responses((status = 201, body = SignalCreated), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn submit(
+    State(s): State<AppState>,
+    ctx: RequestContext,
+    principal: Principal,
+    Purpose(purpose): Purpose,
+    extract::Json(body): extract::Json<Value>,
+) -> Result<Response, Problem> {
+    let x = Exchange { state: &s, ctx: &ctx, principal: &principal, purpose };
+    let body = signals::validate(body).map_err(|e| Problem::unprocessable("the signal does not match schema v1", e))?;
+    let intake = s
+        .db
+        .partner(&s.config.signals.intake_partner)
+        .await?
+        .ok_or_else(|| Problem::unavailable("the intake partner is not in the registry"))?;
+    let id = Uuid::now_v7().to_string();
+    let meta = Meta::of(&id, &principal.partner.id, &body, crate::store::now_millis());
+    let mut input = x.input(Action::Submit);
+    input.recipient = Some(party(&intake, None));
+    input.signal = Some(meta.facts(Vec::new()));
+    let decision = x.decide(&input, LogAction::Submit, Vec::new()).await?;
+    let sealed = s.vault.seal_new(&id, &body);
+    let mut tx = s.db.begin_write().await?;
+    tx.insert_signal(&meta, &sealed.body, &sealed.kek_id, &sealed.wrapped).await?;
+    let draft = x
+        .draft(LogAction::Submit, &decision)
+        .recipient(Some(&intake.id))
+        .resources([format!("signal:{id}")])
+        .subjects(signals::subjects(&body, &s.pseudonyms));
+    let receipt = s.ledger.append(&mut tx, draft).await?;
+    tx.commit().await?;
+    let created = SignalCreated { id: id.clone(), status: meta.status, recipient: intake.id };
+    let mut res = with_receipt(receipt, (StatusCode::CREATED, Json(created)));
+    res.headers_mut().insert(header::LOCATION, format!("/v1/signals/{id}").parse().expect("location"));
+    Ok(res)
+}
+
+/// One signal, projected for the caller by the covenant policy.
+#[utoipa::path(get, path = "/v1/signals/{id}", tag = "signals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "signal id")),
+    responses((status = 200, body = Object), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn read(
+    State(s): State<AppState>,
+    ctx: RequestContext,
+    principal: Principal,
+    Purpose(purpose): Purpose,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let x = Exchange { state: &s, ctx: &ctx, principal: &principal, purpose };
+    let id = parse_id(&id)?;
+    let stored = s.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
+    let mut input = x.input(Action::Read);
+    input.signal = Some(stored.meta.facts(s.db.referrals(&id).await?));
+    let decision = x.decide(&input, LogAction::Read, vec![format!("signal:{id}")]).await?;
+    let (record, body) = open_record(&s, &stored)?;
+    let projected = project(&record, &decision.fields);
+    let draft = x
+        .draft(LogAction::Read, &decision)
+        .resources([format!("signal:{id}")])
+        .subjects(signals::subjects(&body, &s.pseudonyms));
+    let receipt = s.ledger.record(draft).await?;
+    Ok(with_receipt(receipt, Json(projected)))
+}
+
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListParams {
+    status: Option<String>,
+    municipality: Option<String>,
+    /// Exploitation form.
+    form: Option<String>,
+    /// Received on or after (YYYY-MM-DD).
+    received_from: Option<String>,
+    /// Received on or before (YYYY-MM-DD).
+    received_to: Option<String>,
+    /// Paging cursor: `nextAfter` of the previous page.
+    after: Option<String>,
+    /// At most 100.
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalPage {
+    /// The signals of this page the caller may see, each projected for it.
+    items: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<String>,
+}
+
+fn date_param(name: &str, v: &Option<String>) -> Result<(), Problem> {
+    match v {
+        Some(d) if time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).is_err() => {
+            Err(Problem::bad_request(format!("{name} must be a YYYY-MM-DD date")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Signals the caller may see (paged), filtered by status, municipality,
+/// form and date received; each decided and projected on its own.
+#[utoipa::path(get, path = "/v1/signals", tag = "signals", security(("bearer" = [])), params(ListParams),
+    responses((status = 200, body = SignalPage), (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn list(
+    State(s): State<AppState>,
+    ctx: RequestContext,
+    principal: Principal,
+    Purpose(purpose): Purpose,
+    Query(p): Query<ListParams>,
+) -> Result<Response, Problem> {
+    let x = Exchange { state: &s, ctx: &ctx, principal: &principal, purpose };
+    for (name, v) in [("status", &p.status), ("municipality", &p.municipality), ("form", &p.form)] {
+        if v.as_deref().is_some_and(|v| !crate::partners::is_slug(v)) {
+            return Err(Problem::bad_request(format!("{name} must be a code")));
+        }
+    }
+    date_param("receivedFrom", &p.received_from)?;
+    date_param("receivedTo", &p.received_to)?;
+    let after = p.after.as_deref().map(parse_id).transpose().map_err(|_| Problem::bad_request("invalid cursor"))?;
+    let limit = p.limit.unwrap_or(50).clamp(1, 100);
+    let filter = SignalFilter {
+        status: p.status,
+        municipality: p.municipality,
+        form: p.form,
+        received_from: p.received_from,
+        received_to: p.received_to,
+        reporter: None,
+        after,
+        limit,
+    };
+    let candidates = s.db.signals(&filter).await?;
+    let next_after = (candidates.len() as u32 == limit).then(|| candidates.last().map(|c| c.meta.id.clone())).flatten();
+    let ids: Vec<&str> = candidates.iter().map(|c| c.meta.id.as_str()).collect();
+    let mut referrals = s.db.referrals_of(&ids).await?;
+    let mut items = Vec::new();
+    let (mut resources, mut subjects, mut fields, mut reasons) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut first_allowed: Option<Decision> = None;
+    for c in &candidates {
+        let mut input = x.input(Action::List);
+        input.signal = Some(c.meta.facts(referrals.remove(&c.meta.id).unwrap_or_default()));
+        let d = s.policy.decide(&input);
+        if !d.allow {
+            continue;
+        }
+        let (record, body) = open_record(&s, c)?;
+        items.push(project(&record, &d.fields));
+        resources.push(format!("signal:{}", c.meta.id));
+        subjects.extend(signals::subjects(&body, &s.pseudonyms));
+        fields.extend(d.fields.iter().cloned());
+        reasons.extend(d.reasons.iter().cloned());
+        first_allowed.get_or_insert(d);
+    }
+    // One entry for the page: every disclosed record, subject and field.
+    reasons.sort();
+    reasons.dedup();
+    // A page with nothing the caller may see is logged as a refusal.
+    let summary = match first_allowed {
+        Some(d) => Decision { fields, reasons, mode: if d.mode == Mode::Full { Mode::Full } else { Mode::Masked }, ..d },
+        None => Decision::deny("no-record-allowed", policies_revision(&s).as_str()),
+    };
+    let draft = x.draft(LogAction::List, &summary).resources(resources).subjects(subjects);
+    let receipt = s.ledger.record(draft).await?;
+    Ok(with_receipt(receipt, Json(SignalPage { items, next_after })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReferralRequest {
+    /// Partner id of the recipient.
+    recipient: String,
+    /// Purpose of the referral; must equal the `Ketenpoort-Purpose` header.
+    purpose: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferralCreated {
+    id: String,
+    recipient: String,
+    purpose: String,
+    /// `full`/`masked`: a copy is in the recipient's inbox; `aggregate`: the
+    /// signal counts towards phenomenon tables only, no record is delivered.
+    mode: Mode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inbox_item: Option<String>,
+    fields: Vec<String>,
+}
+
+/// Refer a signal to a partner for a purpose. The recipient's projection is
+/// stored in its inbox; a referral to a non-member only records the signal
+/// as a contribution to phenomenon tables.
+#[utoipa::path(post, path = "/v1/signals/{id}/referrals", tag = "signals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "signal id")), request_body = ReferralRequest,
+    responses((status = 201, body = ReferralCreated), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn refer(
+    State(s): State<AppState>,
+    ctx: RequestContext,
+    principal: Principal,
+    Purpose(purpose): Purpose,
+    Path(id): Path<String>,
+    extract::Json(req): extract::Json<ReferralRequest>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    let policies = s.policy.current();
+    let mut errors = Vec::new();
+    let recipient = match s.db.partner(&req.recipient).await? {
+        Some(r) if crate::partners::is_slug(&req.recipient) => Some(r),
+        _ => {
+            errors.push(FieldError { pointer: "/recipient".into(), reason: "unknown partner".into() });
+            None
+        }
+    };
+    if !policies.is_known_purpose(&req.purpose) {
+        errors.push(FieldError { pointer: "/purpose".into(), reason: "unknown purpose".into() });
+    } else if purpose.as_deref().is_some_and(|h| h != req.purpose) {
+        errors.push(FieldError { pointer: "/purpose".into(), reason: "differs from the Ketenpoort-Purpose header".into() });
+    }
+    let Some(recipient) = recipient.filter(|_| errors.is_empty()) else {
+        return Err(Problem::unprocessable("the referral names an unknown recipient or purpose", errors));
+    };
+    let x = Exchange { state: &s, ctx: &ctx, principal: &principal, purpose };
+    let stored = s.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
+    let mut input = x.input(Action::Refer);
+    input.recipient = Some(party(&recipient, None));
+    input.signal = Some(stored.meta.facts(s.db.referrals(&id).await?));
+    let decision = x.decide(&input, LogAction::Refer, vec![format!("signal:{id}")]).await?;
+    let (record, body) = open_record(&s, &stored)?;
+    let referral_id = Uuid::now_v7().to_string();
+    let mut tx = s.db.begin_write().await?;
+    tx.insert_referral(&referral_id, &id, &recipient.id, &req.purpose, &principal.partner.id).await?;
+    let mut resources = vec![format!("signal:{id}"), format!("referral:{referral_id}")];
+    let inbox_item = if decision.mode == Mode::Aggregate {
+        None
+    } else {
+        let item = Uuid::now_v7().to_string();
+        let copy = project(&record, &decision.fields);
+        let sealed = s.vault.key(&stored)?.seal(item.as_bytes(), &serde_json::to_vec(&copy).expect("json"));
+        tx.insert_inbox_item(&item, &id, &referral_id, &recipient.id, &req.purpose, &sealed).await?;
+        resources.push(format!("inbox:{item}"));
+        Some(item)
+    };
+    let draft = x
+        .draft(LogAction::Refer, &decision)
+        .recipient(Some(&recipient.id))
+        .resources(resources)
+        .subjects(signals::subjects(&body, &s.pseudonyms));
+    let receipt = s.ledger.append(&mut tx, draft).await?;
+    tx.commit().await?;
+    let created = ReferralCreated {
+        id: referral_id,
+        recipient: recipient.id.clone(),
+        purpose: req.purpose,
+        mode: decision.mode,
+        inbox_item,
+        fields: decision.fields,
+    };
+    Ok(with_receipt(receipt, (StatusCode::CREATED, Json(created))))
+}

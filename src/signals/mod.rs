@@ -1,0 +1,161 @@
+//! Signals: validation against schema v1, the facts the policy sees, and
+//! the data subjects the log pseudonymises. A record is kept as JSON (the
+//! validated body plus what ketenpoort derives), encrypted at rest.
+
+mod validate;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::crypto::envelope::{DataKey, Keyring};
+use crate::crypto::{Pseudonymizer, SubjectId};
+use crate::policy::model::{ReferralFact, SignalFacts};
+pub use validate::validate;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Statuses a signal moves through.
+pub const STATUS_NEW: &str = "nieuw";
+pub const STATUS_REFERRED: &str = "doorverwezen";
+
+/// Envelope keys set by ketenpoort on every record it returns: not personal,
+/// always present in a projection.
+pub const ENVELOPE: [&str; 4] = ["id", "schemaVersion", "reporter", "createdAt"];
+
+/// What the tables beside the ciphertext hold, in plaintext, for filtering
+/// and for the policy: no names, numbers or free text.
+pub struct Meta {
+    pub id: String,
+    pub reporter: String,
+    pub municipality: String,
+    pub forms: Vec<String>,
+    pub date_received: String,
+    pub victim_minor: bool,
+    pub domestic_setting: bool,
+    pub status: String,
+    pub created_at: i64,
+}
+
+impl Meta {
+    /// Reads the plaintext facts out of a validated body.
+    pub fn of(id: &str, reporter: &str, body: &Value, created_at: i64) -> Self {
+        let s = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        Self {
+            id: id.to_owned(),
+            reporter: reporter.to_owned(),
+            municipality: s("municipality"),
+            forms: body["forms"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(str::to_owned)).collect(),
+            date_received: s("dateReceived"),
+            victim_minor: persons(body, "victims").any(|v| v.get("minor") == Some(&Value::Bool(true))),
+            domestic_setting: body.get("domesticSetting") == Some(&Value::Bool(true)),
+            status: STATUS_NEW.to_owned(),
+            created_at,
+        }
+    }
+
+    /// The policy's view of this signal.
+    pub fn facts(&self, referrals: Vec<ReferralFact>) -> SignalFacts {
+        SignalFacts {
+            reporter: self.reporter.clone(),
+            municipality: self.municipality.clone(),
+            forms: self.forms.clone(),
+            victim_minor: self.victim_minor,
+            domestic_setting: self.domestic_setting,
+            referrals,
+            status: self.status.clone(),
+        }
+    }
+
+    /// The full record: the stored body under the envelope and status.
+    pub fn record(&self, body: &Value) -> Value {
+        let mut rec = body.clone();
+        let created = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.created_at) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+        let envelope = json!({
+            "id": self.id,
+            "schemaVersion": SCHEMA_VERSION,
+            "reporter": self.reporter,
+            "createdAt": created,
+            "status": self.status,
+        });
+        if let (Some(r), Value::Object(env)) = (rec.as_object_mut(), envelope) {
+            r.extend(env);
+        }
+        rec
+    }
+}
+
+fn persons<'a>(body: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    body.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
+/// Pseudonyms of every victim and suspect in a record (for the log).
+pub fn subjects(body: &Value, p: &Pseudonymizer) -> Vec<String> {
+    let mut out: Vec<String> = ["victims", "suspects"]
+        .into_iter()
+        .flat_map(|k| persons(body, k))
+        .filter_map(|person| {
+            let s = |k: &str| person.get(k).and_then(Value::as_str);
+            p.pseudonym(&SubjectId { bsn: s("bsn"), name: s("name"), date_of_birth: s("dateOfBirth") })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Seals and opens signal bodies (and inbox copies) under per-signal data
+/// keys wrapped by the keyring's KEK.
+#[derive(Clone)]
+pub struct Vault {
+    keyring: Arc<Keyring>,
+}
+
+/// A freshly sealed signal: its body and its wrapped data key.
+pub struct Sealed {
+    pub body: Vec<u8>,
+    pub kek_id: String,
+    pub wrapped: Vec<u8>,
+}
+
+impl Vault {
+    pub fn new(keyring: Keyring) -> Self {
+        Self { keyring: Arc::new(keyring) }
+    }
+
+    pub fn seal_new(&self, id: &str, body: &Value) -> Sealed {
+        let key = DataKey::generate();
+        let (kek_id, wrapped) = self.keyring.wrap(id, &key);
+        let body = key.seal(id.as_bytes(), &serde_json::to_vec(body).expect("json"));
+        Sealed { body, kek_id, wrapped }
+    }
+
+    pub fn key(&self, s: &crate::store::signals::StoredSignal) -> anyhow::Result<DataKey> {
+        self.keyring.unwrap(&s.kek_id, &s.meta.id, &s.wrapped)
+    }
+
+    /// Re-wraps every data key under the keyring's current KEK (after
+    /// `Keyring::create_next`); returns how many were re-wrapped.
+    pub async fn rewrap_all(&self, db: &crate::store::Db) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for (id, kek_id, wrapped) in db.signal_keys().await? {
+            if kek_id == self.keyring.current() {
+                continue;
+            }
+            let key = self.keyring.unwrap(&kek_id, &id, &wrapped)?;
+            let (new_kek, new_wrapped) = self.keyring.wrap(&id, &key);
+            let mut tx = db.begin_write().await?;
+            tx.set_signal_key(&id, &new_kek, &new_wrapped).await?;
+            tx.commit().await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Decrypts `sealed`, bound to `aad` (the signal or inbox item id).
+    pub fn open(key: &DataKey, aad: &str, sealed: &[u8]) -> anyhow::Result<Value> {
+        Ok(serde_json::from_slice(&key.open(aad.as_bytes(), sealed)?)?)
+    }
+}

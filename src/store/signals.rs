@@ -1,0 +1,297 @@
+//! Signal, key, referral and inbox tables.
+
+use sqlx::Row;
+
+use super::{Db, WriteTx};
+use crate::policy::model::ReferralFact;
+use crate::signals::Meta;
+
+/// A signal row: plaintext facts, the sealed body and its wrapped key.
+pub struct StoredSignal {
+    pub meta: Meta,
+    pub body: Vec<u8>,
+    pub kek_id: String,
+    pub wrapped: Vec<u8>,
+}
+
+/// An inbox row with its signal's facts and key.
+pub struct StoredInboxItem {
+    pub id: String,
+    pub purpose: String,
+    pub created_at: i64,
+    pub acked: bool,
+    pub body: Vec<u8>,
+    pub signal: StoredSignal,
+}
+
+#[derive(Debug, Default)]
+pub struct SignalFilter {
+    pub status: Option<String>,
+    pub municipality: Option<String>,
+    pub form: Option<String>,
+    pub received_from: Option<String>,
+    pub received_to: Option<String>,
+    /// Restrict to one reporter (a reporting partner's own signals).
+    pub reporter: Option<String>,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+const SIGNAL_COLUMNS: &str = "s.id, s.reporter, s.municipality, s.forms, s.date_received, s.victim_minor, \
+     s.domestic_setting, s.status, s.created_at, s.body, k.kek_id, k.wrapped";
+
+fn signal_from_row(r: &sqlx::any::AnyRow) -> Result<StoredSignal, sqlx::Error> {
+    let forms: String = r.try_get("forms")?;
+    Ok(StoredSignal {
+        meta: Meta {
+            id: r.try_get("id")?,
+            reporter: r.try_get("reporter")?,
+            municipality: r.try_get("municipality")?,
+            forms: serde_json::from_str(&forms).map_err(|e| sqlx::Error::Decode(e.into()))?,
+            date_received: r.try_get("date_received")?,
+            victim_minor: r.try_get::<i64, _>("victim_minor")? != 0,
+            domestic_setting: r.try_get::<i64, _>("domestic_setting")? != 0,
+            status: r.try_get("status")?,
+            created_at: r.try_get("created_at")?,
+        },
+        body: r.try_get("body")?,
+        kek_id: r.try_get("kek_id")?,
+        wrapped: r.try_get("wrapped")?,
+    })
+}
+
+impl WriteTx {
+    pub async fn insert_signal(&mut self, m: &Meta, body: &[u8], kek_id: &str, wrapped: &[u8]) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO signals (id, reporter, municipality, forms, date_received, victim_minor, domestic_setting, \
+             status, created_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&m.id)
+        .bind(&m.reporter)
+        .bind(&m.municipality)
+        .bind(serde_json::to_string(&m.forms).expect("json"))
+        .bind(&m.date_received)
+        .bind(i64::from(m.victim_minor))
+        .bind(i64::from(m.domestic_setting))
+        .bind(&m.status)
+        .bind(m.created_at)
+        .bind(body)
+        .execute(self.conn())
+        .await?;
+        sqlx::query("INSERT INTO signal_keys (signal_id, kek_id, wrapped) VALUES ($1, $2, $3)")
+            .bind(&m.id)
+            .bind(kek_id)
+            .bind(wrapped)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_referral(
+        &mut self,
+        id: &str,
+        signal_id: &str,
+        recipient: &str,
+        purpose: &str,
+        referred_by: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO referrals (id, signal_id, recipient, purpose, referred_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(signal_id)
+        .bind(recipient)
+        .bind(purpose)
+        .bind(referred_by)
+        .bind(super::now_millis())
+        .execute(self.conn())
+        .await?;
+        sqlx::query("UPDATE signals SET status = $1 WHERE id = $2 AND status = $3")
+            .bind(crate::signals::STATUS_REFERRED)
+            .bind(signal_id)
+            .bind(crate::signals::STATUS_NEW)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_inbox_item(
+        &mut self,
+        id: &str,
+        signal_id: &str,
+        referral_id: &str,
+        recipient: &str,
+        purpose: &str,
+        body: &[u8],
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO inbox (id, signal_id, referral_id, recipient, purpose, body, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(signal_id)
+        .bind(referral_id)
+        .bind(recipient)
+        .bind(purpose)
+        .bind(body)
+        .bind(super::now_millis())
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_signal_key(&mut self, id: &str, kek_id: &str, wrapped: &[u8]) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE signal_keys SET kek_id = $1, wrapped = $2 WHERE signal_id = $3")
+            .bind(kek_id)
+            .bind(wrapped)
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Destroys a signal: its data key first, then every row that holds
+    /// its personal data (referrals and inbox copies go with it).
+    pub async fn purge_signal(&mut self, id: &str) -> Result<(), sqlx::Error> {
+        for sql in [
+            "DELETE FROM signal_keys WHERE signal_id = $1",
+            "DELETE FROM inbox WHERE signal_id = $1",
+            "DELETE FROM referrals WHERE signal_id = $1",
+            "DELETE FROM signals WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Db {
+    pub async fn signal(&self, id: &str) -> Result<Option<StoredSignal>, sqlx::Error> {
+        let sql = format!("SELECT {SIGNAL_COLUMNS} FROM signals s JOIN signal_keys k ON k.signal_id = s.id WHERE s.id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(signal_from_row).transpose()
+    }
+
+    pub async fn signals(&self, f: &SignalFilter) -> Result<Vec<StoredSignal>, sqlx::Error> {
+        let mut sql = format!("SELECT {SIGNAL_COLUMNS} FROM signals s JOIN signal_keys k ON k.signal_id = s.id WHERE 1 = 1");
+        let mut args = Vec::new();
+        for (clause, v) in [
+            (" AND s.status = ?", f.status.clone()),
+            (" AND s.municipality = ?", f.municipality.clone()),
+            (" AND s.forms LIKE ?", f.form.as_ref().map(|x| format!("%\"{x}\"%"))),
+            (" AND s.date_received >= ?", f.received_from.clone()),
+            (" AND s.date_received <= ?", f.received_to.clone()),
+            (" AND s.reporter = ?", f.reporter.clone()),
+            (" AND s.id > ?", f.after.clone()),
+        ] {
+            if let Some(v) = v {
+                args.push(v);
+                sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY s.id LIMIT {}", f.limit));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(a);
+        }
+        q.fetch_all(self.pool()).await?.iter().map(signal_from_row).collect()
+    }
+
+    pub async fn referrals(&self, signal_id: &str) -> Result<Vec<ReferralFact>, sqlx::Error> {
+        let rows = sqlx::query("SELECT recipient, purpose FROM referrals WHERE signal_id = $1 ORDER BY created_at, id")
+            .bind(signal_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok(ReferralFact { partner: r.try_get("recipient")?, purpose: r.try_get("purpose")? }))
+            .collect()
+    }
+
+    pub async fn inbox(&self, recipient: &str, purpose: &str, after: Option<&str>, limit: u32) -> Result<Vec<StoredInboxItem>, sqlx::Error> {
+        let sql = format!(
+            "SELECT i.id AS item_id, i.purpose AS item_purpose, i.created_at AS item_created, i.acked_at, \
+             i.body AS item_body, {SIGNAL_COLUMNS} FROM inbox i JOIN signals s ON s.id = i.signal_id \
+             JOIN signal_keys k ON k.signal_id = s.id \
+             WHERE i.recipient = $1 AND i.purpose = $2 AND i.id > $3 ORDER BY i.id LIMIT {limit}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(recipient)
+            .bind(purpose)
+            .bind(after.unwrap_or(""))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredInboxItem {
+                    id: r.try_get("item_id")?,
+                    purpose: r.try_get("item_purpose")?,
+                    created_at: r.try_get("item_created")?,
+                    acked: r.try_get::<Option<i64>, _>("acked_at")?.is_some(),
+                    body: r.try_get("item_body")?,
+                    signal: signal_from_row(r)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks an item of `recipient` as received; false if there is none.
+    pub async fn ack_inbox_item(&self, id: &str, recipient: &str) -> Result<bool, sqlx::Error> {
+        let res = sqlx::query("UPDATE inbox SET acked_at = $1 WHERE id = $2 AND recipient = $3 AND acked_at IS NULL")
+            .bind(super::now_millis())
+            .bind(id)
+            .bind(recipient)
+            .execute(self.pool())
+            .await?;
+        if res.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM inbox WHERE id = $1 AND recipient = $2")
+            .bind(id)
+            .bind(recipient)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(exists.is_some())
+    }
+
+    /// Every wrapped data key: (signal id, KEK id, wrapped key).
+    pub async fn signal_keys(&self) -> Result<Vec<(String, String, Vec<u8>)>, sqlx::Error> {
+        let rows = sqlx::query("SELECT signal_id, kek_id, wrapped FROM signal_keys ORDER BY signal_id")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("signal_id")?, r.try_get("kek_id")?, r.try_get("wrapped")?))).collect()
+    }
+
+    /// Ids of signals created before `before_ms` (retention).
+    pub async fn signals_created_before(&self, before_ms: i64, limit: u32) -> Result<Vec<String>, sqlx::Error> {
+        let sql = format!("SELECT id FROM signals WHERE created_at < $1 ORDER BY created_at LIMIT {limit}");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(before_ms).fetch_all(self.pool()).await
+    }
+}
+
+impl Db {
+    /// Referrals of several signals at once (for lists), by signal id.
+    pub async fn referrals_of(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<ReferralFact>>, sqlx::Error> {
+        let mut out: std::collections::HashMap<String, Vec<ReferralFact>> = Default::default();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT signal_id, recipient, purpose FROM referrals WHERE signal_id IN ({}) ORDER BY created_at, id",
+            params.join(",")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(self.pool()).await? {
+            out.entry(r.try_get("signal_id")?)
+                .or_default()
+                .push(ReferralFact { partner: r.try_get("recipient")?, purpose: r.try_get("purpose")? });
+        }
+        Ok(out)
+    }
+}
