@@ -27,7 +27,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Authenticator, require_principal};
@@ -96,11 +96,17 @@ impl utoipa::Modify for BearerAuth {
 /// Every route with its documentation. Routes are only ever added here, via
 /// `routes!`, so the OpenAPI document and the router cannot drift apart.
 fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    // Open CORS on the API description, preflights (OPTIONS) included. The
+    // method router needs its own fallback under the CORS layer: the app's
+    // `method_not_allowed_fallback` replaces default fallbacks, layered or not,
+    // which left preflights without CORS headers (a 405).
+    let (schemas, paths, document) = routes!(system::openapi);
+    let document = document.fallback(method_not_allowed).layer(CorsLayer::permissive());
     let public = OpenApiRouter::new()
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
-        .routes(routes!(system::openapi).layer(CorsLayer::permissive()));
+        .routes((schemas, paths, document));
     // Reachable by every authenticated partner, members and non-members.
     // The log routes serve hashes to all, and entries within the audit
     // policy's scope (a non-member: its own aggregate reads only).
@@ -130,6 +136,10 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(authenticated)
 }
 
+async fn method_not_allowed() -> axum::response::Response {
+    Problem::for_status(StatusCode::METHOD_NOT_ALLOWED).into_response()
+}
+
 /// The complete application: routes, then the layers every request passes.
 pub fn app(state: AppState, cfg: &Config) -> Router {
     let (router, doc) = routes(&state).split_for_parts();
@@ -139,7 +149,7 @@ pub fn app(state: AppState, cfg: &Config) -> Router {
     };
     router
         .fallback(|| async { Problem::not_found().into_response() })
-        .method_not_allowed_fallback(|| async { Problem::for_status(StatusCode::METHOD_NOT_ALLOWED).into_response() })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(doc))
         .layer(DefaultBodyLimit::max(cfg.http.body_limit))
         .layer(RequestBodyLimitLayer::new(cfg.http.body_limit))

@@ -17,7 +17,7 @@ use crate::keys::{KeyStore, TOKEN_ISSUER};
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
-    pub aud: String,
+    pub aud: Audience,
     pub exp: u64,
     pub nbf: u64,
     pub iat: u64,
@@ -31,6 +31,15 @@ pub struct Claims {
     /// RFC 8705 certificate binding.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+}
+
+/// `aud`: one audience as a string, or an array of them (RFC 7519, 4.1.3).
+/// jsonwebtoken checks either form; the claims must accept both as well.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -135,7 +144,7 @@ impl Verifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| unreadable_header(token))?;
         if !self.allowed.contains(&header.alg) {
             return Err(TokenError::Algorithm);
         }
@@ -172,6 +181,21 @@ impl Verifier {
         }
         Err(last)
     }
+}
+
+/// Why jsonwebtoken could not read a token's header. An algorithm it does not
+/// know (`"alg": "none"` in any spelling, ...) is an algorithm refusal, so the
+/// classic unsigned-token attack shows under `token-algorithm`; anything else
+/// is malformed.
+fn unreadable_header(token: &str) -> TokenError {
+    let unknown_alg = token
+        .split('.')
+        .next()
+        .and_then(|h| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).ok())
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+        .and_then(|h| h.get("alg").and_then(|a| a.as_str()).map(|a| a.parse::<Algorithm>().is_err()))
+        .unwrap_or(false);
+    if unknown_alg { TokenError::Algorithm } else { TokenError::Malformed }
 }
 
 fn load_jwks(file: &Path, allowed: &HashSet<Algorithm>) -> anyhow::Result<Vec<Key>> {
@@ -213,7 +237,7 @@ pub fn issue(cfg: &Config, req: &TokenRequest<'_>) -> anyhow::Result<String> {
     let now = jsonwebtoken::get_current_timestamp();
     let claims = Claims {
         iss: cfg.auth.issuer.clone(),
-        aud: cfg.auth.audience.clone(),
+        aud: Audience::One(cfg.auth.audience.clone()),
         iat: now,
         nbf: now,
         exp: now + req.ttl.as_secs(),
@@ -278,5 +302,43 @@ mod tests {
             ..cfg.clone()
         };
         assert!(Verifier::from_config(&hs).is_err(), "HS256 without an explicit secret must be refused");
+    }
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    }
+
+    #[test]
+    fn unsigned_tokens_are_an_algorithm_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        KeyStore::new(dir.path()).ensure_ed25519(TOKEN_ISSUER).unwrap();
+        let v = Verifier::from_config(&cfg).unwrap();
+        let body = b64(r#"{"iss":"ketenpoort","aud":"ketenpoort","exp":4000000000,"nbf":0,"iat":0,"jti":"j","partner":"assen","role":"fg"}"#);
+        for alg in ["none", "None", "HS1"] {
+            let t = format!("{}.{body}.", b64(&format!(r#"{{"alg":"{alg}"}}"#)));
+            assert_eq!(v.verify(&t).unwrap_err(), TokenError::Algorithm, "{alg}");
+        }
+        let t = format!("{}.{body}.", b64(r#"{"typ":"JWT"}"#));
+        assert_eq!(v.verify(&t).unwrap_err(), TokenError::Malformed);
+        assert_eq!(v.verify("x.y.z").unwrap_err(), TokenError::Malformed);
+    }
+
+    #[test]
+    fn audience_may_be_an_array() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        let ks = KeyStore::new(dir.path());
+        ks.ensure_ed25519(TOKEN_ISSUER).unwrap();
+        let key = EncodingKey::from_ed_der(ks.ed25519(TOKEN_ISSUER).unwrap().pkcs8_der());
+        let v = Verifier::from_config(&cfg).unwrap();
+        let sign = |aud: serde_json::Value| {
+            let claims = serde_json::json!({"iss": "ketenpoort", "aud": aud, "exp": 4_000_000_000u64, "nbf": 0,
+                "iat": 0, "jti": "j", "partner": "assen", "role": "fg"});
+            jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap()
+        };
+        assert!(v.verify(&sign(serde_json::json!(["other", "ketenpoort"]))).is_ok());
+        assert_eq!(v.verify(&sign(serde_json::json!(["other"]))).unwrap_err(), TokenError::Audience);
+        assert_eq!(v.verify(&sign(serde_json::json!("other"))).unwrap_err(), TokenError::Audience);
     }
 }

@@ -1,0 +1,22 @@
+//! Black-box end-to-end tests: every test starts the real `ketenpoort`
+//! binary (`serve --demo`) on a fresh data directory and talks HTTPS to it,
+//! or runs its CLI. One test crate, so the suite links once.
+//!
+//! ```text
+//! cargo test --test e2e                                   # SQLite
+//! KETENPOORT_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
+//!     cargo test --test e2e                               # PostgreSQL
+//! ```
+//!
+//! - `KETENPOORT_TEST_DATABASE_URL`: run every server on PostgreSQL, each in
+//!   a fresh schema `kp_<random>` of that database (dropped afterwards unless
+//!   `KETENPOORT_TEST_KEEP_SCHEMAS` is set).
+//! - `KETENPOORT_TEST_BIN`: test another build of the binary.
+//!
+//! No `KETENPOORT_*` variable of the caller's environment reaches the
+//! processes under test; tests set what they need.
+
+mod auth;
+mod cli;
+mod common;
+mod http;
