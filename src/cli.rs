@@ -7,16 +7,20 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::token::{self, TokenRequest};
+use crate::config::{Config, Overrides};
 use crate::crypto::envelope::Keyring;
 use crate::keys::KeyStore;
-use crate::signals::Vault;
-use crate::config::{Config, Overrides};
 use crate::partners::{Partner, PartnerStatus};
+use crate::signals::Vault;
 use crate::store::Db;
 use crate::{server, telemetry};
 
 #[derive(Parser)]
-#[command(name = "ketenpoort", version, about = "Exchange gateway of the Drenthe anti-trafficking covenant")]
+#[command(
+    name = "ketenpoort",
+    version,
+    about = "Exchange gateway of the Drenthe anti-trafficking covenant"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -210,7 +214,10 @@ enum TokenCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -235,7 +242,11 @@ async fn open(common: &Common) -> anyhow::Result<(Config, Db)> {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { common, listen, demo } => {
+        Command::Serve {
+            common,
+            listen,
+            demo,
+        } => {
             let cfg = common.config(listen)?;
             telemetry::init_logging(&cfg.logging.level);
             server::run(cfg, demo).await?;
@@ -245,7 +256,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("migrations applied");
         }
         Command::Partner { action } => return partner(action).await,
-        Command::Log { action: LogCommand::Verify { common } } => {
+        Command::Log {
+            action: LogCommand::Verify { common },
+        } => {
             let cfg = common.config(None)?;
             // Three streams (entries, subject index, tree hashes) read side by side.
             let db = Db::connect(&cfg.database_url(), 4).await?;
@@ -263,22 +276,42 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Policy { action } => return policy(action),
-        Command::Keys { action: KeysCommand::Init { common } } => {
+        Command::Keys {
+            action: KeysCommand::Init { common },
+        } => {
             let cfg = common.config(None)?;
             crate::keys::init_service_keys(&KeyStore::new(&cfg.data_dir))?;
             println!("keys in {}", cfg.data_dir.join("keys").display());
         }
-        Command::Keys { action: KeysCommand::RotateKek { common } } => {
+        Command::Keys {
+            action: KeysCommand::RotateKek { common },
+        } => {
             let (cfg, db) = open(&common).await?;
             let store = KeyStore::new(&cfg.data_dir);
             let name = Keyring::create_next(&store)?;
             let n = Vault::new(Keyring::load(&store)?).rewrap_all(&db).await?;
             println!("{name} is now the key-encryption key; {n} data keys re-wrapped");
         }
-        Command::Token { action: TokenCommand::Issue { common, partner, role, user, ttl, bind_cert } } => {
+        Command::Token {
+            action:
+                TokenCommand::Issue {
+                    common,
+                    partner,
+                    role,
+                    user,
+                    ttl,
+                    bind_cert,
+                },
+        } => {
             let (cfg, db) = open(&common).await?;
-            let p = db.partner(&partner).await?.ok_or_else(|| anyhow::anyhow!("no partner {partner:?}"))?;
-            anyhow::ensure!(p.roles.contains(&role), "role {role:?} is not registered for partner {partner:?}");
+            let p = db
+                .partner(&partner)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no partner {partner:?}"))?;
+            anyhow::ensure!(
+                p.roles.contains(&role),
+                "role {role:?} is not registered for partner {partner:?}"
+            );
             let cert_fingerprint = match bind_cert {
                 Some(path) => {
                     use rustls_pki_types::pem::PemObject;
@@ -319,7 +352,12 @@ fn policy(action: PolicyCommand) -> anyhow::Result<ExitCode> {
             for f in &report.failed {
                 println!("FAIL {f}");
             }
-            println!("{} passed, {} failed ({})", report.passed.len(), report.failed.len(), bundle.revision());
+            println!(
+                "{} passed, {} failed ({})",
+                report.passed.len(),
+                report.failed.len(),
+                bundle.revision()
+            );
             if !report.failed.is_empty() {
                 return Ok(ExitCode::FAILURE);
             }
@@ -348,9 +386,15 @@ fn policy(action: PolicyCommand) -> anyhow::Result<ExitCode> {
             std::fs::create_dir_all(&out)?;
             for (name, schema) in [
                 ("input.json", schemars::schema_for!(crate::policy::Input)),
-                ("decision.json", schemars::schema_for!(crate::policy::Decision)),
+                (
+                    "decision.json",
+                    schemars::schema_for!(crate::policy::Decision),
+                ),
             ] {
-                std::fs::write(out.join(name), serde_json::to_string_pretty(&schema)? + "\n")?;
+                std::fs::write(
+                    out.join(name),
+                    serde_json::to_string_pretty(&schema)? + "\n",
+                )?;
             }
             println!("wrote {}", out.display());
         }
@@ -360,7 +404,16 @@ fn policy(action: PolicyCommand) -> anyhow::Result<ExitCode> {
 
 async fn partner(action: PartnerCommand) -> anyhow::Result<ExitCode> {
     match action {
-        PartnerCommand::Add { common, id, name, kind, roles, non_member, oin, cert_fingerprints } => {
+        PartnerCommand::Add {
+            common,
+            id,
+            name,
+            kind,
+            roles,
+            non_member,
+            oin,
+            cert_fingerprints,
+        } => {
             let (_, db) = open(&common).await?;
             let p = Partner {
                 id,
@@ -369,11 +422,18 @@ async fn partner(action: PartnerCommand) -> anyhow::Result<ExitCode> {
                 member: !non_member,
                 oin,
                 roles,
-                cert_fingerprints: cert_fingerprints.into_iter().map(|f| f.to_ascii_lowercase().replace(':', "")).collect(),
+                cert_fingerprints: cert_fingerprints
+                    .into_iter()
+                    .map(|f| f.to_ascii_lowercase().replace(':', ""))
+                    .collect(),
                 status: PartnerStatus::Active,
             };
             p.validate().map_err(anyhow::Error::msg)?;
-            anyhow::ensure!(db.insert_partner(&p).await?, "partner {:?} already exists", p.id);
+            anyhow::ensure!(
+                db.insert_partner(&p).await?,
+                "partner {:?} already exists",
+                p.id
+            );
             println!("added {}", p.id);
         }
         PartnerCommand::List { common, json } => {
@@ -382,22 +442,39 @@ async fn partner(action: PartnerCommand) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                println!("{:<16} {:<14} {:<7} {:<10} ROLES", "ID", "KIND", "MEMBER", "STATUS");
+                println!(
+                    "{:<16} {:<14} {:<7} {:<10} ROLES",
+                    "ID", "KIND", "MEMBER", "STATUS"
+                );
                 for p in all {
                     let member = if p.member { "yes" } else { "no" };
-                    println!("{:<16} {:<14} {:<7} {:<10} {}", p.id, p.kind, member, p.status.as_str(), p.roles.join(","));
+                    println!(
+                        "{:<16} {:<14} {:<7} {:<10} {}",
+                        p.id,
+                        p.kind,
+                        member,
+                        p.status.as_str(),
+                        p.roles.join(",")
+                    );
                 }
             }
         }
-        PartnerCommand::Suspend { common, id } => set_status(&common, &id, PartnerStatus::Suspended).await?,
-        PartnerCommand::Activate { common, id } => set_status(&common, &id, PartnerStatus::Active).await?,
+        PartnerCommand::Suspend { common, id } => {
+            set_status(&common, &id, PartnerStatus::Suspended).await?
+        }
+        PartnerCommand::Activate { common, id } => {
+            set_status(&common, &id, PartnerStatus::Active).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn set_status(common: &Common, id: &str, status: PartnerStatus) -> anyhow::Result<()> {
     let (_, db) = open(common).await?;
-    anyhow::ensure!(db.set_partner_status(id, status).await?, "no partner {id:?}");
+    anyhow::ensure!(
+        db.set_partner_status(id, status).await?,
+        "no partner {id:?}"
+    );
     println!("{id} is now {}", status.as_str());
     Ok(())
 }

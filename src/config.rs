@@ -90,7 +90,10 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: None, max_connections: 16 }
+        Self {
+            url: None,
+            max_connections: 16,
+        }
     }
 }
 
@@ -152,7 +155,12 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { origin: None, checkpoint_every: 1000, checkpoint_interval_secs: 60, max_unfiltered_days: 31 }
+        Self {
+            origin: None,
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 60,
+            max_unfiltered_days: 31,
+        }
     }
 }
 
@@ -165,7 +173,9 @@ pub struct PolicyConfig {
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("policies") }
+        Self {
+            path: PathBuf::from("policies"),
+        }
     }
 }
 
@@ -178,7 +188,9 @@ pub struct SignalsConfig {
 
 impl Default for SignalsConfig {
     fn default() -> Self {
-        Self { intake_partner: "zvhd".into() }
+        Self {
+            intake_partner: "zvhd".into(),
+        }
     }
 }
 
@@ -195,7 +207,10 @@ pub struct RetentionConfig {
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        Self { signal_days: 730, interval_secs: 3600 }
+        Self {
+            signal_days: 730,
+            interval_secs: 3600,
+        }
     }
 }
 
@@ -208,7 +223,9 @@ pub struct LoggingConfig {
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self {
+            level: "info".into(),
+        }
     }
 }
 
@@ -225,10 +242,18 @@ impl Config {
     pub fn load(o: &Overrides) -> anyhow::Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = &o.config_file {
-            anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
+            anyhow::ensure!(
+                file.exists(),
+                "config file {} does not exist",
+                file.display()
+            );
             fig = fig.merge(Toml::file(file));
         }
-        fig = fig.merge(Env::prefixed("KETENPOORT_").split("__").ignore(&["test_database_url"]));
+        fig = fig.merge(
+            Env::prefixed("KETENPOORT_")
+                .split("__")
+                .ignore(&["test_database_url"]),
+        );
         let mut cfg: Config = fig.extract().context("invalid configuration")?;
         if let Some(d) = &o.data_dir {
             cfg.data_dir = d.clone();
@@ -265,11 +290,17 @@ impl Config {
     }
 
     pub fn tls_cert(&self) -> PathBuf {
-        self.tls.cert.clone().unwrap_or_else(|| self.path("tls/server.pem"))
+        self.tls
+            .cert
+            .clone()
+            .unwrap_or_else(|| self.path("tls/server.pem"))
     }
 
     pub fn tls_key(&self) -> PathBuf {
-        self.tls.key.clone().unwrap_or_else(|| self.path("tls/server.key"))
+        self.tls
+            .key
+            .clone()
+            .unwrap_or_else(|| self.path("tls/server.key"))
     }
 }
 
@@ -307,7 +338,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("k.toml");
         std::fs::write(&file, "[http]\nbody_limt = 2048\n").unwrap();
-        let o = Overrides { config_file: Some(file), ..Default::default() };
+        let o = Overrides {
+            config_file: Some(file),
+            ..Default::default()
+        };
         assert!(Config::load(&o).is_err());
     }
 }

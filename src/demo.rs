@@ -14,28 +14,110 @@ use crate::tls::DevPki;
 
 /// (id, display name, kind, member, roles)
 const PARTNERS: &[(&str, &str, &str, bool, &[&str])] = &[
-    ("aa-en-hunze", "Gemeente Aa en Hunze", "gemeente", true, GEMEENTE),
+    (
+        "aa-en-hunze",
+        "Gemeente Aa en Hunze",
+        "gemeente",
+        true,
+        GEMEENTE,
+    ),
     ("assen", "Gemeente Assen", "gemeente", true, GEMEENTE),
-    ("borger-odoorn", "Gemeente Borger-Odoorn", "gemeente", true, GEMEENTE),
-    ("coevorden", "Gemeente Coevorden", "gemeente", true, GEMEENTE),
-    ("de-wolden", "Gemeente De Wolden", "gemeente", true, GEMEENTE),
+    (
+        "borger-odoorn",
+        "Gemeente Borger-Odoorn",
+        "gemeente",
+        true,
+        GEMEENTE,
+    ),
+    (
+        "coevorden",
+        "Gemeente Coevorden",
+        "gemeente",
+        true,
+        GEMEENTE,
+    ),
+    (
+        "de-wolden",
+        "Gemeente De Wolden",
+        "gemeente",
+        true,
+        GEMEENTE,
+    ),
     ("emmen", "Gemeente Emmen", "gemeente", true, GEMEENTE),
-    ("hoogeveen", "Gemeente Hoogeveen", "gemeente", true, GEMEENTE),
+    (
+        "hoogeveen",
+        "Gemeente Hoogeveen",
+        "gemeente",
+        true,
+        GEMEENTE,
+    ),
     ("meppel", "Gemeente Meppel", "gemeente", true, GEMEENTE),
-    ("midden-drenthe", "Gemeente Midden-Drenthe", "gemeente", true, GEMEENTE),
-    ("noordenveld", "Gemeente Noordenveld", "gemeente", true, GEMEENTE),
+    (
+        "midden-drenthe",
+        "Gemeente Midden-Drenthe",
+        "gemeente",
+        true,
+        GEMEENTE,
+    ),
+    (
+        "noordenveld",
+        "Gemeente Noordenveld",
+        "gemeente",
+        true,
+        GEMEENTE,
+    ),
     ("tynaarlo", "Gemeente Tynaarlo", "gemeente", true, GEMEENTE),
-    ("westerveld", "Gemeente Westerveld", "gemeente", true, GEMEENTE),
-    ("zvhd", "Zorg- en Veiligheidshuis Drenthe", "zvhd", true, &["ketenregisseur", "zorgcoordinator", "fg"]),
-    ("politie", "Politie Noord-Nederland (TMM)", "politie", true, &["rechercheur", "fg"]),
-    ("nla", "Nederlandse Arbeidsinspectie", "nla", true, &["inspecteur", "fg"]),
+    (
+        "westerveld",
+        "Gemeente Westerveld",
+        "gemeente",
+        true,
+        GEMEENTE,
+    ),
+    (
+        "zvhd",
+        "Zorg- en Veiligheidshuis Drenthe",
+        "zvhd",
+        true,
+        &["ketenregisseur", "zorgcoordinator", "fg"],
+    ),
+    (
+        "politie",
+        "Politie Noord-Nederland (TMM)",
+        "politie",
+        true,
+        &["rechercheur", "fg"],
+    ),
+    (
+        "nla",
+        "Nederlandse Arbeidsinspectie",
+        "nla",
+        true,
+        &["inspecteur", "fg"],
+    ),
     ("om", "Openbaar Ministerie", "om", true, &["officier", "fg"]),
-    ("veilig-thuis", "Veilig Thuis Drenthe", "veilig-thuis", true, &["aandachtfunctionaris", "fg"]),
+    (
+        "veilig-thuis",
+        "Veilig Thuis Drenthe",
+        "veilig-thuis",
+        true,
+        &["aandachtfunctionaris", "fg"],
+    ),
     ("fier", "Fier", "zorgpartner", true, &["hulpverlener", "fg"]),
-    ("riec", "RIEC Noord-Nederland", "riec", false, &["analist", "fg"]),
+    (
+        "riec",
+        "RIEC Noord-Nederland",
+        "riec",
+        false,
+        &["analist", "fg"],
+    ),
 ];
 
-const GEMEENTE: &[&str] = &["aandachtfunctionaris-veiligheid", "aandachtfunctionaris-sociaal", "fg"];
+const GEMEENTE: &[&str] = &[
+    "aandachtfunctionaris-veiligheid",
+    "aandachtfunctionaris-sociaal",
+    "fg",
+];
 
 /// Demo tokens live this long; each demo start signs fresh ones.
 const TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -61,7 +143,13 @@ pub async fn init(cfg: &Config, db: &Db) -> anyhow::Result<()> {
         };
         db.insert_partner(&partner).await?;
         for role in *roles {
-            let req = TokenRequest { partner: id, role, user: Some("demo"), ttl: TOKEN_TTL, cert_fingerprint: None };
+            let req = TokenRequest {
+                partner: id,
+                role,
+                user: Some("demo"),
+                ttl: TOKEN_TTL,
+                cert_fingerprint: None,
+            };
             let path = tokens.join(format!("{id}.{role}.jwt"));
             let _ = std::fs::remove_file(&path);
             write_secret(&path, token::issue(cfg, &req)?.as_bytes())?;
@@ -99,7 +187,10 @@ fn redact_url(url: &str) -> String {
 mod tests {
     #[test]
     fn redaction() {
-        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
     }

@@ -34,7 +34,9 @@ impl Ed25519 {
 
 impl KeyStore {
     pub fn new(data_dir: &Path) -> Self {
-        Self { dir: data_dir.join("keys") }
+        Self {
+            dir: data_dir.join("keys"),
+        }
     }
 
     fn file(&self, name: &str, ext: &str) -> PathBuf {
@@ -51,21 +53,30 @@ impl KeyStore {
             .map_err(|_| anyhow::anyhow!("key generation failed"))?;
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
             .map_err(|_| anyhow::anyhow!("generated key unreadable"))?;
-        write_secret(&path, pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref())).as_bytes())?;
+        write_secret(
+            &path,
+            pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref())).as_bytes(),
+        )?;
         let public = spki_ed25519(pair.public_key().as_ref());
-        write_public(&self.file(name, "pub.pem"), pem::encode(&pem::Pem::new("PUBLIC KEY", public)).as_bytes())
+        write_public(
+            &self.file(name, "pub.pem"),
+            pem::encode(&pem::Pem::new("PUBLIC KEY", public)).as_bytes(),
+        )
     }
 
     pub fn ed25519(&self, name: &str) -> anyhow::Result<Ed25519> {
         let path = self.file(name, "pem");
         let text = fs::read(&path).with_context(|| format!("reading key {}", path.display()))?;
-        let block = pem::parse(text).with_context(|| format!("key {} is not PEM", path.display()))?;
+        let block =
+            pem::parse(text).with_context(|| format!("key {} is not PEM", path.display()))?;
         if block.tag() != "PRIVATE KEY" {
             bail!("key {} is not a PKCS#8 private key", path.display());
         }
         Ed25519KeyPair::from_pkcs8_maybe_unchecked(block.contents())
             .map_err(|_| anyhow::anyhow!("key {} is not an Ed25519 PKCS#8 key", path.display()))?;
-        Ok(Ed25519 { pkcs8: zeroize::Zeroizing::new(block.contents().to_vec()) })
+        Ok(Ed25519 {
+            pkcs8: zeroize::Zeroizing::new(block.contents().to_vec()),
+        })
     }
 
     /// Path of the public half of `name`, for configurations that verify.
@@ -128,7 +139,9 @@ pub fn init_service_keys(store: &KeyStore) -> anyhow::Result<()> {
 
 /// SubjectPublicKeyInfo DER of an Ed25519 public key (RFC 8410).
 pub fn spki_ed25519(public: &[u8]) -> Vec<u8> {
-    let mut der = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+    let mut der = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
     der.extend_from_slice(public);
     der
 }
@@ -167,15 +180,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ks = KeyStore::new(dir.path());
         ks.ensure_ed25519("k").unwrap();
-        let first = ks.ed25519("k").unwrap().key_pair().public_key().as_ref().to_vec();
+        let first = ks
+            .ed25519("k")
+            .unwrap()
+            .key_pair()
+            .public_key()
+            .as_ref()
+            .to_vec();
         ks.ensure_ed25519("k").unwrap();
-        assert_eq!(ks.ed25519("k").unwrap().key_pair().public_key().as_ref(), &first[..]);
+        assert_eq!(
+            ks.ed25519("k").unwrap().key_pair().public_key().as_ref(),
+            &first[..]
+        );
         ks.ensure_secret("s").unwrap();
         let s1 = *ks.secret("s").unwrap();
         ks.ensure_secret("s").unwrap();
         assert_eq!(*ks.secret("s").unwrap(), s1);
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(dir.path().join("keys/k.pem")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("keys/k.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "private key readable by others");
     }
 
@@ -184,9 +209,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ks = KeyStore::new(dir.path());
         ks.ensure_ed25519("k").unwrap();
-        let enc = jsonwebtoken::EncodingKey::from_ed_pem(&fs::read(dir.path().join("keys/k.pem")).unwrap()).unwrap();
-        let dec =
-            jsonwebtoken::DecodingKey::from_ed_pem(&fs::read(dir.path().join("keys/k.pub.pem")).unwrap()).unwrap();
+        let enc = jsonwebtoken::EncodingKey::from_ed_pem(
+            &fs::read(dir.path().join("keys/k.pem")).unwrap(),
+        )
+        .unwrap();
+        let dec = jsonwebtoken::DecodingKey::from_ed_pem(
+            &fs::read(dir.path().join("keys/k.pub.pem")).unwrap(),
+        )
+        .unwrap();
         let tok = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
             &serde_json::json!({"exp": 4_000_000_000u64}),

@@ -9,13 +9,13 @@ pub mod cli;
 
 mod api;
 mod auth;
+mod boundary;
 mod config;
+mod crypto;
 mod demo;
 mod identifiers;
-mod crypto;
 mod keys;
 mod ledger;
-mod boundary;
 mod partners;
 mod policy;
 mod projection;

@@ -52,7 +52,8 @@ impl PartnerStatus {
 /// A lowercase slug: what partner ids, kinds and roles look like.
 pub fn is_slug(s: &str) -> bool {
     (2..=63).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -77,8 +78,14 @@ impl Partner {
         {
             return Err("OIN must be 20 digits".into());
         }
-        if !self.cert_fingerprints.iter().all(|f| f.len() == 64 && f.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))) {
-            return Err("certificate fingerprints must be 64 lowercase hex characters (SHA-256)".into());
+        if !self
+            .cert_fingerprints
+            .iter()
+            .all(|f| f.len() == 64 && f.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        {
+            return Err(
+                "certificate fingerprints must be 64 lowercase hex characters (SHA-256)".into(),
+            );
         }
         Ok(())
     }
@@ -88,18 +95,25 @@ impl Partner {
     }
 }
 
+/// A registry lookup and when it was made (None: no such partner).
+type Cached = (Instant, Option<Arc<Partner>>);
+
 /// Registry lookups with a short cache, so authentication does not query the
 /// database on every request while a suspension still takes effect quickly.
 #[derive(Clone)]
 pub struct Registry {
     db: Db,
     ttl: Duration,
-    cache: Arc<RwLock<HashMap<String, (Instant, Option<Arc<Partner>>)>>>,
+    cache: Arc<RwLock<HashMap<String, Cached>>>,
 }
 
 impl Registry {
     pub fn new(db: Db, ttl: Duration) -> Self {
-        Self { db, ttl, cache: Arc::default() }
+        Self {
+            db,
+            ttl,
+            cache: Arc::default(),
+        }
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Arc<Partner>>, sqlx::Error> {
@@ -139,12 +153,30 @@ mod tests {
     fn validation() {
         assert!(p().validate().is_ok());
         for bad in [
-            Partner { id: "Assen".into(), ..p() },
-            Partner { id: "a".into(), ..p() },
-            Partner { roles: vec![], ..p() },
-            Partner { oin: Some("123".into()), ..p() },
-            Partner { cert_fingerprints: vec!["AB".repeat(32)], ..p() },
-            Partner { display_name: " ".into(), ..p() },
+            Partner {
+                id: "Assen".into(),
+                ..p()
+            },
+            Partner {
+                id: "a".into(),
+                ..p()
+            },
+            Partner {
+                roles: vec![],
+                ..p()
+            },
+            Partner {
+                oin: Some("123".into()),
+                ..p()
+            },
+            Partner {
+                cert_fingerprints: vec!["AB".repeat(32)],
+                ..p()
+            },
+            Partner {
+                display_name: " ".into(),
+                ..p()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

@@ -10,7 +10,9 @@ use crate::signals::ENVELOPE;
 /// victim) allow it, plus the non-personal envelope. A list of persons none
 /// of whose fields is allowed is left out entirely.
 pub fn project(record: &Value, fields: &[String]) -> Value {
-    let Some(obj) = record.as_object() else { return Value::Object(Map::new()) };
+    let Some(obj) = record.as_object() else {
+        return Value::Object(Map::new());
+    };
     let mut out = Map::new();
     for key in ENVELOPE {
         if let Some(v) = obj.get(key) {
@@ -25,9 +27,15 @@ pub fn project(record: &Value, fields: &[String]) -> Value {
                 }
             }
             Some((list, sub)) => {
-                let Some(items) = obj.get(list).and_then(Value::as_array) else { continue };
-                let target = out.entry(list.to_owned()).or_insert_with(|| Value::Array(vec![Value::Object(Map::new()); items.len()]));
-                let Some(slots) = target.as_array_mut() else { continue };
+                let Some(items) = obj.get(list).and_then(Value::as_array) else {
+                    continue;
+                };
+                let target = out
+                    .entry(list.to_owned())
+                    .or_insert_with(|| Value::Array(vec![Value::Object(Map::new()); items.len()]));
+                let Some(slots) = target.as_array_mut() else {
+                    continue;
+                };
                 for (item, slot) in items.iter().zip(slots.iter_mut()) {
                     if let (Some(v), Some(slot)) = (item.get(sub), slot.as_object_mut()) {
                         slot.insert(sub.to_owned(), v.clone());
@@ -47,11 +55,34 @@ mod tests {
     use super::*;
 
     const ALL_FIELDS: &[&str] = &[
-        "municipality", "dateReceived", "forms", "sector", "locationType", "domesticSetting", "indicators", "urgency",
-        "status", "narrative", "victims.name", "victims.bsn", "victims.dateOfBirth", "victims.nationality",
-        "victims.gender", "victims.address", "victims.phone", "victims.email", "victims.minor",
-        "victims.labourMigrant", "victims.mildIntellectualDisability", "victims.careNeeds", "suspects.name",
-        "suspects.bsn", "suspects.companyName", "suspects.kvkNumber", "suspects.allegedConduct", "suspects.phone",
+        "municipality",
+        "dateReceived",
+        "forms",
+        "sector",
+        "locationType",
+        "domesticSetting",
+        "indicators",
+        "urgency",
+        "status",
+        "narrative",
+        "victims.name",
+        "victims.bsn",
+        "victims.dateOfBirth",
+        "victims.nationality",
+        "victims.gender",
+        "victims.address",
+        "victims.phone",
+        "victims.email",
+        "victims.minor",
+        "victims.labourMigrant",
+        "victims.mildIntellectualDisability",
+        "victims.careNeeds",
+        "suspects.name",
+        "suspects.bsn",
+        "suspects.companyName",
+        "suspects.kvkNumber",
+        "suspects.allegedConduct",
+        "suspects.phone",
     ];
 
     fn record(victims: usize, suspects: usize) -> Value {
@@ -78,7 +109,9 @@ mod tests {
             match val.as_array() {
                 // A list of persons: its elements' keys. An empty list is
                 // `<list>.*`: some field of the list must be allowed.
-                Some(items) if items.iter().all(Value::is_object) && k != "forms" && k != "indicators" => {
+                Some(items)
+                    if items.iter().all(Value::is_object) && k != "forms" && k != "indicators" =>
+                {
                     if items.is_empty() {
                         out.push(format!("{k}.*"));
                     }
@@ -96,10 +129,18 @@ mod tests {
 
     #[test]
     fn care_partner_projection() {
-        let fields: Vec<String> = ["forms", "victims.name", "victims.careNeeds"].map(String::from).to_vec();
+        let fields: Vec<String> = ["forms", "victims.name", "victims.careNeeds"]
+            .map(String::from)
+            .to_vec();
         let p = project(&record(2, 1), &fields);
-        assert_eq!(p["victims"], json!([{"name": "v0", "careNeeds": "x"}, {"name": "v1", "careNeeds": "x"}]));
-        assert!(p.get("suspects").is_none(), "no suspect field allowed: the list is left out");
+        assert_eq!(
+            p["victims"],
+            json!([{"name": "v0", "careNeeds": "x"}, {"name": "v1", "careNeeds": "x"}])
+        );
+        assert!(
+            p.get("suspects").is_none(),
+            "no suspect field allowed: the list is left out"
+        );
         assert!(p.get("narrative").is_none() && p.get("unclassified").is_none());
         assert_eq!(p["id"], json!("0193"));
     }

@@ -20,11 +20,11 @@ use crate::auth::{Authenticator, Verifier};
 use crate::config::Config;
 use crate::crypto::envelope::Keyring;
 use crate::crypto::{PSEUDONYM_KEY, Pseudonymizer};
-use crate::signals::Vault;
 use crate::keys::KeyStore;
 use crate::ledger::Ledger;
 use crate::partners::Registry;
 use crate::policy::PolicyEngine;
+use crate::signals::Vault;
 use crate::store::Db;
 use crate::{demo, retention, telemetry, tls};
 
@@ -37,7 +37,11 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         demo::init(&cfg, &db).await?;
     }
     let registry = Registry::new(db.clone(), Duration::from_secs(cfg.auth.partner_cache_secs));
-    let auth = Authenticator::new(Verifier::from_config(&cfg)?, registry, cfg.tls.client_ca.is_some());
+    let auth = Authenticator::new(
+        Verifier::from_config(&cfg)?,
+        registry,
+        cfg.tls.client_ca.is_some(),
+    );
     let keys = KeyStore::new(&cfg.data_dir);
     keys.ensure_secret(PSEUDONYM_KEY)?;
     let ledger = Ledger::open(db.clone(), &keys, &cfg.log_origin()).await?;
@@ -75,7 +79,12 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router, stop: impl Future<Output = ()>) {
+async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    stop: impl Future<Output = ()>,
+) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
@@ -96,29 +105,40 @@ async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Route
         let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+            else {
                 metrics::counter!("ketenpoort_tls_handshake_failures_total").increment(1);
                 return;
             };
             let client = tls::ClientCertificate::of(stream.get_ref().1);
-            let svc = app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(client);
-                req
-            });
+            let svc =
+                app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(client);
+                    req
+                });
             let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
+            let conn = builder.serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                TowerToHyperService::new(svc),
+            );
             let _ = watcher.watch(conn.into_owned()).await;
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(20), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(20), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after 20s; stopping anyway");
     }
 }
 
 /// SIGHUP reloads the policies; a failing bundle leaves the running ones.
 async fn reload_on_sighup(policy: PolicyEngine) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
     while hup.recv().await.is_some() {
         if let Err(e) = policy.reload() {
             tracing::error!(error = %e, "policy reload refused; the running policies stay in force");
@@ -127,7 +147,8 @@ async fn reload_on_sighup(policy: PolicyEngine) {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},

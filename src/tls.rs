@@ -21,12 +21,19 @@ pub struct ClientCertificate(pub Option<[u8; 32]>);
 
 impl ClientCertificate {
     pub fn of(conn: &rustls::ServerConnection) -> Self {
-        Self(conn.peer_certificates().and_then(|c| c.first()).map(|leaf| fingerprint(leaf)))
+        Self(
+            conn.peer_certificates()
+                .and_then(|c| c.first())
+                .map(|leaf| fingerprint(leaf)),
+        )
     }
 }
 
 pub fn fingerprint(der: &[u8]) -> [u8; 32] {
-    digest::digest(&digest::SHA256, der).as_ref().try_into().expect("sha256")
+    digest::digest(&digest::SHA256, der)
+        .as_ref()
+        .try_into()
+        .expect("sha256")
 }
 
 pub fn server_config(cfg: &Config) -> anyhow::Result<Arc<ServerConfig>> {
@@ -38,11 +45,14 @@ pub fn server_config(cfg: &Config) -> anyhow::Result<Arc<ServerConfig>> {
         .with_context(|| format!("parsing {}", cert_path.display()))?;
     let key = PrivateKeyDer::from_pem_file(cfg.tls_key())
         .with_context(|| format!("reading {}", cfg.tls_key().display()))?;
-    let builder = ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let builder = match &cfg.tls.client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))? {
+            for c in CertificateDer::pem_file_iter(ca)
+                .with_context(|| format!("reading {}", ca.display()))?
+            {
                 roots.add(c?)?;
             }
             // The TLS layer verifies any certificate offered; `auth` requires one
@@ -54,7 +64,9 @@ pub fn server_config(cfg: &Config) -> anyhow::Result<Arc<ServerConfig>> {
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(certs, key).context("server certificate and key do not match")?;
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .context("server certificate and key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -85,8 +97,18 @@ impl DevPki {
         let pki = Self { ca_pem, issuer };
         let server = dir.join("tls/server.pem");
         if !server.exists() {
-            let sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-            pki.issue(&server, &dir.join("tls/server.key"), "ketenpoort", sans, false)?;
+            let sans = vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+                "::1".to_string(),
+            ];
+            pki.issue(
+                &server,
+                &dir.join("tls/server.key"),
+                "ketenpoort",
+                sans,
+                false,
+            )?;
         }
         Ok(pki)
     }
@@ -96,15 +118,32 @@ impl DevPki {
     pub fn ensure_client(&self, dir: &Path, partner: &str) -> anyhow::Result<[u8; 32]> {
         let cert = dir.join(format!("demo/clients/{partner}.pem"));
         if !cert.exists() {
-            self.issue(&cert, &dir.join(format!("demo/clients/{partner}.key")), partner, vec![], true)?;
+            self.issue(
+                &cert,
+                &dir.join(format!("demo/clients/{partner}.key")),
+                partner,
+                vec![],
+                true,
+            )?;
         }
         Ok(fingerprint(&CertificateDer::from_pem_file(&cert)?))
     }
 
-    fn issue(&self, cert: &Path, key: &Path, cn: &str, sans: Vec<String>, client: bool) -> anyhow::Result<()> {
+    fn issue(
+        &self,
+        cert: &Path,
+        key: &Path,
+        cn: &str,
+        sans: Vec<String>,
+        client: bool,
+    ) -> anyhow::Result<()> {
         let mut params = rcgen::CertificateParams::new(sans)?;
-        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        params.distinguished_name.push(rcgen::DnType::OrganizationName, "ketenpoort demo");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "ketenpoort demo");
         params.extended_key_usages = vec![if client {
             rcgen::ExtendedKeyUsagePurpose::ClientAuth
         } else {
@@ -123,8 +162,13 @@ impl DevPki {
 fn ca_params() -> rcgen::CertificateParams {
     let mut params = rcgen::CertificateParams::default();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name.push(rcgen::DnType::CommonName, "ketenpoort demo CA");
-    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ketenpoort demo CA");
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     params

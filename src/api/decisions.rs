@@ -49,17 +49,27 @@ pub async fn dry_run(
     principal: Principal,
     extract::Json(q): extract::Json<DryRun>,
 ) -> Result<Json<Decision>, Problem> {
-    let Some(recipient) = s.db.partner(&q.recipient).await?.filter(|_| crate::partners::is_slug(&q.recipient)) else {
-        return Err(Problem::unprocessable("unknown recipient", vec![FieldError {
-            pointer: "/recipient".into(),
-            reason: "unknown partner".into(),
-        }]));
+    let Some(recipient) =
+        s.db.partner(&q.recipient)
+            .await?
+            .filter(|_| crate::partners::is_slug(&q.recipient))
+    else {
+        return Err(Problem::unprocessable(
+            "unknown recipient",
+            vec![FieldError {
+                pointer: "/recipient".into(),
+                reason: "unknown partner".into(),
+            }],
+        ));
     };
     if !s.policy.current().is_known_purpose(&q.purpose) {
-        return Err(Problem::unprocessable("unknown purpose", vec![FieldError {
-            pointer: "/purpose".into(),
-            reason: "unknown purpose".into(),
-        }]));
+        return Err(Problem::unprocessable(
+            "unknown purpose",
+            vec![FieldError {
+                pointer: "/purpose".into(),
+                reason: "unknown purpose".into(),
+            }],
+        ));
     }
     let facts = SignalFacts {
         reporter: principal.partner.id.clone(),
@@ -67,7 +77,10 @@ pub async fn dry_run(
         forms: q.forms,
         victim_minor: q.victim_minor,
         domestic_setting: q.domestic_setting,
-        referrals: vec![ReferralFact { partner: recipient.id.clone(), purpose: q.purpose.clone() }],
+        referrals: vec![ReferralFact {
+            partner: recipient.id.clone(),
+            purpose: q.purpose.clone(),
+        }],
         status: crate::signals::STATUS_REFERRED.into(),
     };
     let caller: Party = party(&principal.partner, Some(&principal.role));

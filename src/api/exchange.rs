@@ -10,7 +10,7 @@ use super::AppState;
 use super::middleware::RequestContext;
 use super::problem::Problem;
 use crate::auth::Principal;
-use crate::ledger::{Draft, LogAction, Receipt, RECEIPT_HEADER};
+use crate::ledger::{Draft, LogAction, RECEIPT_HEADER, Receipt};
 use crate::policy::{Decision, Input, model::Party};
 
 pub const PURPOSE_HEADER: &str = "ketenpoort-purpose";
@@ -27,7 +27,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Purpose {
             None => Ok(Purpose(None)),
             Some(v) => match v.to_str() {
                 Ok(s) if crate::partners::is_slug(s) => Ok(Purpose(Some(s.to_owned()))),
-                _ => Err(Problem::bad_request("the Ketenpoort-Purpose header must be a purpose id")),
+                _ => Err(Problem::bad_request(
+                    "the Ketenpoort-Purpose header must be a purpose id",
+                )),
             },
         }
     }
@@ -37,7 +39,11 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<RequestContext>().cloned().ok_or_else(Problem::internal)
+        parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .ok_or_else(Problem::internal)
     }
 }
 
@@ -76,7 +82,9 @@ impl Exchange<'_> {
     /// The purpose as it may be written to the log: only ids the policy
     /// data knows (a header value is the caller's text, not ours to log).
     fn logged_purpose(&self) -> Option<&str> {
-        self.purpose.as_deref().filter(|p| self.state.policy.current().is_known_purpose(p))
+        self.purpose
+            .as_deref()
+            .filter(|p| self.state.policy.current().is_known_purpose(p))
     }
 
     /// A log draft for this exchange with the decision recorded.
@@ -86,7 +94,12 @@ impl Exchange<'_> {
 
     /// Decides `input`; a refusal is logged (with `resources`) and becomes a
     /// 403 carrying the policy's reason code.
-    pub async fn decide(&self, input: &Input, log_as: LogAction, resources: Vec<String>) -> Result<Decision, Problem> {
+    pub async fn decide(
+        &self,
+        input: &Input,
+        log_as: LogAction,
+        resources: Vec<String>,
+    ) -> Result<Decision, Problem> {
         let decision = if self.purpose.is_none() {
             Decision::deny("purpose-missing", self.state.policy.current().revision())
         } else {
@@ -95,16 +108,28 @@ impl Exchange<'_> {
         if decision.allow {
             return Ok(decision);
         }
-        self.state.ledger.record(self.draft(log_as, &decision).resources(resources)).await?;
-        let code = decision.reasons.first().cloned().unwrap_or_else(|| "denied".into());
-        Err(Problem::forbidden(&code, "the covenant policy does not allow this exchange"))
+        self.state
+            .ledger
+            .record(self.draft(log_as, &decision).resources(resources))
+            .await?;
+        let code = decision
+            .reasons
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "denied".into());
+        Err(Problem::forbidden(
+            &code,
+            "the covenant policy does not allow this exchange",
+        ))
     }
 }
 
 /// Adds the `Ketenpoort-Receipt` header to a disclosing response.
 pub fn with_receipt(receipt: Receipt, body: impl IntoResponse) -> Response {
     let mut res = body.into_response();
-    res.headers_mut()
-        .insert(RECEIPT_HEADER, HeaderValue::from_str(&receipt.header_value()).expect("receipt header is ASCII"));
+    res.headers_mut().insert(
+        RECEIPT_HEADER,
+        HeaderValue::from_str(&receipt.header_value()).expect("receipt header is ASCII"),
+    );
     res
 }

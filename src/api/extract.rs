@@ -30,9 +30,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                     )
                 })
             }
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(Problem::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)),
-            Err(JsonRejection::JsonSyntaxError(_)) => Err(Problem::bad_request("the body is not valid JSON")),
-            Err(JsonRejection::BytesRejection(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(Problem::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE))
+            }
+            Err(JsonRejection::JsonSyntaxError(_)) => {
+                Err(Problem::bad_request("the body is not valid JSON"))
+            }
+            Err(JsonRejection::BytesRejection(r))
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
                 Err(Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE))
             }
             Err(_) => Err(Problem::bad_request("the body could not be read as JSON")),
@@ -50,7 +56,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Query(v))
-            .map_err(|_: QueryRejection| Problem::bad_request("invalid or unknown query parameters"))
+            .map_err(|_: QueryRejection| {
+                Problem::bad_request("invalid or unknown query parameters")
+            })
     }
 }
 

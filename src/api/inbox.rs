@@ -61,24 +61,46 @@ pub async fn list(
     Purpose(purpose): Purpose,
     Query(p): Query<InboxParams>,
 ) -> Result<Response, Problem> {
-    let x = Exchange { state: &s, ctx: &ctx, principal: &principal, purpose: purpose.clone() };
+    let x = Exchange {
+        state: &s,
+        ctx: &ctx,
+        principal: &principal,
+        purpose: purpose.clone(),
+    };
     let Some(purpose) = purpose else {
         let d = Decision::deny("purpose-missing", s.policy.current().revision());
         s.ledger.record(x.draft(LogAction::Deliver, &d)).await?;
-        return Err(Problem::forbidden("purpose-missing", "name the purpose in the Ketenpoort-Purpose header"));
+        return Err(Problem::forbidden(
+            "purpose-missing",
+            "name the purpose in the Ketenpoort-Purpose header",
+        ));
     };
-    let after = p.after.as_deref().map(parse_id).transpose().map_err(|_| Problem::bad_request("invalid cursor"))?;
+    let after = p
+        .after
+        .as_deref()
+        .map(parse_id)
+        .transpose()
+        .map_err(|_| Problem::bad_request("invalid cursor"))?;
     let limit = p.limit.unwrap_or(50).clamp(1, 100);
-    let rows = s.db.inbox(&principal.partner.id, &purpose, after.as_deref(), limit).await?;
-    let next_after = (rows.len() as u32 == limit).then(|| rows.last().map(|r| r.id.clone())).flatten();
+    let rows =
+        s.db.inbox(&principal.partner.id, &purpose, after.as_deref(), limit)
+            .await?;
+    let next_after = (rows.len() as u32 == limit)
+        .then(|| rows.last().map(|r| r.id.clone()))
+        .flatten();
     let ids: Vec<&str> = rows.iter().map(|r| r.signal.meta.id.as_str()).collect();
     let referrals = s.db.referrals_of(&ids).await?;
-    let (mut items, mut resources, mut subjects, mut fields, mut reasons) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut items, mut resources, mut subjects, mut fields, mut reasons) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut first: Option<Decision> = None;
     for row in rows {
         let sid = row.signal.meta.id.clone();
         let mut input = x.input(Action::Deliver);
-        input.signal = Some(row.signal.meta.facts(referrals.get(&sid).cloned().unwrap_or_default()));
+        input.signal = Some(
+            row.signal
+                .meta
+                .facts(referrals.get(&sid).cloned().unwrap_or_default()),
+        );
         let d = s.policy.decide(&input);
         if !d.allow {
             continue;
@@ -102,10 +124,26 @@ pub async fn list(
     reasons.sort();
     reasons.dedup();
     let summary = match first {
-        Some(d) => Decision { fields, reasons, mode: if d.mode == Mode::Full { Mode::Full } else { Mode::Masked }, ..d },
+        Some(d) => Decision {
+            fields,
+            reasons,
+            mode: if d.mode == Mode::Full {
+                Mode::Full
+            } else {
+                Mode::Masked
+            },
+            ..d
+        },
         None => Decision::deny("no-record-allowed", s.policy.current().revision()),
     };
-    let receipt = s.ledger.record(x.draft(LogAction::Deliver, &summary).resources(resources).subjects(subjects)).await?;
+    let receipt = s
+        .ledger
+        .record(
+            x.draft(LogAction::Deliver, &summary)
+                .resources(resources)
+                .subjects(subjects),
+        )
+        .await?;
     Ok(with_receipt(receipt, Json(InboxPage { items, next_after })))
 }
 
@@ -113,7 +151,11 @@ pub async fn list(
 #[utoipa::path(post, path = "/v1/inbox/{id}/ack", tag = "inbox", security(("bearer" = [])),
     params(("id" = String, Path, description = "inbox item id")),
     responses((status = 204), (status = 404, body = Problem)))]
-pub async fn ack(State(s): State<AppState>, principal: Principal, Path(id): Path<String>) -> Result<Response, Problem> {
+pub async fn ack(
+    State(s): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
     let id = parse_id(&id)?;
     if s.db.ack_inbox_item(&id, &principal.partner.id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())

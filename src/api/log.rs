@@ -40,7 +40,11 @@ pub async fn checkpoint(State(s): State<AppState>) -> Result<Response, Problem> 
         Some(cp) => cp,
         None => s.ledger.checkpoint().await?,
     };
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], cp.note).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        cp.note,
+    )
+        .into_response())
 }
 
 /// Signs a checkpoint for the current tree now (if it grew) and returns it.
@@ -48,14 +52,22 @@ pub async fn checkpoint(State(s): State<AppState>) -> Result<Response, Problem> 
     responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem)))]
 pub async fn sign_checkpoint(State(s): State<AppState>) -> Result<Response, Problem> {
     let cp = s.ledger.checkpoint().await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], cp.note).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        cp.note,
+    )
+        .into_response())
 }
 
 /// The signed-note verifier key of the log: `<name>+<key id>+<base64 key>`.
 #[utoipa::path(get, path = "/v1/log/verifier-key", tag = "log", security(("bearer" = [])),
     responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem)))]
 pub async fn verifier_key(State(s): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", s.ledger.verifier_key())).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{}\n", s.ledger.verifier_key()),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -81,15 +93,24 @@ pub struct InclusionProof {
 /// Inclusion proof of entry `index` in the tree of `treeSize` entries.
 #[utoipa::path(get, path = "/v1/log/proofs/inclusion", tag = "log", security(("bearer" = [])), params(InclusionParams),
     responses((status = 200, body = InclusionProof), (status = 400, body = Problem), (status = 404, body = Problem)))]
-pub async fn inclusion(State(s): State<AppState>, Query(p): Query<InclusionParams>) -> Result<Json<InclusionProof>, Problem> {
+pub async fn inclusion(
+    State(s): State<AppState>,
+    Query(p): Query<InclusionParams>,
+) -> Result<Json<InclusionProof>, Problem> {
     let size = s.ledger.size().await?;
     if p.index >= size {
         return Err(Problem::not_found().detail("no entry with this index"));
     }
     if p.tree_size > size || p.index >= p.tree_size {
-        return Err(Problem::bad_request("need index < treeSize <= the current log size"));
+        return Err(Problem::bad_request(
+            "need index < treeSize <= the current log size",
+        ));
     }
-    let entry = s.db.log_entries(p.index, p.index + 1).await?.pop().ok_or_else(Problem::not_found)?;
+    let entry =
+        s.db.log_entries(p.index, p.index + 1)
+            .await?
+            .pop()
+            .ok_or_else(Problem::not_found)?;
     let proof = s.ledger.inclusion_proof(p.index, p.tree_size).await?;
     let root = s.ledger.root(p.tree_size).await?;
     Ok(Json(InclusionProof {
@@ -122,10 +143,15 @@ pub struct ConsistencyProof {
 /// Proof that the tree of `from` entries is a prefix of the tree of `to`.
 #[utoipa::path(get, path = "/v1/log/proofs/consistency", tag = "log", security(("bearer" = [])), params(ConsistencyParams),
     responses((status = 200, body = ConsistencyProof), (status = 400, body = Problem)))]
-pub async fn consistency(State(s): State<AppState>, Query(p): Query<ConsistencyParams>) -> Result<Json<ConsistencyProof>, Problem> {
+pub async fn consistency(
+    State(s): State<AppState>,
+    Query(p): Query<ConsistencyParams>,
+) -> Result<Json<ConsistencyProof>, Problem> {
     let size = s.ledger.size().await?;
     if p.from == 0 || p.from > p.to || p.to > size {
-        return Err(Problem::bad_request("need 0 < from <= to <= the current log size"));
+        return Err(Problem::bad_request(
+            "need 0 < from <= to <= the current log size",
+        ));
     }
     let proof = s.ledger.consistency_proof(p.from, p.to).await?;
     Ok(Json(ConsistencyProof {
@@ -138,16 +164,26 @@ pub async fn consistency(State(s): State<AppState>, Query(p): Query<ConsistencyP
 }
 
 /// Asks the audit policy what `query` may see; refusals are logged.
-async fn audit_scope(x: &Exchange<'_>, query: AuditQuery) -> Result<(Visibility, crate::policy::Decision), Problem> {
+async fn audit_scope(
+    x: &Exchange<'_>,
+    query: AuditQuery,
+) -> Result<(Visibility, crate::policy::Decision), Problem> {
     let mut input = x.input(Action::AuditQuery);
     input.audit = Some(AuditInput { query });
-    let d = x.decide(&input, LogAction::AuditQuery, vec!["log".into()]).await?;
+    let d = x
+        .decide(&input, LogAction::AuditQuery, vec!["log".into()])
+        .await?;
     let me = x.principal.partner.id.clone();
     let vis = match d.scope {
         Some(Scope::All) => Visibility::All,
         Some(Scope::Own) => Visibility::Partner(me),
         Some(Scope::OwnAggregate) => Visibility::OwnAggregate(me),
-        None => return Err(Problem::forbidden("policy-incoherent", "the audit policy gave no scope")),
+        None => {
+            return Err(Problem::forbidden(
+                "policy-incoherent",
+                "the audit policy gave no scope",
+            ));
+        }
     };
     Ok((vis, d))
 }
@@ -156,7 +192,9 @@ fn visible(vis: &Visibility, e: &StoredEntry) -> bool {
     match vis {
         Visibility::All => true,
         Visibility::Partner(p) => e.actor_partner == *p || e.recipient.as_deref() == Some(p),
-        Visibility::OwnAggregate(p) => e.actor_partner == *p && e.action == LogAction::ReleaseAggregate.as_str(),
+        Visibility::OwnAggregate(p) => {
+            e.actor_partner == *p && e.action == LogAction::ReleaseAggregate.as_str()
+        }
     }
 }
 
@@ -213,20 +251,39 @@ pub async fn entries(
     Purpose(purpose): Purpose,
     Query(p): Query<RangeParams>,
 ) -> Result<Response, Problem> {
-    let x = Exchange { state: &s, ctx: &ctx, principal: &principal, purpose };
+    let x = Exchange {
+        state: &s,
+        ctx: &ctx,
+        principal: &principal,
+        purpose,
+    };
     let size = s.ledger.size().await?;
     if p.start >= p.end || p.end - p.start > MAX_RANGE || p.end > size {
-        return Err(Problem::bad_request(format!("need start < end <= the log size ({size}), at most {MAX_RANGE} entries")));
+        return Err(Problem::bad_request(format!(
+            "need start < end <= the log size ({size}), at most {MAX_RANGE} entries"
+        )));
     }
     let (vis, decision) = audit_scope(&x, AuditQuery::Entries).await?;
     let rows = s.db.log_entries(p.start, p.end).await?;
-    let entries: Vec<LogEntry> = rows.into_iter().map(|e| {
-        let full = visible(&vis, &e);
-        shown(e, full)
-    }).collect();
-    let draft = x.draft(LogAction::AuditQuery, &decision).resources([format!("log:{}-{}", p.start, p.end)]);
+    let entries: Vec<LogEntry> = rows
+        .into_iter()
+        .map(|e| {
+            let full = visible(&vis, &e);
+            shown(e, full)
+        })
+        .collect();
+    let draft = x
+        .draft(LogAction::AuditQuery, &decision)
+        .resources([format!("log:{}-{}", p.start, p.end)]);
     let receipt = s.ledger.record(draft).await?;
-    Ok(with_receipt(receipt, Json(LogEntries { tree_size: size, entries, next_after: None })))
+    Ok(with_receipt(
+        receipt,
+        Json(LogEntries {
+            tree_size: size,
+            entries,
+            next_after: None,
+        }),
+    ))
 }
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -253,19 +310,22 @@ fn parse_time(field: &str, v: &str) -> Result<i64, Problem> {
         time::Date::parse(v, time::macros::format_description!("[year]-[month]-[day]"))
             .map(|d| d.midnight().assume_utc())
     });
-    t.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64).map_err(|_| {
-        Problem::bad_request("invalid period").errors(vec![FieldError {
-            pointer: format!("/{field}"),
-            reason: "not an RFC 3339 time or YYYY-MM-DD date".into(),
-        }])
-    })
+    t.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|_| {
+            Problem::bad_request("invalid period").errors(vec![FieldError {
+                pointer: format!("/{field}"),
+                reason: "not an RFC 3339 time or YYYY-MM-DD date".into(),
+            }])
+        })
 }
 
 impl SearchParams {
     fn to_search(&self, s: &AppState) -> Result<Search, Problem> {
         let slug = |name: &str, v: &Option<String>| -> Result<Option<String>, Problem> {
             match v {
-                Some(v) if !crate::partners::is_slug(v) => Err(Problem::bad_request(format!("{name} must be an id"))),
+                Some(v) if !crate::partners::is_slug(v) => {
+                    Err(Problem::bad_request(format!("{name} must be an id")))
+                }
                 v => Ok(v.clone()),
             }
         };
@@ -280,8 +340,16 @@ impl SearchParams {
             return Err(Problem::bad_request("unknown outcome"));
         }
         let search = Search {
-            from_ms: self.from.as_deref().map(|v| parse_time("from", v)).transpose()?,
-            to_ms: self.to.as_deref().map(|v| parse_time("to", v)).transpose()?,
+            from_ms: self
+                .from
+                .as_deref()
+                .map(|v| parse_time("from", v))
+                .transpose()?,
+            to_ms: self
+                .to
+                .as_deref()
+                .map(|v| parse_time("to", v))
+                .transpose()?,
             actor: slug("partner", &self.partner)?,
             recipient: slug("recipient", &self.recipient)?,
             purpose: slug("purpose", &self.purpose)?,
@@ -322,11 +390,23 @@ async fn run_search(
     let (vis, decision) = audit_scope(x, query).await?;
     search.subject = subjects.first().cloned();
     let rows = s.db.search_log(&vis, &search).await?;
-    let next_after = (rows.len() as u32 == search.limit).then(|| rows.last().map(|e| e.idx)).flatten();
-    let draft = x.draft(LogAction::AuditQuery, &decision).resources(["log".to_string()]).subjects(subjects);
+    let next_after = (rows.len() as u32 == search.limit)
+        .then(|| rows.last().map(|e| e.idx))
+        .flatten();
+    let draft = x
+        .draft(LogAction::AuditQuery, &decision)
+        .resources(["log".to_string()])
+        .subjects(subjects);
     let receipt = s.ledger.record(draft).await?;
     let tree_size = s.ledger.size().await?;
-    Ok((LogEntries { tree_size, entries: rows.into_iter().map(|e| shown(e, true)).collect(), next_after }, receipt))
+    Ok((
+        LogEntries {
+            tree_size,
+            entries: rows.into_iter().map(|e| shown(e, true)).collect(),
+            next_after,
+        },
+        receipt,
+    ))
 }
 
 /// The privacy officer's search (paged). Needs `Ketenpoort-Purpose: verantwoording`.
@@ -339,7 +419,12 @@ pub async fn search(
     Purpose(purpose): Purpose,
     Query(p): Query<SearchParams>,
 ) -> Result<Response, Problem> {
-    let x = Exchange { state: &s, ctx: &ctx, principal: &principal, purpose };
+    let x = Exchange {
+        state: &s,
+        ctx: &ctx,
+        principal: &principal,
+        purpose,
+    };
     let search = p.to_search(&s)?;
     let (page, receipt) = run_search(&s, &x, AuditQuery::Search, search, Vec::new()).await?;
     Ok(with_receipt(receipt, Json(page)))
@@ -355,25 +440,63 @@ pub async fn export(
     Purpose(purpose): Purpose,
     Query(p): Query<SearchParams>,
 ) -> Result<Response, Problem> {
-    let x = Exchange { state: &s, ctx: &ctx, principal: &principal, purpose };
+    let x = Exchange {
+        state: &s,
+        ctx: &ctx,
+        principal: &principal,
+        purpose,
+    };
     let search = p.to_search(&s)?;
     let (page, receipt) = run_search(&s, &x, AuditQuery::Export, search, Vec::new()).await?;
     let mut w = csv::Writer::from_writer(Vec::new());
-    let header = ["index", "time", "actorPartner", "actorRole", "actorUser", "recipient", "action", "purpose",
-        "legalBasis", "resources", "subjects", "fields", "mode", "reasons", "policyRevision", "outcome", "leafHash"];
+    let header = [
+        "index",
+        "time",
+        "actorPartner",
+        "actorRole",
+        "actorUser",
+        "recipient",
+        "action",
+        "purpose",
+        "legalBasis",
+        "resources",
+        "subjects",
+        "fields",
+        "mode",
+        "reasons",
+        "policyRevision",
+        "outcome",
+        "leafHash",
+    ];
     w.write_record(header).map_err(anyhow::Error::from)?;
     for le in page.entries {
         let Some(e) = le.entry else { continue };
         w.write_record([
-            e.index.to_string(), e.time, e.actor.partner, e.actor.role, e.actor.user.unwrap_or_default(),
-            e.recipient.unwrap_or_default(), e.action.as_str().into(), e.purpose.unwrap_or_default(),
-            e.legal_basis.unwrap_or_default(), e.resources.join(" "), e.subjects.join(" "), e.fields.join(" "),
-            e.decision.mode, e.decision.reasons.join(" "), e.policy_revision.unwrap_or_default(),
-            e.outcome.as_str().into(), le.leaf_hash,
-        ]).map_err(anyhow::Error::from)?;
+            e.index.to_string(),
+            e.time,
+            e.actor.partner,
+            e.actor.role,
+            e.actor.user.unwrap_or_default(),
+            e.recipient.unwrap_or_default(),
+            e.action.as_str().into(),
+            e.purpose.unwrap_or_default(),
+            e.legal_basis.unwrap_or_default(),
+            e.resources.join(" "),
+            e.subjects.join(" "),
+            e.fields.join(" "),
+            e.decision.mode,
+            e.decision.reasons.join(" "),
+            e.policy_revision.unwrap_or_default(),
+            e.outcome.as_str().into(),
+            le.leaf_hash,
+        ])
+        .map_err(anyhow::Error::from)?;
     }
     let body = w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?;
-    Ok(with_receipt(receipt, ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body)))
+    Ok(with_receipt(
+        receipt,
+        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body),
+    ))
 }
 
 /// A data subject, identified in the body (never in a URI).
@@ -398,31 +521,52 @@ pub async fn subject(
     Purpose(purpose): Purpose,
     extract::Json(q): extract::Json<SubjectQuery>,
 ) -> Result<Response, Problem> {
-    let x = Exchange { state: &s, ctx: &ctx, principal: &principal, purpose };
+    let x = Exchange {
+        state: &s,
+        ctx: &ctx,
+        principal: &principal,
+        purpose,
+    };
     if let Some(bsn) = &q.bsn
         && !crate::identifiers::is_valid_bsn(bsn)
     {
-        return Err(Problem::unprocessable("invalid BSN", vec![FieldError {
-            pointer: "/bsn".into(),
-            reason: "not 9 digits passing the 11-proef".into(),
-        }]));
+        return Err(Problem::unprocessable(
+            "invalid BSN",
+            vec![FieldError {
+                pointer: "/bsn".into(),
+                reason: "not 9 digits passing the 11-proef".into(),
+            }],
+        ));
     }
     if let Some(d) = &q.date_of_birth
         && time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).is_err()
     {
-        return Err(Problem::unprocessable("invalid date of birth", vec![FieldError {
-            pointer: "/dateOfBirth".into(),
-            reason: "not a YYYY-MM-DD date".into(),
-        }]));
+        return Err(Problem::unprocessable(
+            "invalid date of birth",
+            vec![FieldError {
+                pointer: "/dateOfBirth".into(),
+                reason: "not a YYYY-MM-DD date".into(),
+            }],
+        ));
     }
-    let id = SubjectId { bsn: q.bsn.as_deref(), name: q.name.as_deref(), date_of_birth: q.date_of_birth.as_deref() };
-    let Some(pseudonym) = s.pseudonyms.pseudonym(&id) else {
-        return Err(Problem::unprocessable("give a BSN, or a name (and date of birth)", vec![FieldError {
-            pointer: "/".into(),
-            reason: "no identifier".into(),
-        }]));
+    let id = SubjectId {
+        bsn: q.bsn.as_deref(),
+        name: q.name.as_deref(),
+        date_of_birth: q.date_of_birth.as_deref(),
     };
-    let search = Search { limit: MAX_PAGE, ..Default::default() };
+    let Some(pseudonym) = s.pseudonyms.pseudonym(&id) else {
+        return Err(Problem::unprocessable(
+            "give a BSN, or a name (and date of birth)",
+            vec![FieldError {
+                pointer: "/".into(),
+                reason: "no identifier".into(),
+            }],
+        ));
+    };
+    let search = Search {
+        limit: MAX_PAGE,
+        ..Default::default()
+    };
     let (page, receipt) = run_search(&s, &x, AuditQuery::Subject, search, vec![pseudonym]).await?;
     Ok(with_receipt(receipt, Json(page)))
 }

@@ -11,8 +11,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ring::rand::{SecureRandom, SystemRandom};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -35,7 +35,9 @@ fn incoming_trace_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
     let mut it = s.split('-');
     let (ver, trace, parent, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
-    let hex = |x: &str, n: usize| x.len() == n && x.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let hex = |x: &str, n: usize| {
+        x.len() == n && x.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
     let valid = ver == "00"
         && it.next().is_none()
         && hex(trace, 32)
@@ -55,11 +57,21 @@ fn random_hex(n: usize) -> String {
 pub async fn request_context(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = Uuid::now_v7();
-    let trace_id = req.headers().get("traceparent").and_then(incoming_trace_id).unwrap_or_else(|| random_hex(16));
+    let trace_id = req
+        .headers()
+        .get("traceparent")
+        .and_then(incoming_trace_id)
+        .unwrap_or_else(|| random_hex(16));
     let span_id = random_hex(8);
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
     let method = req.method().clone();
-    req.extensions_mut().insert(RequestContext { id, trace_id: trace_id.clone() });
+    req.extensions_mut().insert(RequestContext {
+        id,
+        trace_id: trace_id.clone(),
+    });
     // Only the route template is logged: a URI never carries personal data by
     // design, and logging templates keeps it that way even if one did.
     let route_label = route.unwrap_or_else(|| "unmatched".into());
@@ -67,13 +79,30 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let mut res = next.run(req).instrument(span.clone()).await;
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
-    span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1e3, "request completed"));
-    let labels = [("route", route_label), ("method", method.to_string()), ("status", status.to_string())];
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1e3,
+            "request completed"
+        )
+    });
+    let labels = [
+        ("route", route_label),
+        ("method", method.to_string()),
+        ("status", status.to_string()),
+    ];
     metrics::counter!("ketenpoort_http_requests_total", &labels).increment(1);
-    metrics::histogram!("ketenpoort_http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    metrics::histogram!("ketenpoort_http_request_duration_seconds", &labels[..2])
+        .record(elapsed.as_secs_f64());
     let h = res.headers_mut();
-    h.insert(REQUEST_ID, HeaderValue::from_str(&id.to_string()).expect("uuid header"));
-    h.insert("traceparent", HeaderValue::from_str(&format!("00-{trace_id}-{span_id}-01")).expect("trace header"));
+    h.insert(
+        REQUEST_ID,
+        HeaderValue::from_str(&id.to_string()).expect("uuid header"),
+    );
+    h.insert(
+        "traceparent",
+        HeaderValue::from_str(&format!("00-{trace_id}-{span_id}-01")).expect("trace header"),
+    );
     res
 }
 
@@ -82,7 +111,10 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
 pub async fn problem_json(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    let is_problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == CONTENT_TYPE.as_bytes());
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == CONTENT_TYPE.as_bytes());
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return res;
     }
@@ -104,11 +136,17 @@ impl RateLimit {
     pub fn new(per_second: u32, burst: u32) -> Self {
         let rate = NonZeroU32::new(per_second.max(1)).expect("non-zero");
         let burst = NonZeroU32::new(burst.max(per_second).max(1)).expect("non-zero");
-        Self(Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))))
+        Self(Arc::new(RateLimiter::keyed(
+            Quota::per_second(rate).allow_burst(burst),
+        )))
     }
 }
 
-pub async fn rate_limit(State(limit): State<RateLimit>, req: Request<Body>, next: Next) -> Response {
+pub async fn rate_limit(
+    State(limit): State<RateLimit>,
+    req: Request<Body>,
+    next: Next,
+) -> Response {
     let Some(principal) = req.extensions().get::<Principal>() else {
         return Problem::unauthorized("token-missing").into_response();
     };
@@ -128,8 +166,12 @@ mod tests {
 
     #[test]
     fn traceparent_parsing() {
-        let ok = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        assert_eq!(incoming_trace_id(&ok).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        let ok =
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(
+            incoming_trace_id(&ok).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
         for bad in [
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
@@ -137,7 +179,11 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
             "garbage",
         ] {
-            assert_eq!(incoming_trace_id(&HeaderValue::from_static(bad)), None, "{bad}");
+            assert_eq!(
+                incoming_trace_id(&HeaderValue::from_static(bad)),
+                None,
+                "{bad}"
+            );
         }
     }
 }

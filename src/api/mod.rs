@@ -88,8 +88,14 @@ struct BearerAuth;
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         openapi.info.version = API_VERSION.into();
-        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build();
-        openapi.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }
 
@@ -101,7 +107,9 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     // `method_not_allowed_fallback` replaces default fallbacks, layered or not,
     // which left preflights without CORS headers (a 405).
     let (schemas, paths, document) = routes!(system::openapi);
-    let document = document.fallback(method_not_allowed).layer(CorsLayer::permissive());
+    let document = document
+        .fallback(method_not_allowed)
+        .layer(CorsLayer::permissive());
     let public = OpenApiRouter::new()
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
@@ -128,12 +136,23 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(inbox::list))
         .routes(routes!(inbox::ack))
         .routes(routes!(decisions::dry_run))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), boundary::members_only));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            boundary::members_only,
+        ));
     let authenticated = any_partner
         .merge(members)
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::rate_limit))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_principal));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(authenticated)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::rate_limit,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_principal,
+        ));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(public)
+        .merge(authenticated)
 }
 
 async fn method_not_allowed() -> axum::response::Response {
@@ -143,7 +162,9 @@ async fn method_not_allowed() -> axum::response::Response {
 /// The complete application: routes, then the layers every request passes.
 pub fn app(state: AppState, cfg: &Config) -> Router {
     let (router, doc) = routes(&state).split_for_parts();
-    let doc = system::OpenApiJson(Arc::new(doc.to_json().expect("OpenAPI document serialises")));
+    let doc = system::OpenApiJson(Arc::new(
+        doc.to_json().expect("OpenAPI document serialises"),
+    ));
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
     };
@@ -161,9 +182,17 @@ pub fn app(state: AppState, cfg: &Config) -> Router {
         .layer(axum::middleware::from_fn(middleware::request_context))
         .layer(header(HeaderName::from_static("api-version"), API_VERSION))
         .layer(header(header::CACHE_CONTROL, "no-store"))
-        .layer(header(header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"))
-        .layer(header(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"))
+        .layer(header(
+            header::CONTENT_SECURITY_POLICY,
+            "frame-ancestors 'none'",
+        ))
+        .layer(header(
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ))
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(CatchPanicLayer::custom(|_| Problem::internal().into_response()))
+        .layer(CatchPanicLayer::custom(|_| {
+            Problem::internal().into_response()
+        }))
         .with_state(state)
 }

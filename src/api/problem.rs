@@ -9,8 +9,13 @@ use utoipa::ToSchema;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// A problem response. Boxed: it travels in every handler's `Err`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Problem {
+#[serde(transparent)]
+pub struct Problem(Box<Body>);
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Body {
     /// `urn:ketenpoort:problem:<kind>`: stable, for programs to branch on.
     #[serde(rename = "type")]
     kind: String,
@@ -38,7 +43,7 @@ pub struct FieldError {
 
 impl Problem {
     pub fn new(status: StatusCode, kind: &str, title: &'static str) -> Self {
-        Self {
+        Self(Box::new(Body {
             kind: format!("urn:ketenpoort:problem:{kind}"),
             title,
             status: status.as_u16(),
@@ -46,31 +51,31 @@ impl Problem {
             code: None,
             errors: Vec::new(),
             retry_after: None,
-        }
+        }))
     }
 
     pub fn detail(mut self, d: impl Into<String>) -> Self {
-        self.detail = Some(d.into());
+        self.0.detail = Some(d.into());
         self
     }
 
     pub fn code(mut self, c: impl Into<String>) -> Self {
-        self.code = Some(c.into());
+        self.0.code = Some(c.into());
         self
     }
 
     pub fn errors(mut self, e: Vec<FieldError>) -> Self {
-        self.errors = e;
+        self.0.errors = e;
         self
     }
 
     /// The stable reason code, or "" when there is none.
     pub fn code_str(&self) -> &str {
-        self.code.as_deref().unwrap_or("")
+        self.0.code.as_deref().unwrap_or("")
     }
 
     pub fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -82,35 +87,58 @@ impl Problem {
     }
 
     pub fn unauthorized(code: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required")
-            .code(code)
-            .detail("present a valid bearer token issued for this gateway")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+        )
+        .code(code)
+        .detail("present a valid bearer token issued for this gateway")
     }
 
     pub fn forbidden(code: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").code(code).detail(detail)
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
+            .code(code)
+            .detail(detail)
     }
 
     pub fn unprocessable(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", "Request body rejected")
-            .detail(detail)
-            .errors(errors)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+            "Request body rejected",
+        )
+        .detail(detail)
+        .errors(errors)
     }
 
     pub fn too_many_requests(retry_after: u64) -> Self {
-        let mut p = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
-            .detail("this partner's request rate is above its limit; retry later");
-        p.retry_after = Some(retry_after.max(1));
+        let mut p = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+        )
+        .detail("this partner's request rate is above its limit; retry later");
+        p.0.retry_after = Some(retry_after.max(1));
         p
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable").detail(detail)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+        )
+        .detail(detail)
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error")
-            .detail("the request failed inside the gateway; nothing was disclosed")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+        )
+        .detail("the request failed inside the gateway; nothing was disclosed")
     }
 
     /// The generic problem for a bare status produced below the handlers
@@ -121,10 +149,14 @@ impl Problem {
             StatusCode::METHOD_NOT_ALLOWED => {
                 Self::new(status, "method-not-allowed", "Method not allowed")
             }
-            StatusCode::PAYLOAD_TOO_LARGE => Self::new(status, "payload-too-large", "Payload too large")
-                .detail("the request body is larger than this gateway accepts"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(status, "unsupported-media-type", "Unsupported media type")
-                .detail("send the body as application/json"),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::new(status, "payload-too-large", "Payload too large")
+                    .detail("the request body is larger than this gateway accepts")
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                Self::new(status, "unsupported-media-type", "Unsupported media type")
+                    .detail("send the body as application/json")
+            }
             StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => {
                 Self::unavailable("the request did not complete in time; nothing was disclosed")
             }
@@ -137,16 +169,20 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status();
-        let retry = self.retry_after;
+        let retry = self.0.retry_after;
         let body = serde_json::to_vec(&self).expect("problem serialises");
         let mut res = (status, body).into_response();
-        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         if let Some(r) = retry {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(r));
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(r));
         }
         if status == StatusCode::UNAUTHORIZED {
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ketenpoort\""));
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ketenpoort\""),
+            );
         }
         res
     }

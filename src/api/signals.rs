@@ -25,7 +25,9 @@ use crate::store::signals::{SignalFilter, StoredSignal};
 
 /// The id in a path: a UUID, or the resource does not exist.
 pub fn parse_id(id: &str) -> Result<String, Problem> {
-    Uuid::parse_str(id).map(|u| u.to_string()).map_err(|_| Problem::not_found())
+    Uuid::parse_str(id)
+        .map(|u| u.to_string())
+        .map_err(|_| Problem::not_found())
 }
 
 fn policies_revision(s: &AppState) -> String {
@@ -61,22 +63,33 @@ pub async fn submit(
     Purpose(purpose): Purpose,
     extract::Json(body): extract::Json<Value>,
 ) -> Result<Response, Problem> {
-    let x = Exchange { state: &s, ctx: &ctx, principal: &principal, purpose };
-    let body = signals::validate(body).map_err(|e| Problem::unprocessable("the signal does not match schema v1", e))?;
-    let intake = s
-        .db
-        .partner(&s.config.signals.intake_partner)
-        .await?
-        .ok_or_else(|| Problem::unavailable("the intake partner is not in the registry"))?;
+    let x = Exchange {
+        state: &s,
+        ctx: &ctx,
+        principal: &principal,
+        purpose,
+    };
+    let body = signals::validate(body)
+        .map_err(|e| Problem::unprocessable("the signal does not match schema v1", e))?;
+    let intake =
+        s.db.partner(&s.config.signals.intake_partner)
+            .await?
+            .ok_or_else(|| Problem::unavailable("the intake partner is not in the registry"))?;
     let id = Uuid::now_v7().to_string();
-    let meta = Meta::of(&id, &principal.partner.id, &body, crate::store::now_millis());
+    let meta = Meta::of(
+        &id,
+        &principal.partner.id,
+        &body,
+        crate::store::now_millis(),
+    );
     let mut input = x.input(Action::Submit);
     input.recipient = Some(party(&intake, None));
     input.signal = Some(meta.facts(Vec::new()));
     let decision = x.decide(&input, LogAction::Submit, Vec::new()).await?;
     let sealed = s.vault.seal_new(&id, &body);
     let mut tx = s.db.begin_write().await?;
-    tx.insert_signal(&meta, &sealed.body, &sealed.kek_id, &sealed.wrapped).await?;
+    tx.insert_signal(&meta, &sealed.body, &sealed.kek_id, &sealed.wrapped)
+        .await?;
     let draft = x
         .draft(LogAction::Submit, &decision)
         .recipient(Some(&intake.id))
@@ -84,9 +97,16 @@ pub async fn submit(
         .subjects(signals::subjects(&body, &s.pseudonyms));
     let receipt = s.ledger.append(&mut tx, draft).await?;
     tx.commit().await?;
-    let created = SignalCreated { id: id.clone(), status: meta.status, recipient: intake.id };
+    let created = SignalCreated {
+        id: id.clone(),
+        status: meta.status,
+        recipient: intake.id,
+    };
     let mut res = with_receipt(receipt, (StatusCode::CREATED, Json(created)));
-    res.headers_mut().insert(header::LOCATION, format!("/v1/signals/{id}").parse().expect("location"));
+    res.headers_mut().insert(
+        header::LOCATION,
+        format!("/v1/signals/{id}").parse().expect("location"),
+    );
     Ok(res)
 }
 
@@ -101,12 +121,19 @@ pub async fn read(
     Purpose(purpose): Purpose,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let x = Exchange { state: &s, ctx: &ctx, principal: &principal, purpose };
+    let x = Exchange {
+        state: &s,
+        ctx: &ctx,
+        principal: &principal,
+        purpose,
+    };
     let id = parse_id(&id)?;
     let stored = s.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
     let mut input = x.input(Action::Read);
     input.signal = Some(stored.meta.facts(s.db.referrals(&id).await?));
-    let decision = x.decide(&input, LogAction::Read, vec![format!("signal:{id}")]).await?;
+    let decision = x
+        .decide(&input, LogAction::Read, vec![format!("signal:{id}")])
+        .await?;
     let (record, body) = open_record(&s, &stored)?;
     let projected = project(&record, &decision.fields);
     let draft = x
@@ -145,8 +172,13 @@ pub struct SignalPage {
 
 fn date_param(name: &str, v: &Option<String>) -> Result<(), Problem> {
     match v {
-        Some(d) if time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).is_err() => {
-            Err(Problem::bad_request(format!("{name} must be a YYYY-MM-DD date")))
+        Some(d)
+            if time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
+                .is_err() =>
+        {
+            Err(Problem::bad_request(format!(
+                "{name} must be a YYYY-MM-DD date"
+            )))
         }
         _ => Ok(()),
     }
@@ -163,15 +195,29 @@ pub async fn list(
     Purpose(purpose): Purpose,
     Query(p): Query<ListParams>,
 ) -> Result<Response, Problem> {
-    let x = Exchange { state: &s, ctx: &ctx, principal: &principal, purpose };
-    for (name, v) in [("status", &p.status), ("municipality", &p.municipality), ("form", &p.form)] {
+    let x = Exchange {
+        state: &s,
+        ctx: &ctx,
+        principal: &principal,
+        purpose,
+    };
+    for (name, v) in [
+        ("status", &p.status),
+        ("municipality", &p.municipality),
+        ("form", &p.form),
+    ] {
         if v.as_deref().is_some_and(|v| !crate::partners::is_slug(v)) {
             return Err(Problem::bad_request(format!("{name} must be a code")));
         }
     }
     date_param("receivedFrom", &p.received_from)?;
     date_param("receivedTo", &p.received_to)?;
-    let after = p.after.as_deref().map(parse_id).transpose().map_err(|_| Problem::bad_request("invalid cursor"))?;
+    let after = p
+        .after
+        .as_deref()
+        .map(parse_id)
+        .transpose()
+        .map_err(|_| Problem::bad_request("invalid cursor"))?;
     let limit = p.limit.unwrap_or(50).clamp(1, 100);
     let filter = SignalFilter {
         status: p.status,
@@ -184,15 +230,21 @@ pub async fn list(
         limit,
     };
     let candidates = s.db.signals(&filter).await?;
-    let next_after = (candidates.len() as u32 == limit).then(|| candidates.last().map(|c| c.meta.id.clone())).flatten();
+    let next_after = (candidates.len() as u32 == limit)
+        .then(|| candidates.last().map(|c| c.meta.id.clone()))
+        .flatten();
     let ids: Vec<&str> = candidates.iter().map(|c| c.meta.id.as_str()).collect();
     let mut referrals = s.db.referrals_of(&ids).await?;
     let mut items = Vec::new();
-    let (mut resources, mut subjects, mut fields, mut reasons) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut resources, mut subjects, mut fields, mut reasons) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut first_allowed: Option<Decision> = None;
     for c in &candidates {
         let mut input = x.input(Action::List);
-        input.signal = Some(c.meta.facts(referrals.remove(&c.meta.id).unwrap_or_default()));
+        input.signal = Some(
+            c.meta
+                .facts(referrals.remove(&c.meta.id).unwrap_or_default()),
+        );
         let d = s.policy.decide(&input);
         if !d.allow {
             continue;
@@ -210,12 +262,27 @@ pub async fn list(
     reasons.dedup();
     // A page with nothing the caller may see is logged as a refusal.
     let summary = match first_allowed {
-        Some(d) => Decision { fields, reasons, mode: if d.mode == Mode::Full { Mode::Full } else { Mode::Masked }, ..d },
+        Some(d) => Decision {
+            fields,
+            reasons,
+            mode: if d.mode == Mode::Full {
+                Mode::Full
+            } else {
+                Mode::Masked
+            },
+            ..d
+        },
         None => Decision::deny("no-record-allowed", policies_revision(&s).as_str()),
     };
-    let draft = x.draft(LogAction::List, &summary).resources(resources).subjects(subjects);
+    let draft = x
+        .draft(LogAction::List, &summary)
+        .resources(resources)
+        .subjects(subjects);
     let receipt = s.ledger.record(draft).await?;
-    Ok(with_receipt(receipt, Json(SignalPage { items, next_after })))
+    Ok(with_receipt(
+        receipt,
+        Json(SignalPage { items, next_after }),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -262,36 +329,73 @@ pub async fn refer(
     let recipient = match s.db.partner(&req.recipient).await? {
         Some(r) if crate::partners::is_slug(&req.recipient) => Some(r),
         _ => {
-            errors.push(FieldError { pointer: "/recipient".into(), reason: "unknown partner".into() });
+            errors.push(FieldError {
+                pointer: "/recipient".into(),
+                reason: "unknown partner".into(),
+            });
             None
         }
     };
     if !policies.is_known_purpose(&req.purpose) {
-        errors.push(FieldError { pointer: "/purpose".into(), reason: "unknown purpose".into() });
+        errors.push(FieldError {
+            pointer: "/purpose".into(),
+            reason: "unknown purpose".into(),
+        });
     } else if purpose.as_deref().is_some_and(|h| h != req.purpose) {
-        errors.push(FieldError { pointer: "/purpose".into(), reason: "differs from the Ketenpoort-Purpose header".into() });
+        errors.push(FieldError {
+            pointer: "/purpose".into(),
+            reason: "differs from the Ketenpoort-Purpose header".into(),
+        });
     }
     let Some(recipient) = recipient.filter(|_| errors.is_empty()) else {
-        return Err(Problem::unprocessable("the referral names an unknown recipient or purpose", errors));
+        return Err(Problem::unprocessable(
+            "the referral names an unknown recipient or purpose",
+            errors,
+        ));
     };
-    let x = Exchange { state: &s, ctx: &ctx, principal: &principal, purpose };
+    let x = Exchange {
+        state: &s,
+        ctx: &ctx,
+        principal: &principal,
+        purpose,
+    };
     let stored = s.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
     let mut input = x.input(Action::Refer);
     input.recipient = Some(party(&recipient, None));
     input.signal = Some(stored.meta.facts(s.db.referrals(&id).await?));
-    let decision = x.decide(&input, LogAction::Refer, vec![format!("signal:{id}")]).await?;
+    let decision = x
+        .decide(&input, LogAction::Refer, vec![format!("signal:{id}")])
+        .await?;
     let (record, body) = open_record(&s, &stored)?;
     let referral_id = Uuid::now_v7().to_string();
     let mut tx = s.db.begin_write().await?;
-    tx.insert_referral(&referral_id, &id, &recipient.id, &req.purpose, &principal.partner.id).await?;
+    tx.insert_referral(
+        &referral_id,
+        &id,
+        &recipient.id,
+        &req.purpose,
+        &principal.partner.id,
+    )
+    .await?;
     let mut resources = vec![format!("signal:{id}"), format!("referral:{referral_id}")];
     let inbox_item = if decision.mode == Mode::Aggregate {
         None
     } else {
         let item = Uuid::now_v7().to_string();
         let copy = project(&record, &decision.fields);
-        let sealed = s.vault.key(&stored)?.seal(item.as_bytes(), &serde_json::to_vec(&copy).expect("json"));
-        tx.insert_inbox_item(&item, &id, &referral_id, &recipient.id, &req.purpose, &sealed).await?;
+        let sealed = s
+            .vault
+            .key(&stored)?
+            .seal(item.as_bytes(), &serde_json::to_vec(&copy).expect("json"));
+        tx.insert_inbox_item(
+            &item,
+            &id,
+            &referral_id,
+            &recipient.id,
+            &req.purpose,
+            &sealed,
+        )
+        .await?;
         resources.push(format!("inbox:{item}"));
         Some(item)
     };

@@ -24,7 +24,10 @@ pub struct Status {
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Status)))]
 pub async fn healthz() -> axum::Json<Status> {
-    axum::Json(Status { status: "ok", policy_revision: None })
+    axum::Json(Status {
+        status: "ok",
+        policy_revision: None,
+    })
 }
 
 /// The database answers and the policies are loaded (their revision is shown).
@@ -34,21 +37,39 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>,
     if !state.db.ping().await {
         return Err(Problem::unavailable("the database does not answer"));
     }
-    Ok(axum::Json(Status { status: "ready", policy_revision: Some(state.policy.current().revision().to_owned()) }))
+    Ok(axum::Json(Status {
+        status: "ready",
+        policy_revision: Some(state.policy.current().revision().to_owned()),
+    }))
 }
 
 /// Prometheus text exposition. Labels hold route templates, methods, status
 /// codes and reason codes only.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+    let body = state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// This OpenAPI 3 document. Served without authentication, with open CORS.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", responses((status = 200, content_type = "application/json")))]
 pub async fn openapi(Extension(doc): Extension<OpenApiJson>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], doc.0.as_str().to_owned()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.0.as_str().to_owned(),
+    )
+        .into_response()
 }
 
 #[derive(Clone)]

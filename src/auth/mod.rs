@@ -37,53 +37,89 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(verifier: Verifier, registry: Registry, require_client_cert: bool) -> Self {
-        Self { verifier: Arc::new(verifier), registry, require_client_cert }
+        Self {
+            verifier: Arc::new(verifier),
+            registry,
+            require_client_cert,
+        }
     }
 
     async fn authenticate(&self, parts: &Parts) -> Result<Principal, Problem> {
         let token = bearer(parts).ok_or_else(|| Problem::unauthorized("token-missing"))?;
-        let claims = self.verifier.verify(token).map_err(|e| Problem::unauthorized(e.code()))?;
+        let claims = self
+            .verifier
+            .verify(token)
+            .map_err(|e| Problem::unauthorized(e.code()))?;
         let partner = self
             .registry
             .get(&claims.partner)
             .await?
             .ok_or_else(|| Problem::unauthorized("partner-unknown"))?;
         if !partner.is_active() {
-            return Err(Problem::forbidden("partner-suspended", "this partner is suspended in the registry"));
+            return Err(Problem::forbidden(
+                "partner-suspended",
+                "this partner is suspended in the registry",
+            ));
         }
-        if !partner.roles.iter().any(|r| *r == claims.role) {
-            return Err(Problem::forbidden("role-not-allowed", "the token's role is not registered for this partner"));
+        if !partner.roles.contains(&claims.role) {
+            return Err(Problem::forbidden(
+                "role-not-allowed",
+                "the token's role is not registered for this partner",
+            ));
         }
-        let cert = parts.extensions.get::<ClientCertificate>().and_then(|c| c.0);
+        let cert = parts
+            .extensions
+            .get::<ClientCertificate>()
+            .and_then(|c| c.0);
         if let Some(x5t) = claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref()) {
             // RFC 8705: a bound token is only valid with the certificate it names.
-            let presented = cert.map(|fp| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fp));
+            let presented =
+                cert.map(|fp| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fp));
             if presented.as_deref() != Some(x5t) {
                 return Err(Problem::unauthorized("token-certificate-mismatch"));
             }
         }
         if self.require_client_cert {
             let fp = cert.ok_or_else(|| Problem::unauthorized("client-certificate-missing"))?;
-            if !partner.cert_fingerprints.iter().any(|f| *f == hex::encode(fp)) {
+            if !partner
+                .cert_fingerprints
+                .iter()
+                .any(|f| *f == hex::encode(fp))
+            {
                 return Err(Problem::forbidden(
                     "client-certificate-not-registered",
                     "the client certificate is not registered for the token's partner",
                 ));
             }
         }
-        Ok(Principal { partner, role: claims.role, user: claims.sub })
+        Ok(Principal {
+            partner,
+            role: claims.role,
+            user: claims.sub,
+        })
     }
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Middleware: authenticates and stores the [`Principal`] for the layers and
 /// handlers after it.
-pub async fn require_principal(State(auth): State<Authenticator>, req: Request, next: Next) -> Response {
+pub async fn require_principal(
+    State(auth): State<Authenticator>,
+    req: Request,
+    next: Next,
+) -> Response {
     let (mut parts, body) = req.into_parts();
     match auth.authenticate(&parts).await {
         Ok(p) => {
@@ -102,6 +138,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Principal>().cloned().ok_or_else(|| Problem::unauthorized("token-missing"))
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| Problem::unauthorized("token-missing"))
     }
 }

@@ -97,27 +97,37 @@ fn parse_alg(s: &str) -> anyhow::Result<Algorithm> {
         "RS256" => Algorithm::RS256,
         "PS256" => Algorithm::PS256,
         "HS256" => Algorithm::HS256,
-        other => bail!("auth.algorithms: unsupported algorithm {other:?} (EdDSA, ES256, RS256, PS256, HS256)"),
+        other => bail!(
+            "auth.algorithms: unsupported algorithm {other:?} (EdDSA, ES256, RS256, PS256, HS256)"
+        ),
     })
 }
 
 impl Verifier {
     pub fn from_config(cfg: &Config) -> anyhow::Result<Self> {
         let a = &cfg.auth;
-        let allowed: HashSet<Algorithm> = a.algorithms.iter().map(|s| parse_alg(s)).collect::<Result<_, _>>()?;
+        let allowed: HashSet<Algorithm> = a
+            .algorithms
+            .iter()
+            .map(|s| parse_alg(s))
+            .collect::<Result<_, _>>()?;
         anyhow::ensure!(!allowed.is_empty(), "auth.algorithms is empty");
         if allowed.contains(&Algorithm::HS256) != a.hmac_secret_file.is_some() {
-            bail!("HS256 needs both auth.hmac_secret_file and HS256 in auth.algorithms; it is never on by default");
+            bail!(
+                "HS256 needs both auth.hmac_secret_file and HS256 in auth.algorithms; it is never on by default"
+            );
         }
         let mut keys = Vec::new();
         let default_key = KeyStore::new(&cfg.data_dir).public_pem_path(TOKEN_ISSUER);
-        let pem_files = if a.public_keys.is_empty() && a.jwks_file.is_none() && a.hmac_secret_file.is_none() {
-            vec![default_key]
-        } else {
-            a.public_keys.clone()
-        };
+        let pem_files =
+            if a.public_keys.is_empty() && a.jwks_file.is_none() && a.hmac_secret_file.is_none() {
+                vec![default_key]
+            } else {
+                a.public_keys.clone()
+            };
         for file in &pem_files {
-            let pem = std::fs::read(file).with_context(|| format!("reading token key {}", file.display()))?;
+            let pem = std::fs::read(file)
+                .with_context(|| format!("reading token key {}", file.display()))?;
             let before = keys.len();
             for alg in &allowed {
                 let key = match alg {
@@ -127,20 +137,42 @@ impl Verifier {
                     _ => continue,
                 };
                 if let Ok(key) = key {
-                    keys.push(Key { alg: *alg, kid: None, key });
+                    keys.push(Key {
+                        alg: *alg,
+                        kid: None,
+                        key,
+                    });
                 }
             }
-            anyhow::ensure!(keys.len() > before, "{} holds no key for the configured algorithms", file.display());
+            anyhow::ensure!(
+                keys.len() > before,
+                "{} holds no key for the configured algorithms",
+                file.display()
+            );
         }
         if let Some(file) = &a.jwks_file {
             keys.extend(load_jwks(file, &allowed)?);
         }
         if let Some(file) = &a.hmac_secret_file {
-            let secret = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            anyhow::ensure!(secret.len() >= 32, "auth.hmac_secret_file must hold at least 32 bytes");
-            keys.push(Key { alg: Algorithm::HS256, kid: None, key: DecodingKey::from_secret(&secret)? });
+            let secret =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            anyhow::ensure!(
+                secret.len() >= 32,
+                "auth.hmac_secret_file must hold at least 32 bytes"
+            );
+            keys.push(Key {
+                alg: Algorithm::HS256,
+                kid: None,
+                key: DecodingKey::from_secret(&secret)?,
+            });
         }
-        Ok(Self { keys, allowed, issuer: a.issuer.clone(), audience: a.audience.clone(), leeway: a.leeway_secs })
+        Ok(Self {
+            keys,
+            allowed,
+            issuer: a.issuer.clone(),
+            audience: a.audience.clone(),
+            leeway: a.leeway_secs,
+        })
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
@@ -165,9 +197,10 @@ impl Verifier {
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind as K;
                     last = match e.kind() {
-                        K::InvalidSignature | K::InvalidEcdsaKey | K::InvalidRsaKey(_) | K::InvalidKeyFormat => {
-                            TokenError::Signature
-                        }
+                        K::InvalidSignature
+                        | K::InvalidEcdsaKey
+                        | K::InvalidRsaKey(_)
+                        | K::InvalidKeyFormat => TokenError::Signature,
                         K::ExpiredSignature => return Err(TokenError::Expired),
                         K::ImmatureSignature => return Err(TokenError::NotYetValid),
                         K::InvalidAudience => return Err(TokenError::Audience),
@@ -191,16 +224,30 @@ fn unreadable_header(token: &str) -> TokenError {
     let unknown_alg = token
         .split('.')
         .next()
-        .and_then(|h| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).ok())
+        .and_then(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
         .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
-        .and_then(|h| h.get("alg").and_then(|a| a.as_str()).map(|a| a.parse::<Algorithm>().is_err()))
+        .and_then(|h| {
+            h.get("alg")
+                .and_then(|a| a.as_str())
+                .map(|a| a.parse::<Algorithm>().is_err())
+        })
         .unwrap_or(false);
-    if unknown_alg { TokenError::Algorithm } else { TokenError::Malformed }
+    if unknown_alg {
+        TokenError::Algorithm
+    } else {
+        TokenError::Malformed
+    }
 }
 
 fn load_jwks(file: &Path, allowed: &HashSet<Algorithm>) -> anyhow::Result<Vec<Key>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let set: JwkSet = serde_json::from_str(&text).with_context(|| format!("{} is not a JWKS", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let set: JwkSet =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a JWKS", file.display()))?;
     let mut keys = Vec::new();
     for jwk in &set.keys {
         let alg = match &jwk.common.key_algorithm {
@@ -210,7 +257,11 @@ fn load_jwks(file: &Path, allowed: &HashSet<Algorithm>) -> anyhow::Result<Vec<Ke
         if alg == Algorithm::HS256 || !allowed.contains(&alg) {
             continue;
         }
-        keys.push(Key { alg, kid: jwk.common.key_id.clone(), key: DecodingKey::from_jwk(jwk)? });
+        keys.push(Key {
+            alg,
+            kid: jwk.common.key_id.clone(),
+            key: DecodingKey::from_jwk(jwk)?,
+        });
     }
     anyhow::ensure!(!keys.is_empty(), "{} holds no usable key", file.display());
     Ok(keys)
@@ -250,7 +301,11 @@ pub fn issue(cfg: &Config, req: &TokenRequest<'_>) -> anyhow::Result<String> {
         }),
     };
     let header = Header::new(Algorithm::EdDSA);
-    Ok(jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(key.pkcs8_der()))?)
+    Ok(jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ed_der(key.pkcs8_der()),
+    )?)
 }
 
 /// Parses `30s`, `15m`, `1h`, `7d`.
@@ -285,8 +340,13 @@ mod tests {
     #[test]
     fn issued_tokens_verify_and_hmac_is_off_by_default() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config { data_dir: dir.path().to_owned(), ..Config::default() };
-        KeyStore::new(dir.path()).ensure_ed25519(TOKEN_ISSUER).unwrap();
+        let cfg = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        KeyStore::new(dir.path())
+            .ensure_ed25519(TOKEN_ISSUER)
+            .unwrap();
         let req = TokenRequest {
             partner: "assen",
             role: "fg",
@@ -296,12 +356,21 @@ mod tests {
         };
         let v = Verifier::from_config(&cfg).unwrap();
         let claims = v.verify(&issue(&cfg, &req).unwrap()).unwrap();
-        assert_eq!((claims.partner.as_str(), claims.role.as_str()), ("assen", "fg"));
+        assert_eq!(
+            (claims.partner.as_str(), claims.role.as_str()),
+            ("assen", "fg")
+        );
         let hs = Config {
-            auth: crate::config::AuthConfig { algorithms: vec!["HS256".into()], ..Default::default() },
+            auth: crate::config::AuthConfig {
+                algorithms: vec!["HS256".into()],
+                ..Default::default()
+            },
             ..cfg.clone()
         };
-        assert!(Verifier::from_config(&hs).is_err(), "HS256 without an explicit secret must be refused");
+        assert!(
+            Verifier::from_config(&hs).is_err(),
+            "HS256 without an explicit secret must be refused"
+        );
     }
 
     fn b64(s: &str) -> String {
@@ -311,10 +380,17 @@ mod tests {
     #[test]
     fn unsigned_tokens_are_an_algorithm_refusal() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config { data_dir: dir.path().to_owned(), ..Config::default() };
-        KeyStore::new(dir.path()).ensure_ed25519(TOKEN_ISSUER).unwrap();
+        let cfg = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        KeyStore::new(dir.path())
+            .ensure_ed25519(TOKEN_ISSUER)
+            .unwrap();
         let v = Verifier::from_config(&cfg).unwrap();
-        let body = b64(r#"{"iss":"ketenpoort","aud":"ketenpoort","exp":4000000000,"nbf":0,"iat":0,"jti":"j","partner":"assen","role":"fg"}"#);
+        let body = b64(
+            r#"{"iss":"ketenpoort","aud":"ketenpoort","exp":4000000000,"nbf":0,"iat":0,"jti":"j","partner":"assen","role":"fg"}"#,
+        );
         for alg in ["none", "None", "HS1"] {
             let t = format!("{}.{body}.", b64(&format!(r#"{{"alg":"{alg}"}}"#)));
             assert_eq!(v.verify(&t).unwrap_err(), TokenError::Algorithm, "{alg}");
@@ -327,7 +403,10 @@ mod tests {
     #[test]
     fn audience_may_be_an_array() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        let cfg = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
         let ks = KeyStore::new(dir.path());
         ks.ensure_ed25519(TOKEN_ISSUER).unwrap();
         let key = EncodingKey::from_ed_der(ks.ed25519(TOKEN_ISSUER).unwrap().pkcs8_der());
@@ -337,8 +416,17 @@ mod tests {
                 "iat": 0, "jti": "j", "partner": "assen", "role": "fg"});
             jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap()
         };
-        assert!(v.verify(&sign(serde_json::json!(["other", "ketenpoort"]))).is_ok());
-        assert_eq!(v.verify(&sign(serde_json::json!(["other"]))).unwrap_err(), TokenError::Audience);
-        assert_eq!(v.verify(&sign(serde_json::json!("other"))).unwrap_err(), TokenError::Audience);
+        assert!(
+            v.verify(&sign(serde_json::json!(["other", "ketenpoort"])))
+                .is_ok()
+        );
+        assert_eq!(
+            v.verify(&sign(serde_json::json!(["other"]))).unwrap_err(),
+            TokenError::Audience
+        );
+        assert_eq!(
+            v.verify(&sign(serde_json::json!("other"))).unwrap_err(),
+            TokenError::Audience
+        );
     }
 }

@@ -25,14 +25,26 @@ pub async fn members_only(State(s): State<AppState>, req: Request, next: Next) -
     }
     metrics::counter!("ketenpoort_boundary_refusals_total").increment(1);
     tracing::warn!("non-member principal refused on a record route");
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
     if let Some(ctx) = req.extensions().get::<RequestContext>() {
-        let mut draft = Draft::new(ctx, &principal, LogAction::Deny).resources([format!("route:{route}")]).outcome(Outcome::Denied);
-        draft.decision = DecisionRecord { mode: "deny".into(), reasons: vec!["non-member-record-route".into()] };
+        let mut draft = Draft::new(ctx, &principal, LogAction::Deny)
+            .resources([format!("route:{route}")])
+            .outcome(Outcome::Denied);
+        draft.decision = DecisionRecord {
+            mode: "deny".into(),
+            reasons: vec!["non-member-record-route".into()],
+        };
         if let Err(e) = s.ledger.record(draft).await {
             return Problem::from(e).into_response();
         }
     }
-    Problem::forbidden("non-member-record-route", "partners outside the covenant receive phenomenon tables only")
-        .into_response()
+    Problem::forbidden(
+        "non-member-record-route",
+        "partners outside the covenant receive phenomenon tables only",
+    )
+    .into_response()
 }

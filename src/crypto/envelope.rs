@@ -30,8 +30,12 @@ fn random<const N: usize>() -> Zeroizing<[u8; N]> {
 fn seal(k: &LessSafeKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let nonce = random::<NONCE_LEN>();
     let mut buf = plaintext.to_vec();
-    k.seal_in_place_append_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), &mut buf)
-        .expect("AES-GCM seal");
+    k.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(*nonce),
+        Aad::from(aad),
+        &mut buf,
+    )
+    .expect("AES-GCM seal");
     let mut out = nonce.to_vec();
     out.extend_from_slice(&buf);
     out
@@ -41,7 +45,8 @@ fn open(k: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> anyhow::Result<Zeroizing<
     anyhow::ensure!(sealed.len() > NONCE_LEN, "ciphertext too short");
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
     let mut buf = Zeroizing::new(ct.to_vec());
-    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| anyhow::anyhow!("bad nonce"))?;
+    let nonce =
+        Nonce::try_assume_unique_for_key(nonce).map_err(|_| anyhow::anyhow!("bad nonce"))?;
     let len = k
         .open_in_place(nonce, Aad::from(aad), buf.as_mut_slice())
         .map_err(|_| anyhow::anyhow!("decryption failed"))?
@@ -110,13 +115,22 @@ impl Keyring {
     /// Wraps a data key with the current KEK, bound to the record id.
     pub fn wrap(&self, record_id: &str, dk: &DataKey) -> (String, Vec<u8>) {
         let kek = key(self.keks[&self.current].as_ref());
-        (self.current.clone(), seal(&kek, record_id.as_bytes(), dk.0.as_ref()))
+        (
+            self.current.clone(),
+            seal(&kek, record_id.as_bytes(), dk.0.as_ref()),
+        )
     }
 
     pub fn unwrap(&self, kek_id: &str, record_id: &str, wrapped: &[u8]) -> anyhow::Result<DataKey> {
-        let kek = self.keks.get(kek_id).with_context(|| format!("key-encryption key {kek_id} is not in the key store"))?;
+        let kek = self
+            .keks
+            .get(kek_id)
+            .with_context(|| format!("key-encryption key {kek_id} is not in the key store"))?;
         let raw = open(&key(kek.as_ref()), record_id.as_bytes(), wrapped)?;
-        let arr: [u8; 32] = raw.as_slice().try_into().context("data key is not 32 bytes")?;
+        let arr: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .context("data key is not 32 bytes")?;
         Ok(DataKey(Zeroizing::new(arr)))
     }
 }
@@ -130,7 +144,10 @@ mod tests {
         let dk = DataKey::generate();
         let sealed = dk.seal(b"signal-1", b"geheim");
         assert_eq!(&**dk.open(b"signal-1", &sealed).unwrap(), b"geheim");
-        assert!(dk.open(b"signal-2", &sealed).is_err(), "ciphertext moved to another record must not open");
+        assert!(
+            dk.open(b"signal-2", &sealed).is_err(),
+            "ciphertext moved to another record must not open"
+        );
         assert!(DataKey::generate().open(b"signal-1", &sealed).is_err());
         assert!(!sealed.windows(6).any(|w| w == b"geheim"));
     }

@@ -28,7 +28,9 @@ pub struct Pseudonymizer {
 
 impl Pseudonymizer {
     pub fn new(secret: &[u8; 32]) -> Self {
-        Self { key: hmac::Key::new(hmac::HMAC_SHA256, secret) }
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        }
     }
 
     /// `ps1:` + base64url(HMAC-SHA256(key, normalised identifier)): the BSN
@@ -37,7 +39,10 @@ impl Pseudonymizer {
     pub fn pseudonym(&self, id: &SubjectId<'_>) -> Option<String> {
         let ident = normalise(id)?;
         let tag = hmac::sign(&self.key, ident.as_bytes());
-        Some(format!("ps1:{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())))
+        Some(format!(
+            "ps1:{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+        ))
     }
 }
 
@@ -78,19 +83,45 @@ mod tests {
 
     #[test]
     fn the_bsn_decides_when_present() {
-        let a = p().pseudonym(&SubjectId { bsn: Some("111222333"), name: Some("A"), date_of_birth: None });
-        let b = p().pseudonym(&SubjectId { bsn: Some("111 222 333"), name: Some("B"), date_of_birth: Some("2000-01-01") });
+        let a = p().pseudonym(&SubjectId {
+            bsn: Some("111222333"),
+            name: Some("A"),
+            date_of_birth: None,
+        });
+        let b = p().pseudonym(&SubjectId {
+            bsn: Some("111 222 333"),
+            name: Some("B"),
+            date_of_birth: Some("2000-01-01"),
+        });
         assert_eq!(a, b);
-        let eight = p().pseudonym(&SubjectId { bsn: Some("11222333"), ..Default::default() });
-        let nine = p().pseudonym(&SubjectId { bsn: Some("011222333"), ..Default::default() });
+        let eight = p().pseudonym(&SubjectId {
+            bsn: Some("11222333"),
+            ..Default::default()
+        });
+        let nine = p().pseudonym(&SubjectId {
+            bsn: Some("011222333"),
+            ..Default::default()
+        });
         assert_eq!(eight, nine);
     }
 
     #[test]
     fn names_are_normalised() {
-        let a = p().pseudonym(&SubjectId { name: Some("  Ana-María  de Vries "), date_of_birth: Some("1990-02-03"), bsn: None });
-        let b = p().pseudonym(&SubjectId { name: Some("ana maria DE vries"), date_of_birth: Some("1990-02-03"), bsn: None });
-        let c = p().pseudonym(&SubjectId { name: Some("ana maria de vries"), date_of_birth: Some("1990-02-04"), bsn: None });
+        let a = p().pseudonym(&SubjectId {
+            name: Some("  Ana-María  de Vries "),
+            date_of_birth: Some("1990-02-03"),
+            bsn: None,
+        });
+        let b = p().pseudonym(&SubjectId {
+            name: Some("ana maria DE vries"),
+            date_of_birth: Some("1990-02-03"),
+            bsn: None,
+        });
+        let c = p().pseudonym(&SubjectId {
+            name: Some("ana maria de vries"),
+            date_of_birth: Some("1990-02-04"),
+            bsn: None,
+        });
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.unwrap().starts_with("ps1:"));
@@ -98,9 +129,21 @@ mod tests {
 
     #[test]
     fn another_key_gives_another_pseudonym_and_nothing_gives_none() {
-        let id = SubjectId { bsn: Some("111222333"), ..Default::default() };
-        assert_ne!(p().pseudonym(&id), Pseudonymizer::new(&[8; 32]).pseudonym(&id));
+        let id = SubjectId {
+            bsn: Some("111222333"),
+            ..Default::default()
+        };
+        assert_ne!(
+            p().pseudonym(&id),
+            Pseudonymizer::new(&[8; 32]).pseudonym(&id)
+        );
         assert_eq!(p().pseudonym(&SubjectId::default()), None);
-        assert_eq!(p().pseudonym(&SubjectId { name: Some(" - "), ..Default::default() }), None);
+        assert_eq!(
+            p().pseudonym(&SubjectId {
+                name: Some(" - "),
+                ..Default::default()
+            }),
+            None
+        );
     }
 }

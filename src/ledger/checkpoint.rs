@@ -22,9 +22,16 @@ pub struct NoteSigner {
 impl NoteSigner {
     /// `name` is the key name on the signature line: the log's origin.
     pub fn new(name: &str, pair: Ed25519KeyPair) -> anyhow::Result<Self> {
-        anyhow::ensure!(signed_note::is_key_name_valid(name), "invalid log origin {name:?} (no spaces or '+')");
+        anyhow::ensure!(
+            signed_note::is_key_name_valid(name),
+            "invalid log origin {name:?} (no spaces or '+')"
+        );
         let id = signed_note::key_id(name, &encoded_public(&pair));
-        Ok(Self { name: name.to_owned(), id, pair })
+        Ok(Self {
+            name: name.to_owned(),
+            id,
+            pair,
+        })
     }
 
     /// `<name>+<hex key id>+<base64(0x01 || public key)>`
@@ -35,9 +42,12 @@ impl NoteSigner {
 
     /// The signed checkpoint note for a tree of `size` with root `root`.
     pub fn checkpoint(&self, size: u64, root: Hash) -> anyhow::Result<String> {
-        let body = Checkpoint::new(&self.name, size, root, "").map_err(|_| anyhow::anyhow!("malformed checkpoint"))?;
-        let mut note = Note::new(&body.to_bytes(), &[]).map_err(|e| anyhow::anyhow!("note: {e}"))?;
-        note.add_sigs(&[self]).map_err(|e| anyhow::anyhow!("signing note: {e}"))?;
+        let body = Checkpoint::new(&self.name, size, root, "")
+            .map_err(|_| anyhow::anyhow!("malformed checkpoint"))?;
+        let mut note =
+            Note::new(&body.to_bytes(), &[]).map_err(|e| anyhow::anyhow!("note: {e}"))?;
+        note.add_sigs(&[self])
+            .map_err(|e| anyhow::anyhow!("signing note: {e}"))?;
         Ok(String::from_utf8(note.to_bytes())?)
     }
 }
@@ -66,12 +76,14 @@ impl signed_note::Signer for NoteSigner {
 /// Verifies a checkpoint note against a verifier key with the independent
 /// implementation in `signed_note` (ed25519-dalek); returns (size, root).
 pub fn open(note: &str, verifier_key: &str) -> anyhow::Result<(u64, Hash)> {
-    let verifier = StandardVerifier::new(verifier_key).map_err(|e| anyhow::anyhow!("verifier key: {e}"))?;
+    let verifier =
+        StandardVerifier::new(verifier_key).map_err(|e| anyhow::anyhow!("verifier key: {e}"))?;
     let parsed = Note::from_bytes(note.as_bytes()).map_err(|e| anyhow::anyhow!("note: {e}"))?;
     parsed
         .verify(&VerifierList::new(vec![Box::new(verifier)]))
         .map_err(|e| anyhow::anyhow!("signature: {e}"))?;
-    let cp = Checkpoint::from_bytes(parsed.text()).map_err(|_| anyhow::anyhow!("malformed checkpoint body"))?;
+    let cp = Checkpoint::from_bytes(parsed.text())
+        .map_err(|_| anyhow::anyhow!("malformed checkpoint body"))?;
     Ok((cp.size(), *cp.hash()))
 }
 
@@ -81,7 +93,11 @@ mod tests {
 
     fn signer() -> NoteSigner {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
-        NoteSigner::new("example.org/ketenpoort/log", Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()).unwrap()
+        NoteSigner::new(
+            "example.org/ketenpoort/log",
+            Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -92,13 +108,24 @@ mod tests {
         let lines: Vec<&str> = note.lines().collect();
         assert_eq!(lines[0], "example.org/ketenpoort/log");
         assert_eq!(lines[1], "42");
-        assert_eq!(lines[2], base64::engine::general_purpose::STANDARD.encode([9u8; 32]));
+        assert_eq!(
+            lines[2],
+            base64::engine::general_purpose::STANDARD.encode([9u8; 32])
+        );
         assert_eq!(lines[3], "");
-        assert!(lines[4].starts_with("\u{2014} example.org/ketenpoort/log "), "{}", lines[4]);
+        assert!(
+            lines[4].starts_with("\u{2014} example.org/ketenpoort/log "),
+            "{}",
+            lines[4]
+        );
         // key id = first 4 bytes of SHA-256(name || 0x0A || 0x01 || public key)
-        let sig = base64::engine::general_purpose::STANDARD.decode(lines[4].rsplit(' ').next().unwrap()).unwrap();
+        let sig = base64::engine::general_purpose::STANDARD
+            .decode(lines[4].rsplit(' ').next().unwrap())
+            .unwrap();
         let vkey = s.verifier_key();
-        let pubkey = base64::engine::general_purpose::STANDARD.decode(vkey.rsplit('+').next().unwrap()).unwrap();
+        let pubkey = base64::engine::general_purpose::STANDARD
+            .decode(vkey.splitn(3, '+').nth(2).unwrap())
+            .unwrap();
         let mut h = b"example.org/ketenpoort/log\n".to_vec();
         h.extend_from_slice(&pubkey);
         let digest = ring::digest::digest(&ring::digest::SHA256, &h);

@@ -138,7 +138,11 @@ pub(crate) mod tests {
             time: "2026-11-28T18:00:00.000Z".into(),
             request_id: "01933a4e-0000-7000-8000-000000000000".into(),
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-            actor: Actor { partner: "assen".into(), role: "aandachtfunctionaris-sociaal".into(), user: Some("u1".into()) },
+            actor: Actor {
+                partner: "assen".into(),
+                role: "aandachtfunctionaris-sociaal".into(),
+                user: Some("u1".into()),
+            },
             recipient: Some("zvhd".into()),
             action: LogAction::Submit,
             purpose: Some("signalering".into()),
@@ -146,7 +150,10 @@ pub(crate) mod tests {
             resources: vec!["signal:0193".into()],
             subjects: vec!["ps1:abc".into()],
             fields: vec!["victims.name".into()],
-            decision: DecisionRecord { mode: "full".into(), reasons: vec!["grant:x".into()] },
+            decision: DecisionRecord {
+                mode: "full".into(),
+                reasons: vec!["grant:x".into()],
+            },
             policy_revision: Some("sha256:00".into()),
             outcome: Outcome::Disclosed,
         }
@@ -158,8 +165,14 @@ pub(crate) mod tests {
         let bytes = e.encode();
         assert_eq!(Entry::decode(&bytes), Some(e));
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(text.starts_with(r#"{"v":1,"index":7,"time":"2026-11-28T18:00:00.000Z","requestId":"#), "{text}");
-        assert!(text.ends_with(r#""policyRevision":"sha256:00","outcome":"disclosed"}"#), "{text}");
+        assert!(
+            text.starts_with(r#"{"v":1,"index":7,"time":"2026-11-28T18:00:00.000Z","requestId":"#),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(r#""policyRevision":"sha256:00","outcome":"disclosed"}"#),
+            "{text}"
+        );
         // Whitespace, reordered keys or unknown keys are not the canonical form.
         let spaced = text.replacen(":7,", ": 7,", 1);
         assert_eq!(Entry::decode(spaced.as_bytes()), None);

@@ -53,7 +53,9 @@ impl CompactRange {
     /// The RFC 6962 root of the tree so far.
     pub fn root(&self) -> Hash {
         let mut it = self.stack.iter().rev();
-        let Some(&(_, mut acc)) = it.next() else { return tlog_tiles::EMPTY_HASH };
+        let Some(&(_, mut acc)) = it.next() else {
+            return tlog_tiles::EMPTY_HASH;
+        };
         for &(_, left) in it {
             acc = node_hash(left, acc);
         }
@@ -75,7 +77,9 @@ impl Reader {
 
     /// The distinct indexes asked for, sorted.
     pub fn recorded(self) -> Vec<u64> {
-        let Self::Recording(cell) = self else { return Vec::new() };
+        let Self::Recording(cell) = self else {
+            return Vec::new();
+        };
         let mut v = cell.into_inner();
         v.sort_unstable();
         v.dedup();
@@ -92,7 +96,11 @@ impl HashReader for Reader {
             }
             Self::Fetched(map) => indexes
                 .iter()
-                .map(|i| map.get(i).copied().ok_or(tlog_tiles::Error::InvalidInput("missing stored hash".into())))
+                .map(|i| {
+                    map.get(i).copied().ok_or(tlog_tiles::Error::InvalidInput(
+                        "missing stored hash".into(),
+                    ))
+                })
                 .collect(),
         }
     }
@@ -110,14 +118,19 @@ mod tests {
         let mut store: HashMap<u64, Hash> = HashMap::new();
         for n in 0..300u64 {
             let leaf = format!("leaf {n}");
-            let expected = tlog_tiles::stored_hashes(n, leaf.as_bytes(), &Reader::Fetched(store.clone())).unwrap();
+            let expected =
+                tlog_tiles::stored_hashes(n, leaf.as_bytes(), &Reader::Fetched(store.clone()))
+                    .unwrap();
             let got = cr.push(leaf_hash(leaf.as_bytes()));
             assert_eq!(got, expected, "stored hashes of record {n}");
             let first = tlog_tiles::stored_hash_index(0, n);
             for (i, h) in got.into_iter().enumerate() {
                 store.insert(first + i as u64, h);
             }
-            assert_eq!(cr.root(), tlog_tiles::tree_hash(n + 1, &Reader::Fetched(store.clone())).unwrap());
+            assert_eq!(
+                cr.root(),
+                tlog_tiles::tree_hash(n + 1, &Reader::Fetched(store.clone())).unwrap()
+            );
         }
     }
 

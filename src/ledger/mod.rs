@@ -85,7 +85,10 @@ impl Draft {
             resources: Vec::new(),
             subjects: Vec::new(),
             fields: Vec::new(),
-            decision: DecisionRecord { mode: "none".into(), reasons: Vec::new() },
+            decision: DecisionRecord {
+                mode: "none".into(),
+                reasons: Vec::new(),
+            },
             policy_revision: None,
             outcome: Outcome::Disclosed,
         }
@@ -103,7 +106,10 @@ impl Draft {
         self.legal_basis = d.legal_basis.clone();
         self.fields = d.fields.clone();
         self.decision = DecisionRecord {
-            mode: serde_json::to_value(d.mode).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            mode: serde_json::to_value(d.mode)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
             reasons: d.reasons.clone(),
         };
         self.policy_revision = Some(d.revision.clone());
@@ -150,7 +156,11 @@ impl Ledger {
             "this database's log was created with origin {stored_origin:?} and key {stored_key:?}; \
              configure log.origin and the log signing key accordingly"
         );
-        Ok(Self { db, verifier_key: signer.verifier_key().into(), signer: Arc::new(signer) })
+        Ok(Self {
+            db,
+            verifier_key: signer.verifier_key().into(),
+            signer: Arc::new(signer),
+        })
     }
 
     pub fn verifier_key(&self) -> &str {
@@ -171,7 +181,11 @@ impl Ledger {
         let entry = Entry {
             v: entry::VERSION,
             index,
-            time: now.replace_nanosecond(now.millisecond() as u32 * 1_000_000).expect("ms").format(&Rfc3339).expect("rfc3339"),
+            time: now
+                .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+                .expect("ms")
+                .format(&Rfc3339)
+                .expect("rfc3339"),
             request_id: draft.request_id,
             trace_id: draft.trace_id,
             actor: draft.actor,
@@ -191,8 +205,9 @@ impl Ledger {
         let rec = Reader::recording();
         let _ = tlog_tiles::stored_hashes_for_record_hash(index, hash, &rec);
         let fetched = tx.log_hashes(&rec.recorded()).await?;
-        let hashes = tlog_tiles::stored_hashes_for_record_hash(index, hash, &Reader::Fetched(fetched))
-            .map_err(|e| sqlx::Error::Protocol(format!("log tree: {e}")))?;
+        let hashes =
+            tlog_tiles::stored_hashes_for_record_hash(index, hash, &Reader::Fetched(fetched))
+                .map_err(|e| sqlx::Error::Protocol(format!("log tree: {e}")))?;
         let row = EntryRow {
             idx: index,
             leaf: &leaf,
@@ -206,9 +221,14 @@ impl Ledger {
             outcome: entry.outcome.as_str(),
             subjects: &entry.subjects,
         };
-        tx.insert_log_entry(&row, tlog_tiles::stored_hash_index(0, index), &hashes).await?;
-        metrics::counter!("ketenpoort_log_appends_total", "action" => entry.action.as_str()).increment(1);
-        Ok(Receipt { index, leaf_hash: hash })
+        tx.insert_log_entry(&row, tlog_tiles::stored_hash_index(0, index), &hashes)
+            .await?;
+        metrics::counter!("ketenpoort_log_appends_total", "action" => entry.action.as_str())
+            .increment(1);
+        Ok(Receipt {
+            index,
+            leaf_hash: hash,
+        })
     }
 
     /// Appends `draft` in a transaction of its own (refusals, which change
@@ -242,12 +262,14 @@ impl Ledger {
 
     /// Audit path of entry `index` in the tree of `size` entries.
     pub async fn inclusion_proof(&self, index: u64, size: u64) -> anyhow::Result<Vec<Hash>> {
-        self.with_hashes(|r| tlog_tiles::prove_record(size, index, r)).await
+        self.with_hashes(|r| tlog_tiles::prove_record(size, index, r))
+            .await
     }
 
     /// Proof that the tree of `from` entries is a prefix of the tree of `to`.
     pub async fn consistency_proof(&self, from: u64, to: u64) -> anyhow::Result<Vec<Hash>> {
-        self.with_hashes(|r| tlog_tiles::prove_tree(to, from, r)).await
+        self.with_hashes(|r| tlog_tiles::prove_tree(to, from, r))
+            .await
     }
 
     /// The newest checkpoint, signing one for the current size if the tree
@@ -272,9 +294,13 @@ impl Ledger {
         let mut last = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(Duration::from_secs(1).min(interval)).await;
-            let (Ok(size), Ok(latest)) = (self.size().await, self.db.latest_checkpoint().await) else { continue };
+            let (Ok(size), Ok(latest)) = (self.size().await, self.db.latest_checkpoint().await)
+            else {
+                continue;
+            };
             let signed = latest.map_or(0, |c| c.size);
-            let due = size > signed && (size - signed >= every.max(1) || last.elapsed() >= interval);
+            let due =
+                size > signed && (size - signed >= every.max(1) || last.elapsed() >= interval);
             if due {
                 match self.checkpoint().await {
                     Ok(cp) => tracing::debug!(size = cp.size, "checkpoint signed"),

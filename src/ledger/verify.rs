@@ -35,15 +35,24 @@ pub struct Report {
 }
 
 fn fail<T>(index: impl Into<Option<u64>>, reason: impl Into<String>) -> Result<T, Failure> {
-    Err(Failure { index: index.into(), reason: reason.into() })
+    Err(Failure {
+        index: index.into(),
+        reason: reason.into(),
+    })
 }
 
 fn db_err(e: sqlx::Error) -> Failure {
-    Failure { index: None, reason: format!("database: {e}") }
+    Failure {
+        index: None,
+        reason: format!("database: {e}"),
+    }
 }
 
 /// Takes the next items of a sorted stream while `belongs` holds.
-async fn take_while<S, T>(s: &mut Peekable<S>, belongs: impl Fn(&T) -> bool) -> Result<Vec<T>, Failure>
+async fn take_while<S, T>(
+    s: &mut Peekable<S>,
+    belongs: impl Fn(&T) -> bool,
+) -> Result<Vec<T>, Failure>
 where
     S: futures::Stream<Item = Result<T, sqlx::Error>> + Unpin,
 {
@@ -51,7 +60,11 @@ where
     loop {
         match std::pin::Pin::new(&mut *s).peek().await {
             Some(Ok(item)) if belongs(item) => {}
-            Some(Err(_)) => return Err(db_err(s.next().await.expect("peeked").err().expect("error"))),
+            Some(Err(_)) => {
+                return Err(db_err(
+                    s.next().await.expect("peeked").err().expect("error"),
+                ));
+            }
             _ => return Ok(out),
         }
         out.push(s.next().await.expect("peeked").map_err(db_err)?);
@@ -66,17 +79,26 @@ pub async fn verify(db: &Db) -> Result<Report, Failure> {
     let checkpoints = db.checkpoints().await.map_err(db_err)?;
     let mut pending = checkpoints.iter().peekable();
     let mut tree = CompactRange::default();
-    let check_checkpoints = |tree: &CompactRange, pending: &mut std::iter::Peekable<std::slice::Iter<'_, _>>| {
-        while let Some(cp) = pending.next_if(|c: &&crate::store::ledger::StoredCheckpoint| c.size == tree.size()) {
-            let at = tree.size().checked_sub(1);
-            let (size, root) = checkpoint::open(&cp.note, &verifier_key)
-                .map_err(|e| Failure { index: at, reason: format!("checkpoint of size {}: {e}", cp.size) })?;
-            if size != cp.size || root != tree.root() || cp.root != tree.root().0 {
-                return fail(at, format!("checkpoint of size {} does not match the log", cp.size));
+    let check_checkpoints =
+        |tree: &CompactRange, pending: &mut std::iter::Peekable<std::slice::Iter<'_, _>>| {
+            while let Some(cp) =
+                pending.next_if(|c: &&crate::store::ledger::StoredCheckpoint| c.size == tree.size())
+            {
+                let at = tree.size().checked_sub(1);
+                let (size, root) =
+                    checkpoint::open(&cp.note, &verifier_key).map_err(|e| Failure {
+                        index: at,
+                        reason: format!("checkpoint of size {}: {e}", cp.size),
+                    })?;
+                if size != cp.size || root != tree.root() || cp.root != tree.root().0 {
+                    return fail(
+                        at,
+                        format!("checkpoint of size {} does not match the log", cp.size),
+                    );
+                }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     check_checkpoints(&tree, &mut pending)?;
 
     let mut entries = db.stream_log_entries();
@@ -86,7 +108,10 @@ pub async fn verify(db: &Db) -> Result<Report, Failure> {
         let row = row.map_err(db_err)?;
         let i = tree.size();
         if row.idx != i {
-            return fail(i, format!("entry {i} is missing (next stored index is {})", row.idx));
+            return fail(
+                i,
+                format!("entry {i} is missing (next stored index is {})", row.idx),
+            );
         }
         let lh = leaf_hash(&row.leaf);
         if row.leaf_hash != lh.0 {
@@ -111,9 +136,11 @@ pub async fn verify(db: &Db) -> Result<Report, Failure> {
         if !columns_match {
             return fail(i, "a stored column differs from the leaf bytes");
         }
-        let subj: Vec<String> = take_while(&mut subjects, |(idx, _)| *idx <= i).await?.into_iter().map(|(idx, p)| {
-            if idx == i { p } else { String::new() }
-        }).collect();
+        let subj: Vec<String> = take_while(&mut subjects, |(idx, _)| *idx <= i)
+            .await?
+            .into_iter()
+            .map(|(idx, p)| if idx == i { p } else { String::new() })
+            .collect();
         if subj != entry.subjects {
             return fail(i, "the subject index differs from the leaf bytes");
         }
@@ -121,7 +148,11 @@ pub async fn verify(db: &Db) -> Result<Report, Failure> {
         let first = tlog_tiles::stored_hash_index(0, i);
         let stored = take_while(&mut hashes, |(id, _)| *id < first + expected.len() as u64).await?;
         let ok = stored.len() == expected.len()
-            && stored.iter().zip(&expected).enumerate().all(|(k, ((id, h), e))| *id == first + k as u64 && h[..] == e.0);
+            && stored
+                .iter()
+                .zip(&expected)
+                .enumerate()
+                .all(|(k, ((id, h), e))| *id == first + k as u64 && h[..] == e.0);
         if !ok {
             return fail(i, "stored tree hashes differ from the recomputed tree");
         }
@@ -129,16 +160,29 @@ pub async fn verify(db: &Db) -> Result<Report, Failure> {
     }
     let n = tree.size();
     if head_size != n {
-        return fail(n.min(head_size), format!("the log head counts {head_size} entries, the log holds {n}"));
+        return fail(
+            n.min(head_size),
+            format!("the log head counts {head_size} entries, the log holds {n}"),
+        );
     }
     if let Some(cp) = pending.next() {
-        return fail(n, format!("a checkpoint covers {} entries but the log holds {n}: entries were removed", cp.size));
+        return fail(
+            n,
+            format!(
+                "a checkpoint covers {} entries but the log holds {n}: entries were removed",
+                cp.size
+            ),
+        );
     }
-    if take_while(&mut subjects, |_| true).await?.first().is_some() {
+    if !take_while(&mut subjects, |_| true).await?.is_empty() {
         return fail(n, "the subject index refers to entries that do not exist");
     }
-    if take_while(&mut hashes, |_| true).await?.first().is_some() {
+    if !take_while(&mut hashes, |_| true).await?.is_empty() {
         return fail(n, "tree hashes stored beyond the last entry");
     }
-    Ok(Report { entries: n, checkpoints: checkpoints.len(), root: tree.root() })
+    Ok(Report {
+        entries: n,
+        checkpoints: checkpoints.len(),
+        root: tree.root(),
+    })
 }

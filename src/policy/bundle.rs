@@ -16,10 +16,18 @@ pub struct Bundle {
 
 impl Bundle {
     pub fn load(source: &Path) -> anyhow::Result<Self> {
-        anyhow::ensure!(source.is_dir(), "policy source {} is not a directory", source.display());
+        anyhow::ensure!(
+            source.is_dir(),
+            "policy source {} is not a directory",
+            source.display()
+        );
         let mut files = BTreeMap::new();
         read_dir(source, source, &mut files)?;
-        anyhow::ensure!(files.keys().any(|k| k.ends_with(".rego")), "no .rego files in {}", source.display());
+        anyhow::ensure!(
+            files.keys().any(|k| k.ends_with(".rego")),
+            "no .rego files in {}",
+            source.display()
+        );
         Ok(Self { files })
     }
 
@@ -45,8 +53,11 @@ impl Bundle {
         engine.set_rego_v0(false);
         for (path, content) in &self.files {
             if path.ends_with(".rego") && (with_tests || !Self::is_test(path)) {
-                let text = std::str::from_utf8(content).with_context(|| format!("{path} is not UTF-8"))?;
-                engine.add_policy(path.clone(), text.to_owned()).with_context(|| format!("parsing {path}"))?;
+                let text =
+                    std::str::from_utf8(content).with_context(|| format!("{path} is not UTF-8"))?;
+                engine
+                    .add_policy(path.clone(), text.to_owned())
+                    .with_context(|| format!("parsing {path}"))?;
             }
         }
         let data = self.data()?;
@@ -58,9 +69,11 @@ impl Bundle {
     pub fn data(&self) -> anyhow::Result<serde_json::Value> {
         let mut root = serde_json::Value::Object(Default::default());
         for (path, content) in &self.files {
-            let Some(dir) = path.strip_suffix("data.json") else { continue };
-            let doc: serde_json::Value =
-                serde_json::from_slice(content).with_context(|| format!("{path} is not valid JSON"))?;
+            let Some(dir) = path.strip_suffix("data.json") else {
+                continue;
+            };
+            let doc: serde_json::Value = serde_json::from_slice(content)
+                .with_context(|| format!("{path} is not valid JSON"))?;
             let mut at = &mut root;
             for segment in dir.split('/').filter(|s| !s.is_empty()) {
                 at = at
@@ -84,7 +97,10 @@ impl Bundle {
                 continue;
             };
             for line in text.lines().filter(|l| l.starts_with("test_")) {
-                let name: String = line.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                let name: String = line
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
                 let rule = format!("data.{}.{name}", package.trim());
                 if !rules.contains(&rule) {
                     rules.push(rule);
@@ -109,7 +125,10 @@ fn read_dir(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) -> any
         if path.is_dir() {
             read_dir(root, &path, out)?;
         } else if name.ends_with(".rego") || name == "data.json" {
-            let rel = path.strip_prefix(root)?.to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(root)?
+                .to_string_lossy()
+                .replace('\\', "/");
             out.insert(rel, std::fs::read(&path)?);
         }
     }

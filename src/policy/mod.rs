@@ -34,7 +34,11 @@ impl Policies {
                 .with_context(|| format!("compiling entrypoint {entry}"))?;
             compiled.insert(entry, policy);
         }
-        Ok(Self { revision: bundle.revision(), compiled, data: bundle.data()? })
+        Ok(Self {
+            revision: bundle.revision(),
+            compiled,
+            data: bundle.data()?,
+        })
     }
 
     pub fn revision(&self) -> &str {
@@ -43,17 +47,17 @@ impl Policies {
 
     /// Whether `purpose` is a purpose id of the covenant data.
     pub fn is_known_purpose(&self, purpose: &str) -> bool {
-        self.data.pointer("/covenant/purposes").and_then(|p| p.get(purpose)).is_some()
-    }
-
-    /// Policy data (`data.json`): the covenant tables and the phenomenon catalogue.
-    pub fn data(&self) -> &serde_json::Value {
-        &self.data
+        self.data
+            .pointer("/covenant/purposes")
+            .and_then(|p| p.get(purpose))
+            .is_some()
     }
 
     pub fn decide(&self, input: &Input) -> Decision {
         let raw = serde_json::to_value(input).expect("policy input serialises");
-        let decision = self.evaluate(input.action.entrypoint(), &raw).sanitised(input);
+        let decision = self
+            .evaluate(input.action.entrypoint(), &raw)
+            .sanitised(input);
         let mode = match decision.mode {
             Mode::Full => "full",
             Mode::Masked => "masked",
@@ -103,14 +107,20 @@ pub struct TestReport {
 /// Runs every `test_*` rule of every package in the bundle.
 pub fn run_tests(bundle: &Bundle) -> anyhow::Result<TestReport> {
     let mut engine = bundle.engine(true)?;
-    let mut report = TestReport { passed: Vec::new(), failed: Vec::new() };
+    let mut report = TestReport {
+        passed: Vec::new(),
+        failed: Vec::new(),
+    };
     for rule in bundle.test_rules() {
         match engine.eval_rule(rule.clone()) {
             Ok(Value::Bool(true)) => report.passed.push(rule),
             _ => report.failed.push(rule),
         }
     }
-    anyhow::ensure!(!report.passed.is_empty() || !report.failed.is_empty(), "the bundle has no tests");
+    anyhow::ensure!(
+        !report.passed.is_empty() || !report.failed.is_empty(),
+        "the bundle has no tests"
+    );
     Ok(report)
 }
 
@@ -126,13 +136,20 @@ impl PolicyEngine {
     /// on any failure.
     pub fn load(source: PathBuf) -> anyhow::Result<Self> {
         let policies = Self::prepare(&source)?;
-        Ok(Self { source, current: Arc::new(RwLock::new(Arc::new(policies))) })
+        Ok(Self {
+            source,
+            current: Arc::new(RwLock::new(Arc::new(policies))),
+        })
     }
 
     fn prepare(source: &std::path::Path) -> anyhow::Result<Policies> {
         let bundle = Bundle::load(source)?;
         let report = run_tests(&bundle)?;
-        anyhow::ensure!(report.failed.is_empty(), "policy tests failed: {}", report.failed.join(", "));
+        anyhow::ensure!(
+            report.failed.is_empty(),
+            "policy tests failed: {}",
+            report.failed.join(", ")
+        );
         Policies::compile(&bundle)
     }
 
@@ -168,15 +185,26 @@ mod tests {
     #[test]
     fn the_repository_policies_pass_their_rego_tests() {
         let report = run_tests(&repo_policies()).unwrap();
-        assert!(report.failed.is_empty(), "failing Rego tests: {:?}", report.failed);
-        assert!(report.passed.len() >= 100, "only {} Rego tests found", report.passed.len());
+        assert!(
+            report.failed.is_empty(),
+            "failing Rego tests: {:?}",
+            report.failed
+        );
+        assert!(
+            report.passed.len() >= 100,
+            "only {} Rego tests found",
+            report.passed.len()
+        );
     }
 
     #[test]
     fn errors_and_undefined_results_are_denials() {
         let p = Policies::compile(&repo_policies()).unwrap();
         let d = p.evaluate("data.ketenpoort.nowhere.decision", &serde_json::json!({}));
-        assert_eq!((d.allow, d.reasons[0].as_str()), (false, "policy-unknown-entrypoint"));
+        assert_eq!(
+            (d.allow, d.reasons[0].as_str()),
+            (false, "policy-unknown-entrypoint")
+        );
         let d = p.evaluate(model::ENTRY_EXCHANGE, &serde_json::json!("not an object"));
         assert!(!d.allow);
         assert_eq!(d.revision, p.revision());
@@ -191,11 +219,22 @@ mod tests {
         let before = engine.current().revision().to_owned();
         let exchange = dir.path().join("exchange/exchange.rego");
         let text = std::fs::read_to_string(&exchange).unwrap();
-        std::fs::write(&exchange, text.replace("package ketenpoort.exchange", "package ketenpoort.exchange\n!!")).unwrap();
+        std::fs::write(
+            &exchange,
+            text.replace(
+                "package ketenpoort.exchange",
+                "package ketenpoort.exchange\n!!",
+            ),
+        )
+        .unwrap();
         assert!(engine.reload().is_err());
         assert_eq!(engine.current().revision(), before);
         // A bundle that compiles but fails its own tests is refused too.
-        std::fs::write(&exchange, text.replace("\"fields\": [],", "\"fields\": [\"narrative\"],")).unwrap();
+        std::fs::write(
+            &exchange,
+            text.replace("\"fields\": [],", "\"fields\": [\"narrative\"],"),
+        )
+        .unwrap();
         assert!(engine.reload().is_err());
         assert_eq!(engine.current().revision(), before);
         std::fs::write(&exchange, text).unwrap();

@@ -110,7 +110,9 @@ pub enum AuditQuery {
     Export,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Full,
@@ -119,7 +121,9 @@ pub enum Mode {
     Deny,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scope {
     All,
@@ -216,15 +220,26 @@ mod tests {
             assert_eq!(d.mode, Mode::Deny);
             assert_eq!(d.reasons, vec!["policy-incoherent"]);
         }
-        assert!(decision(Mode::Aggregate, &[]).sanitised(&input(false)).allow);
-        assert!(!decision(Mode::Aggregate, &["forms"]).sanitised(&input(false)).allow);
+        assert!(
+            decision(Mode::Aggregate, &[])
+                .sanitised(&input(false))
+                .allow
+        );
+        assert!(
+            !decision(Mode::Aggregate, &["forms"])
+                .sanitised(&input(false))
+                .allow
+        );
     }
 
     #[test]
     fn allow_and_mode_must_agree() {
         let mut d = decision(Mode::Full, &["forms"]);
         d.allow = false;
-        assert_eq!(d.clone().sanitised(&input(true)).reasons, vec!["policy-incoherent"]);
+        assert_eq!(
+            d.clone().sanitised(&input(true)).reasons,
+            vec!["policy-incoherent"]
+        );
         let mut d = decision(Mode::Deny, &[]);
         d.allow = true;
         assert!(!d.sanitised(&input(true)).allow);
@@ -244,7 +259,10 @@ mod schema_files {
         ] {
             let generated = serde_json::to_string_pretty(&schema).unwrap() + "\n";
             let committed = std::fs::read_to_string(dir.join(name)).unwrap();
-            assert_eq!(committed, generated, "policies/schema/{name} is stale: run `ketenpoort policy schema`");
+            assert_eq!(
+                committed, generated,
+                "policies/schema/{name} is stale: run `ketenpoort policy schema`"
+            );
         }
     }
 }

@@ -40,14 +40,25 @@ pub struct Meta {
 impl Meta {
     /// Reads the plaintext facts out of a validated body.
     pub fn of(id: &str, reporter: &str, body: &Value, created_at: i64) -> Self {
-        let s = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let s = |k: &str| {
+            body.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         Self {
             id: id.to_owned(),
             reporter: reporter.to_owned(),
             municipality: s("municipality"),
-            forms: body["forms"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(str::to_owned)).collect(),
+            forms: body["forms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str().map(str::to_owned))
+                .collect(),
             date_received: s("dateReceived"),
-            victim_minor: persons(body, "victims").any(|v| v.get("minor") == Some(&Value::Bool(true))),
+            victim_minor: persons(body, "victims")
+                .any(|v| v.get("minor") == Some(&Value::Bool(true))),
             domestic_setting: body.get("domesticSetting") == Some(&Value::Bool(true)),
             status: STATUS_NEW.to_owned(),
             created_at,
@@ -70,9 +81,14 @@ impl Meta {
     /// The full record: the stored body under the envelope and status.
     pub fn record(&self, body: &Value) -> Value {
         let mut rec = body.clone();
-        let created = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.created_at) * 1_000_000)
-            .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+        let created = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(self.created_at) * 1_000_000,
+        )
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
         let envelope = json!({
             "id": self.id,
             "schemaVersion": SCHEMA_VERSION,
@@ -88,7 +104,10 @@ impl Meta {
 }
 
 fn persons<'a>(body: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    body.get(key).and_then(Value::as_array).into_iter().flatten()
+    body.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
 }
 
 /// Pseudonyms of every victim and suspect in a record (for the log).
@@ -98,7 +117,11 @@ pub fn subjects(body: &Value, p: &Pseudonymizer) -> Vec<String> {
         .flat_map(|k| persons(body, k))
         .filter_map(|person| {
             let s = |k: &str| person.get(k).and_then(Value::as_str);
-            p.pseudonym(&SubjectId { bsn: s("bsn"), name: s("name"), date_of_birth: s("dateOfBirth") })
+            p.pseudonym(&SubjectId {
+                bsn: s("bsn"),
+                name: s("name"),
+                date_of_birth: s("dateOfBirth"),
+            })
         })
         .collect();
     out.sort();
@@ -122,14 +145,20 @@ pub struct Sealed {
 
 impl Vault {
     pub fn new(keyring: Keyring) -> Self {
-        Self { keyring: Arc::new(keyring) }
+        Self {
+            keyring: Arc::new(keyring),
+        }
     }
 
     pub fn seal_new(&self, id: &str, body: &Value) -> Sealed {
         let key = DataKey::generate();
         let (kek_id, wrapped) = self.keyring.wrap(id, &key);
         let body = key.seal(id.as_bytes(), &serde_json::to_vec(body).expect("json"));
-        Sealed { body, kek_id, wrapped }
+        Sealed {
+            body,
+            kek_id,
+            wrapped,
+        }
     }
 
     pub fn key(&self, s: &crate::store::signals::StoredSignal) -> anyhow::Result<DataKey> {

@@ -12,7 +12,8 @@ use crate::api::problem::FieldError;
 use crate::identifiers::is_valid_bsn;
 
 static SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
-    let schema: Value = serde_json::from_str(include_str!("../../schemas/signal.v1.json")).expect("schema is JSON");
+    let schema: Value =
+        serde_json::from_str(include_str!("../../schemas/signal.v1.json")).expect("schema is JSON");
     jsonschema::validator_for(&schema).expect("schema compiles")
 });
 
@@ -21,7 +22,10 @@ fn parse_date(s: &str) -> Option<Date> {
 }
 
 fn err(pointer: String, reason: &str) -> FieldError {
-    FieldError { pointer, reason: reason.to_owned() }
+    FieldError {
+        pointer,
+        reason: reason.to_owned(),
+    }
 }
 
 /// Validates a submitted body; on success returns it with each victim's
@@ -32,13 +36,18 @@ pub fn validate(mut body: Value) -> Result<Value, Vec<FieldError>> {
         .map(|e| {
             let at = e.instance_path().as_str().to_owned();
             match e.kind() {
-                jsonschema::error::ValidationErrorKind::Required { property } => {
-                    err(format!("{at}/{}", property.as_str().unwrap_or("?")), "required")
-                }
-                jsonschema::error::ValidationErrorKind::AdditionalProperties { .. } => {
-                    err(if at.is_empty() { "/".into() } else { at }, "unknown property")
-                }
-                kind => err(if at.is_empty() { "/".into() } else { at }, &format!("violates `{}`", kind.keyword())),
+                jsonschema::error::ValidationErrorKind::Required { property } => err(
+                    format!("{at}/{}", property.as_str().unwrap_or("?")),
+                    "required",
+                ),
+                jsonschema::error::ValidationErrorKind::AdditionalProperties { .. } => err(
+                    if at.is_empty() { "/".into() } else { at },
+                    "unknown property",
+                ),
+                kind => err(
+                    if at.is_empty() { "/".into() } else { at },
+                    &format!("violates `{}`", kind.keyword()),
+                ),
             }
         })
         .collect();
@@ -51,11 +60,15 @@ pub fn validate(mut body: Value) -> Result<Value, Vec<FieldError>> {
     let received = body["dateReceived"].as_str().and_then(parse_date);
     match received {
         None => errors.push(err("/dateReceived".into(), "not a calendar date")),
-        Some(d) if d > today.next_day().unwrap_or(today) => errors.push(err("/dateReceived".into(), "in the future")),
+        Some(d) if d > today.next_day().unwrap_or(today) => {
+            errors.push(err("/dateReceived".into(), "in the future"))
+        }
         _ => {}
     }
     for kind in ["victims", "suspects"] {
-        let Some(list) = body.get_mut(kind).and_then(Value::as_array_mut) else { continue };
+        let Some(list) = body.get_mut(kind).and_then(Value::as_array_mut) else {
+            continue;
+        };
         for (i, person) in list.iter_mut().enumerate() {
             let at = |f: &str| format!("/{kind}/{i}/{f}");
             if let Some(bsn) = person.get("bsn").and_then(Value::as_str)
@@ -68,7 +81,10 @@ pub fn validate(mut body: Value) -> Result<Value, Vec<FieldError>> {
                 Some(s) => match parse_date(s) {
                     Some(d) if d.year() >= 1900 && received.is_none_or(|r| d <= r) => Some(d),
                     Some(_) => {
-                        errors.push(err(at("dateOfBirth"), "before 1900 or after the date received"));
+                        errors.push(err(
+                            at("dateOfBirth"),
+                            "before 1900 or after the date received",
+                        ));
                         None
                     }
                     None => {
@@ -86,7 +102,11 @@ pub fn validate(mut body: Value) -> Result<Value, Vec<FieldError>> {
             }
         }
     }
-    if errors.is_empty() { Ok(body) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(body)
+    } else {
+        Err(errors)
+    }
 }
 
 fn age_at(born: Date, at: Date) -> i32 {
@@ -116,7 +136,11 @@ mod tests {
     #[test]
     fn a_valid_body_gets_minor_flags() {
         let v = validate(ok()).unwrap();
-        assert_eq!(v["victims"][0]["minor"], json!(true), "17 on the day before the 18th birthday");
+        assert_eq!(
+            v["victims"][0]["minor"],
+            json!(true),
+            "17 on the day before the 18th birthday"
+        );
         let mut b = ok();
         b["victims"][0]["dateOfBirth"] = json!("2008-03-01");
         assert_eq!(validate(b).unwrap()["victims"][0]["minor"], json!(false));
@@ -130,14 +154,20 @@ mod tests {
         b["forms"] = json!(["vlees"]);
         let e = validate(b.clone()).unwrap_err();
         let text = serde_json::to_string(&e).unwrap();
-        assert!(!text.contains("geheim-adres") && !text.contains("vlees"), "{text}");
+        assert!(
+            !text.contains("geheim-adres") && !text.contains("vlees"),
+            "{text}"
+        );
         assert!(e.iter().any(|f| f.pointer == "/victims/0/email"));
         assert!(e.iter().any(|f| f.pointer == "/forms/0"));
         b["victims"][0]["email"] = json!("a@b.nl");
         b["forms"] = json!(["arbeid"]);
         let e = validate(b).unwrap_err();
         assert_eq!(e.len(), 1);
-        assert_eq!((e[0].pointer.as_str(), e[0].reason.as_str()), ("/victims/0/bsn", "fails the 11-proef"));
+        assert_eq!(
+            (e[0].pointer.as_str(), e[0].reason.as_str()),
+            ("/victims/0/bsn", "fails the 11-proef")
+        );
     }
 
     #[test]
@@ -146,8 +176,16 @@ mod tests {
         b.as_object_mut().unwrap().remove("urgency");
         b["victims"][0]["shoeSize"] = json!(44);
         let e = validate(b).unwrap_err();
-        assert!(e.iter().any(|f| f.pointer == "/urgency" && f.reason == "required"), "{e:?}");
-        assert!(e.iter().any(|f| f.pointer == "/victims/0" && f.reason == "unknown property"), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|f| f.pointer == "/urgency" && f.reason == "required"),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|f| f.pointer == "/victims/0" && f.reason == "unknown property"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -89,7 +89,9 @@ fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEntry, sqlx::Error> {
 }
 
 fn hash_of(bytes: Vec<u8>) -> Result<Hash, sqlx::Error> {
-    let arr: [u8; 32] = bytes.try_into().map_err(|_| sqlx::Error::Decode("stored hash is not 32 bytes".into()))?;
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| sqlx::Error::Decode("stored hash is not 32 bytes".into()))?;
     Ok(Hash(arr))
 }
 
@@ -113,7 +115,12 @@ impl WriteTx {
         fetch_hashes(self.conn(), ids).await
     }
 
-    pub async fn insert_log_entry(&mut self, e: &EntryRow<'_>, hashes_from: u64, hashes: &[Hash]) -> Result<(), sqlx::Error> {
+    pub async fn insert_log_entry(
+        &mut self,
+        e: &EntryRow<'_>,
+        hashes_from: u64,
+        hashes: &[Hash],
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -152,20 +159,37 @@ impl WriteTx {
     }
 }
 
-async fn fetch_hashes(conn: &mut AnyConnection, ids: &[u64]) -> Result<HashMap<u64, Hash>, sqlx::Error> {
+async fn fetch_hashes(
+    conn: &mut AnyConnection,
+    ids: &[u64],
+) -> Result<HashMap<u64, Hash>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let sql = format!("SELECT id, hash FROM log_hashes WHERE id IN ({})", int_list(ids));
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(conn).await?;
+    let sql = format!(
+        "SELECT id, hash FROM log_hashes WHERE id IN ({})",
+        int_list(ids)
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(conn)
+        .await?;
     rows.iter()
-        .map(|r| Ok((r.try_get::<i64, _>("id")? as u64, hash_of(r.try_get("hash")?)?)))
+        .map(|r| {
+            Ok((
+                r.try_get::<i64, _>("id")? as u64,
+                hash_of(r.try_get("hash")?)?,
+            ))
+        })
         .collect()
 }
 
 impl Db {
     /// Creates the log head on first use; returns the stored (origin, verifier key).
-    pub async fn init_log_head(&self, origin: &str, verifier_key: &str) -> Result<(String, String), sqlx::Error> {
+    pub async fn init_log_head(
+        &self,
+        origin: &str,
+        verifier_key: &str,
+    ) -> Result<(String, String), sqlx::Error> {
         sqlx::query(
             "INSERT INTO log_head (id, size, origin, verifier_key) VALUES (1, 0, $1, $2) ON CONFLICT (id) DO NOTHING",
         )
@@ -173,12 +197,16 @@ impl Db {
         .bind(verifier_key)
         .execute(self.pool())
         .await?;
-        let row = sqlx::query("SELECT origin, verifier_key FROM log_head WHERE id = 1").fetch_one(self.pool()).await?;
+        let row = sqlx::query("SELECT origin, verifier_key FROM log_head WHERE id = 1")
+            .fetch_one(self.pool())
+            .await?;
         Ok((row.try_get("origin")?, row.try_get("verifier_key")?))
     }
 
     pub async fn log_size(&self) -> Result<u64, sqlx::Error> {
-        let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1").fetch_one(self.pool()).await?;
+        let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1")
+            .fetch_one(self.pool())
+            .await?;
         Ok(size as u64)
     }
 
@@ -189,7 +217,9 @@ impl Db {
 
     /// Entries with `start <= idx < end`, in order.
     pub async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, sqlx::Error> {
-        let sql = format!("SELECT {ENTRY_COLUMNS} FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx");
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx"
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(start as i64)
             .bind(end as i64)
@@ -199,7 +229,11 @@ impl Db {
     }
 
     /// The privacy officer's search, restricted to what `vis` may see.
-    pub async fn search_log(&self, vis: &Visibility, s: &Search) -> Result<Vec<StoredEntry>, sqlx::Error> {
+    pub async fn search_log(
+        &self,
+        vis: &Visibility,
+        s: &Search,
+    ) -> Result<Vec<StoredEntry>, sqlx::Error> {
         let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM log_entries e WHERE 1 = 1");
         let mut args: Vec<String> = Vec::new();
         let mut bind = |sql: &mut String, clause: &str, v: String| {
@@ -213,7 +247,11 @@ impl Db {
                 bind(&mut sql, " OR e.recipient = ?)", p.clone());
             }
             Visibility::OwnAggregate(p) => {
-                bind(&mut sql, " AND e.actor_partner = ? AND e.action = 'release-aggregate'", p.clone());
+                bind(
+                    &mut sql,
+                    " AND e.actor_partner = ? AND e.action = 'release-aggregate'",
+                    p.clone(),
+                );
             }
         }
         for (clause, v) in [
@@ -222,7 +260,10 @@ impl Db {
             (" AND e.purpose = ?", &s.purpose),
             (" AND e.action = ?", &s.action),
             (" AND e.outcome = ?", &s.outcome),
-            (" AND e.idx IN (SELECT idx FROM log_subjects WHERE pseudonym = ?)", &s.subject),
+            (
+                " AND e.idx IN (SELECT idx FROM log_subjects WHERE pseudonym = ?)",
+                &s.subject,
+            ),
         ] {
             if let Some(v) = v {
                 bind(&mut sql, clause, v.clone());
@@ -247,7 +288,12 @@ impl Db {
         rows.iter().map(entry_from_row).collect()
     }
 
-    pub async fn insert_checkpoint(&self, size: u64, root: &Hash, note: &str) -> Result<(), sqlx::Error> {
+    pub async fn insert_checkpoint(
+        &self,
+        size: u64,
+        root: &Hash,
+        note: &str,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO log_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING",
         )
@@ -261,14 +307,17 @@ impl Db {
     }
 
     pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, sqlx::Error> {
-        let row = sqlx::query("SELECT size, root, note FROM log_checkpoints ORDER BY size DESC LIMIT 1")
-            .fetch_optional(self.pool())
-            .await?;
+        let row =
+            sqlx::query("SELECT size, root, note FROM log_checkpoints ORDER BY size DESC LIMIT 1")
+                .fetch_optional(self.pool())
+                .await?;
         row.map(|r| checkpoint_from_row(&r)).transpose()
     }
 
     pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, sqlx::Error> {
-        let rows = sqlx::query("SELECT size, root, note FROM log_checkpoints ORDER BY size").fetch_all(self.pool()).await?;
+        let rows = sqlx::query("SELECT size, root, note FROM log_checkpoints ORDER BY size")
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(checkpoint_from_row).collect()
     }
 }
@@ -284,7 +333,9 @@ fn checkpoint_from_row(r: &sqlx::any::AnyRow) -> Result<StoredCheckpoint, sqlx::
 /// Streaming reads for `log verify`: the whole log in index order, without
 /// holding it in memory.
 impl Db {
-    pub fn stream_log_entries(&self) -> futures::stream::BoxStream<'_, Result<StoredEntry, sqlx::Error>> {
+    pub fn stream_log_entries(
+        &self,
+    ) -> futures::stream::BoxStream<'_, Result<StoredEntry, sqlx::Error>> {
         use futures::StreamExt;
         let sql = format!("SELECT {ENTRY_COLUMNS} FROM log_entries ORDER BY idx");
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -294,16 +345,22 @@ impl Db {
     }
 
     /// (idx, pseudonym) ordered by index, then pseudonym.
-    pub fn stream_log_subjects(&self) -> futures::stream::BoxStream<'_, Result<(u64, String), sqlx::Error>> {
+    pub fn stream_log_subjects(
+        &self,
+    ) -> futures::stream::BoxStream<'_, Result<(u64, String), sqlx::Error>> {
         use futures::StreamExt;
         sqlx::query("SELECT idx, pseudonym FROM log_subjects ORDER BY idx, pseudonym")
             .fetch(self.pool())
-            .map(|r| r.and_then(|r| Ok((r.try_get::<i64, _>("idx")? as u64, r.try_get("pseudonym")?))))
+            .map(|r| {
+                r.and_then(|r| Ok((r.try_get::<i64, _>("idx")? as u64, r.try_get("pseudonym")?)))
+            })
             .boxed()
     }
 
     /// (stored hash index, hash) in index order.
-    pub fn stream_log_hashes(&self) -> futures::stream::BoxStream<'_, Result<(u64, Vec<u8>), sqlx::Error>> {
+    pub fn stream_log_hashes(
+        &self,
+    ) -> futures::stream::BoxStream<'_, Result<(u64, Vec<u8>), sqlx::Error>> {
         use futures::StreamExt;
         sqlx::query("SELECT id, hash FROM log_hashes ORDER BY id")
             .fetch(self.pool())
@@ -312,7 +369,10 @@ impl Db {
     }
 
     pub async fn log_identity(&self) -> Result<Option<(String, String)>, sqlx::Error> {
-        let row = sqlx::query("SELECT origin, verifier_key FROM log_head WHERE id = 1").fetch_optional(self.pool()).await?;
-        row.map(|r| Ok((r.try_get("origin")?, r.try_get("verifier_key")?))).transpose()
+        let row = sqlx::query("SELECT origin, verifier_key FROM log_head WHERE id = 1")
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| Ok((r.try_get("origin")?, r.try_get("verifier_key")?)))
+            .transpose()
     }
 }

@@ -81,7 +81,11 @@ impl Db {
             .connect(url)
             .await
             .context("cannot connect to the database")?;
-        Ok(Self { pool, backend, sqlite_writer: Arc::new(Mutex::new(())) })
+        Ok(Self {
+            pool,
+            backend,
+            sqlite_writer: Arc::new(Mutex::new(())),
+        })
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -89,7 +93,10 @@ impl Db {
             Backend::Sqlite => &SQLITE,
             Backend::Postgres => &POSTGRES,
         };
-        migrator.run(&self.pool).await.context("database migration failed")
+        migrator
+            .run(&self.pool)
+            .await
+            .context("database migration failed")
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
@@ -106,7 +113,11 @@ impl Db {
             }
             Backend::Postgres => (None, self.pool.begin().await?),
         };
-        Ok(WriteTx { tx, backend: self.backend, _writer: writer })
+        Ok(WriteTx {
+            tx,
+            backend: self.backend,
+            _writer: writer,
+        })
     }
 
     pub async fn ping(&self) -> bool {
@@ -118,13 +129,19 @@ impl Db {
 }
 
 fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         return Ok(());
     }
-    if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    if let Some(parent) = std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     Ok(())
 }

@@ -20,7 +20,8 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Partner, sqlx::Error> {
         oin: row.try_get("oin")?,
         roles: serde_json::from_str(&roles).map_err(|e| sqlx::Error::Decode(e.into()))?,
         cert_fingerprints: serde_json::from_str(&fps).map_err(|e| sqlx::Error::Decode(e.into()))?,
-        status: PartnerStatus::parse(&status).ok_or_else(|| sqlx::Error::Decode("partner status".into()))?,
+        status: PartnerStatus::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode("partner status".into()))?,
     })
 }
 
@@ -47,18 +48,27 @@ impl Db {
 
     pub async fn partner(&self, id: &str) -> Result<Option<Partner>, sqlx::Error> {
         let q = format!("SELECT {COLUMNS} FROM partners WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(from_row).transpose()
     }
 
     pub async fn partners(&self) -> Result<Vec<Partner>, sqlx::Error> {
         let q = format!("SELECT {COLUMNS} FROM partners ORDER BY id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(self.pool()).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(from_row).collect()
     }
 
     /// Returns false when no such partner exists.
-    pub async fn set_partner_status(&self, id: &str, status: PartnerStatus) -> Result<bool, sqlx::Error> {
+    pub async fn set_partner_status(
+        &self,
+        id: &str,
+        status: PartnerStatus,
+    ) -> Result<bool, sqlx::Error> {
         let res = sqlx::query("UPDATE partners SET status = $1 WHERE id = $2")
             .bind(status.as_str())
             .bind(id)

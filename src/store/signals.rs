@@ -61,7 +61,13 @@ fn signal_from_row(r: &sqlx::any::AnyRow) -> Result<StoredSignal, sqlx::Error> {
 }
 
 impl WriteTx {
-    pub async fn insert_signal(&mut self, m: &Meta, body: &[u8], kek_id: &str, wrapped: &[u8]) -> Result<(), sqlx::Error> {
+    pub async fn insert_signal(
+        &mut self,
+        m: &Meta,
+        body: &[u8],
+        kek_id: &str,
+        wrapped: &[u8],
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO signals (id, reporter, municipality, forms, date_received, victim_minor, domestic_setting, \
              status, created_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -140,7 +146,12 @@ impl WriteTx {
         Ok(())
     }
 
-    pub async fn set_signal_key(&mut self, id: &str, kek_id: &str, wrapped: &[u8]) -> Result<(), sqlx::Error> {
+    pub async fn set_signal_key(
+        &mut self,
+        id: &str,
+        kek_id: &str,
+        wrapped: &[u8],
+    ) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE signal_keys SET kek_id = $1, wrapped = $2 WHERE signal_id = $3")
             .bind(kek_id)
             .bind(wrapped)
@@ -167,18 +178,28 @@ impl WriteTx {
 
 impl Db {
     pub async fn signal(&self, id: &str) -> Result<Option<StoredSignal>, sqlx::Error> {
-        let sql = format!("SELECT {SIGNAL_COLUMNS} FROM signals s JOIN signal_keys k ON k.signal_id = s.id WHERE s.id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?;
+        let sql = format!(
+            "SELECT {SIGNAL_COLUMNS} FROM signals s JOIN signal_keys k ON k.signal_id = s.id WHERE s.id = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(signal_from_row).transpose()
     }
 
     pub async fn signals(&self, f: &SignalFilter) -> Result<Vec<StoredSignal>, sqlx::Error> {
-        let mut sql = format!("SELECT {SIGNAL_COLUMNS} FROM signals s JOIN signal_keys k ON k.signal_id = s.id WHERE 1 = 1");
+        let mut sql = format!(
+            "SELECT {SIGNAL_COLUMNS} FROM signals s JOIN signal_keys k ON k.signal_id = s.id WHERE 1 = 1"
+        );
         let mut args = Vec::new();
         for (clause, v) in [
             (" AND s.status = ?", f.status.clone()),
             (" AND s.municipality = ?", f.municipality.clone()),
-            (" AND s.forms LIKE ?", f.form.as_ref().map(|x| format!("%\"{x}\"%"))),
+            (
+                " AND s.forms LIKE ?",
+                f.form.as_ref().map(|x| format!("%\"{x}\"%")),
+            ),
             (" AND s.date_received >= ?", f.received_from.clone()),
             (" AND s.date_received <= ?", f.received_to.clone()),
             (" AND s.reporter = ?", f.reporter.clone()),
@@ -194,20 +215,37 @@ impl Db {
         for a in args {
             q = q.bind(a);
         }
-        q.fetch_all(self.pool()).await?.iter().map(signal_from_row).collect()
-    }
-
-    pub async fn referrals(&self, signal_id: &str) -> Result<Vec<ReferralFact>, sqlx::Error> {
-        let rows = sqlx::query("SELECT recipient, purpose FROM referrals WHERE signal_id = $1 ORDER BY created_at, id")
-            .bind(signal_id)
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| Ok(ReferralFact { partner: r.try_get("recipient")?, purpose: r.try_get("purpose")? }))
+        q.fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(signal_from_row)
             .collect()
     }
 
-    pub async fn inbox(&self, recipient: &str, purpose: &str, after: Option<&str>, limit: u32) -> Result<Vec<StoredInboxItem>, sqlx::Error> {
+    pub async fn referrals(&self, signal_id: &str) -> Result<Vec<ReferralFact>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT recipient, purpose FROM referrals WHERE signal_id = $1 ORDER BY created_at, id",
+        )
+        .bind(signal_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReferralFact {
+                    partner: r.try_get("recipient")?,
+                    purpose: r.try_get("purpose")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn inbox(
+        &self,
+        recipient: &str,
+        purpose: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredInboxItem>, sqlx::Error> {
         let sql = format!(
             "SELECT i.id AS item_id, i.purpose AS item_purpose, i.created_at AS item_created, i.acked_at, \
              i.body AS item_body, {SIGNAL_COLUMNS} FROM inbox i JOIN signals s ON s.id = i.signal_id \
@@ -236,35 +274,56 @@ impl Db {
 
     /// Marks an item of `recipient` as received; false if there is none.
     pub async fn ack_inbox_item(&self, id: &str, recipient: &str) -> Result<bool, sqlx::Error> {
-        let res = sqlx::query("UPDATE inbox SET acked_at = $1 WHERE id = $2 AND recipient = $3 AND acked_at IS NULL")
-            .bind(super::now_millis())
-            .bind(id)
-            .bind(recipient)
-            .execute(self.pool())
-            .await?;
+        let res = sqlx::query(
+            "UPDATE inbox SET acked_at = $1 WHERE id = $2 AND recipient = $3 AND acked_at IS NULL",
+        )
+        .bind(super::now_millis())
+        .bind(id)
+        .bind(recipient)
+        .execute(self.pool())
+        .await?;
         if res.rows_affected() == 1 {
             return Ok(true);
         }
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM inbox WHERE id = $1 AND recipient = $2")
-            .bind(id)
-            .bind(recipient)
-            .fetch_optional(self.pool())
-            .await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM inbox WHERE id = $1 AND recipient = $2")
+                .bind(id)
+                .bind(recipient)
+                .fetch_optional(self.pool())
+                .await?;
         Ok(exists.is_some())
     }
 
     /// Every wrapped data key: (signal id, KEK id, wrapped key).
     pub async fn signal_keys(&self) -> Result<Vec<(String, String, Vec<u8>)>, sqlx::Error> {
-        let rows = sqlx::query("SELECT signal_id, kek_id, wrapped FROM signal_keys ORDER BY signal_id")
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(|r| Ok((r.try_get("signal_id")?, r.try_get("kek_id")?, r.try_get("wrapped")?))).collect()
+        let rows =
+            sqlx::query("SELECT signal_id, kek_id, wrapped FROM signal_keys ORDER BY signal_id")
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("signal_id")?,
+                    r.try_get("kek_id")?,
+                    r.try_get("wrapped")?,
+                ))
+            })
+            .collect()
     }
 
     /// Ids of signals created before `before_ms` (retention).
-    pub async fn signals_created_before(&self, before_ms: i64, limit: u32) -> Result<Vec<String>, sqlx::Error> {
-        let sql = format!("SELECT id FROM signals WHERE created_at < $1 ORDER BY created_at LIMIT {limit}");
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(before_ms).fetch_all(self.pool()).await
+    pub async fn signals_created_before(
+        &self,
+        before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let sql = format!(
+            "SELECT id FROM signals WHERE created_at < $1 ORDER BY created_at LIMIT {limit}"
+        );
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(before_ms)
+            .fetch_all(self.pool())
+            .await
     }
 }
 
@@ -290,7 +349,10 @@ impl Db {
         for r in q.fetch_all(self.pool()).await? {
             out.entry(r.try_get("signal_id")?)
                 .or_default()
-                .push(ReferralFact { partner: r.try_get("recipient")?, purpose: r.try_get("purpose")? });
+                .push(ReferralFact {
+                    partner: r.try_get("recipient")?,
+                    purpose: r.try_get("purpose")?,
+                });
         }
         Ok(out)
     }
