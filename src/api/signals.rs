@@ -17,11 +17,11 @@ use super::extract::{self, Query};
 use super::middleware::RequestContext;
 use super::problem::{FieldError, Problem};
 use crate::auth::Principal;
-use crate::ledger::LogAction;
+use crate::ledger::{LogAction, work};
 use crate::policy::{Action, Decision, Mode};
 use crate::projection::project;
 use crate::signals::{self, Meta, Vault};
-use crate::store::signals::{SignalFilter, StoredSignal};
+use crate::store::signals::{Referral, SignalFilter, StoredSignal};
 
 /// The id in a path: a UUID, or the resource does not exist.
 pub fn parse_id(id: &str) -> Result<String, Problem> {
@@ -87,16 +87,23 @@ pub async fn submit(
     input.signal = Some(meta.facts(Vec::new()));
     let decision = x.decide(&input, LogAction::Submit, Vec::new()).await?;
     let sealed = s.vault.seal_new(&id, &body);
-    let mut tx = s.db.begin_write().await?;
-    tx.insert_signal(&meta, &sealed.body, &sealed.kek_id, &sealed.wrapped)
-        .await?;
     let draft = x
         .draft(LogAction::Submit, &decision)
         .recipient(Some(&intake.id))
         .resources([format!("signal:{id}")])
         .subjects(signals::subjects(&body, &s.pseudonyms));
-    let receipt = s.ledger.append(&mut tx, draft).await?;
-    tx.commit().await?;
+    let stored = meta.clone();
+    let receipt = s
+        .ledger
+        .commit(work(move |mut unit| {
+            Box::pin(async move {
+                unit.tx()
+                    .insert_signal(&stored, &sealed.body, &sealed.kek_id, &sealed.wrapped)
+                    .await?;
+                unit.append(draft).await
+            })
+        }))
+        .await?;
     let created = SignalCreated {
         id: id.clone(),
         status: meta.status,
@@ -367,45 +374,49 @@ pub async fn refer(
         .decide(&input, LogAction::Refer, vec![format!("signal:{id}")])
         .await?;
     let (record, body) = open_record(&s, &stored)?;
-    let referral_id = Uuid::now_v7().to_string();
-    let mut tx = s.db.begin_write().await?;
-    tx.insert_referral(
-        &referral_id,
-        &id,
-        &recipient.id,
-        &req.purpose,
-        &principal.partner.id,
-    )
-    .await?;
-    let mut resources = vec![format!("signal:{id}"), format!("referral:{referral_id}")];
-    let inbox_item = if decision.mode == Mode::Aggregate {
+    let referral = Referral {
+        id: Uuid::now_v7().to_string(),
+        signal_id: id.clone(),
+        recipient: recipient.id.clone(),
+        purpose: req.purpose.clone(),
+        referred_by: principal.partner.id.clone(),
+    };
+    let mut resources = vec![format!("signal:{id}"), format!("referral:{}", referral.id)];
+    // A member gets a copy in its inbox: the projection made for it now,
+    // sealed under the signal's data key. A non-member gets nothing.
+    let copy = if decision.mode == Mode::Aggregate {
         None
     } else {
         let item = Uuid::now_v7().to_string();
-        let copy = project(&record, &decision.fields);
-        let sealed = s
-            .vault
-            .key(&stored)?
-            .seal(item.as_bytes(), &serde_json::to_vec(&copy).expect("json"));
-        tx.insert_inbox_item(
-            &item,
-            &id,
-            &referral_id,
-            &recipient.id,
-            &req.purpose,
-            &sealed,
-        )
-        .await?;
+        let projected = project(&record, &decision.fields);
+        let sealed = s.vault.key(&stored)?.seal(
+            item.as_bytes(),
+            &serde_json::to_vec(&projected).expect("json"),
+        );
         resources.push(format!("inbox:{item}"));
-        Some(item)
+        Some((item, sealed))
     };
+    let inbox_item = copy.as_ref().map(|(item, _)| item.clone());
     let draft = x
         .draft(LogAction::Refer, &decision)
         .recipient(Some(&recipient.id))
         .resources(resources)
         .subjects(signals::subjects(&body, &s.pseudonyms));
-    let receipt = s.ledger.append(&mut tx, draft).await?;
-    tx.commit().await?;
+    let stored_referral = referral.clone();
+    let receipt = s
+        .ledger
+        .commit(work(move |mut unit| {
+            Box::pin(async move {
+                let r = &stored_referral;
+                unit.tx().insert_referral(r).await?;
+                if let Some((item, sealed)) = &copy {
+                    unit.tx().insert_inbox_item(item, r, sealed).await?;
+                }
+                unit.append(draft).await
+            })
+        }))
+        .await?;
+    let referral_id = referral.id;
     let created = ReferralCreated {
         id: referral_id,
         recipient: recipient.id.clone(),

@@ -2,12 +2,17 @@
 //! refusal becomes an entry, appended inside the transaction of the change it
 //! records, covered by an RFC 6962 Merkle tree and signed checkpoints.
 //!
-//! There is one way in: [`Ledger::append`] on the caller's write transaction.
-//! If it fails, the caller's transaction fails and nothing is released.
+//! There is one way in: [`Ledger::commit`] runs the caller's unit of work —
+//! its state changes and the entry that records them — in one database
+//! transaction, and answers only once that transaction is durable
+//! ([`Ledger::record`] for a bare entry). Units arriving together share one
+//! transaction and one fsync (group commit, see `sequencer`). If the append
+//! or the commit fails, the caller gets [`Unavailable`] and releases nothing.
 
 mod checkpoint;
 pub mod entry;
 mod merkle;
+mod sequencer;
 pub mod verify;
 
 use std::sync::Arc;
@@ -27,6 +32,7 @@ use checkpoint::NoteSigner;
 pub use entry::{Actor, DecisionRecord, Entry, LogAction, Outcome};
 pub use merkle::Hash;
 use merkle::{Reader, leaf_hash};
+pub use sequencer::{Unavailable, Work, work};
 
 /// Proof that an entry was logged: its index and leaf hash. Sent to the
 /// recipient in the `Ketenpoort-Receipt` header.
@@ -138,9 +144,15 @@ impl Draft {
 
 #[derive(Clone)]
 pub struct Ledger {
+    core: Arc<Core>,
+    queue: tokio::sync::mpsc::Sender<sequencer::Job>,
+}
+
+/// What appending and proving need; shared by the handle and the sequencer.
+struct Core {
     db: Db,
-    signer: Arc<NoteSigner>,
-    verifier_key: Arc<str>,
+    signer: NoteSigner,
+    verifier_key: String,
 }
 
 impl Ledger {
@@ -156,20 +168,40 @@ impl Ledger {
             "this database's log was created with origin {stored_origin:?} and key {stored_key:?}; \
              configure log.origin and the log signing key accordingly"
         );
-        Ok(Self {
+        let core = Arc::new(Core {
             db,
-            verifier_key: signer.verifier_key().into(),
-            signer: Arc::new(signer),
+            verifier_key: signer.verifier_key(),
+            signer,
+        });
+        Ok(Self {
+            queue: sequencer::start(core.clone()),
+            core,
         })
     }
 
     pub fn verifier_key(&self) -> &str {
-        &self.verifier_key
+        &self.core.verifier_key
     }
 
+    /// Runs `work` in a write transaction and answers once it is durable,
+    /// committed together with the other units that arrived meanwhile.
+    pub async fn commit(&self, work: Work) -> Result<Receipt, Unavailable> {
+        sequencer::submit(&self.queue, work).await
+    }
+
+    /// Appends a bare entry (a read, a refusal: nothing else changes).
+    pub async fn record(&self, draft: Draft) -> Result<Receipt, Unavailable> {
+        self.commit(work(move |mut unit| {
+            Box::pin(async move { unit.append(draft).await })
+        }))
+        .await
+    }
+}
+
+impl Core {
     /// Appends `draft` inside `tx`. The entry exists once `tx` commits; if
     /// `tx` is rolled back, so is the entry (and no index is used up).
-    pub async fn append(&self, tx: &mut WriteTx, draft: Draft) -> Result<Receipt, sqlx::Error> {
+    async fn append(&self, tx: &mut WriteTx, draft: Draft) -> Result<Receipt, sqlx::Error> {
         let index = tx.lock_log_head().await?;
         let now = time::OffsetDateTime::now_utc();
         let mut subjects = draft.subjects;
@@ -230,16 +262,9 @@ impl Ledger {
             leaf_hash: hash,
         })
     }
+}
 
-    /// Appends `draft` in a transaction of its own (refusals, which change
-    /// nothing else).
-    pub async fn record(&self, draft: Draft) -> Result<Receipt, sqlx::Error> {
-        let mut tx = self.db.begin_write().await?;
-        let receipt = self.append(&mut tx, draft).await?;
-        tx.commit().await?;
-        Ok(receipt)
-    }
-
+impl Ledger {
     /// Runs a tlog computation over the stored hashes, fetching exactly the
     /// hashes it reads.
     async fn with_hashes<T>(
@@ -248,12 +273,12 @@ impl Ledger {
     ) -> anyhow::Result<T> {
         let rec = Reader::recording();
         let _ = f(&rec);
-        let fetched = self.db.log_hashes(&rec.recorded()).await?;
+        let fetched = self.core.db.log_hashes(&rec.recorded()).await?;
         Ok(f(&Reader::Fetched(fetched))?)
     }
 
     pub async fn size(&self) -> Result<u64, sqlx::Error> {
-        self.db.log_size().await
+        self.core.db.log_size().await
     }
 
     pub async fn root(&self, size: u64) -> anyhow::Result<Hash> {
@@ -277,15 +302,20 @@ impl Ledger {
     /// append-only tree, so any two are consistent.
     pub async fn checkpoint(&self) -> anyhow::Result<StoredCheckpoint> {
         let size = self.size().await?;
-        if let Some(cp) = self.db.latest_checkpoint().await?
+        if let Some(cp) = self.core.db.latest_checkpoint().await?
             && cp.size >= size
         {
             return Ok(cp);
         }
         let root = self.root(size).await?;
-        let note = self.signer.checkpoint(size, root)?;
-        self.db.insert_checkpoint(size, &root, &note).await?;
-        Ok(self.db.latest_checkpoint().await?.expect("just inserted"))
+        let note = self.core.signer.checkpoint(size, root)?;
+        self.core.db.insert_checkpoint(size, &root, &note).await?;
+        Ok(self
+            .core
+            .db
+            .latest_checkpoint()
+            .await?
+            .expect("just inserted"))
     }
 
     /// Background task: a checkpoint whenever `every` entries accumulated or
@@ -294,7 +324,8 @@ impl Ledger {
         let mut last = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(Duration::from_secs(1).min(interval)).await;
-            let (Ok(size), Ok(latest)) = (self.size().await, self.db.latest_checkpoint().await)
+            let (Ok(size), Ok(latest)) =
+                (self.size().await, self.core.db.latest_checkpoint().await)
             else {
                 continue;
             };

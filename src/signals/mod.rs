@@ -25,6 +25,7 @@ pub const ENVELOPE: [&str; 4] = ["id", "schemaVersion", "reporter", "createdAt"]
 
 /// What the tables beside the ciphertext hold, in plaintext, for filtering
 /// and for the policy: no names, numbers or free text.
+#[derive(Clone, Debug)]
 pub struct Meta {
     pub id: String,
     pub reporter: String,

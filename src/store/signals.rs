@@ -14,6 +14,16 @@ pub struct StoredSignal {
     pub wrapped: Vec<u8>,
 }
 
+/// A referral of a signal to a recipient for a purpose.
+#[derive(Clone, Debug)]
+pub struct Referral {
+    pub id: String,
+    pub signal_id: String,
+    pub recipient: String,
+    pub purpose: String,
+    pub referred_by: String,
+}
+
 /// An inbox row with its signal's facts and key.
 pub struct StoredInboxItem {
     pub id: String,
@@ -93,41 +103,34 @@ impl WriteTx {
         Ok(())
     }
 
-    pub async fn insert_referral(
-        &mut self,
-        id: &str,
-        signal_id: &str,
-        recipient: &str,
-        purpose: &str,
-        referred_by: &str,
-    ) -> Result<(), sqlx::Error> {
+    /// Stores a referral and moves a new signal to "doorverwezen".
+    pub async fn insert_referral(&mut self, r: &Referral) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO referrals (id, signal_id, recipient, purpose, referred_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(id)
-        .bind(signal_id)
-        .bind(recipient)
-        .bind(purpose)
-        .bind(referred_by)
+        .bind(&r.id)
+        .bind(&r.signal_id)
+        .bind(&r.recipient)
+        .bind(&r.purpose)
+        .bind(&r.referred_by)
         .bind(super::now_millis())
         .execute(self.conn())
         .await?;
         sqlx::query("UPDATE signals SET status = $1 WHERE id = $2 AND status = $3")
             .bind(crate::signals::STATUS_REFERRED)
-            .bind(signal_id)
+            .bind(&r.signal_id)
             .bind(crate::signals::STATUS_NEW)
             .execute(self.conn())
             .await?;
         Ok(())
     }
 
+    /// The recipient's copy of a referred signal (`body` sealed under the
+    /// signal's data key).
     pub async fn insert_inbox_item(
         &mut self,
         id: &str,
-        signal_id: &str,
-        referral_id: &str,
-        recipient: &str,
-        purpose: &str,
+        r: &Referral,
         body: &[u8],
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
@@ -135,10 +138,10 @@ impl WriteTx {
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id)
-        .bind(signal_id)
-        .bind(referral_id)
-        .bind(recipient)
-        .bind(purpose)
+        .bind(&r.signal_id)
+        .bind(&r.id)
+        .bind(&r.recipient)
+        .bind(&r.purpose)
         .bind(body)
         .bind(super::now_millis())
         .execute(self.conn())
