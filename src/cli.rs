@@ -134,6 +134,10 @@ enum PolicyCommand {
     Eval {
         #[arg(long, value_name = "DIR")]
         policies: Option<PathBuf>,
+        /// Instead of decisions, evaluate the inputs this many times and print
+        /// the decision latency (JSON: count, p50, p99, mean in µs).
+        #[arg(long, value_name = "ROUNDS")]
+        timing: Option<u32>,
     },
     /// Write the JSON Schemas of the policy input and decision.
     Schema {
@@ -362,23 +366,43 @@ fn policy(action: PolicyCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        PolicyCommand::Eval { policies } => {
+        PolicyCommand::Eval { policies, timing } => {
             #[derive(serde::Deserialize)]
             struct Line {
                 entrypoint: String,
                 input: serde_json::Value,
             }
             let compiled = Policies::compile(&Bundle::load(&policy_dir(policies)?)?)?;
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut lines = Vec::new();
             for line in std::io::stdin().lock().lines() {
                 let line = line?;
-                if line.trim().is_empty() {
-                    continue;
+                if !line.trim().is_empty() {
+                    lines.push(serde_json::from_str::<Line>(&line)?);
                 }
-                let l: Line = serde_json::from_str(&line)?;
-                serde_json::to_writer(&mut out, &compiled.evaluate(&l.entrypoint, &l.input))?;
-                out.write_all(b"\n")?;
+            }
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            if let Some(rounds) = timing {
+                let mut micros = Vec::with_capacity(lines.len() * rounds as usize);
+                for _ in 0..rounds.max(1) {
+                    for l in &lines {
+                        let start = std::time::Instant::now();
+                        std::hint::black_box(compiled.evaluate(&l.entrypoint, &l.input));
+                        micros.push(start.elapsed().as_secs_f64() * 1e6);
+                    }
+                }
+                micros.sort_by(f64::total_cmp);
+                let pct = |p: f64| micros[((micros.len() - 1) as f64 * p).round() as usize];
+                let mean = micros.iter().sum::<f64>() / micros.len() as f64;
+                let summary = serde_json::json!({
+                    "count": micros.len(), "p50_us": pct(0.5), "p99_us": pct(0.99), "mean_us": mean,
+                });
+                writeln!(out, "{summary}")?;
+            } else {
+                for l in &lines {
+                    serde_json::to_writer(&mut out, &compiled.evaluate(&l.entrypoint, &l.input))?;
+                    out.write_all(b"\n")?;
+                }
             }
             out.flush()?;
         }

@@ -67,14 +67,20 @@ impl Db {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute(
+                    // Durable commits (FULL); a lock not granted within 10 s is
+                    // an error, so a stuck peer fails requests (503) instead
+                    // of hanging them.
+                    let setup = match backend {
+                        Backend::Sqlite => {
                             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
                              PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; \
-                             PRAGMA secure_delete=ON;",
-                        )
-                        .await?;
-                    }
+                             PRAGMA secure_delete=ON;"
+                        }
+                        Backend::Postgres => {
+                            "SET lock_timeout = '10s'; SET synchronous_commit = on;"
+                        }
+                    };
+                    conn.execute(setup).await?;
                     Ok(())
                 })
             })
