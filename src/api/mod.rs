@@ -159,12 +159,61 @@ async fn method_not_allowed() -> axum::response::Response {
     Problem::for_status(StatusCode::METHOD_NOT_ALLOWED).into_response()
 }
 
+/// The OpenAPI document as served: with signal schema v1 (`schemas/signal.v1.json`,
+/// JSON Schema 2020-12 as OpenAPI 3.1 allows) as the body of `POST
+/// /v1/signals`: its `$defs` become `SignalV1_<name>` components.
+fn finish_document(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut doc = serde_json::to_value(&doc).expect("OpenAPI document serialises");
+    let text = include_str!("../../schemas/signal.v1.json")
+        .replace("#/$defs/", "#/components/schemas/SignalV1_");
+    let mut schema: serde_json::Value = serde_json::from_str(&text).expect("signal schema is JSON");
+    let defs = schema.as_object_mut().and_then(|o| o.remove("$defs"));
+    if let Some(o) = schema.as_object_mut() {
+        o.remove("$schema");
+        o.remove("$id");
+    }
+    let components = &mut doc["components"]["schemas"];
+    for (name, def) in defs
+        .and_then(|d| d.as_object().cloned())
+        .unwrap_or_default()
+    {
+        components[format!("SignalV1_{name}")] = def;
+    }
+    components["SignalV1"] = schema;
+    doc["paths"]["/v1/signals"]["post"]["requestBody"]["content"]["application/json"]["schema"] =
+        serde_json::json!({"$ref": "#/components/schemas/SignalV1"});
+    // OpenAPI requires a description on every response; the status text
+    // serves where a handler documents none.
+    for operation in doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for op in operation
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            for (status, response) in op["responses"].as_object_mut().into_iter().flatten() {
+                if response.get("description").is_none() {
+                    let text = status
+                        .parse::<u16>()
+                        .ok()
+                        .and_then(|c| StatusCode::from_u16(c).ok())
+                        .and_then(|c| c.canonical_reason())
+                        .unwrap_or("Response");
+                    response["description"] = text.into();
+                }
+            }
+        }
+    }
+    doc
+}
+
 /// The complete application: routes, then the layers every request passes.
 pub fn app(state: AppState, cfg: &Config) -> Router {
     let (router, doc) = routes(&state).split_for_parts();
-    let doc = system::OpenApiJson(Arc::new(
-        doc.to_json().expect("OpenAPI document serialises"),
-    ));
+    let doc = system::OpenApiJson(Arc::new(finish_document(doc).to_string()));
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
     };

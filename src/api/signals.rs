@@ -193,7 +193,7 @@ fn date_param(name: &str, v: &Option<String>) -> Result<(), Problem> {
 
 /// Signals the caller may see (paged), filtered by status, municipality,
 /// form and date received; each decided and projected on its own.
-#[utoipa::path(get, path = "/v1/signals", tag = "signals", security(("bearer" = [])), params(ListParams),
+#[utoipa::path(get, path = "/v1/signals", tag = "signals", operation_id = "list_signals", security(("bearer" = [])), params(ListParams),
     responses((status = 200, body = SignalPage), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn list(
     State(s): State<AppState>,
