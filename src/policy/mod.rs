@@ -77,16 +77,17 @@ impl Policies {
             return Decision::deny("policy-unknown-entrypoint", &self.revision);
         };
         let decision = (|| -> Result<Decision, &'static str> {
-            let value = Value::from_json_str(&input.to_string()).map_err(|_| "policy-input")?;
-            let out = policy.eval_with_input(value).map_err(|e| {
-                tracing::error!(entrypoint = entry, error = %e, "policy evaluation failed");
-                "policy-error"
-            })?;
+            let out = policy
+                .eval_with_input(Value::from(input.clone()))
+                .map_err(|e| {
+                    tracing::error!(entrypoint = entry, error = %e, "policy evaluation failed");
+                    "policy-error"
+                })?;
             if out == Value::Undefined {
                 return Err("policy-undefined");
             }
-            let text = out.to_json_str().map_err(|_| "policy-error")?;
-            serde_json::from_str::<Decision>(&text).map_err(|_| "policy-malformed-decision")
+            let json = serde_json::to_value(&out).map_err(|_| "policy-error")?;
+            serde_json::from_value::<Decision>(json).map_err(|_| "policy-malformed-decision")
         })();
         match decision {
             Ok(mut d) => {
