@@ -94,7 +94,7 @@ pub async fn submit(
         .draft(LogAction::Submit, &decision)
         .recipient(Some(&intake.id))
         .resources([format!("signal:{id}")])
-        .subjects(signals::subjects(&body, &s.pseudonyms));
+        .subjects(signals::subjects(&body, &body, &s.pseudonyms));
     let receipt = s.ledger.append(&mut tx, draft).await?;
     tx.commit().await?;
     let created = SignalCreated {
@@ -139,7 +139,7 @@ pub async fn read(
     let draft = x
         .draft(LogAction::Read, &decision)
         .resources([format!("signal:{id}")])
-        .subjects(signals::subjects(&body, &s.pseudonyms));
+        .subjects(signals::subjects(&body, &projected, &s.pseudonyms));
     let receipt = s.ledger.record(draft).await?;
     Ok(with_receipt(receipt, Json(projected)))
 }
@@ -250,9 +250,10 @@ pub async fn list(
             continue;
         }
         let (record, body) = open_record(&s, c)?;
-        items.push(project(&record, &d.fields));
+        let item = project(&record, &d.fields);
+        subjects.extend(signals::subjects(&body, &item, &s.pseudonyms));
+        items.push(item);
         resources.push(format!("signal:{}", c.meta.id));
-        subjects.extend(signals::subjects(&body, &s.pseudonyms));
         fields.extend(d.fields.iter().cloned());
         reasons.extend(d.reasons.iter().cloned());
         first_allowed.get_or_insert(d);
@@ -367,6 +368,7 @@ pub async fn refer(
         .decide(&input, LogAction::Refer, vec![format!("signal:{id}")])
         .await?;
     let (record, body) = open_record(&s, &stored)?;
+    let disclosed = project(&record, &decision.fields);
     let referral_id = Uuid::now_v7().to_string();
     let mut tx = s.db.begin_write().await?;
     tx.insert_referral(
@@ -382,11 +384,10 @@ pub async fn refer(
         None
     } else {
         let item = Uuid::now_v7().to_string();
-        let copy = project(&record, &decision.fields);
-        let sealed = s
-            .vault
-            .key(&stored)?
-            .seal(item.as_bytes(), &serde_json::to_vec(&copy).expect("json"));
+        let sealed = s.vault.key(&stored)?.seal(
+            item.as_bytes(),
+            &serde_json::to_vec(&disclosed).expect("json"),
+        );
         tx.insert_inbox_item(
             &item,
             &id,
@@ -403,7 +404,7 @@ pub async fn refer(
         .draft(LogAction::Refer, &decision)
         .recipient(Some(&recipient.id))
         .resources(resources)
-        .subjects(signals::subjects(&body, &s.pseudonyms));
+        .subjects(signals::subjects(&body, &disclosed, &s.pseudonyms));
     let receipt = s.ledger.append(&mut tx, draft).await?;
     tx.commit().await?;
     let created = ReferralCreated {
