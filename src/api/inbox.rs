@@ -107,12 +107,16 @@ pub async fn list(
         }
         let key = s.vault.key(&row.signal)?;
         let copy = Vault::open(&key, &row.id, &row.body)?;
-        subjects.extend(signals::subjects(&copy, &s.pseudonyms));
+        let record = project(&copy, &d.fields);
+        // Named from the signal itself: one pseudonym per person, whatever
+        // identifiers the copy carries.
+        let body = Vault::open(&key, &sid, &row.signal.body)?;
+        subjects.extend(signals::subjects(&body, &record, &s.pseudonyms));
         resources.push(format!("inbox:{}", row.id));
         fields.extend(d.fields.iter().cloned());
         reasons.extend(d.reasons.iter().cloned());
         items.push(InboxItem {
-            record: project(&copy, &d.fields),
+            record,
             id: row.id,
             signal_id: sid,
             purpose: row.purpose,

@@ -91,7 +91,7 @@ pub async fn submit(
         .draft(LogAction::Submit, &decision)
         .recipient(Some(&intake.id))
         .resources([format!("signal:{id}")])
-        .subjects(signals::subjects(&body, &s.pseudonyms));
+        .subjects(signals::subjects(&body, &body, &s.pseudonyms));
     let stored = meta.clone();
     let receipt = s
         .ledger
@@ -146,7 +146,7 @@ pub async fn read(
     let draft = x
         .draft(LogAction::Read, &decision)
         .resources([format!("signal:{id}")])
-        .subjects(signals::subjects(&body, &s.pseudonyms));
+        .subjects(signals::subjects(&body, &projected, &s.pseudonyms));
     let receipt = s.ledger.record(draft).await?;
     Ok(with_receipt(receipt, Json(projected)))
 }
@@ -257,9 +257,10 @@ pub async fn list(
             continue;
         }
         let (record, body) = open_record(&s, c)?;
-        items.push(project(&record, &d.fields));
+        let item = project(&record, &d.fields);
+        subjects.extend(signals::subjects(&body, &item, &s.pseudonyms));
+        items.push(item);
         resources.push(format!("signal:{}", c.meta.id));
-        subjects.extend(signals::subjects(&body, &s.pseudonyms));
         fields.extend(d.fields.iter().cloned());
         reasons.extend(d.reasons.iter().cloned());
         first_allowed.get_or_insert(d);
@@ -384,14 +385,14 @@ pub async fn refer(
     let mut resources = vec![format!("signal:{id}"), format!("referral:{}", referral.id)];
     // A member gets a copy in its inbox: the projection made for it now,
     // sealed under the signal's data key. A non-member gets nothing.
+    let disclosed = project(&record, &decision.fields);
     let copy = if decision.mode == Mode::Aggregate {
         None
     } else {
         let item = Uuid::now_v7().to_string();
-        let projected = project(&record, &decision.fields);
         let sealed = s.vault.key(&stored)?.seal(
             item.as_bytes(),
-            &serde_json::to_vec(&projected).expect("json"),
+            &serde_json::to_vec(&disclosed).expect("json"),
         );
         resources.push(format!("inbox:{item}"));
         Some((item, sealed))
@@ -401,7 +402,7 @@ pub async fn refer(
         .draft(LogAction::Refer, &decision)
         .recipient(Some(&recipient.id))
         .resources(resources)
-        .subjects(signals::subjects(&body, &s.pseudonyms));
+        .subjects(signals::subjects(&body, &disclosed, &s.pseudonyms));
     let stored_referral = referral.clone();
     let receipt = s
         .ledger

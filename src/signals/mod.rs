@@ -111,12 +111,17 @@ fn persons<'a>(body: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
         .flatten()
 }
 
-/// Pseudonyms of every victim and suspect in a record (for the log).
-pub fn subjects(body: &Value, p: &Pseudonymizer) -> Vec<String> {
+/// Pseudonyms of the victims and suspects that `disclosed` (a projection
+/// of `body`, which keeps each person at its position) says anything about:
+/// the log names whom a recipient received data about, not everyone in the
+/// record. Each is identified from `body`, so a person has one pseudonym
+/// however little of them a recipient gets.
+pub fn subjects(body: &Value, disclosed: &Value, p: &Pseudonymizer) -> Vec<String> {
     let mut out: Vec<String> = ["victims", "suspects"]
         .into_iter()
-        .flat_map(|k| persons(body, k))
-        .filter_map(|person| {
+        .flat_map(|k| persons(body, k).zip(persons(disclosed, k)))
+        .filter(|(_, shown)| shown.as_object().is_some_and(|o| !o.is_empty()))
+        .filter_map(|(person, _)| {
             let s = |k: &str| person.get(k).and_then(Value::as_str);
             p.pseudonym(&SubjectId {
                 bsn: s("bsn"),
@@ -187,5 +192,42 @@ impl Vault {
     /// Decrypts `sealed`, bound to `aad` (the signal or inbox item id).
     pub fn open(key: &DataKey, aad: &str, sealed: &[u8]) -> anyhow::Result<Value> {
         Ok(serde_json::from_slice(&key.open(aad.as_bytes(), sealed)?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::projection::project;
+
+    #[test]
+    fn subjects_are_the_persons_a_projection_tells_about() {
+        let p = Pseudonymizer::new(&[1; 32]);
+        let body = json!({
+            "forms": ["arbeid"],
+            "victims": [{"name": "A", "bsn": "111222333"}],
+            "suspects": [{"name": "B", "dateOfBirth": "1980-01-01", "nationality": "NL"}]
+        });
+        let id = |bsn, name, date_of_birth| {
+            p.pseudonym(&SubjectId {
+                bsn,
+                name,
+                date_of_birth,
+            })
+            .unwrap()
+        };
+        let victim = id(Some("111222333"), None, None);
+        let suspect = id(None, Some("B"), Some("1980-01-01"));
+        let mut both = vec![victim.clone(), suspect.clone()];
+        both.sort();
+        let fields = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(subjects(&body, &body, &p), both);
+        // Care receives the victim only: the suspect is not its subject.
+        let care = project(&body, &fields(&["victims.bsn", "suspects.gender"]));
+        assert_eq!(subjects(&body, &care, &p), vec![victim]);
+        // Any field of a person names the person, by the full record's pseudonym.
+        let quasi = project(&body, &fields(&["suspects.nationality"]));
+        assert_eq!(subjects(&body, &quasi, &p), vec![suspect]);
+        assert!(subjects(&body, &project(&body, &fields(&["forms"])), &p).is_empty());
     }
 }

@@ -307,6 +307,64 @@ impl DataDir {
     }
 }
 
+impl DataDir {
+    /// A connection to this data directory's database, as the server sees
+    /// it (PostgreSQL: in its schema), for tests that inspect or alter rows.
+    pub async fn connect(&self) -> sqlx::AnyConnection {
+        sqlx::any::install_default_drivers();
+        let url = match &self.pg {
+            Some(pg) => pg.url.clone(),
+            None => format!("sqlite://{}?mode=rw", self.file("ketenpoort.db").display()),
+        };
+        sqlx::AnyConnection::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
+    }
+
+    /// A fresh data directory holding a copy of this one's database (not
+    /// its keys): a consistent snapshot, also while a server writes.
+    pub async fn copy(&self) -> Arc<DataDir> {
+        let copy = DataDir::new().await;
+        match (&self.pg, &copy.pg) {
+            (Some(from), Some(to)) => {
+                let mut conn = sqlx::postgres::PgConnection::connect(&from.admin_url)
+                    .await
+                    .expect("postgres");
+                let mut tx = conn.begin().await.expect("begin");
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    .execute(&mut *tx)
+                    .await
+                    .expect("snapshot");
+                for t in self.tables().await {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "CREATE TABLE {to}.{t} (LIKE {from}.{t} INCLUDING ALL); \
+                         INSERT INTO {to}.{t} SELECT * FROM {from}.{t};",
+                        from = from.schema,
+                        to = to.schema
+                    )))
+                    .execute(&mut *tx)
+                    .await
+                    .expect("copying a table");
+                }
+                tx.commit().await.expect("commit");
+            }
+            (None, None) => {
+                let target = copy.file("ketenpoort.db");
+                let mut conn = self.connect().await;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "VACUUM INTO '{}'",
+                    target.display()
+                )))
+                .execute(&mut conn)
+                .await
+                .expect("VACUUM INTO");
+            }
+            _ => unreachable!("both data directories use the same backend"),
+        }
+        copy
+    }
+}
+
 impl PgSchema {
     async fn create(admin_url: &str) -> Self {
         let schema = format!("kp_{}", random_id());

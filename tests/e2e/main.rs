@@ -20,3 +20,4 @@ mod auth;
 mod cli;
 mod common;
 mod http;
+mod ledger;
