@@ -57,7 +57,7 @@ impl Bundle {
                 )));
             }
             let mut files = BTreeMap::new();
-            read_dir(source, source, &mut files).map_err(Refusal::Unreadable)?;
+            read_dir(source, source, &mut files).map_err(Refusal::Malformed)?;
             Self {
                 files,
                 manifest: Manifest::default(),
@@ -65,8 +65,8 @@ impl Bundle {
         } else {
             let mut files = read_tarball(source)
                 .with_context(|| format!("reading the bundle {}", source.display()))
-                .map_err(Refusal::Unreadable)?;
-            check_kinds(&files).map_err(Refusal::Unreadable)?;
+                .map_err(Refusal::Malformed)?;
+            check_kinds(&files).map_err(Refusal::Malformed)?;
             match (keys, files.remove(SIGNATURES_FILE)) {
                 (Some(keys), Some(signatures)) => keys
                     .verify(&signatures, &files)
@@ -84,15 +84,15 @@ impl Bundle {
                 }
                 (None, None) => {}
             }
-            Self::from_files(files).map_err(Refusal::Unreadable)?
+            Self::from_files(files).map_err(Refusal::Malformed)?
         };
         if !bundle.files.keys().any(|k| k.ends_with(".rego")) {
-            return Err(Refusal::Unreadable(anyhow::anyhow!(
+            return Err(Refusal::Malformed(anyhow::anyhow!(
                 "no .rego files in {}",
                 source.display()
             )));
         }
-        bundle.check_manifest().map_err(Refusal::Unreadable)?;
+        bundle.check_manifest().map_err(Refusal::Malformed)?;
         Ok(bundle)
     }
 

@@ -26,7 +26,7 @@ pub use signing::{Signer, VerificationKeys};
 pub enum Refusal {
     /// Unreadable, malformed, or holding files ketenpoort does not load.
     #[error("{0:#}")]
-    Unreadable(anyhow::Error),
+    Malformed(anyhow::Error),
     /// Unsigned while signatures are required, wrongly signed, or altered.
     #[error("{0:#}")]
     Signature(anyhow::Error),
@@ -42,7 +42,7 @@ impl Refusal {
     /// Stable reason code (admin API, metrics).
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Unreadable(_) => "bundle-unreadable",
+            Self::Malformed(_) => "bundle-invalid",
             Self::Signature(_) => "bundle-signature",
             Self::Invalid(_) => "policy-invalid",
             Self::TestsFailed(_) => "policy-tests-failed",
