@@ -1,9 +1,11 @@
-//! The command line: `serve`, `migrate`, `partner`, `token`.
+//! The command line: `serve`, `migrate`, `partner`, `token`, `log`, `keys`,
+//! `policy`, `retention`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::token::{self, TokenRequest};
@@ -93,6 +95,22 @@ enum Command {
         #[command(subcommand)]
         action: PolicyCommand,
     },
+    /// Retention of signals.
+    Retention {
+        #[command(subcommand)]
+        action: RetentionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Purge every signal older than retention.signal_days now (the server
+    /// also does this every retention.interval_secs): destroy its data key,
+    /// delete its rows. The log keeps its entries.
+    Run {
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,7 +143,7 @@ enum KeysCommand {
 enum PolicyCommand {
     /// Run the Rego tests (`test_*` rules in `*_test.rego`).
     Test {
-        /// Policy directory (default: policy.path from the configuration).
+        /// Policy directory or bundle (default: policy.path from the configuration).
         #[arg(long, value_name = "DIR")]
         policies: Option<PathBuf>,
     },
@@ -138,6 +156,17 @@ enum PolicyCommand {
         /// the decision latency (JSON: count, p50, p99, mean in µs).
         #[arg(long, value_name = "ROUNDS")]
         timing: Option<u32>,
+    },
+    /// Build an OPA bundle tarball from a policy directory, after its Rego
+    /// tests pass; with a signing key, signed as OPA signs bundles.
+    Bundle {
+        #[arg(long, value_name = "DIR")]
+        policies: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// PEM private key (PKCS#8): Ed25519 (EdDSA), P-256 (ES256) or RSA (RS256).
+        #[arg(long, value_name = "PEM")]
+        signing_key: Option<PathBuf>,
     },
     /// Write the JSON Schemas of the policy input and decision.
     Schema {
@@ -280,6 +309,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Policy { action } => return policy(action),
+        Command::Retention {
+            action: RetentionCommand::Run { common },
+        } => {
+            let (cfg, db) = open(&common).await?;
+            let n = crate::retention::purge_expired(&db, &cfg.retention).await?;
+            println!(
+                "retention: purged {n} signals older than {} days",
+                cfg.retention.signal_days
+            );
+        }
         Command::Keys {
             action: KeysCommand::Init { common },
         } => {
@@ -338,20 +377,22 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn policy_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    match explicit {
-        Some(p) => Ok(p),
-        None => Ok(Config::load(&Overrides::default())?.policy.path),
-    }
+/// The policies to load: `explicit`, or policy.path; verified as `serve`
+/// verifies them (policy.bundle_verification_keys).
+fn load_policies(explicit: Option<PathBuf>) -> anyhow::Result<crate::policy::Bundle> {
+    let cfg = Config::load(&Overrides::default())?;
+    let keys = crate::policy::VerificationKeys::from_config(&cfg.policy)?;
+    let source = explicit.unwrap_or(cfg.policy.path);
+    Ok(crate::policy::Bundle::load(&source, keys.as_ref())?)
 }
 
 fn policy(action: PolicyCommand) -> anyhow::Result<ExitCode> {
     use std::io::{BufRead, Write};
 
-    use crate::policy::{Bundle, Policies, run_tests};
+    use crate::policy::{Bundle, Policies, Signer, run_tests};
     match action {
         PolicyCommand::Test { policies } => {
-            let bundle = Bundle::load(&policy_dir(policies)?)?;
+            let bundle = load_policies(policies)?;
             let report = run_tests(&bundle)?;
             for f in &report.failed {
                 println!("FAIL {f}");
@@ -372,7 +413,7 @@ fn policy(action: PolicyCommand) -> anyhow::Result<ExitCode> {
                 entrypoint: String,
                 input: serde_json::Value,
             }
-            let compiled = Policies::compile(&Bundle::load(&policy_dir(policies)?)?)?;
+            let compiled = Policies::compile(&load_policies(policies)?)?;
             let mut lines = Vec::new();
             for line in std::io::stdin().lock().lines() {
                 let line = line?;
@@ -405,6 +446,42 @@ fn policy(action: PolicyCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             out.flush()?;
+        }
+        PolicyCommand::Bundle {
+            policies,
+            out,
+            signing_key,
+        } => {
+            anyhow::ensure!(
+                policies.is_dir(),
+                "{} is not a policy directory",
+                policies.display()
+            );
+            let bundle = Bundle::load(&policies, None)?;
+            Policies::vet(&bundle).context("no bundle written")?;
+            let signer = match &signing_key {
+                Some(path) => Some(
+                    Signer::from_pem(&std::fs::read(path)?)
+                        .with_context(|| format!("signing key {}", path.display()))?,
+                ),
+                None => None,
+            };
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(&out)
+                    .with_context(|| format!("creating {}", out.display()))?,
+            );
+            bundle.write_tarball(&mut file, signer.as_ref())?;
+            file.flush()?;
+            println!(
+                "wrote {} ({}, {})",
+                out.display(),
+                bundle.revision(),
+                if signer.is_some() {
+                    "signed"
+                } else {
+                    "unsigned"
+                }
+            );
         }
         PolicyCommand::Schema { out } => {
             std::fs::create_dir_all(&out)?;

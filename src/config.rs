@@ -20,6 +20,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub policy: PolicyConfig,
+    pub admin: AdminConfig,
     pub signals: SignalsConfig,
     pub retention: RetentionConfig,
     pub logging: LoggingConfig,
@@ -35,6 +36,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             policy: PolicyConfig::default(),
+            admin: AdminConfig::default(),
             signals: SignalsConfig::default(),
             retention: RetentionConfig::default(),
             logging: LoggingConfig::default(),
@@ -167,16 +169,36 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// Directory of the Rego policies and their data.
+    /// The Rego policies and their data: a directory, or an OPA bundle
+    /// tarball (`.tar.gz`).
     pub path: PathBuf,
+    /// PEM public keys; when set, the policies must be a bundle whose OPA
+    /// signature (`.signatures.json`) verifies with one of them.
+    pub bundle_verification_keys: Vec<PathBuf>,
+    /// Algorithm of those keys: EdDSA, ES256 or RS256.
+    pub bundle_verification_algorithm: String,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("policies"),
+            bundle_verification_keys: Vec::new(),
+            bundle_verification_algorithm: "EdDSA".into(),
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the operator listener (policy reload and status). Off
+    /// when not set. Plain HTTP only on a loopback address.
+    pub listen: Option<SocketAddr>,
+    /// CA (PEM) of operator client certificates. When set, the admin
+    /// listener speaks TLS (the server certificate) and requires a client
+    /// certificate from this CA; required for a non-loopback address.
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -23,7 +23,7 @@ use crate::crypto::{PSEUDONYM_KEY, Pseudonymizer};
 use crate::keys::KeyStore;
 use crate::ledger::Ledger;
 use crate::partners::Registry;
-use crate::policy::PolicyEngine;
+use crate::policy::{PolicyEngine, VerificationKeys};
 use crate::signals::Vault;
 use crate::store::Db;
 use crate::{demo, retention, telemetry, tls};
@@ -31,11 +31,17 @@ use crate::{demo, retention, telemetry, tls};
 /// `ketenpoort serve`: open storage, (with `--demo`) initialise the demo
 /// region, then serve until told to stop.
 pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
+    let policy = PolicyEngine::load(
+        cfg.policy.path.clone(),
+        VerificationKeys::from_config(&cfg.policy)?,
+    )
+    .with_context(|| format!("the policies at {} were refused", cfg.policy.path.display()))?;
     let db = Db::connect(&cfg.database_url(), cfg.database.max_connections).await?;
     db.migrate().await?;
     if demo {
         demo::init(&cfg, &db).await?;
     }
+    let admin_tls = admin_tls(&cfg)?;
     let registry = Registry::new(db.clone(), Duration::from_secs(cfg.auth.partner_cache_secs));
     let auth = Authenticator::new(
         Verifier::from_config(&cfg)?,
@@ -55,13 +61,32 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         auth,
         rate_limit: RateLimit::new(cfg.http.rate_limit_per_second, cfg.http.rate_limit_burst),
         metrics: Some(telemetry::install_metrics()?),
-        policy: PolicyEngine::load(cfg.policy.path.clone())?,
+        policy,
         ledger,
         pseudonyms: Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?),
         vault: Vault::new(Keyring::load(&keys)?),
     };
     tokio::spawn(retention::run(state.db.clone(), cfg.retention.clone()));
     tokio::spawn(reload_on_sighup(state.policy.clone()));
+    if let Some(addr) = cfg.admin.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (admin.listen)"))?;
+        let local = listener.local_addr()?;
+        let admin = api::admin_app(state.clone());
+        let scheme = match admin_tls {
+            Some(tls) => {
+                tokio::spawn(serve(listener, tls, admin, std::future::pending()));
+                "https"
+            }
+            None => {
+                tokio::spawn(async move { axum::serve(listener, admin).await });
+                "http"
+            }
+        };
+        println!("ketenpoort admin listening on {scheme}://{local}");
+        tracing::info!(addr = %local, "admin listening");
+    }
     let app = api::app(state, &cfg);
     let tls = tls::server_config(&cfg)?;
     let listener = TcpListener::bind(cfg.http.listen)
@@ -134,15 +159,32 @@ async fn serve(
     }
 }
 
-/// SIGHUP reloads the policies; a failing bundle leaves the running ones.
+/// The admin listener's TLS configuration, if it uses TLS. Plain HTTP is
+/// refused on anything but a loopback address: an operator interface on a
+/// network needs TLS and operator client certificates.
+fn admin_tls(cfg: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let Some(addr) = cfg.admin.listen else {
+        return Ok(None);
+    };
+    match &cfg.admin.client_ca {
+        Some(ca) => Ok(Some(tls::admin_server_config(cfg, ca)?)),
+        None if addr.ip().is_loopback() => Ok(None),
+        None => anyhow::bail!(
+            "admin.listen {addr} is not a loopback address: plain HTTP is refused there; set admin.client_ca \
+             (TLS with operator client certificates) or listen on a loopback address"
+        ),
+    }
+}
+
+/// SIGHUP reloads the policies; a failing bundle leaves the running ones
+/// (`PolicyEngine::reload` logs the outcome).
 async fn reload_on_sighup(policy: PolicyEngine) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         return;
     };
     while hup.recv().await.is_some() {
-        if let Err(e) = policy.reload() {
-            tracing::error!(error = %e, "policy reload refused; the running policies stay in force");
-        }
+        let policy = policy.clone();
+        let _ = tokio::task::spawn_blocking(move || policy.reload()).await;
     }
 }
 

@@ -37,6 +37,22 @@ pub fn fingerprint(der: &[u8]) -> [u8; 32] {
 }
 
 pub fn server_config(cfg: &Config) -> anyhow::Result<Arc<ServerConfig>> {
+    // The TLS layer verifies any certificate offered; `auth` requires one on
+    // authenticated routes, so health probes work without.
+    build(cfg, cfg.tls.client_ca.as_deref(), true)
+}
+
+/// The admin listener: the server certificate, and on every connection a
+/// client certificate from `client_ca` (the operators' CA).
+pub fn admin_server_config(cfg: &Config, client_ca: &Path) -> anyhow::Result<Arc<ServerConfig>> {
+    build(cfg, Some(client_ca), false)
+}
+
+fn build(
+    cfg: &Config,
+    client_ca: Option<&Path>,
+    optional: bool,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cert_path = cfg.tls_cert();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
@@ -47,7 +63,7 @@ pub fn server_config(cfg: &Config) -> anyhow::Result<Arc<ServerConfig>> {
         .with_context(|| format!("reading {}", cfg.tls_key().display()))?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let builder = match &cfg.tls.client_ca {
+    let builder = match client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in CertificateDer::pem_file_iter(ca)
@@ -55,12 +71,12 @@ pub fn server_config(cfg: &Config) -> anyhow::Result<Arc<ServerConfig>> {
             {
                 roots.add(c?)?;
             }
-            // The TLS layer verifies any certificate offered; `auth` requires one
-            // on authenticated routes, so health probes work without.
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()?;
-            builder.with_client_cert_verifier(verifier)
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if optional {
+                verifier = verifier.allow_unauthenticated();
+            }
+            builder.with_client_cert_verifier(verifier.build()?)
         }
         None => builder.with_no_client_auth(),
     };

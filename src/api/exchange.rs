@@ -92,6 +92,28 @@ impl Exchange<'_> {
         Draft::new(self.ctx, self.principal, action).decided(self.logged_purpose(), decision)
     }
 
+    /// The purpose of a route that decides record by record (a list, the
+    /// inbox): present and one of the covenant's, checked before any record
+    /// is looked at, so a bad header is a logged refusal rather than an
+    /// empty page.
+    pub async fn known_purpose(&self, log_as: LogAction) -> Result<String, Problem> {
+        let policies = self.state.policy.current();
+        let code = match self.purpose.as_deref() {
+            None => "purpose-missing",
+            Some(p) if !policies.is_known_purpose(p) => "purpose-unknown",
+            Some(p) => return Ok(p.to_owned()),
+        };
+        let decision = Decision::deny(code, policies.revision());
+        self.state
+            .ledger
+            .record(self.draft(log_as, &decision))
+            .await?;
+        Err(Problem::forbidden(
+            code,
+            "name a purpose of the covenant in the Ketenpoort-Purpose header",
+        ))
+    }
+
     /// Decides `input`; a refusal is logged (with `resources`) and becomes a
     /// 403 carrying the policy's reason code.
     pub async fn decide(

@@ -65,16 +65,9 @@ pub async fn list(
         state: &s,
         ctx: &ctx,
         principal: &principal,
-        purpose: purpose.clone(),
+        purpose,
     };
-    let Some(purpose) = purpose else {
-        let d = Decision::deny("purpose-missing", s.policy.current().revision());
-        s.ledger.record(x.draft(LogAction::Deliver, &d)).await?;
-        return Err(Problem::forbidden(
-            "purpose-missing",
-            "name the purpose in the Ketenpoort-Purpose header",
-        ));
-    };
+    let purpose = x.known_purpose(LogAction::Deliver).await?;
     let after = p
         .after
         .as_deref()

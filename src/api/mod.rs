@@ -2,6 +2,7 @@
 //! layers every request passes. Handlers read as the request path:
 //! authenticate (route layer), decide, project, log, respond.
 
+mod admin;
 mod decisions;
 pub mod exchange;
 pub mod extract;
@@ -208,6 +209,25 @@ fn finish_document(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
         }
     }
     doc
+}
+
+/// The operator interface on `admin.listen`: policy status and reload. Its
+/// own router, apart from the partner API and its OpenAPI document.
+pub fn admin_app(state: AppState) -> Router {
+    let (router, _) = OpenApiRouter::new()
+        .routes(routes!(admin::policy))
+        .routes(routes!(admin::reload))
+        .split_for_parts();
+    router
+        .fallback(|| async { Problem::not_found().into_response() })
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(middleware::problem_json))
+        .layer(axum::middleware::from_fn(middleware::request_context))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .with_state(state)
 }
 
 /// The complete application: routes, then the layers every request passes.

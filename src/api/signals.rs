@@ -208,6 +208,7 @@ pub async fn list(
         principal: &principal,
         purpose,
     };
+    x.known_purpose(LogAction::List).await?;
     for (name, v) in [
         ("status", &p.status),
         ("municipality", &p.municipality),

@@ -6,6 +6,7 @@
 
 mod bundle;
 pub mod model;
+mod signing;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,13 +14,48 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use regorus::{CompiledPolicy, Value};
+use time::OffsetDateTime;
 
 pub use bundle::Bundle;
 pub use model::{Action, Decision, Input, Mode};
+pub use signing::{Signer, VerificationKeys};
+
+/// Why a bundle was refused (at start, or on reload while the running
+/// policies stay in force). Messages name files and rules, never data.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Unreadable, malformed, or holding files ketenpoort does not load.
+    #[error("{0:#}")]
+    Malformed(anyhow::Error),
+    /// Unsigned while signatures are required, wrongly signed, or altered.
+    #[error("{0:#}")]
+    Signature(anyhow::Error),
+    /// Rego that does not parse or compile, or data that does not load.
+    #[error("{0:#}")]
+    Invalid(anyhow::Error),
+    /// The bundle's own Rego tests fail.
+    #[error("policy tests failed: {}", .0.join(", "))]
+    TestsFailed(Vec<String>),
+}
+
+impl Refusal {
+    /// Stable reason code (admin API, metrics).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "bundle-invalid",
+            Self::Signature(_) => "bundle-signature",
+            Self::Invalid(_) => "policy-invalid",
+            Self::TestsFailed(_) => "policy-tests-failed",
+        }
+    }
+}
 
 /// One compiled bundle: the entrypoints ready to evaluate, its data and revision.
 pub struct Policies {
     revision: String,
+    /// The revision in the bundle's `.manifest`, if it has one.
+    manifest_revision: Option<String>,
+    loaded_at: OffsetDateTime,
     compiled: HashMap<&'static str, CompiledPolicy>,
     data: serde_json::Value,
 }
@@ -36,13 +72,33 @@ impl Policies {
         }
         Ok(Self {
             revision: bundle.revision(),
+            manifest_revision: bundle.manifest_revision().map(str::to_owned),
+            loaded_at: OffsetDateTime::now_utc(),
             compiled,
             data: bundle.data()?,
         })
     }
 
+    /// What every load requires of a bundle: its Rego tests pass, and it
+    /// compiles.
+    pub fn vet(bundle: &Bundle) -> Result<Self, Refusal> {
+        let report = run_tests(bundle).map_err(Refusal::Invalid)?;
+        if !report.failed.is_empty() {
+            return Err(Refusal::TestsFailed(report.failed));
+        }
+        Self::compile(bundle).map_err(Refusal::Invalid)
+    }
+
     pub fn revision(&self) -> &str {
         &self.revision
+    }
+
+    pub fn manifest_revision(&self) -> Option<&str> {
+        self.manifest_revision.as_deref()
+    }
+
+    pub fn loaded_at(&self) -> OffsetDateTime {
+        self.loaded_at
     }
 
     /// Whether `purpose` is a purpose id of the covenant data.
@@ -129,29 +185,28 @@ pub fn run_tests(bundle: &Bundle) -> anyhow::Result<TestReport> {
 #[derive(Clone)]
 pub struct PolicyEngine {
     source: PathBuf,
+    keys: Option<Arc<VerificationKeys>>,
     current: Arc<RwLock<Arc<Policies>>>,
 }
 
 impl PolicyEngine {
-    /// Loads, compiles and tests the policies at `source`; refuses to start
-    /// on any failure.
-    pub fn load(source: PathBuf) -> anyhow::Result<Self> {
-        let policies = Self::prepare(&source)?;
+    /// Loads, verifies, compiles and tests the policies at `source` (a
+    /// directory or a bundle tarball); refuses to start on any failure.
+    pub fn load(source: PathBuf, keys: Option<VerificationKeys>) -> Result<Self, Refusal> {
+        let keys = keys.map(Arc::new);
+        let policies = Self::prepare(&source, keys.as_deref())?;
         Ok(Self {
             source,
+            keys,
             current: Arc::new(RwLock::new(Arc::new(policies))),
         })
     }
 
-    fn prepare(source: &std::path::Path) -> anyhow::Result<Policies> {
-        let bundle = Bundle::load(source)?;
-        let report = run_tests(&bundle)?;
-        anyhow::ensure!(
-            report.failed.is_empty(),
-            "policy tests failed: {}",
-            report.failed.join(", ")
-        );
-        Policies::compile(&bundle)
+    fn prepare(
+        source: &std::path::Path,
+        keys: Option<&VerificationKeys>,
+    ) -> Result<Policies, Refusal> {
+        Policies::vet(&Bundle::load(source, keys)?)
     }
 
     pub fn current(&self) -> Arc<Policies> {
@@ -162,14 +217,27 @@ impl PolicyEngine {
         self.current().decide(input)
     }
 
-    /// Reloads from the configured source. On any failure the running
-    /// policies stay in place and the error is returned.
-    pub fn reload(&self) -> anyhow::Result<String> {
-        let policies = Self::prepare(&self.source)?;
-        let revision = policies.revision.clone();
-        *self.current.write().expect("policy lock") = Arc::new(policies);
-        tracing::info!(revision = %revision, "policies reloaded");
-        Ok(revision)
+    /// Reloads from the configured source (SIGHUP, `POST /admin/policy/reload`)
+    /// and swaps the new policies in whole. On any failure the running
+    /// policies stay in force and the refusal is returned.
+    pub fn reload(&self) -> Result<Arc<Policies>, Refusal> {
+        match Self::prepare(&self.source, self.keys.as_deref()) {
+            Ok(policies) => {
+                let policies = Arc::new(policies);
+                *self.current.write().expect("policy lock") = policies.clone();
+                metrics::counter!("ketenpoort_policy_reloads_total", "outcome" => "applied")
+                    .increment(1);
+                tracing::info!(revision = %policies.revision, "policies reloaded");
+                Ok(policies)
+            }
+            Err(refusal) => {
+                metrics::counter!("ketenpoort_policy_reloads_total", "outcome" => refusal.code())
+                    .increment(1);
+                tracing::error!(code = refusal.code(), error = %refusal,
+                    "policy reload refused; the running policies stay in force");
+                Err(refusal)
+            }
+        }
     }
 }
 
@@ -178,7 +246,11 @@ mod tests {
     use super::*;
 
     fn repo_policies() -> Bundle {
-        Bundle::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap()
+        Bundle::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+            None,
+        )
+        .unwrap()
     }
 
     /// `ketenpoort policy test` as part of `cargo test`: every Rego test of
@@ -216,7 +288,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
         copy_dir(&src, dir.path());
-        let engine = PolicyEngine::load(dir.path().to_owned()).unwrap();
+        let engine = PolicyEngine::load(dir.path().to_owned(), None).unwrap();
         let before = engine.current().revision().to_owned();
         let exchange = dir.path().join("exchange/exchange.rego");
         let text = std::fs::read_to_string(&exchange).unwrap();
@@ -228,7 +300,10 @@ mod tests {
             ),
         )
         .unwrap();
-        assert!(engine.reload().is_err());
+        assert_eq!(
+            engine.reload().err().map(|r| r.code()),
+            Some("policy-invalid")
+        );
         assert_eq!(engine.current().revision(), before);
         // A bundle that compiles but fails its own tests is refused too.
         std::fs::write(
@@ -236,10 +311,13 @@ mod tests {
             text.replace("\"fields\": [],", "\"fields\": [\"narrative\"],"),
         )
         .unwrap();
-        assert!(engine.reload().is_err());
+        assert_eq!(
+            engine.reload().err().map(|r| r.code()),
+            Some("policy-tests-failed")
+        );
         assert_eq!(engine.current().revision(), before);
         std::fs::write(&exchange, text).unwrap();
-        assert_eq!(engine.reload().unwrap(), before);
+        assert_eq!(engine.reload().unwrap().revision(), before);
     }
 
     fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
-use std::sync::{OnceLock, mpsc};
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -28,6 +28,7 @@ pub const PG_ENV: &str = "KETENPOORT_TEST_DATABASE_URL";
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const LISTENING: &str = "ketenpoort listening on https://";
+const ADMIN_LISTENING: &str = "ketenpoort admin listening on ";
 
 /// The binary under test, pinned for the whole test process.
 /// `KETENPOORT_TEST_BIN` names another one (a release build, say).
@@ -471,6 +472,28 @@ pub struct Server {
     addr: SocketAddr,
     log: PathBuf,
     client: reqwest::Client,
+    /// Everything the server printed on stdout so far.
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+/// `ketenpoort serve --demo` on `data` with `opts`, quiet about where its
+/// output goes.
+fn serve_command(data: &DataDir, opts: &Opts) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .args(data.database_args());
+    if let Some(toml) = &opts.config {
+        let file = data.file(&format!("config-{}.toml", random_id()));
+        std::fs::write(&file, toml).expect("writing config");
+        cmd.arg("--config").arg(file);
+    }
+    hermetic(&mut cmd);
+    let dir = data.path().to_str().expect("utf-8 temp dir").to_owned();
+    for (k, v) in &opts.env {
+        cmd.env(k, v.replace("{data_dir}", &dir));
+    }
+    cmd
 }
 
 impl Server {
@@ -483,31 +506,21 @@ impl Server {
     pub fn start_on(data: Arc<DataDir>, opts: Opts) -> Server {
         let log = data.file(&format!("server-{}.log", random_id()));
         let stderr = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path())
-            .args(data.database_args());
-        if let Some(toml) = &opts.config {
-            let file = data.file(&format!("config-{}.toml", random_id()));
-            std::fs::write(&file, toml).expect("writing config");
-            cmd.arg("--config").arg(file);
-        }
-        hermetic(&mut cmd);
-        let dir = data.path().to_str().expect("utf-8 temp dir").to_owned();
-        for (k, v) in &opts.env {
-            cmd.env(k, v.replace("{data_dir}", &dir));
-        }
+        let mut cmd = serve_command(&data, &opts);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
         let mut child = cmd.spawn().expect("spawning ketenpoort serve");
         let stdout = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         // Reads stdout to its end, so the server never blocks on a full pipe.
+        let seen = lines.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                seen.lock().expect("stdout lines").push(line.clone());
                 if let Some(addr) = line.strip_prefix(LISTENING)
                     && let Some(tx) = tx.take()
                 {
@@ -541,7 +554,51 @@ impl Server {
             addr,
             log,
             client,
+            stdout: lines,
         }
+    }
+
+    /// Runs `serve` expecting it to refuse to start: its exit status and
+    /// stderr. Panics if it starts listening instead.
+    pub fn refused(data: &DataDir, opts: Opts) -> (std::process::ExitStatus, String) {
+        let mut child = serve_command(data, &opts)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning ketenpoort serve");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for serve") {
+                return (status, reader.join().expect("stderr reader"));
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ketenpoort serve was expected to refuse to start, but kept running");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The admin listener's base URL (`admin.listen`), if it has one.
+    pub fn admin_url(&self) -> Option<String> {
+        self.stdout
+            .lock()
+            .expect("stdout lines")
+            .iter()
+            .find_map(|l| l.strip_prefix(ADMIN_LISTENING).map(str::to_owned))
+    }
+
+    /// The server's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn data(&self) -> &Arc<DataDir> {

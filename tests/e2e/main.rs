@@ -16,8 +16,11 @@
 //! No `KETENPOORT_*` variable of the caller's environment reaches the
 //! processes under test; tests set what they need.
 
+mod at_rest;
 mod auth;
 mod cli;
 mod common;
+mod covenant;
 mod http;
 mod ledger;
+mod policy;

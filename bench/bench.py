@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""The benchmark behind bench/run. Measures, in one run on one machine:
+
+1. the ceiling: /healthz over TLS at 64 connections;
+2. GET /v1/signals/{id} (TLS, JWT, policy, projection, durable log append);
+3. POST /v1/signals and POST /v1/signals/{id}/referrals;
+4. a phenomenon release read at 1k, 10k, 100k (and 1M) stored signals;
+5. log entries per commit (fsync) at 64 writers, and `log verify` throughput;
+6. policy decision latency of ketenpoort's engine and of OPA's Go engine.
+
+Storage-bound measures run on SQLite and on PostgreSQL. Absolute numbers on
+a shared machine are noise; the ratios are the result. Writes
+bench/results/latest.json and bench/results/latest.md.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BIN = ROOT / "target" / "release" / "ketenpoort"
+PG_URL = os.environ.get("KETENPOORT_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+CONNECTIONS = 64
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+
+
+# --------------------------------------------------------------------- server
+
+class Server:
+    """A release ketenpoort in demo mode on an ephemeral port."""
+
+    def __init__(self, backend):
+        self.dir = Path(tempfile.mkdtemp(prefix="kp-bench-"))
+        self.backend = backend
+        self.schema = None
+        args = [str(BIN), "serve", "--demo", "--data-dir", str(self.dir), "--listen", "127.0.0.1:0"]
+        if backend == "postgres":
+            self.schema = "kpbench_" + uuid.uuid4().hex[:12]
+            psql(f"CREATE SCHEMA {self.schema}")
+            opts = urllib.parse.quote(f"-c search_path={self.schema}")
+            self.db_url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options={opts}"
+            args += ["--database-url", self.db_url]
+        else:
+            self.db_url = None
+        env = dict(os.environ)
+        env.update({
+            "KETENPOORT_HTTP__RATE_LIMIT_PER_SECOND": "100000000",
+            "KETENPOORT_HTTP__RATE_LIMIT_BURST": "100000000",
+            "KETENPOORT_POLICY__PATH": str(ROOT / "policies"),
+        })
+        self.stderr = open(self.dir / "server.log", "w")
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        deadline = time.time() + 60
+        self.base = None
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            m = re.match(r"ketenpoort listening on (https://\S+)", line.strip())
+            if m:
+                self.base = m.group(1)
+                break
+        if not self.base:
+            raise SystemExit(f"server did not start; see {self.dir / 'server.log'}")
+
+    def token(self, partner, role):
+        return (self.dir / "demo" / "tokens" / f"{partner}.{role}.jwt").read_text().strip()
+
+    def curl(self, path, *extra):
+        out = run(["curl", "-sS", "--cacert", str(self.dir / "tls" / "ca.pem"), *extra, self.base + path])
+        return out.stdout
+
+    def cli(self, *args):
+        cmd = [str(BIN), *args, "--data-dir", str(self.dir)]
+        if self.db_url:
+            cmd += ["--database-url", self.db_url]
+        return cmd
+
+    def metric(self, name):
+        text = self.curl("/metrics")
+        for line in text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{}"):
+                return float(line.split()[-1])
+        return 0.0
+
+    def log_size(self):
+        fg = self.token("zvhd", "fg")
+        out = self.curl("/v1/log/checkpoint", "-X", "POST", "-H", f"Authorization: Bearer {fg}")
+        return int(out.splitlines()[1])
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.stderr.close()
+
+    def cleanup(self):
+        if self.schema:
+            psql(f"DROP SCHEMA {self.schema} CASCADE")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def psql(sql):
+    u = urllib.parse.urlparse(PG_URL)
+    run(["psql", "-q", "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 5432), "-U", u.username or "postgres",
+         "-d", (u.path or "/test").lstrip("/"), "-c", sql])
+
+
+# ------------------------------------------------------------------------ wrk
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(url, seconds, headers=(), script=None, connections=CONNECTIONS):
+    """Runs wrk; returns requests/s, p50/p99 in ms, and non-2xx count."""
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    for h in headers:
+        cmd += ["-H", h]
+    if script:
+        cmd += ["-s", script]
+    out = run(cmd + [url]).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {m.group(1): float(m.group(2)) * UNITS[m.group(3)]
+           for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rps": rps,
+        "p50_ms": lat.get("50"),
+        "p99_ms": lat.get("99"),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
+    }
+
+
+def lua(path, method, body):
+    Path(path).write_text(
+        f'wrk.method = "{method}"\nwrk.body = [==[{body}]==]\nwrk.headers["Content-Type"] = "application/json"\n')
+    return path
+
+
+# --------------------------------------------------------------------- measures
+
+def submit_signal(s):
+    tok = s.token("emmen", "aandachtfunctionaris-sociaal")
+    out = s.curl("/v1/signals", "-H", f"Authorization: Bearer {tok}", "-H", "Ketenpoort-Purpose: signalering",
+                 "-H", "Content-Type: application/json", "--data-binary", f"@{ROOT / 'examples' / 'signal.json'}")
+    return json.loads(out)["id"]
+
+
+def exchange_measures(s, seconds, work):
+    """Signal read, submit and referral, with log entries per commit."""
+    sid = submit_signal(s)
+    kr = s.token("zvhd", "ketenregisseur")
+    auth = f"Authorization: Bearer {kr}"
+    res = {}
+    batches0, appends0 = s.metric("ketenpoort_log_batch_size_count"), s.metric("ketenpoort_log_batch_size_sum")
+    res["signal_read"] = wrk(f"{s.base}/v1/signals/{sid}", seconds, [auth, "Ketenpoort-Purpose: drieluik"])
+    batches1, appends1 = s.metric("ketenpoort_log_batch_size_count"), s.metric("ketenpoort_log_batch_size_sum")
+    res["entries_per_commit"] = (appends1 - appends0) / max(1.0, batches1 - batches0)
+    muni = f"Authorization: Bearer {s.token('emmen', 'aandachtfunctionaris-sociaal')}"
+    body = (ROOT / "examples" / "signal.json").read_text()
+    res["signal_submit"] = wrk(f"{s.base}/v1/signals", seconds, [muni, "Ketenpoort-Purpose: signalering"],
+                               lua(work / "submit.lua", "POST", body))
+    res["signal_refer"] = wrk(f"{s.base}/v1/signals/{sid}/referrals", seconds, [auth, "Ketenpoort-Purpose: opsporing"],
+                              lua(work / "refer.lua", "POST", '{"recipient":"nla","purpose":"opsporing"}'))
+    return res, sid
+
+
+def verify_measure(s, sid, entries, work):
+    """Grows the log to `entries` with signal reads, then times `log verify`."""
+    kr = s.token("zvhd", "ketenregisseur")
+    while True:
+        have = s.log_size()
+        if have >= entries:
+            break
+        rate = 4000
+        wrk(f"{s.base}/v1/signals/{sid}", max(2, min(60, (entries - have) // rate + 1)),
+            [f"Authorization: Bearer {kr}", "Ketenpoort-Purpose: drieluik"])
+    s.stop()
+    t0 = time.perf_counter()
+    out = run(s.cli("log", "verify")).stdout
+    took = time.perf_counter() - t0
+    n = int(re.search(r"log verified: (\d+) entries", out).group(1))
+    return {"entries": n, "seconds": took, "entries_per_s": n / took}
+
+
+def policy_measures(work, rounds):
+    corpus = work / "corpus.jsonl"
+    run([sys.executable, str(ROOT / "scripts" / "opa" / "corpus.py"), "--out", str(corpus)])
+    text = corpus.read_text()
+    kp = json.loads(run([str(BIN), "policy", "eval", "--policies", str(ROOT / "policies"), "--timing", str(rounds)],
+                        input=text).stdout)
+    opa = json.loads(run([sys.executable, str(ROOT / "bench" / "opa_timing.py"), "--corpus", str(corpus),
+                          "--rounds", str(max(1, rounds // 3))]).stdout)
+    return {"ketenpoort": kp, "opa": opa, "inputs": len(text.splitlines())}
+
+
+# ---------------------------------------------------------------------- report
+
+def fmt(v, digits=1):
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def markdown(r):
+    q = r["quick"]
+    lines = [
+        "# ketenpoort benchmark",
+        "",
+        f"Run {r['started']} on {r['machine']} ({'--quick' if q else 'full run'}); "
+        f"{CONNECTIONS} connections, wrk; release build. Absolute numbers on a shared "
+        "machine are noise: read the ratios.",
+        "",
+        "| measure | backend | requests/s | p50 ms | p99 ms | ratio |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    c = r["ceiling"]
+    lines.append(f"| ceiling: GET /healthz (TLS) | – | {fmt(c['rps'])} | {fmt(c['p50_ms'], 2)} | {fmt(c['p99_ms'], 2)} | 1.00 |")
+    for b, x in r["backends"].items():
+        for key, label in [("signal_read", "GET /v1/signals/{id}"), ("signal_submit", "POST /v1/signals"),
+                           ("signal_refer", "POST /v1/signals/{id}/referrals")]:
+            m = x[key]
+            lines.append(f"| {label} | {b} | {fmt(m['rps'])} | {fmt(m['p50_ms'], 2)} | {fmt(m['p99_ms'], 2)} | "
+                         f"{m['rps'] / c['rps']:.2f} of ceiling |")
+    lines += ["", "| measure | backend | value | target |", "| --- | --- | --- | --- |"]
+    for b, x in r["backends"].items():
+        lines.append(f"| log entries per commit (fsync), 64 writers | {b} | {x['entries_per_commit']:.1f} | ≥ 20 |")
+        v = x["verify"]
+        lines.append(f"| `log verify` on {v['entries']:,} entries | {b} | {v['entries_per_s']:,.0f} entries/s "
+                     f"({v['seconds']:.1f} s) | ≥ 1,000,000/s |")
+    p = r["policy"]
+    kp, opa = p["ketenpoort"], p["opa"]
+    lines += [
+        "",
+        f"Policy decisions over the same {p['inputs']} inputs (scripts/opa/corpus.py):",
+        "",
+        "| engine | p50 µs | p99 µs |",
+        "| --- | ---: | ---: |",
+        f"| ketenpoort (regorus, in-process) | {fmt(kp['p50_us'], 1)} | {fmt(kp['p99_us'], 1)} |",
+        f"| OPA Go engine via the Python bridge | {fmt(opa['p50_us'], 1)} | {fmt(opa['p99_us'], 1)} |",
+        f"| bridge overhead (trivial rule, same input) | {fmt(opa['bridge_p50_us'], 1)} | {fmt(opa['bridge_p99_us'], 1)} |",
+        f"| OPA evaluation alone (decision − overhead) | {fmt(opa['eval_only_p50_us'], 1)} | {fmt(opa['eval_only_p99_us'], 1)} |",
+        "",
+        f"ketenpoort p50 is {opa['eval_only_p50_us'] / kp['p50_us']:.1f}× faster than OPA's evaluation alone "
+        f"({opa['p50_us'] / kp['p50_us']:.1f}× including the bridge). Targets: p50 ≤ 20 µs, ≥ 10×.",
+    ]
+    if r.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="short runs (< 3 minutes), every ratio still reported")
+    ap.add_argument("--skip-build", action="store_true")
+    args = ap.parse_args()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if not args.skip_build:
+        log("building the release binary")
+        t0 = time.perf_counter()
+        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
+        log(f"built in {time.perf_counter() - t0:.0f} s")
+    seconds = 5 if args.quick else 20
+    verify_entries = 100_000 if args.quick else 1_000_000
+    work = Path(tempfile.mkdtemp(prefix="kp-bench-work-"))
+    result = {
+        "started": started,
+        "quick": args.quick,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "connections": CONNECTIONS,
+        "backends": {},
+    }
+    try:
+        s = Server("sqlite")
+        try:
+            log("ceiling")
+            result["ceiling"] = wrk(f"{s.base}/healthz", seconds)
+        finally:
+            s.stop()
+            s.cleanup()
+        for backend in ("sqlite", "postgres"):
+            s = Server(backend)
+            try:
+                log(f"{backend}: exchanges")
+                res, sid = exchange_measures(s, seconds, work)
+                log(f"{backend}: log verify on {verify_entries} entries")
+                res["verify"] = verify_measure(s, sid, verify_entries, work)
+                result["backends"][backend] = res
+            finally:
+                s.stop()
+                s.cleanup()
+        log("policy decisions")
+        result["policy"] = policy_measures(work, 3 if args.quick else 20)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    md = markdown(result)
+    (RESULTS / "latest.md").write_text(md)
+    print(json.dumps(result, indent=2))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

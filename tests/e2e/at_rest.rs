@@ -1,0 +1,324 @@
+//! Invariant 7 from the outside: no personal value is ever in the database
+//! in plaintext, and retention destroys a signal's data key, so a copy of
+//! the record tables taken before the purge cannot be decrypted afterwards,
+//! not even with the key-encryption key.
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use super::common::*;
+use super::covenant::{call, full_signal, log_by_request, ok_json, read, refer, submit};
+
+async fn pool(data: &DataDir) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&data.database_url())
+        .await
+        .expect("the test database")
+}
+
+/// Everything the database holds, as bytes: on SQLite the database file
+/// and its WAL; on PostgreSQL every row of every table of the schema as
+/// text (bytea as hex).
+async fn raw_database(data: &DataDir) -> Vec<u8> {
+    if !data.is_postgres() {
+        let mut out = Vec::new();
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            if let Ok(bytes) = std::fs::read(data.file(&format!("ketenpoort.db{suffix}"))) {
+                out.extend(bytes);
+            }
+        }
+        return out;
+    }
+    let db = pool(data).await;
+    let tables: Vec<String> = sqlx::query(
+        "SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = current_schema()",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get("t"))
+    .collect();
+    assert!(tables.iter().any(|t| t == "signals"), "{tables:?}");
+    let mut out = Vec::new();
+    for t in tables {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT x::text AS line FROM {t} x"
+        )))
+        .fetch_all(&db)
+        .await
+        .unwrap();
+        for r in rows {
+            out.extend(r.get::<String, _>("line").into_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn no_personal_value_is_stored_in_plaintext() {
+    let server = Server::start(Opts::new()).await;
+    let mut markers = Vec::new();
+    let mut ids = Vec::new();
+    for (municipality, forms, minor) in
+        [("emmen", ["arbeid"], false), ("assen", ["seksueel"], true)]
+    {
+        let (body, m) = full_signal(municipality, &forms, minor, false);
+        markers.extend(m);
+        let id = submit(&server, municipality, "aandachtfunctionaris-sociaal", &body).await;
+        // Inbox copies, and reads that write log entries about the signal.
+        for (by, recipient, purpose) in [
+            ("ketenregisseur", "politie", "drieluik"),
+            ("zorgcoordinator", "fier", "zorgcoordinatie"),
+            ("zorgcoordinator", "veilig-thuis", "zorgcoordinatie"),
+        ] {
+            let status = refer(&server, by, &id, recipient, purpose).await.status();
+            assert!(
+                status == 201 || (recipient == "veilig-thuis" && !minor),
+                "{status}"
+            );
+        }
+        ok_json(
+            read(&server, "politie", "rechercheur", &id, "drieluik").await,
+            200,
+        )
+        .await;
+        ids.push(id);
+    }
+    // The privacy officer's subject lookup sends a BSN in a body; it must
+    // not land anywhere either.
+    let bsn = markers
+        .iter()
+        .find(|m| m.len() == 9 && m.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap()
+        .clone();
+    let res = call(
+        &server,
+        Method::POST,
+        "/v1/log/subjects",
+        &server.token("zvhd", "fg"),
+        Some("verantwoording"),
+        Some(&json!({"bsn": bsn})),
+    )
+    .await;
+    assert!(
+        !ok_json(res, 200).await["entries"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    let raw = raw_database(server.data()).await;
+    // The scan sees the real database: the plaintext columns are there.
+    for id in &ids {
+        assert!(
+            contains(&raw, id.as_bytes()),
+            "signal id {id} not in the dump"
+        );
+    }
+    assert!(contains(&raw, b"aandachtfunctionaris-sociaal"));
+    for m in &markers {
+        assert!(
+            !contains(&raw, m.as_bytes()),
+            "{m} is in the database in plaintext"
+        );
+        assert!(
+            !contains(&raw, hex::encode(m).as_bytes()),
+            "{m} is in the database as hex"
+        );
+    }
+}
+
+/// AES-256-GCM `nonce || ciphertext || tag`, bound to `aad` (the format of
+/// ketenpoort's envelope encryption, src/crypto/envelope.rs).
+fn open(key: &[u8], aad: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).ok()?);
+    let (nonce, ct) = sealed.split_at_checked(NONCE_LEN)?;
+    let mut buf = ct.to_vec();
+    let plain = key
+        .open_in_place(
+            Nonce::try_assume_unique_for_key(nonce).ok()?,
+            Aad::from(aad.as_bytes()),
+            &mut buf,
+        )
+        .ok()?;
+    Some(plain.to_vec())
+}
+
+/// The record tables, as a backup would hold them: (table, row id, signal
+/// id, sealed body or nothing).
+async fn copy_record_tables(db: &sqlx::AnyPool) -> Vec<(String, String, String, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for (table, id_col, signal_col, body) in [
+        ("signals", "id", "id", true),
+        ("referrals", "id", "signal_id", false),
+        ("inbox", "id", "signal_id", true),
+    ] {
+        let cols = if body { ", body" } else { "" };
+        let sql = format!("SELECT {id_col} AS rid, {signal_col} AS sid{cols} FROM {table}");
+        for r in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(db)
+            .await
+            .unwrap()
+        {
+            let sealed: Option<Vec<u8>> = if body { Some(r.get("body")) } else { None };
+            out.push((table.to_owned(), r.get("rid"), r.get("sid"), sealed));
+        }
+    }
+    out
+}
+
+/// Every wrapped data key in the database, by signal id.
+async fn wrapped_keys(db: &sqlx::AnyPool) -> BTreeMap<String, Vec<u8>> {
+    sqlx::query("SELECT signal_id, wrapped FROM signal_keys")
+        .fetch_all(db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("signal_id"), r.get("wrapped")))
+        .collect()
+}
+
+/// What an attacker with the copy, the KEK and the live database can read:
+/// every copied body that some wrapped key in the database opens.
+fn decrypt_copy(
+    copy: &[(String, String, String, Option<Vec<u8>>)],
+    kek: &[u8],
+    keys: &BTreeMap<String, Vec<u8>>,
+) -> Vec<(String, Value)> {
+    let mut opened = Vec::new();
+    for (table, row, signal, sealed) in copy {
+        let Some(sealed) = sealed else { continue };
+        // The KEK itself is no data key...
+        assert!(open(kek, row, sealed).is_none());
+        // ...and a data key opens only when unwrapped for its own signal.
+        for (key_signal, wrapped) in keys {
+            let Some(data_key) = open(kek, key_signal, wrapped) else {
+                continue;
+            };
+            if let Some(plain) = open(&data_key, row, sealed) {
+                assert_eq!(
+                    key_signal, signal,
+                    "{table} {row} opened with another signal's key"
+                );
+                opened.push((table.clone(), serde_json::from_slice(&plain).expect("JSON")));
+            }
+        }
+    }
+    opened
+}
+
+#[tokio::test]
+async fn after_retention_a_copy_of_the_records_cannot_be_decrypted() {
+    let server = Server::start(Opts::new()).await;
+    let data = server.data().clone();
+    let (body, markers) = full_signal("emmen", &["arbeid"], false, false);
+    let id = submit(&server, "emmen", "aandachtfunctionaris-sociaal", &body).await;
+    for (by, recipient, purpose) in [
+        ("ketenregisseur", "nla", "opsporing"),
+        ("zorgcoordinator", "fier", "zorgcoordinatie"),
+    ] {
+        assert_eq!(
+            refer(&server, by, &id, recipient, purpose).await.status(),
+            201
+        );
+    }
+    ok_json(
+        read(&server, "nla", "inspecteur", &id, "opsporing").await,
+        200,
+    )
+    .await;
+    let db = pool(&data).await;
+    let kek = hex::decode(
+        std::fs::read_to_string(data.file("keys/kek-1.key"))
+            .expect("the KEK file")
+            .trim(),
+    )
+    .expect("hex KEK");
+    assert_eq!(kek.len(), 32);
+
+    // A backup of the record tables, taken before the purge.
+    let copy = copy_record_tables(&db).await;
+    assert_eq!(
+        copy.iter()
+            .filter(|c| c.2 == id)
+            .map(|c| c.0.as_str())
+            .collect::<Vec<_>>(),
+        ["signals", "referrals", "referrals", "inbox", "inbox"]
+    );
+    // Before the purge the procedure works: the KEK unwraps the signal's
+    // data key, which opens the record and both inbox copies.
+    let opened = decrypt_copy(&copy, &kek, &wrapped_keys(&db).await);
+    assert_eq!(opened.len(), 3, "record and two inbox copies");
+    let record = &opened.iter().find(|(t, _)| t == "signals").unwrap().1;
+    assert_eq!(record["victims"][0]["name"], body["victims"][0]["name"]);
+    let text = serde_json::to_string(&opened).unwrap();
+    assert!(markers.iter().any(|m| text.contains(m.as_str())));
+    let before = log_by_request(&server).await;
+    let about = |log: &BTreeMap<String, Vec<Value>>| -> usize {
+        log.values()
+            .flatten()
+            .filter(|e| {
+                e["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r == &json!(format!("signal:{id}")))
+            })
+            .count()
+    };
+    let entries_about = about(&before);
+    assert!(
+        entries_about >= 4,
+        "submit, two referrals, a read: {entries_about}"
+    );
+
+    // Retention: everything older than 0 days goes.
+    let out = data.cli_with_env(
+        &["retention", "run"],
+        &[("KETENPOORT_RETENTION__SIGNAL_DAYS", "0")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("purged 1 signals"));
+
+    // The rows and the wrapped key are gone...
+    assert!(copy_record_tables(&db).await.is_empty());
+    assert!(wrapped_keys(&db).await.is_empty());
+    assert_eq!(
+        read(&server, "zvhd", "ketenregisseur", &id, "drieluik")
+            .await
+            .status(),
+        404
+    );
+    // ...so the same procedure on the copy opens nothing, even with the KEK
+    // and with every data key the database holds now.
+    let (other, _) = full_signal("assen", &["arbeid"], false, false);
+    submit(&server, "assen", "aandachtfunctionaris-sociaal", &other).await;
+    let keys_now = wrapped_keys(&db).await;
+    assert_eq!(keys_now.len(), 1);
+    assert!(decrypt_copy(&copy, &kek, &keys_now).is_empty());
+
+    // The log keeps its entries about the purged signal, and verifies.
+    assert_eq!(about(&log_by_request(&server).await), entries_about);
+    let verify = data.cli(&["log", "verify"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}

@@ -1,0 +1,1457 @@
+//! The covenant over HTTPS with the demo partners: the meldroute step by
+//! step, with exactly the fields each recipient receives (the grant's
+//! classes in `policies/data.json`, checked key by key and value by value);
+//! every refusal with its reason code and its `denied` log entry; the RIEC
+//! on every record route; bad input that leaves nothing behind; and a
+//! property test over random signals and principals.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+
+use super::common::*;
+
+/// Keys ketenpoort puts on every record it returns (not personal).
+pub const ENVELOPE: [&str; 4] = ["id", "schemaVersion", "reporter", "createdAt"];
+
+/// `policies/data.json`, the covenant as data.
+pub fn covenant() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/data.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("policies/data.json"))
+        .expect("data.json is JSON")
+}
+
+fn strings(v: &Value) -> impl Iterator<Item = String> + '_ {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+}
+
+/// The fields grant `id` gives: its classes' fields less `excludeFields`.
+pub fn grant_fields(id: &str) -> BTreeSet<String> {
+    let c = covenant();
+    let grant = c["covenant"]["grants"]
+        .as_array()
+        .expect("grants")
+        .iter()
+        .find(|g| g["id"] == id)
+        .unwrap_or_else(|| panic!("no grant {id} in data.json"))
+        .clone();
+    let mut fields: BTreeSet<String> = strings(&grant["classes"])
+        .flat_map(|class| strings(&c["covenant"]["classes"][&class]).collect::<Vec<_>>())
+        .collect();
+    for f in strings(&grant["excludeFields"]) {
+        fields.remove(&f);
+    }
+    fields
+}
+
+/// Every classified field (all classes).
+fn all_fields() -> BTreeSet<String> {
+    let c = covenant();
+    c["covenant"]["classes"]
+        .as_object()
+        .expect("classes")
+        .values()
+        .flat_map(|v| strings(v).collect::<Vec<_>>())
+        .collect()
+}
+
+/// The envelope plus `fields`: the exact key set of a projection of a
+/// signal that has every field.
+pub fn with_envelope(fields: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut out = fields.clone();
+    out.extend(ENVELOPE.map(String::from));
+    out
+}
+
+/// Every field path of a record: top-level keys, and `victims.x`/`suspects.x`
+/// for the keys of each person.
+pub fn paths(record: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (k, v) in record.as_object().expect("a record is an object") {
+        match (k.as_str(), v.as_array()) {
+            ("victims" | "suspects", Some(people)) => {
+                assert!(!people.is_empty(), "{k}: an empty list disclosed");
+                for p in people {
+                    out.extend(
+                        p.as_object()
+                            .expect("a person is an object")
+                            .keys()
+                            .map(|f| format!("{k}.{f}")),
+                    );
+                }
+            }
+            _ => {
+                out.insert(k.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The value at a field path (for persons: the list of their values).
+fn value_at(record: &Value, path: &str) -> Value {
+    match path.split_once('.') {
+        Some((list, key)) => Value::Array(
+            record[list]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| p[key].clone())
+                .collect(),
+        ),
+        None => record[path].clone(),
+    }
+}
+
+/// A record as a recipient got it: exactly `fields` (and the envelope), each
+/// with the value the full record has. `status` is skipped for inbox copies
+/// (frozen at referral time).
+fn assert_projection(
+    record: &Value,
+    full: &Value,
+    fields: &BTreeSet<String>,
+    skip_status: bool,
+    who: &str,
+) {
+    assert_eq!(
+        paths(record),
+        with_envelope(fields),
+        "{who}: the fields received differ from the grant"
+    );
+    for p in paths(record) {
+        if skip_status && p == "status" {
+            continue;
+        }
+        assert_eq!(
+            value_at(record, &p),
+            value_at(full, &p),
+            "{who}: the value of {p}"
+        );
+    }
+}
+
+/// A valid BSN (11-proef) from 8 random digits.
+pub fn bsn() -> String {
+    loop {
+        let digits: Vec<u32> = uuid::Uuid::new_v4()
+            .as_bytes()
+            .iter()
+            .take(8)
+            .map(|b| u32::from(*b) % 10)
+            .collect();
+        let sum: u32 = digits
+            .iter()
+            .enumerate()
+            .map(|(i, d)| d * (9 - i as u32))
+            .sum();
+        let check = sum % 11;
+        if check < 10 && digits[0] != 0 {
+            let mut s: String = digits.iter().map(|d| d.to_string()).collect();
+            s.push_str(&check.to_string());
+            return s;
+        }
+    }
+}
+
+/// A unique value that must never show up where it does not belong.
+pub fn marker() -> String {
+    format!("mrk{}", &random_id()[..20])
+}
+
+/// A signal with every classified field present. Returns the body and the
+/// unique markers in its personal values (names, numbers, free text).
+pub fn full_signal(
+    municipality: &str,
+    forms: &[&str],
+    minor: bool,
+    domestic: bool,
+) -> (Value, Vec<String>) {
+    let m: Vec<String> = (0..9).map(|_| marker()).collect();
+    let (victim_bsn, suspect_bsn) = (bsn(), bsn());
+    let body = json!({
+        "municipality": municipality,
+        "dateReceived": "2026-01-15",
+        "forms": forms,
+        "sector": "horeca",
+        "locationType": "woning",
+        "domesticSetting": domestic,
+        "indicators": ["A-3", "S-12"],
+        "urgency": "hoog",
+        "victims": [{
+            "name": format!("Slachtoffer {}", m[0]),
+            "bsn": victim_bsn,
+            "dateOfBirth": if minor { "2012-05-01" } else { "1990-03-04" },
+            "nationality": "RO",
+            "gender": "vrouw",
+            "address": {"street": m[1], "houseNumber": "12", "postcode": "9401 AB", "city": "Assen", "country": "NL"},
+            "phone": "+31 6 12345678",
+            "email": format!("{}@example.invalid", m[2]),
+            "labourMigrant": true,
+            "mildIntellectualDisability": true,
+            "careNeeds": format!("Zorgbehoefte {}", m[3]),
+        }],
+        "suspects": [{
+            "name": format!("Verdachte {}", m[4]),
+            "bsn": suspect_bsn,
+            "dateOfBirth": "1975-07-08",
+            "nationality": "NL",
+            "gender": "man",
+            "address": {"street": m[5], "houseNumber": "3", "postcode": "7811 AA", "city": "Emmen", "country": "NL"},
+            "phone": "+31 6 87654321",
+            "email": format!("{}@example.invalid", m[6]),
+            "companyName": format!("Uitzendbureau {} B.V.", m[7]),
+            "kvkNumber": "12345678",
+            "allegedConduct": format!("Houdt paspoorten in {}", m[8]),
+        }],
+        "narrative": format!("Vrije tekst over iedereen {}", m[0]),
+    });
+    let mut markers = m;
+    markers.extend([victim_bsn, suspect_bsn]);
+    (body, markers)
+}
+
+/// A request with a token and, when given, a purpose header and JSON body.
+pub async fn call(
+    server: &Server,
+    method: Method,
+    path: &str,
+    token: &str,
+    purpose: Option<&str>,
+    body: Option<&Value>,
+) -> Response {
+    let mut req = server.request(method, path).bearer_auth(token);
+    if let Some(p) = purpose {
+        req = req.header("ketenpoort-purpose", p);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    req.send().await.expect("request")
+}
+
+/// A 2xx response's JSON body (panics with the body otherwise).
+pub async fn ok_json(res: Response, status: u16) -> Value {
+    let got = res.status();
+    let text = res.text().await.expect("body");
+    assert_eq!(got.as_u16(), status, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Submits a signal as `partner`.`role`; returns its id.
+pub async fn submit(server: &Server, partner: &str, role: &str, body: &Value) -> String {
+    let res = call(
+        server,
+        Method::POST,
+        "/v1/signals",
+        &server.token(partner, role),
+        Some("signalering"),
+        Some(body),
+    )
+    .await;
+    let created = ok_json(res, 201).await;
+    assert_eq!(created["recipient"], "zvhd");
+    created["id"].as_str().expect("signal id").to_owned()
+}
+
+/// Refers signal `id` as `by` (a ZVHD role) to `recipient` for `purpose`.
+pub async fn refer(
+    server: &Server,
+    by: &str,
+    id: &str,
+    recipient: &str,
+    purpose: &str,
+) -> Response {
+    call(
+        server,
+        Method::POST,
+        &format!("/v1/signals/{id}/referrals"),
+        &server.token("zvhd", by),
+        Some(purpose),
+        Some(&json!({"recipient": recipient, "purpose": purpose})),
+    )
+    .await
+}
+
+/// `GET /v1/signals/{id}` as `partner`.`role` for `purpose`.
+pub async fn read(server: &Server, partner: &str, role: &str, id: &str, purpose: &str) -> Response {
+    call(
+        server,
+        Method::GET,
+        &format!("/v1/signals/{id}"),
+        &server.token(partner, role),
+        Some(purpose),
+        None,
+    )
+    .await
+}
+
+/// The recipient's inbox copy of signal `id` for `purpose`.
+async fn inbox_copy(server: &Server, partner: &str, role: &str, id: &str, purpose: &str) -> Value {
+    let res = call(
+        server,
+        Method::GET,
+        "/v1/inbox",
+        &server.token(partner, role),
+        Some(purpose),
+        None,
+    )
+    .await;
+    let page = ok_json(res, 200).await;
+    let items: Vec<&Value> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| i["signalId"] == id)
+        .collect();
+    assert_eq!(items.len(), 1, "{partner}: inbox items for {id}: {page}");
+    assert_eq!(items[0]["purpose"], purpose);
+    items[0]["record"].clone()
+}
+
+/// Every log entry so far, by request id (through the ZVHD FG's search).
+pub async fn log_by_request(server: &Server) -> BTreeMap<String, Vec<Value>> {
+    let fg = server.token("zvhd", "fg");
+    let today = time::OffsetDateTime::now_utc().date();
+    let (from, to) = (
+        today.previous_day().unwrap(),
+        today.next_day().unwrap().next_day().unwrap(),
+    );
+    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut after: Option<u64> = None;
+    loop {
+        let mut path = format!("/v1/log/search?from={from}&to={to}&limit=500");
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        let page = ok_json(
+            call(
+                server,
+                Method::GET,
+                &path,
+                &fg,
+                Some("verantwoording"),
+                None,
+            )
+            .await,
+            200,
+        )
+        .await;
+        for e in page["entries"].as_array().expect("entries") {
+            let entry = e["entry"].clone();
+            let rid = entry["requestId"].as_str().expect("requestId").to_owned();
+            out.entry(rid).or_default().push(entry);
+        }
+        match page["nextAfter"].as_u64() {
+            Some(n) => after = Some(n),
+            None => return out,
+        }
+    }
+}
+
+/// The one log entry of the request that got `res`.
+async fn entry_of(server: &Server, request_id: &str) -> Value {
+    let mut all = log_by_request(server).await;
+    let entries = all.remove(request_id).unwrap_or_default();
+    assert_eq!(
+        entries.len(),
+        1,
+        "log entries of request {request_id}: {entries:?}"
+    );
+    entries.into_iter().next().unwrap()
+}
+
+pub fn request_id(res: &Response) -> String {
+    header(res, "x-request-id").expect("x-request-id")
+}
+
+/// A policy refusal: 403 with `code`, and exactly one `denied` log entry
+/// for this request, with action `action`, the code among its reasons and
+/// no fields.
+pub async fn refused(server: &Server, res: Response, code: &str, action: &str) -> Value {
+    let rid = request_id(&res);
+    problem(res, 403, Some(code)).await;
+    let e = entry_of(server, &rid).await;
+    assert_eq!(e["outcome"], "denied", "{e}");
+    assert_eq!(e["action"], action, "{e}");
+    assert!(
+        strings(&e["decision"]["reasons"]).any(|r| r == code),
+        "{code} not among the logged reasons: {e}"
+    );
+    assert_eq!(e["fields"], json!([]), "{e}");
+    e
+}
+
+/// A referral that went through: 201, mode masked, the recipient grant's
+/// fields, an inbox item; logged as a disclosure to the recipient.
+async fn referred(server: &Server, res: Response, recipient: &str, grant: &str) {
+    let rid = request_id(&res);
+    let created = ok_json(res, 201).await;
+    assert_eq!(created["recipient"], recipient);
+    assert_eq!(created["mode"], "masked", "{created}");
+    assert!(created["inboxItem"].is_string(), "{created}");
+    let fields: BTreeSet<String> = strings(&created["fields"]).collect();
+    assert_eq!(fields, grant_fields(grant), "referral to {recipient}");
+    let e = entry_of(server, &rid).await;
+    assert_eq!(
+        (
+            e["action"].as_str(),
+            e["outcome"].as_str(),
+            e["recipient"].as_str()
+        ),
+        (Some("refer"), Some("disclosed"), Some(recipient)),
+        "{e}"
+    );
+    assert_eq!(e["decision"]["reasons"], json!([format!("grant:{grant}")]));
+    assert_eq!(
+        strings(&e["fields"]).collect::<BTreeSet<_>>(),
+        grant_fields(grant)
+    );
+    assert!(!e["subjects"].as_array().unwrap().is_empty(), "{e}");
+}
+
+/// What `POST /v1/decisions` says a recipient gets on delivery.
+pub async fn dry_run_fields(
+    server: &Server,
+    recipient: &str,
+    role: &str,
+    purpose: &str,
+    facts: &Value,
+) -> Value {
+    let mut q =
+        json!({"action": "deliver", "purpose": purpose, "recipient": recipient, "role": role});
+    for k in ["forms", "victimMinor", "domesticSetting"] {
+        if let Some(v) = facts.get(k) {
+            q[k] = v.clone();
+        }
+    }
+    let res = call(
+        server,
+        Method::POST,
+        "/v1/decisions",
+        &server.token("zvhd", "ketenregisseur"),
+        None,
+        Some(&q),
+    )
+    .await;
+    ok_json(res, 200).await
+}
+
+#[tokio::test]
+async fn meldroute_gives_each_recipient_exactly_its_fields() {
+    let server = Server::start(Opts::new()).await;
+    let all = all_fields();
+
+    // 1. A municipality reports a labour-exploitation signal to the ZVHD.
+    let (labour, _) = full_signal("emmen", &["arbeid"], false, false);
+    let res = call(
+        &server,
+        Method::POST,
+        "/v1/signals",
+        &server.token("emmen", "aandachtfunctionaris-sociaal"),
+        Some("signalering"),
+        Some(&labour),
+    )
+    .await;
+    let rid = request_id(&res);
+    assert!(header(&res, "ketenpoort-receipt").is_some());
+    let created = ok_json(res, 201).await;
+    assert_eq!(
+        (created["status"].as_str(), created["recipient"].as_str()),
+        (Some("nieuw"), Some("zvhd"))
+    );
+    let s1 = created["id"].as_str().unwrap().to_owned();
+    let e = entry_of(&server, &rid).await;
+    assert_eq!(
+        (
+            e["action"].as_str(),
+            e["outcome"].as_str(),
+            e["recipient"].as_str()
+        ),
+        (Some("submit"), Some("disclosed"), Some("zvhd"))
+    );
+    assert_eq!(e["resources"], json!([format!("signal:{s1}")]));
+    assert_eq!(
+        e["subjects"].as_array().unwrap().len(),
+        2,
+        "victim and suspect: {e}"
+    );
+
+    // The reporting municipality reads back all it reported.
+    let own = ok_json(
+        read(
+            &server,
+            "emmen",
+            "aandachtfunctionaris-veiligheid",
+            &s1,
+            "signalering",
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(paths(&own), with_envelope(&all));
+    for (k, v) in labour.as_object().unwrap() {
+        if k != "victims" {
+            assert_eq!(&own[k], v, "{k} as submitted");
+        }
+    }
+    assert_eq!(
+        own["victims"][0]["minor"], false,
+        "derived from the date of birth"
+    );
+
+    // 2. The ketenregisseur and the zorgcoördinator read it in full.
+    for (role, purposes) in [
+        ("ketenregisseur", ["signalering", "drieluik"]),
+        ("zorgcoordinator", ["drieluik", "zorgcoordinatie"]),
+    ] {
+        for purpose in purposes {
+            let rec = ok_json(read(&server, "zvhd", role, &s1, purpose).await, 200).await;
+            assert_projection(&rec, &own, &all, false, &format!("zvhd {role} {purpose}"));
+        }
+    }
+    // The police see nothing before the Drieluik.
+    refused(
+        &server,
+        read(&server, "politie", "rechercheur", &s1, "drieluik").await,
+        "not-referred",
+        "read",
+    )
+    .await;
+
+    // 3. Drieluik: placing it on the agenda is a referral to the police.
+    referred(
+        &server,
+        refer(&server, "ketenregisseur", &s1, "politie", "drieluik").await,
+        "politie",
+        "politie-drieluik",
+    )
+    .await;
+    let full = ok_json(
+        read(&server, "zvhd", "ketenregisseur", &s1, "drieluik").await,
+        200,
+    )
+    .await;
+    assert_eq!(full["status"], "doorverwezen");
+    let police = grant_fields("politie-drieluik");
+    assert!(
+        police
+            .iter()
+            .all(|f| !f.ends_with("careNeeds") && !f.ends_with("mildIntellectualDisability"))
+    );
+    let rec = ok_json(
+        read(&server, "politie", "rechercheur", &s1, "drieluik").await,
+        200,
+    )
+    .await;
+    assert_projection(&rec, &full, &police, false, "politie drieluik");
+    let copy = inbox_copy(&server, "politie", "rechercheur", &s1, "drieluik").await;
+    assert_projection(&copy, &full, &police, true, "politie drieluik inbox");
+
+    // 4. Labour exploitation goes to the Labour Authority, and the OM.
+    for (partner, role, grant) in [
+        ("nla", "inspecteur", "nla-opsporing"),
+        ("om", "officier", "om-opsporing"),
+    ] {
+        referred(
+            &server,
+            refer(&server, "ketenregisseur", &s1, partner, "opsporing").await,
+            partner,
+            grant,
+        )
+        .await;
+        let fields = grant_fields(grant);
+        let rec = ok_json(read(&server, partner, role, &s1, "opsporing").await, 200).await;
+        assert_projection(&rec, &full, &fields, false, partner);
+        let copy = inbox_copy(&server, partner, role, &s1, "opsporing").await;
+        assert_projection(&copy, &full, &fields, true, partner);
+        let d = dry_run_fields(
+            &server,
+            partner,
+            role,
+            "opsporing",
+            &json!({"forms": ["arbeid"]}),
+        )
+        .await;
+        assert_eq!(
+            strings(&d["fields"]).collect::<BTreeSet<_>>(),
+            fields,
+            "POST /v1/decisions for {partner}"
+        );
+    }
+
+    // 5. Care: Fier gets the victim, nothing about suspects, no narrative.
+    referred(
+        &server,
+        refer(&server, "zorgcoordinator", &s1, "fier", "zorgcoordinatie").await,
+        "fier",
+        "zorgpartner-zorgcoordinatie",
+    )
+    .await;
+    let care = grant_fields("zorgpartner-zorgcoordinatie");
+    assert!(care.iter().all(|f| !f.starts_with("suspects.")) && !care.contains("narrative"));
+    for rec in [
+        ok_json(
+            read(&server, "fier", "hulpverlener", &s1, "zorgcoordinatie").await,
+            200,
+        )
+        .await,
+        inbox_copy(&server, "fier", "hulpverlener", &s1, "zorgcoordinatie").await,
+    ] {
+        assert_projection(&rec, &full, &care, true, "fier");
+        assert!(
+            rec.get("suspects").is_none(),
+            "no suspect list at all: {rec}"
+        );
+        assert!(rec.get("narrative").is_none() && rec.get("indicators").is_none());
+    }
+    // An adult outside the home: not for Veilig Thuis.
+    refused(
+        &server,
+        refer(
+            &server,
+            "zorgcoordinator",
+            &s1,
+            "veilig-thuis",
+            "zorgcoordinatie",
+        )
+        .await,
+        "condition-not-met",
+        "refer",
+    )
+    .await;
+
+    // 6. The RIEC: a referral records a contribution to phenomenon tables only.
+    let res = refer(&server, "ketenregisseur", &s1, "riec", "fenomeenanalyse").await;
+    let rid = request_id(&res);
+    let created = ok_json(res, 201).await;
+    assert_eq!(created["mode"], "aggregate");
+    assert_eq!(created["fields"], json!([]));
+    assert!(created.get("inboxItem").is_none(), "{created}");
+    let e = entry_of(&server, &rid).await;
+    assert_eq!(
+        (e["recipient"].as_str(), e["decision"]["mode"].as_str()),
+        (Some("riec"), Some("aggregate"))
+    );
+    assert_eq!(e["fields"], json!([]));
+    assert!(
+        strings(&e["resources"]).all(|r| !r.starts_with("inbox:")),
+        "no inbox copy for the RIEC: {e}"
+    );
+
+    // Sexual exploitation of a minor: to the police and Veilig Thuis.
+    let (sexual, _) = full_signal("assen", &["seksueel"], true, false);
+    let s2 = submit(&server, "assen", "aandachtfunctionaris-veiligheid", &sexual).await;
+    let full = ok_json(
+        read(&server, "zvhd", "ketenregisseur", &s2, "drieluik").await,
+        200,
+    )
+    .await;
+    assert_eq!(full["victims"][0]["minor"], true);
+    referred(
+        &server,
+        refer(&server, "ketenregisseur", &s2, "politie", "opsporing").await,
+        "politie",
+        "politie-opsporing",
+    )
+    .await;
+    let full = ok_json(
+        read(&server, "zvhd", "ketenregisseur", &s2, "drieluik").await,
+        200,
+    )
+    .await;
+    let rec = ok_json(
+        read(&server, "politie", "rechercheur", &s2, "opsporing").await,
+        200,
+    )
+    .await;
+    assert_projection(
+        &rec,
+        &full,
+        &grant_fields("politie-opsporing"),
+        false,
+        "politie opsporing",
+    );
+    referred(
+        &server,
+        refer(
+            &server,
+            "zorgcoordinator",
+            &s2,
+            "veilig-thuis",
+            "zorgcoordinatie",
+        )
+        .await,
+        "veilig-thuis",
+        "veilig-thuis-zorgcoordinatie",
+    )
+    .await;
+    let vt = grant_fields("veilig-thuis-zorgcoordinatie");
+    let rec = ok_json(
+        read(
+            &server,
+            "veilig-thuis",
+            "aandachtfunctionaris",
+            &s2,
+            "zorgcoordinatie",
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_projection(&rec, &full, &vt, false, "veilig thuis");
+    assert!(rec.get("suspects").is_none() && rec.get("narrative").is_none());
+
+    // Criminal exploitation at home: the police, and Veilig Thuis (domestic).
+    let (criminal, _) = full_signal("hoogeveen", &["crimineel"], false, true);
+    let s3 = submit(
+        &server,
+        "hoogeveen",
+        "aandachtfunctionaris-sociaal",
+        &criminal,
+    )
+    .await;
+    referred(
+        &server,
+        refer(&server, "ketenregisseur", &s3, "politie", "opsporing").await,
+        "politie",
+        "politie-opsporing",
+    )
+    .await;
+    referred(
+        &server,
+        refer(
+            &server,
+            "zorgcoordinator",
+            &s3,
+            "veilig-thuis",
+            "zorgcoordinatie",
+        )
+        .await,
+        "veilig-thuis",
+        "veilig-thuis-zorgcoordinatie",
+    )
+    .await;
+    let full = ok_json(
+        read(&server, "zvhd", "zorgcoordinator", &s3, "zorgcoordinatie").await,
+        200,
+    )
+    .await;
+    let copy = inbox_copy(
+        &server,
+        "veilig-thuis",
+        "aandachtfunctionaris",
+        &s3,
+        "zorgcoordinatie",
+    )
+    .await;
+    assert_projection(&copy, &full, &vt, true, "veilig thuis inbox");
+
+    // The ketenregisseur's list shows all three in full; the police list
+    // shows only what was referred to them, cut to their grant.
+    let page = ok_json(
+        call(
+            &server,
+            Method::GET,
+            "/v1/signals",
+            &server.token("zvhd", "ketenregisseur"),
+            Some("drieluik"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let listed: BTreeSet<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    assert_eq!(
+        listed,
+        BTreeSet::from([s1.as_str(), s2.as_str(), s3.as_str()])
+    );
+    for item in page["items"].as_array().unwrap() {
+        assert_eq!(paths(item), with_envelope(&all));
+    }
+    let page = ok_json(
+        call(
+            &server,
+            Method::GET,
+            "/v1/signals",
+            &server.token("politie", "rechercheur"),
+            Some("opsporing"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let listed: BTreeSet<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    assert_eq!(listed, BTreeSet::from([s2.as_str(), s3.as_str()]));
+    for item in page["items"].as_array().unwrap() {
+        assert_eq!(
+            paths(item),
+            with_envelope(&grant_fields("politie-opsporing"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn refusals_carry_their_reason_and_are_logged() {
+    let server = Server::start(Opts::new()).await;
+    let (sexual, _) = full_signal("emmen", &["seksueel"], false, false);
+    let s = submit(&server, "emmen", "aandachtfunctionaris-sociaal", &sexual).await;
+    let (unknown, _) = full_signal("meppel", &["onbekend"], false, false);
+    let u = submit(&server, "meppel", "aandachtfunctionaris-sociaal", &unknown).await;
+
+    // Sexual exploitation is not the Labour Authority's.
+    refused(
+        &server,
+        refer(&server, "ketenregisseur", &s, "nla", "opsporing").await,
+        "form-not-in-mandate",
+        "refer",
+    )
+    .await;
+    // No signal goes to a care organisation for investigation.
+    for id in [&s, &u] {
+        refused(
+            &server,
+            refer(&server, "zorgcoordinator", id, "fier", "opsporing").await,
+            "recipient-not-for-purpose",
+            "refer",
+        )
+        .await;
+    }
+    // Another municipality does not read a municipality's report.
+    refused(
+        &server,
+        read(
+            &server,
+            "assen",
+            "aandachtfunctionaris-sociaal",
+            &s,
+            "signalering",
+        )
+        .await,
+        "not-own-report",
+        "read",
+    )
+    .await;
+    // A municipality does not refer (it reports to the ZVHD by submitting).
+    let res = call(
+        &server,
+        Method::POST,
+        &format!("/v1/signals/{s}/referrals"),
+        &server.token("emmen", "aandachtfunctionaris-sociaal"),
+        Some("opsporing"),
+        Some(&json!({"recipient": "politie", "purpose": "opsporing"})),
+    )
+    .await;
+    refused(&server, res, "not-a-referrer", "refer").await;
+    // Form `onbekend` reaches no investigator until the Drieluik sets a form.
+    for recipient in ["politie", "nla", "om"] {
+        refused(
+            &server,
+            refer(&server, "ketenregisseur", &u, recipient, "opsporing").await,
+            "form-unknown",
+            "refer",
+        )
+        .await;
+    }
+    // ...but it may go on the Drieluik agenda.
+    assert_eq!(
+        refer(&server, "ketenregisseur", &u, "politie", "drieluik")
+            .await
+            .status(),
+        201
+    );
+    // Veilig Thuis: an adult, not at home.
+    refused(
+        &server,
+        refer(
+            &server,
+            "zorgcoordinator",
+            &s,
+            "veilig-thuis",
+            "zorgcoordinatie",
+        )
+        .await,
+        "condition-not-met",
+        "refer",
+    )
+    .await;
+    // A recipient reads only what was referred to it, for that purpose.
+    refused(
+        &server,
+        read(&server, "om", "officier", &s, "opsporing").await,
+        "not-referred",
+        "read",
+    )
+    .await;
+    // An FG is no reader of records.
+    refused(
+        &server,
+        read(&server, "zvhd", "fg", &s, "verantwoording").await,
+        "purpose-not-for-role",
+        "read",
+    )
+    .await;
+
+    // No purpose, or one the covenant does not know: refused and logged,
+    // without the caller's text as purpose.
+    let token = server.token("zvhd", "ketenregisseur");
+    let reporter = server.token("assen", "aandachtfunctionaris-sociaal");
+    let referral = json!({"recipient": "politie", "purpose": "drieluik"});
+    for (method, path, token, body, action, header) in [
+        (
+            Method::GET,
+            format!("/v1/signals/{s}"),
+            &token,
+            None,
+            "read",
+            true,
+        ),
+        (
+            Method::GET,
+            "/v1/signals".to_owned(),
+            &token,
+            None,
+            "list",
+            true,
+        ),
+        (
+            Method::GET,
+            "/v1/inbox".to_owned(),
+            &token,
+            None,
+            "deliver",
+            true,
+        ),
+        (
+            Method::POST,
+            "/v1/signals".to_owned(),
+            &reporter,
+            Some(&sexual),
+            "submit",
+            true,
+        ),
+        // A referral names its purpose in the body too; the header must match it.
+        (
+            Method::POST,
+            format!("/v1/signals/{s}/referrals"),
+            &token,
+            Some(&referral),
+            "refer",
+            false,
+        ),
+    ] {
+        let res = call(&server, method.clone(), &path, token, None, body).await;
+        let e = refused(&server, res, "purpose-missing", action).await;
+        assert!(e["purpose"].is_null(), "{e}");
+        if header {
+            let res = call(
+                &server,
+                method,
+                &path,
+                token,
+                Some("nieuwsgierigheid"),
+                body,
+            )
+            .await;
+            let e = refused(&server, res, "purpose-unknown", action).await;
+            assert!(
+                e["purpose"].is_null(),
+                "an unknown purpose is not written to the log: {e}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn riec_is_refused_on_every_record_route() {
+    let server = Server::start(Opts::new()).await;
+    let (body, _) = full_signal("emmen", &["arbeid"], false, false);
+    let s = submit(&server, "emmen", "aandachtfunctionaris-sociaal", &body).await;
+    let doc = openapi(&server).await;
+    let record_routes: Vec<(String, String)> = operations(&doc)
+        .into_iter()
+        .filter(|(m, p)| {
+            let tags = &doc["paths"][p][m.to_lowercase()]["tags"];
+            strings(tags).any(|t| ["signals", "inbox", "decisions"].contains(&t.as_str()))
+        })
+        .collect();
+    assert!(record_routes.len() >= 7, "{record_routes:?}");
+    for role in ["analist", "fg"] {
+        let token = server.token("riec", role);
+        for (method, template) in &record_routes {
+            // A real signal id where the route takes one: the refusal comes
+            // before any handler could look it up.
+            let path = template.replace("{id}", &s);
+            for purpose in [Some("fenomeenanalyse"), Some("drieluik"), None] {
+                let method: Method = method.parse().unwrap();
+                let body = (method == Method::POST)
+                    .then(|| json!({"recipient": "riec", "purpose": "fenomeenanalyse"}));
+                let res = call(
+                    &server,
+                    method.clone(),
+                    &path,
+                    &token,
+                    purpose,
+                    body.as_ref(),
+                )
+                .await;
+                let rid = request_id(&res);
+                problem(res, 403, Some("non-member-record-route")).await;
+                let e = entry_of(&server, &rid).await;
+                assert_eq!(
+                    (e["action"].as_str(), e["outcome"].as_str()),
+                    (Some("deny"), Some("denied")),
+                    "{method} {template}: {e}"
+                );
+                assert_eq!(
+                    e["resources"],
+                    json!([format!("route:{template}")]),
+                    "no ids in the entry"
+                );
+                assert_eq!(e["actor"]["partner"], "riec");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_leaves_nothing_behind() {
+    let server = Server::start(Opts::new()).await;
+    let reporter = server.token("emmen", "aandachtfunctionaris-sociaal");
+    let regisseur = server.token("zvhd", "ketenregisseur");
+    let (good, _) = full_signal("emmen", &["arbeid"], false, false);
+    let s = submit(&server, "emmen", "aandachtfunctionaris-sociaal", &good).await;
+    let before = log_by_request(&server).await;
+    let count_signals = || async {
+        let page = ok_json(
+            call(
+                &server,
+                Method::GET,
+                "/v1/signals",
+                &regisseur,
+                Some("drieluik"),
+                None,
+            )
+            .await,
+            200,
+        )
+        .await;
+        page["items"].as_array().unwrap().len()
+    };
+    assert_eq!(count_signals().await, 1);
+
+    // Schema violations: every failing pointer is listed, no value echoed.
+    let m: Vec<String> = (0..6).map(|_| marker()).collect();
+    let mut bad = good.clone();
+    bad["municipality"] = json!(m[0]);
+    bad["forms"] = json!([m[1]]);
+    bad["victims"][0]["email"] = json!(m[2]);
+    bad["victims"][0]["shoeSize"] = json!(m[3]);
+    bad["suspects"][0]["kvkNumber"] = json!(m[4]);
+    bad["sector"] = json!(m[5]);
+    bad.as_object_mut().unwrap().remove("urgency");
+    let res = call(
+        &server,
+        Method::POST,
+        "/v1/signals",
+        &reporter,
+        Some("signalering"),
+        Some(&bad),
+    )
+    .await;
+    let rid = request_id(&res);
+    let text = res.text().await.unwrap();
+    for marker in &m {
+        assert!(
+            !text.contains(marker.as_str()),
+            "the response echoes a value: {text}"
+        );
+    }
+    let p: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(p["status"], 422, "{p}");
+    let pointers: BTreeSet<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["pointer"].as_str())
+        .collect();
+    for want in [
+        "/municipality",
+        "/forms/0",
+        "/victims/0/email",
+        "/victims/0",
+        "/suspects/0/kvkNumber",
+        "/sector",
+        "/urgency",
+    ] {
+        assert!(pointers.contains(want), "{want} missing from {pointers:?}");
+    }
+    assert!(
+        !log_by_request(&server).await.contains_key(&rid),
+        "a refused body is not logged"
+    );
+
+    // An invalid BSN (fails the 11-proef).
+    let mut bad = good.clone();
+    let valid = good["victims"][0]["bsn"].as_str().unwrap();
+    let wrong = format!("{}{}", &valid[..8], (valid.as_bytes()[8] - b'0' + 1) % 10);
+    bad["victims"][0]["bsn"] = json!(wrong);
+    let res = call(
+        &server,
+        Method::POST,
+        "/v1/signals",
+        &reporter,
+        Some("signalering"),
+        Some(&bad),
+    )
+    .await;
+    let rid = request_id(&res);
+    let text = res.text().await.unwrap();
+    assert!(!text.contains(&wrong), "{text}");
+    let p: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(p["status"], 422);
+    assert_eq!(
+        p["errors"],
+        json!([{"pointer": "/victims/0/bsn", "reason": "fails the 11-proef"}])
+    );
+    assert!(!log_by_request(&server).await.contains_key(&rid));
+
+    // Referrals to an unknown recipient or for an unknown purpose.
+    for (recipient, purpose, pointer) in [
+        ("nergens", "opsporing", "/recipient"),
+        ("politie", "nieuwsgierigheid", "/purpose"),
+        ("../zvhd", "opsporing", "/recipient"),
+    ] {
+        let res = call(
+            &server,
+            Method::POST,
+            &format!("/v1/signals/{s}/referrals"),
+            &regisseur,
+            Some("opsporing"),
+            Some(&json!({"recipient": recipient, "purpose": purpose})),
+        )
+        .await;
+        let rid = request_id(&res);
+        let p = problem(res, 422, None).await;
+        assert!(
+            p["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["pointer"] == pointer),
+            "{p}"
+        );
+        assert!(!p.to_string().contains("nergens") && !p.to_string().contains("nieuwsgierigheid"));
+        assert!(!log_by_request(&server).await.contains_key(&rid));
+    }
+
+    // Nothing stored: still one signal, not referred; nothing disclosed
+    // since, besides the FG's own queries.
+    assert_eq!(count_signals().await, 1);
+    let rec = ok_json(
+        read(&server, "zvhd", "ketenregisseur", &s, "drieluik").await,
+        200,
+    )
+    .await;
+    assert_eq!(rec["status"], "nieuw");
+    let after = log_by_request(&server).await;
+    for (rid, entries) in &after {
+        if before.contains_key(rid) {
+            continue;
+        }
+        for e in entries {
+            let harmless = e["action"] == "audit-query"
+                || (e["action"] == "list" || e["action"] == "read")
+                    && e["actor"]["partner"] == "zvhd";
+            assert!(harmless, "unexpected new log entry: {e}");
+        }
+    }
+}
+
+/// All partner/role pairs of the demo region (from the demo tokens).
+fn principals(server: &Server) -> Vec<(String, String)> {
+    server
+        .demo_tokens()
+        .into_iter()
+        .map(|(p, r, _)| (p, r))
+        .collect()
+}
+
+/// The kind of each demo partner.
+fn kinds(server: &Server) -> BTreeMap<String, String> {
+    server
+        .data()
+        .partners()
+        .into_iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_owned(),
+                p["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The most any grant of `kind`/`role` gives for `purpose` and `action`:
+/// what the policy data allows this principal at all.
+fn policy_bound(kind: &str, role: &str, purpose: &str, action: &str) -> BTreeSet<String> {
+    let c = covenant();
+    c["covenant"]["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| {
+            g["kind"] == kind
+                && strings(&g["roles"]).any(|r| r == role)
+                && strings(&g["purposes"]).any(|p| p == purpose)
+                && strings(&g["actions"]).any(|a| a == action)
+        })
+        .flat_map(|g| grant_fields(g["id"].as_str().unwrap()))
+        .collect()
+}
+
+/// A random signal: random forms, optional fields left out at random, one
+/// to three victims, up to three suspects.
+fn random_signal() -> impl Strategy<Value = (Value, Vec<bool>)> {
+    use proptest::prelude::*;
+    let forms = proptest::sample::subsequence(
+        vec!["seksueel", "arbeid", "crimineel", "orgaan", "onbekend"],
+        1..=3,
+    );
+    (
+        forms,
+        any::<bool>(),
+        any::<bool>(),
+        1usize..=3,
+        0usize..=3,
+        proptest::collection::vec(any::<bool>(), 24),
+    )
+        .prop_map(|(forms, minor, domestic, victims, suspects, keep)| {
+            let (mut body, _) = full_signal("tynaarlo", &forms, minor, domestic);
+            let optional_top = [
+                "sector",
+                "locationType",
+                "domesticSetting",
+                "indicators",
+                "narrative",
+            ];
+            let optional_person = [
+                "bsn",
+                "dateOfBirth",
+                "nationality",
+                "gender",
+                "address",
+                "phone",
+                "email",
+                "careNeeds",
+                "companyName",
+                "allegedConduct",
+            ];
+            for (i, k) in optional_top.iter().enumerate() {
+                if !keep[i] {
+                    body.as_object_mut().unwrap().remove(*k);
+                }
+            }
+            for list in ["victims", "suspects"] {
+                let n = if list == "victims" { victims } else { suspects };
+                let template = body[list][0].clone();
+                let people: Vec<Value> = (0..n)
+                    .map(|j| {
+                        let mut p = template.clone();
+                        for (i, k) in optional_person.iter().enumerate() {
+                            if !keep[(5 + i + j) % keep.len()] {
+                                p.as_object_mut().unwrap().remove(*k);
+                            }
+                        }
+                        p
+                    })
+                    .collect();
+                body[list] = json!(people);
+            }
+            if suspects == 0 {
+                body.as_object_mut().unwrap().remove("suspects");
+            }
+            (body, keep)
+        })
+}
+
+/// For random signals, referrals and readers (every demo partner and role,
+/// every purpose), no 200 response holds a field beyond what the policy
+/// allows: the data's grants for that principal, the decision the log
+/// recorded for the request, and for deliveries `POST /v1/decisions`.
+#[tokio::test]
+async fn no_response_holds_more_than_the_policy_allows() {
+    let server = Server::start(Opts::new()).await;
+    let kinds = kinds(&server);
+    let principals = principals(&server);
+    let purposes: Vec<String> = covenant()["covenant"]["purposes"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let submitters = [
+        ("emmen", "aandachtfunctionaris-sociaal"),
+        ("assen", "aandachtfunctionaris-veiligheid"),
+        ("zvhd", "ketenregisseur"),
+        ("politie", "rechercheur"),
+        ("veilig-thuis", "aandachtfunctionaris"),
+    ];
+    let referrals = [
+        ("politie", "drieluik"),
+        ("politie", "opsporing"),
+        ("nla", "opsporing"),
+        ("om", "opsporing"),
+        ("fier", "zorgcoordinatie"),
+        ("veilig-thuis", "zorgcoordinatie"),
+        ("riec", "fenomeenanalyse"),
+        ("fier", "opsporing"),
+    ];
+    let mut runner = TestRunner::new_with_rng(
+        proptest::test_runner::Config::default(),
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    let case = (
+        random_signal(),
+        0..submitters.len(),
+        proptest::sample::subsequence((0..referrals.len()).collect::<Vec<_>>(), 0..=4),
+        proptest::collection::vec((0..principals.len(), 0..purposes.len()), 8),
+    );
+    // (request id, partner, role, purpose, action, record)
+    let mut seen = Vec::new();
+    let mut facts_of = BTreeMap::new();
+    let mut denied = 0;
+    for _ in 0..24 {
+        let ((body, _), who, refs, random_readers) = case.new_tree(&mut runner).unwrap().current();
+        let (partner, role) = submitters[who];
+        let id = submit(&server, partner, role, &body).await;
+        let facts = json!({
+            "forms": body["forms"],
+            "victimMinor": body["victims"].as_array().unwrap().iter().any(|v| v["dateOfBirth"] == "2012-05-01"),
+            "domesticSetting": body["domesticSetting"] == true,
+        });
+        facts_of.insert(id.clone(), facts);
+        // Random readers, and every recipient a referral went to.
+        let mut readers: Vec<((String, String), String)> = random_readers
+            .into_iter()
+            .map(|(p, u)| (principals[p].clone(), purposes[u].clone()))
+            .collect();
+        for r in refs {
+            let (recipient, purpose) = referrals[r];
+            let by = if purpose == "zorgcoordinatie" {
+                "zorgcoordinator"
+            } else {
+                "ketenregisseur"
+            };
+            let status = refer(&server, by, &id, recipient, purpose)
+                .await
+                .status()
+                .as_u16();
+            assert!(status == 201 || status == 403, "referral: {status}");
+            for (p, r) in principals
+                .iter()
+                .filter(|(p, r)| p == recipient && r != "fg")
+            {
+                readers.push(((p.clone(), r.clone()), purpose.to_owned()));
+            }
+        }
+        for ((partner, role), purpose) in readers {
+            let token = server.token(&partner, &role);
+            for (path, action) in [
+                (format!("/v1/signals/{id}"), "read"),
+                ("/v1/signals".to_owned(), "list"),
+                ("/v1/inbox".to_owned(), "deliver"),
+            ] {
+                let res = call(&server, Method::GET, &path, &token, Some(&purpose), None).await;
+                let rid = request_id(&res);
+                match res.status().as_u16() {
+                    200 => {
+                        let v: Value = res.json().await.unwrap();
+                        let records: Vec<Value> = match action {
+                            "read" => vec![v],
+                            "list" => v["items"].as_array().unwrap().clone(),
+                            _ => v["items"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|i| i["record"].clone())
+                                .collect(),
+                        };
+                        for record in records {
+                            seen.push((
+                                rid.clone(),
+                                partner.clone(),
+                                role.clone(),
+                                purpose.clone(),
+                                action,
+                                record,
+                            ));
+                        }
+                    }
+                    403 => denied += 1,
+                    other => panic!("{partner}.{role} {purpose} {path}: {other}"),
+                }
+            }
+        }
+    }
+    assert!(
+        seen.len() > 50 && denied > 50,
+        "the cases exercise both: {} records, {denied} refusals",
+        seen.len()
+    );
+    let log = log_by_request(&server).await;
+    let mut dry_runs: BTreeMap<(String, String, String, String), BTreeSet<String>> =
+        BTreeMap::new();
+    for (rid, partner, role, purpose, action, record) in &seen {
+        let who = format!("{partner}.{role} {purpose} {action}");
+        let got = paths(record);
+        let kind = &kinds[partner];
+        assert_ne!(kind, "riec", "{who}: a non-member received a record");
+        let bound = with_envelope(&policy_bound(kind, role, purpose, action));
+        assert!(
+            got.is_subset(&bound),
+            "{who}: {:?} beyond the policy data",
+            got.difference(&bound).collect::<Vec<_>>()
+        );
+        let entry = &log[rid][0];
+        let logged = with_envelope(&strings(&entry["fields"]).collect());
+        assert!(
+            got.is_subset(&logged),
+            "{who}: {:?} beyond the logged decision",
+            got.difference(&logged).collect::<Vec<_>>()
+        );
+        if *action == "deliver" {
+            let id = record["id"].as_str().unwrap().to_owned();
+            let key = (partner.clone(), role.clone(), purpose.clone(), id.clone());
+            if !dry_runs.contains_key(&key) {
+                let d = dry_run_fields(&server, partner, role, purpose, &facts_of[&id]).await;
+                dry_runs.insert(key.clone(), with_envelope(&strings(&d["fields"]).collect()));
+            }
+            let decided = &dry_runs[&key];
+            assert!(
+                got.is_subset(decided),
+                "{who}: {:?} beyond POST /v1/decisions",
+                got.difference(decided).collect::<Vec<_>>()
+            );
+        }
+    }
+}
