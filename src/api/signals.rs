@@ -323,7 +323,7 @@ pub struct ReferralCreated {
 #[utoipa::path(post, path = "/v1/signals/{id}/referrals", tag = "signals", security(("bearer" = [])),
     params(("id" = String, Path, description = "signal id")), request_body = ReferralRequest,
     responses((status = 201, body = ReferralCreated), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem)))]
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn refer(
     State(s): State<AppState>,
     ctx: RequestContext,
@@ -369,6 +369,12 @@ pub async fn refer(
         purpose,
     };
     let stored = s.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
+    if s.db.referred(&id, &recipient.id, &req.purpose).await? {
+        return Err(
+            Problem::new(StatusCode::CONFLICT, "already-referred", "Already referred")
+                .detail("this signal was already referred to this recipient for this purpose"),
+        );
+    }
     let mut input = x.input(Action::Refer);
     input.recipient = Some(party(&recipient, None));
     input.signal = Some(stored.meta.facts(s.db.referrals(&id).await?));

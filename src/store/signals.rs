@@ -297,6 +297,24 @@ impl Db {
         Ok(exists.is_some())
     }
 
+    /// Whether the signal was referred to `recipient` for `purpose` before.
+    pub async fn referred(
+        &self,
+        signal_id: &str,
+        recipient: &str,
+        purpose: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let hit: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM referrals WHERE signal_id = $1 AND recipient = $2 AND purpose = $3",
+        )
+        .bind(signal_id)
+        .bind(recipient)
+        .bind(purpose)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(hit.is_some())
+    }
+
     /// Every wrapped data key: (signal id, KEK id, wrapped key).
     pub async fn signal_keys(&self) -> Result<Vec<(String, String, Vec<u8>)>, sqlx::Error> {
         let rows =

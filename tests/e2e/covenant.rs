@@ -1455,3 +1455,57 @@ async fn no_response_holds_more_than_the_policy_allows() {
         }
     }
 }
+
+/// A signal goes to a recipient for a purpose once: a repeated referral is a
+/// 409 that stores and logs nothing, so referral facts stay one per pair.
+#[tokio::test]
+async fn a_repeated_referral_is_a_conflict() {
+    let server = Server::start(Opts::new()).await;
+    let signal: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/signal.json"),
+        )
+        .expect("examples/signal.json"),
+    )
+    .expect("example is JSON");
+    let id = submit(&server, "emmen", "aandachtfunctionaris-sociaal", &signal).await;
+    ok_json(
+        refer(&server, "ketenregisseur", &id, "nla", "opsporing").await,
+        201,
+    )
+    .await;
+    let refers = |log: BTreeMap<String, Vec<Value>>| {
+        log.values()
+            .flatten()
+            .filter(|e| e["action"] == "refer")
+            .count()
+    };
+    let before = refers(log_by_request(&server).await);
+    let again = refer(&server, "ketenregisseur", &id, "nla", "opsporing").await;
+    assert_eq!(again.status().as_u16(), 409);
+    let problem: Value = again.json().await.expect("problem body");
+    assert_eq!(problem["type"], "urn:ketenpoort:problem:already-referred");
+    assert_eq!(
+        refers(log_by_request(&server).await),
+        before,
+        "nothing was logged"
+    );
+    let inbox = ok_json(
+        call(
+            &server,
+            Method::GET,
+            "/v1/inbox",
+            &server.token("nla", "inspecteur"),
+            Some("opsporing"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        inbox["items"].as_array().map(Vec::len),
+        Some(1),
+        "one inbox copy: {inbox}"
+    );
+}
