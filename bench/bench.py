@@ -182,9 +182,31 @@ def exchange_measures(s, seconds, work):
     body = (ROOT / "examples" / "signal.json").read_text()
     res["signal_submit"] = wrk(f"{s.base}/v1/signals", seconds, [muni, "Ketenpoort-Purpose: signalering"],
                                lua(work / "submit.lua", "POST", body))
-    res["signal_refer"] = wrk(f"{s.base}/v1/signals/{sid}/referrals", seconds, [auth, "Ketenpoort-Purpose: opsporing"],
-                              lua(work / "refer.lua", "POST", '{"recipient":"nla","purpose":"opsporing"}'))
+    # Each referral goes to another signal (a signal is referred to a
+    # recipient for a purpose once): cycle through the submitted ones.
+    ids = signal_ids(s, kr)
+    script = work / "refer.lua"
+    script.write_text(
+        "ids = {" + ",".join(f'"{i}"' for i in ids) + "}\nn = 0\n"
+        'wrk.method = "POST"\nwrk.body = \'{"recipient":"nla","purpose":"opsporing"}\'\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        "request = function()\n  n = n + 1\n"
+        '  return wrk.format(nil, "/v1/signals/" .. ids[(n % #ids) + 1] .. "/referrals")\nend\n')
+    res["signal_refer"] = wrk(f"{s.base}/v1/signals", seconds, [auth, "Ketenpoort-Purpose: opsporing"], script)
+    res["signal_refer"]["signals_available"] = len(ids)
     return res, sid
+
+
+def signal_ids(s, token):
+    """Ids of the stored signals (arbeid, so the NLA may receive them)."""
+    ids, after = [], None
+    while True:
+        path = "/v1/signals?limit=100&form=arbeid" + (f"&after={after}" if after else "")
+        page = json.loads(s.curl(path, "-H", f"Authorization: Bearer {token}", "-H", "Ketenpoort-Purpose: drieluik"))
+        ids += [item["id"] for item in page["items"]]
+        after = page.get("nextAfter")
+        if not after:
+            return ids
 
 
 def verify_measure(s, sid, entries, work):
