@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `partner`, `token`.
+//! The command line: `serve`, `migrate`, `partner`, `token`, `log`, `keys`,
+//! `policy`, `phenomena`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use crate::config::{Config, Overrides};
 use crate::crypto::envelope::Keyring;
 use crate::keys::KeyStore;
 use crate::partners::{Partner, PartnerStatus};
+use crate::phenomena::{Phenomena, ReleasePeriod};
 use crate::signals::Vault;
 use crate::store::Db;
 use crate::{server, telemetry};
@@ -92,6 +94,24 @@ enum Command {
     Policy {
         #[command(subcommand)]
         action: PolicyCommand,
+    },
+    /// Phenomenon tables for the RIEC.
+    Phenomena {
+        #[command(subcommand)]
+        action: PhenomenaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PhenomenaCommand {
+    /// Publish the release of a closed period (default: the last one to
+    /// close). A period already released is left as it is.
+    Release {
+        #[command(flatten)]
+        common: Common,
+        /// The period: a quarter (2026-Q3) or a month (2026-08).
+        #[arg(long, value_name = "PERIOD")]
+        period: Option<String>,
     },
 }
 
@@ -276,6 +296,35 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Policy { action } => return policy(action),
+        Command::Phenomena {
+            action: PhenomenaCommand::Release { common, period },
+        } => {
+            let (cfg, db) = open(&common).await?;
+            let policy = crate::policy::PolicyEngine::load(cfg.policy.path.clone())?;
+            let keys = KeyStore::new(&cfg.data_dir);
+            let phenomena = Phenomena::new(db, policy, &cfg.phenomena, &keys)?;
+            let id = match period {
+                Some(p) => p.parse::<ReleasePeriod>().map_err(|_| {
+                    anyhow::anyhow!("--period must be a quarter (2026-Q3) or a month (2026-08)")
+                })?,
+                None => ReleasePeriod::last_closed(
+                    cfg.phenomena.release_every,
+                    time::OffsetDateTime::now_utc().date(),
+                ),
+            };
+            let (created, release) = phenomena.publish(id).await?;
+            let verb = if created {
+                "published"
+            } else {
+                "already published"
+            };
+            println!(
+                "release {} {verb}: {} tables, {} trends",
+                release.id,
+                release.tables.len(),
+                release.trends.len()
+            );
+        }
         Command::Keys {
             action: KeysCommand::Init { common },
         } => {

@@ -17,7 +17,9 @@ use super::extract::{self, Query};
 use super::middleware::RequestContext;
 use super::problem::{FieldError, Problem};
 use crate::auth::Principal;
+use crate::boundary;
 use crate::ledger::LogAction;
+use crate::phenomena::{self, RecordKey};
 use crate::policy::{Action, Decision, Mode};
 use crate::projection::project;
 use crate::signals::{self, Meta, Vault};
@@ -87,14 +89,20 @@ pub async fn submit(
     input.signal = Some(meta.facts(Vec::new()));
     let decision = x.decide(&input, LogAction::Submit, Vec::new()).await?;
     let sealed = s.vault.seal_new(&id, &body);
+    let subjects = signals::subjects(&body, &s.pseudonyms);
+    let known = boundary::fingerprint::of_signal(&id, &body, &subjects);
     let mut tx = s.db.begin_write().await?;
     tx.insert_signal(&meta, &sealed.body, &sealed.kek_id, &sealed.wrapped)
+        .await?;
+    tx.insert_record_key(&id, RecordKey::generate().stored())
+        .await?;
+    tx.insert_fingerprints(&id, &s.egress.fingerprints(&known))
         .await?;
     let draft = x
         .draft(LogAction::Submit, &decision)
         .recipient(Some(&intake.id))
         .resources([format!("signal:{id}")])
-        .subjects(signals::subjects(&body, &s.pseudonyms));
+        .subjects(subjects);
     let receipt = s.ledger.append(&mut tx, draft).await?;
     tx.commit().await?;
     let created = SignalCreated {
@@ -379,6 +387,7 @@ pub async fn refer(
     .await?;
     let mut resources = vec![format!("signal:{id}"), format!("referral:{referral_id}")];
     let inbox_item = if decision.mode == Mode::Aggregate {
+        phenomena::contribute(&mut tx, &id, &body).await?;
         None
     } else {
         let item = Uuid::now_v7().to_string();
@@ -399,6 +408,13 @@ pub async fn refer(
         resources.push(format!("inbox:{item}"));
         Some(item)
     };
+    let ids: Vec<_> = [Some(&referral_id), inbox_item.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|i| boundary::fingerprint::id(i))
+        .collect();
+    tx.insert_fingerprints(&id, &s.egress.fingerprints(&ids))
+        .await?;
     let draft = x
         .draft(LogAction::Refer, &decision)
         .recipient(Some(&recipient.id))

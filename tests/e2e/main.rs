@@ -17,6 +17,8 @@
 //! processes under test; tests set what they need.
 
 mod auth;
+mod boundary;
 mod cli;
 mod common;
 mod http;
+mod phenomena;
