@@ -191,3 +191,70 @@ pub async fn egress_guard(State(s): State<AppState>, req: Request, next: Next) -
     )
     .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// A guard over a store holding the example signal's fingerprints,
+    /// with a victim whose BSN starts with 0 and a pseudonym.
+    async fn guard() -> (EgressGuard, Value, String) {
+        let db = Db::connect("sqlite::memory:", 1).await.unwrap();
+        db.migrate().await.unwrap();
+        let mut body: Value =
+            serde_json::from_str(include_str!("../../examples/signal.json")).unwrap();
+        body["victims"][0]["bsn"] = json!("012345672");
+        let id = "0193a4e2-7c1d-7a00-8000-1234567890ab".to_owned();
+        let pseudonym = "ps1:k3VfXq0lO3d1K2J5m8QnR7sT4uV6wY0zAbCdEfGhIjK".to_owned();
+        let guard = EgressGuard::new(db.clone(), &[5; 32]);
+        let known = fingerprint::of_signal(&id, &body, std::slice::from_ref(&pseudonym));
+        let mut tx = db.begin_write().await.unwrap();
+        tx.insert_fingerprints(&id, &guard.fingerprints(&known))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        (guard, body, id)
+    }
+
+    async fn inspect(g: &EgressGuard, body: &str) -> Option<Finding> {
+        g.inspect(&axum::http::HeaderMap::new(), body.as_bytes())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn stored_values_are_recognised_in_every_form_and_position() {
+        let (g, record, id) = guard().await;
+        // A whole record, as a broken layer 1 and 2 would send it.
+        assert!(inspect(&g, &record.to_string()).await.is_some());
+        // Values no pattern catches, only the fingerprints.
+        for body in [
+            r#"{"x":"voorbeeld slachtoffer"}"#.to_owned(),
+            r#"{"VOORBEELD-SLACHTOFFER":1}"#.to_owned(),
+            r#"[[{"n":"VoorbeeldSlachtoffer"}]]"#.to_owned(),
+            r#"{"t":"gesprek met Voorbeeld   Verdachte gisteren"}"#.to_owned(),
+            r#"{"bedrijf":"voorbeeld uitzendbureau bv"}"#.to_owned(),
+            r#"{"inner":"{\"bsn\":12345672}"}"#.to_owned(),
+            r#"{"phone":"31600000000"}"#.to_owned(),
+            format!(r#"{{"ids":["{}"]}}"#, id.to_uppercase().replace('-', "")),
+            format!(r#"{{"r":"signal:{id}"}}"#),
+            r#"{"s":"k3VfXq0lO3d1K2J5m8QnR7sT4uV6wY0zAbCdEfGhIjK"}"#.to_owned(),
+            "plain text: Voorbeeld Slachtoffer".to_owned(),
+        ] {
+            assert_eq!(inspect(&g, &body).await, Some(Finding::Known), "{body}");
+        }
+        // A header is inspected too.
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("location", format!("/v1/signals/{id}").parse().unwrap());
+        assert_eq!(g.inspect(&h, b"{}").await.unwrap(), Some(Finding::Known));
+        // Other people, other ids, and the words apart pass.
+        for body in [
+            r#"{"x":"Voorbeeld Anders","y":"Slachtoffer"}"#,
+            r#"{"r":"signal:0193a4e2-7c1d-7a00-8000-000000000000"}"#,
+            r#"{"value":12,"categories":["arbeid","totaal"]}"#,
+        ] {
+            assert_eq!(inspect(&g, body).await, None, "{body}");
+        }
+    }
+}

@@ -18,8 +18,10 @@
 //!   indices reach that size);
 //! - **opaque tokens** (16+ characters of the base64/hex alphabet with a
 //!   letter and a digit: hashes, ids, signatures) are matched whole — as an
-//!   id, a pseudonym or an IBAN — and not searched for numbers inside, so a
-//!   hash never trips a number pattern by chance;
+//!   id, a pseudonym or an IBAN — and not searched for BSNs, phone numbers
+//!   or postcodes inside, so a hash never trips a number pattern by chance
+//!   (e-mail addresses, pseudonyms and dates are looked for everywhere:
+//!   their separators make a chance match in a hash negligible);
 //! - **candidates** for the stored-value lookup: every run of up to eight
 //!   words (spaced and joined), every digit sequence of BSN or phone length,
 //!   every UUID and every opaque token.
@@ -142,8 +144,8 @@ pub fn scan_text(s: &str, scan: &mut Scan) {
     for m in AROUND_AT.find_iter(s) {
         scan.candidates.insert(fingerprint::email(m.as_str()));
     }
+    dates(s, scan);
     let masked = mask_opaque(s, scan);
-    dates(&masked, scan);
     postcodes(&masked, scan);
     ibans(&masked, scan);
     numbers(&masked, scan);
@@ -519,6 +521,7 @@ mod tests {
             "12 APR. 1998",
             "April 12, 1998",
             "geb.12-04-1998",
+            "/v1/x/1998-04-12/y123",
         ] {
             for b in positions(v) {
                 assert_eq!(finding(&b), Some(Finding::Date), "{v} in {b}");
