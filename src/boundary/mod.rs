@@ -66,13 +66,23 @@ async fn log_deny(
         .map_err(Problem::from)
 }
 
+/// Whether a principal is a covenant member: its registry entry says so AND
+/// its kind is a member kind in the covenant data (the policy's own rule).
+/// A registry entry alone never carries a RIEC principal past the boundary.
+pub fn is_member(s: &AppState, p: &Principal) -> bool {
+    let kind_is_member = format!("/covenant/kinds/{}/member", p.partner.kind);
+    p.partner.member
+        && s.policy.current().data().pointer(&kind_is_member)
+            == Some(&serde_json::Value::Bool(true))
+}
+
 /// Route layer on every route a non-member may not reach (layer 2): covenant
 /// members only. A refusal is logged.
 pub async fn members_only(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let Some(principal) = req.extensions().get::<Principal>().cloned() else {
         return Problem::unauthorized("token-missing").into_response();
     };
-    if principal.partner.member {
+    if is_member(&s, &principal) {
         return next.run(req).await;
     }
     metrics::counter!("ketenpoort_boundary_refusals_total").increment(1);
@@ -149,7 +159,7 @@ pub async fn egress_guard(State(s): State<AppState>, req: Request, next: Next) -
     let Some(principal) = req
         .extensions()
         .get::<Principal>()
-        .filter(|p| !p.partner.member)
+        .filter(|p| !is_member(&s, p))
         .cloned()
     else {
         return next.run(req).await;

@@ -979,3 +979,45 @@ async fn canary_no_marker_id_or_pseudonym_crosses_to_the_riec() {
         &found[..found.len().min(10)]
     );
 }
+
+#[tokio::test]
+async fn a_registry_entry_does_not_make_a_riec_a_member() {
+    let server = Server::start(opts()).await;
+    // Registered without --non-member: the registry says member, the
+    // covenant says the kind is not. Both layers go by the covenant.
+    server.cli_ok(&[
+        "partner",
+        "add",
+        "--id",
+        "riec-twee",
+        "--name",
+        "RIEC test",
+        "--kind",
+        "riec",
+        "--roles",
+        "analist",
+    ]);
+    let listed = server.data().partners();
+    let entry = listed.iter().find(|p| p["id"] == "riec-twee").unwrap();
+    assert_eq!(entry["member"], json!(true));
+    let token = server.issue(&["--partner", "riec-twee", "--role", "analist"]);
+    let res = server
+        .get("/v1/signals")
+        .bearer_auth(&token)
+        .header(PURPOSE, "drieluik")
+        .send()
+        .await
+        .unwrap();
+    problem(res, 403, Some("non-member-record-route")).await;
+    let mut claims = server.claims("riec-twee", "analist");
+    claims["sub"] = json!("123456782");
+    let res = server
+        .get("/v1/me")
+        .bearer_auth(server.sign(&claims))
+        .send()
+        .await
+        .unwrap();
+    problem(res, 403, Some("egress-blocked")).await;
+    let res = crate::phenomena::get_fen(&server, &token, "/v1/phenomena/releases").await;
+    assert_eq!(res.status(), 200);
+}
