@@ -97,11 +97,9 @@ impl Contribution {
     }
 
     /// The row the store keeps.
-    pub fn row(&self, origin: &'static str) -> ContributionRow {
+    pub fn row(&self) -> ContributionRow {
         let strings = |c: &[Code]| c.iter().map(|c| c.as_str().to_owned()).collect();
         ContributionRow {
-            record_key: 0,
-            origin,
             year: self.year,
             month: self.month,
             forms: strings(&self.categories.forms),
@@ -120,7 +118,8 @@ pub async fn contribute(tx: &mut WriteTx, signal_id: &str, body: &Value) -> anyh
     tx.insert_contribution(
         Some(signal_id),
         RecordKey::generate().stored(),
-        &c.row("referral"),
+        "referral",
+        &c.row(),
     )
     .await?;
     Ok(())
@@ -315,7 +314,7 @@ impl Phenomena {
             .contributions(first, last)
             .await?
             .into_iter()
-            .filter_map(record)
+            .filter_map(|(key, row)| record(key, row))
             .collect::<Vec<_>>();
         let (tables, trends) = tables::build(&catalogue, id, &records, &self.perturbation);
         let release = Release {
@@ -418,7 +417,7 @@ impl Phenomena {
                 },
             };
             let key = RecordKey::generate().stored();
-            tx.insert_contribution(None, key, &c.row("demo")).await?;
+            tx.insert_contribution(None, key, "demo", &c.row()).await?;
         }
         tx.commit().await?;
         Ok(DEMO_CONTRIBUTIONS)
@@ -427,10 +426,10 @@ impl Phenomena {
 
 /// A stored contribution as a record of the tables; rows whose codes are
 /// not codes are left out (they cannot come from a validated signal).
-fn record(row: ContributionRow) -> Option<Record> {
+fn record(key: i64, row: ContributionRow) -> Option<Record> {
     let codes = |v: &[String]| v.iter().map(|s| Code::new(s)).collect::<Option<Vec<_>>>();
     Some(Record {
-        key: RecordKey::from_stored(row.record_key),
+        key: RecordKey::from_stored(key),
         year: row.year,
         month: row.month,
         categories: Categories {

@@ -7,10 +7,8 @@ use sqlx::Row;
 
 use super::{Db, WriteTx};
 
-/// A contribution as stored: codes, the month received, the record key.
+/// A contribution as stored: the month received and the category codes.
 pub struct ContributionRow {
-    pub record_key: i64,
-    pub origin: &'static str,
     pub year: i32,
     pub month: u8,
     pub forms: Vec<String>,
@@ -45,13 +43,15 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Records a contribution once per record key. With a signal, its record
-    /// key is used (`key` only for a signal stored before record keys
-    /// existed); without one (demo data), `key` becomes a new record key.
+    /// Records a contribution (`origin`: `referral` or `demo`) once per
+    /// record key. With a signal, its record key is used (`key` only for a
+    /// signal stored before record keys existed); without one (demo data),
+    /// `key` becomes a new record key.
     pub async fn insert_contribution(
         &mut self,
         signal_id: Option<&str>,
         key: i64,
+        origin: &str,
         c: &ContributionRow,
     ) -> Result<(), sqlx::Error> {
         let key_id = uuid::Uuid::new_v4().to_string();
@@ -79,7 +79,7 @@ impl WriteTx {
              ON CONFLICT (record_key_id) DO NOTHING",
         )
         .bind(key_id)
-        .bind(c.origin)
+        .bind(origin)
         .bind(i64::from(c.year))
         .bind(i64::from(c.month))
         .bind(json_list(&c.forms))
@@ -93,12 +93,12 @@ impl WriteTx {
     }
 
     /// Contributions received from January of `first_year` through
-    /// (year, month) `last`, with their record keys.
+    /// (year, month) `last`, each with its record key.
     pub async fn contributions(
         &mut self,
         first_year: i32,
         last: (i32, u8),
-    ) -> Result<Vec<ContributionRow>, sqlx::Error> {
+    ) -> Result<Vec<(i64, ContributionRow)>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT k.record_key, c.year, c.month, c.forms, c.sector, c.location_type, c.municipality, \
              c.victim_groups FROM phenomenon_contributions c JOIN record_keys k ON k.id = c.record_key_id \
@@ -111,9 +111,7 @@ impl WriteTx {
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(ContributionRow {
-                    record_key: r.try_get("record_key")?,
-                    origin: "",
+                let row = ContributionRow {
                     year: r.try_get::<i64, _>("year")? as i32,
                     month: r.try_get::<i64, _>("month")? as u8,
                     forms: list(r, "forms")?,
@@ -121,7 +119,8 @@ impl WriteTx {
                     location_type: r.try_get("location_type")?,
                     municipality: r.try_get("municipality")?,
                     victim_groups: list(r, "victim_groups")?,
-                })
+                };
+                Ok((r.try_get("record_key")?, row))
             })
             .collect()
     }
