@@ -13,6 +13,9 @@
 #   keys/token-issuer.pem, .pub.pem  Ed25519: signs / verifies `token issue` tokens
 #   keys/log-signing.pem, .pub.pem   Ed25519: signs disclosure-log checkpoints
 #   keys/pseudonym.key               32 random bytes (hex): keyed pseudonyms
+#   keys/egress.key                  32 random bytes (hex): the egress guard's fingerprints
+#   keys/phenomena.key               32 random bytes (hex): the perturbation secret of the
+#                                    phenomenon tables (cell key method)
 #   tls/ca.pem, ca.key               (--dev-tls) development CA; trust ca.pem
 #   tls/server.pem, server.key       (--dev-tls) P-256 server certificate, leaf + CA
 #
@@ -51,13 +54,18 @@ EOF
     echo "created $d/keys/$1.pem"
 }
 
+secret() { # NAME
+    [ -e "$d/keys/$1.key" ] && return 0
+    openssl rand -hex 32 | tr -d '\n' > "$tmp/$1.key"
+    mv "$tmp/$1.key" "$d/keys/$1.key"
+    echo "created $d/keys/$1.key"
+}
+
 ed25519 token-issuer
 ed25519 log-signing
-if [ ! -e "$d/keys/pseudonym.key" ]; then
-    openssl rand -hex 32 | tr -d '\n' > "$tmp/pseudonym.key"
-    mv "$tmp/pseudonym.key" "$d/keys/pseudonym.key"
-    echo "created $d/keys/pseudonym.key"
-fi
+secret pseudonym
+secret egress
+secret phenomena
 
 [ "${1:-}" = "--dev-tls" ] || exit 0
 mkdir -p "$d/tls"

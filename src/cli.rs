@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `partner`, `token`, `log`, `keys`,
-//! `policy`, `retention`.
+//! `policy`, `retention`, `phenomena`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use crate::config::{Config, Overrides};
 use crate::crypto::envelope::Keyring;
 use crate::keys::KeyStore;
 use crate::partners::{Partner, PartnerStatus};
+use crate::phenomena::{Phenomena, ReleasePeriod};
 use crate::signals::Vault;
 use crate::store::Db;
 use crate::{server, telemetry};
@@ -100,6 +101,11 @@ enum Command {
         #[command(subcommand)]
         action: RetentionCommand,
     },
+    /// Phenomenon tables for the RIEC.
+    Phenomena {
+        #[command(subcommand)]
+        action: PhenomenaCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -110,6 +116,19 @@ enum RetentionCommand {
     Run {
         #[command(flatten)]
         common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum PhenomenaCommand {
+    /// Publish the release of a closed period (default: the last one to
+    /// close). A period already released is left as it is.
+    Release {
+        #[command(flatten)]
+        common: Common,
+        /// The period: a quarter (2026-Q3) or a month (2026-08).
+        #[arg(long, value_name = "PERIOD")]
+        period: Option<String>,
     },
 }
 
@@ -317,6 +336,38 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!(
                 "retention: purged {n} signals older than {} days",
                 cfg.retention.signal_days
+            );
+        }
+        Command::Phenomena {
+            action: PhenomenaCommand::Release { common, period },
+        } => {
+            let (cfg, db) = open(&common).await?;
+            let policy = crate::policy::PolicyEngine::load(
+                cfg.policy.path.clone(),
+                crate::policy::VerificationKeys::from_config(&cfg.policy)?,
+            )?;
+            let keys = KeyStore::new(&cfg.data_dir);
+            let phenomena = Phenomena::new(db, policy, &cfg.phenomena, &keys)?;
+            let id = match period {
+                Some(p) => p.parse::<ReleasePeriod>().map_err(|_| {
+                    anyhow::anyhow!("--period must be a quarter (2026-Q3) or a month (2026-08)")
+                })?,
+                None => ReleasePeriod::last_closed(
+                    cfg.phenomena.release_every,
+                    time::OffsetDateTime::now_utc().date(),
+                ),
+            };
+            let (created, release) = phenomena.publish(id).await?;
+            let verb = if created {
+                "published"
+            } else {
+                "already published"
+            };
+            println!(
+                "release {} {verb}: {} tables, {} trends",
+                release.id,
+                release.tables.len(),
+                release.trends.len()
             );
         }
         Command::Keys {

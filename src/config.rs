@@ -23,6 +23,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub signals: SignalsConfig,
     pub retention: RetentionConfig,
+    pub phenomena: PhenomenaConfig,
     pub logging: LoggingConfig,
 }
 
@@ -39,6 +40,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             signals: SignalsConfig::default(),
             retention: RetentionConfig::default(),
+            phenomena: PhenomenaConfig::default(),
             logging: LoggingConfig::default(),
         }
     }
@@ -232,6 +234,42 @@ impl Default for RetentionConfig {
         Self {
             signal_days: 730,
             interval_secs: 3600,
+        }
+    }
+}
+
+/// How often phenomenon tables are released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cadence {
+    Quarter,
+    Month,
+}
+
+/// Phenomenon tables for the RIEC and their disclosure control (the cell
+/// key method). The perturbation parameters are confidential: knowing them
+/// helps an attacker reason about the noise. Every instance and the CLI
+/// must use the same values (and the same `keys/phenomena.key`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PhenomenaConfig {
+    /// A release at the close of every `quarter` or `month`.
+    pub release_every: Cadence,
+    /// Largest difference between a published and a true count (at least 2).
+    pub max_deviation: u32,
+    /// Variance of the perturbation of counts large enough to move freely.
+    pub variance: f64,
+    /// How often (seconds) to check whether a period closed.
+    pub check_interval_secs: u64,
+}
+
+impl Default for PhenomenaConfig {
+    fn default() -> Self {
+        Self {
+            release_every: Cadence::Quarter,
+            max_deviation: 3,
+            variance: 1.0,
+            check_interval_secs: 3600,
         }
     }
 }

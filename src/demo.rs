@@ -1,5 +1,6 @@
 //! `serve --demo`: a working Drenthe region in the data directory — keys, a
-//! development CA, the covenant partners and a token per partner and role.
+//! development CA, the covenant partners, a token per partner and role, and
+//! fictitious phenomenon contributions so the RIEC has a release to pull.
 //! Re-running keeps every existing key, certificate, partner and record.
 
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use crate::auth::token::{self, TokenRequest};
 use crate::config::Config;
 use crate::keys::{KeyStore, TOKEN_ISSUER, write_secret};
 use crate::partners::{Partner, PartnerStatus};
+use crate::phenomena::{Catalogue, Phenomena};
 use crate::store::Db;
 use crate::tls::DevPki;
 
@@ -122,7 +124,7 @@ const GEMEENTE: &[&str] = &[
 /// Demo tokens live this long; each demo start signs fresh ones.
 const TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
-pub async fn init(cfg: &Config, db: &Db) -> anyhow::Result<()> {
+pub async fn init(cfg: &Config, db: &Db, policy_data: &serde_json::Value) -> anyhow::Result<()> {
     let dir = &cfg.data_dir;
     let keys = KeyStore::new(dir);
     keys.ensure_ed25519(TOKEN_ISSUER)?;
@@ -155,6 +157,9 @@ pub async fn init(cfg: &Config, db: &Db) -> anyhow::Result<()> {
             write_secret(&path, token::issue(cfg, &req)?.as_bytes())?;
         }
     }
+    // Only into a database without contributions: never mixed with real ones.
+    let catalogue = Catalogue::from_policy_data(policy_data)?;
+    Phenomena::seed_demo(db, &catalogue, time::OffsetDateTime::now_utc().date()).await?;
     Ok(())
 }
 
@@ -167,7 +172,9 @@ pub fn print_banner(cfg: &Config, addr: SocketAddr) {
          tokens           {dir}/demo/tokens/<partner>.<role>.jwt\n  client certs     {dir}/demo/clients/<partner>.pem\n\
          \nTry:\n  curl --cacert {dir}/tls/ca.pem {base}/healthz\n  \
          curl --cacert {dir}/tls/ca.pem -H \"Authorization: Bearer $(cat {dir}/demo/tokens/assen.aandachtfunctionaris-veiligheid.jwt)\" {base}/v1/me\n  \
-         curl --cacert {dir}/tls/ca.pem {base}/v1/openapi.json\n",
+         curl --cacert {dir}/tls/ca.pem {base}/v1/openapi.json\n  \
+         curl --cacert {dir}/tls/ca.pem -H \"Authorization: Bearer $(cat {dir}/demo/tokens/riec.analist.jwt)\" \
+         -H \"Ketenpoort-Purpose: fenomeenanalyse\" {base}/v1/phenomena/releases\n",
         db = redact_url(&cfg.database_url()),
     );
 }

@@ -128,11 +128,14 @@ impl KeyStore {
 }
 
 /// Creates every key `serve` needs, never replacing one: the token issuer,
-/// the log signing key, the pseudonym key and the first KEK.
+/// the log signing key, the pseudonym key, the egress guard's fingerprint
+/// key, the perturbation secret of the phenomenon tables and the first KEK.
 pub fn init_service_keys(store: &KeyStore) -> anyhow::Result<()> {
     store.ensure_ed25519(TOKEN_ISSUER)?;
     store.ensure_ed25519(crate::ledger::LOG_KEY)?;
     store.ensure_secret(crate::crypto::PSEUDONYM_KEY)?;
+    store.ensure_secret(crate::boundary::EGRESS_KEY)?;
+    store.ensure_secret(crate::phenomena::PERTURBATION_KEY)?;
     crate::crypto::envelope::Keyring::load(store)?;
     Ok(())
 }

@@ -17,6 +17,7 @@ mod identifiers;
 mod keys;
 mod ledger;
 mod partners;
+mod phenomena;
 mod policy;
 mod projection;
 mod retention;

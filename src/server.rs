@@ -17,12 +17,14 @@ use tower::ServiceExt;
 
 use crate::api::{self, AppState, middleware::RateLimit};
 use crate::auth::{Authenticator, Verifier};
+use crate::boundary::{EGRESS_KEY, EgressGuard};
 use crate::config::Config;
 use crate::crypto::envelope::Keyring;
 use crate::crypto::{PSEUDONYM_KEY, Pseudonymizer};
 use crate::keys::KeyStore;
 use crate::ledger::Ledger;
 use crate::partners::Registry;
+use crate::phenomena::{PERTURBATION_KEY, Phenomena};
 use crate::policy::{PolicyEngine, VerificationKeys};
 use crate::signals::Vault;
 use crate::store::Db;
@@ -39,7 +41,7 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     let db = Db::connect(&cfg.database_url(), cfg.database.max_connections).await?;
     db.migrate().await?;
     if demo {
-        demo::init(&cfg, &db).await?;
+        demo::init(&cfg, &db, policy.current().data()).await?;
     }
     let admin_tls = admin_tls(&cfg)?;
     let registry = Registry::new(db.clone(), Duration::from_secs(cfg.auth.partner_cache_secs));
@@ -50,13 +52,24 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     );
     let keys = KeyStore::new(&cfg.data_dir);
     keys.ensure_secret(PSEUDONYM_KEY)?;
+    keys.ensure_secret(EGRESS_KEY)?;
+    keys.ensure_secret(PERTURBATION_KEY)?;
     let ledger = Ledger::open(db.clone(), &keys, &cfg.log_origin()).await?;
     tokio::spawn(ledger.clone().checkpointer(
         cfg.log.checkpoint_every,
         Duration::from_secs(cfg.log.checkpoint_interval_secs.max(1)),
     ));
+    let phenomena = Phenomena::new(db.clone(), policy.clone(), &cfg.phenomena, &keys)?;
+    // The release of any period that closed while no instance ran.
+    if let Err(e) = phenomena.publish_due().await {
+        tracing::error!(error = %e, "publishing the phenomenon release failed");
+    }
+    tokio::spawn(phenomena.clone().publisher(Duration::from_secs(
+        cfg.phenomena.check_interval_secs.max(1),
+    )));
     let state = AppState {
         config: Arc::new(cfg.clone()),
+        egress: EgressGuard::new(db.clone(), &*keys.secret(EGRESS_KEY)?),
         db,
         auth,
         rate_limit: RateLimit::new(cfg.http.rate_limit_per_second, cfg.http.rate_limit_burst),
@@ -65,6 +78,7 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         ledger,
         pseudonyms: Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?),
         vault: Vault::new(Keyring::load(&keys)?),
+        phenomena,
     };
     tokio::spawn(retention::run(state.db.clone(), cfg.retention.clone()));
     tokio::spawn(reload_on_sighup(state.policy.clone()));

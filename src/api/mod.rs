@@ -9,6 +9,7 @@ pub mod extract;
 mod inbox;
 mod log;
 pub mod middleware;
+mod phenomena;
 pub mod problem;
 mod signals;
 mod system;
@@ -32,10 +33,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Authenticator, require_principal};
-use crate::boundary;
+use crate::boundary::{self, EgressGuard};
 use crate::config::Config;
 use crate::crypto::Pseudonymizer;
 use crate::ledger::Ledger;
+use crate::phenomena::Phenomena;
 use crate::policy::PolicyEngine;
 use crate::signals::Vault;
 use crate::store::Db;
@@ -56,6 +58,8 @@ pub struct AppState {
     pub ledger: Ledger,
     pub pseudonyms: Pseudonymizer,
     pub vault: Vault,
+    pub phenomena: Phenomena,
+    pub egress: EgressGuard,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -79,7 +83,8 @@ impl FromRef<AppState> for RateLimit {
         (name = "log", description = "The disclosure log: checkpoints, proofs and the privacy officer's view"),
         (name = "signals", description = "Submit, read, list and refer signals (covenant members only)"),
         (name = "inbox", description = "Referred signals for the recipient (covenant members only)"),
-        (name = "decisions", description = "Dry runs of the covenant policy (covenant members only)")
+        (name = "decisions", description = "Dry runs of the covenant policy (covenant members only)"),
+        (name = "phenomena", description = "Phenomenon tables under disclosure control: the catalogue and its releases (every partner, the RIEC included)")
     )
 )]
 struct ApiDoc;
@@ -116,9 +121,9 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
         .routes((schemas, paths, document));
-    // Reachable by every authenticated partner, members and non-members.
-    // The log routes serve hashes to all, and entries within the audit
-    // policy's scope (a non-member: its own aggregate reads only).
+    // The only routes a non-member reaches (the RIEC boundary, layer 2):
+    // its own identity, the log's hashes and its own aggregate entries (the
+    // audit policy's scope), and the phenomenon tables.
     let any_partner = OpenApiRouter::new()
         .routes(routes!(system::me))
         .routes(routes!(log::checkpoint, log::sign_checkpoint))
@@ -126,10 +131,12 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(log::inclusion))
         .routes(routes!(log::consistency))
         .routes(routes!(log::entries))
-        .routes(routes!(log::search))
-        .routes(routes!(log::export))
-        .routes(routes!(log::subject));
-    // Record routes: covenant members only (the RIEC boundary, layer 2).
+        .routes(routes!(phenomena::catalogue))
+        .routes(routes!(phenomena::releases))
+        .routes(routes!(phenomena::release))
+        .routes(routes!(phenomena::release_table));
+    // Everything else: covenant members only, refused (and logged) for a
+    // non-member before any handler runs.
     let members = OpenApiRouter::new()
         .routes(routes!(signals::submit, signals::list))
         .routes(routes!(signals::read))
@@ -137,15 +144,24 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(inbox::list))
         .routes(routes!(inbox::ack))
         .routes(routes!(decisions::dry_run))
+        .routes(routes!(log::search))
+        .routes(routes!(log::export))
+        .routes(routes!(log::subject))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             boundary::members_only,
         ));
+    // Layer 3, the egress guard, sees every response to a non-member that
+    // passed authentication, refusals and rate limiting included.
     let authenticated = any_partner
         .merge(members)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::rate_limit,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            boundary::egress_guard,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -17,7 +17,9 @@ use super::extract::{self, Query};
 use super::middleware::RequestContext;
 use super::problem::{FieldError, Problem};
 use crate::auth::Principal;
+use crate::boundary;
 use crate::ledger::{LogAction, work};
+use crate::phenomena::{self, RecordKey};
 use crate::policy::{Action, Decision, Mode};
 use crate::projection::project;
 use crate::signals::{self, Meta, Vault};
@@ -87,19 +89,25 @@ pub async fn submit(
     input.signal = Some(meta.facts(Vec::new()));
     let decision = x.decide(&input, LogAction::Submit, Vec::new()).await?;
     let sealed = s.vault.seal_new(&id, &body);
+    let subjects = signals::subjects(&body, &body, &s.pseudonyms);
+    let known = boundary::fingerprint::of_signal(&id, &body, &subjects);
+    let fingerprints = s.egress.fingerprints(&known);
     let draft = x
         .draft(LogAction::Submit, &decision)
         .recipient(Some(&intake.id))
         .resources([format!("signal:{id}")])
-        .subjects(signals::subjects(&body, &body, &s.pseudonyms));
+        .subjects(subjects);
     let stored = meta.clone();
     let receipt = s
         .ledger
         .commit(work(move |mut unit| {
             Box::pin(async move {
-                unit.tx()
-                    .insert_signal(&stored, &sealed.body, &sealed.kek_id, &sealed.wrapped)
+                let tx = unit.tx();
+                tx.insert_signal(&stored, &sealed.body, &sealed.kek_id, &sealed.wrapped)
                     .await?;
+                tx.insert_record_key(&stored.id, RecordKey::generate().stored())
+                    .await?;
+                tx.insert_fingerprints(&stored.id, &fingerprints).await?;
                 unit.append(draft).await
             })
         }))
@@ -391,9 +399,14 @@ pub async fn refer(
     };
     let mut resources = vec![format!("signal:{id}"), format!("referral:{}", referral.id)];
     // A member gets a copy in its inbox: the projection made for it now,
-    // sealed under the signal's data key. A non-member gets nothing.
+    // sealed under the signal's data key. A non-member gets nothing; the
+    // signal counts towards the phenomenon tables instead.
     let disclosed = project(&record, &decision.fields);
-    let copy = if decision.mode == Mode::Aggregate {
+    let aggregate = decision.mode == Mode::Aggregate;
+    let contribution = aggregate
+        .then(|| phenomena::Contribution::of(&body).map(|c| c.row()))
+        .transpose()?;
+    let copy = if aggregate {
         None
     } else {
         let item = Uuid::now_v7().to_string();
@@ -405,6 +418,12 @@ pub async fn refer(
         Some((item, sealed))
     };
     let inbox_item = copy.as_ref().map(|(item, _)| item.clone());
+    let ids: Vec<_> = [Some(&referral.id), inbox_item.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|i| boundary::fingerprint::id(i))
+        .collect();
+    let fingerprints = s.egress.fingerprints(&ids);
     let draft = x
         .draft(LogAction::Refer, &decision)
         .recipient(Some(&recipient.id))
@@ -416,10 +435,15 @@ pub async fn refer(
         .commit(work(move |mut unit| {
             Box::pin(async move {
                 let r = &stored_referral;
-                unit.tx().insert_referral(r).await?;
-                if let Some((item, sealed)) = &copy {
-                    unit.tx().insert_inbox_item(item, r, sealed).await?;
+                let tx = unit.tx();
+                tx.insert_referral(r).await?;
+                if let Some(c) = &contribution {
+                    phenomena::contribute(tx, &r.signal_id, c).await?;
                 }
+                if let Some((item, sealed)) = &copy {
+                    tx.insert_inbox_item(item, r, sealed).await?;
+                }
+                tx.insert_fingerprints(&r.signal_id, &fingerprints).await?;
                 unit.append(draft).await
             })
         }))

@@ -1,9 +1,21 @@
 //! Invariant 1, the RIEC boundary: no personal data reaches a partner outside
-//! the covenant. Three independent layers: the policy gives non-members mode
-//! `aggregate` at most (layer 1, `policies/`); this module's route gate keeps
-//! non-member principals off every record route before any handler runs
-//! (layer 2).
+//! the covenant. Three independent layers, each enough on its own:
+//!
+//! 1. the policy gives non-members mode `aggregate` at most (`policies/`,
+//!    and `Decision::sanitised` refuses record fields to a non-member);
+//! 2. this module's route gate ([`members_only`]) keeps non-member
+//!    principals off every route but their own identity, the log's hashes
+//!    and their own aggregate entries, and the phenomenon tables — before
+//!    any handler runs;
+//! 3. the egress guard ([`egress_guard`]) scans every response body sent to
+//!    a non-member for personal-data patterns and for the fingerprints of
+//!    every value stored with a signal, and blocks the response if it finds
+//!    one — even if layers 1 and 2 were broken.
 
+pub mod fingerprint;
+pub mod scan;
+
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -13,38 +25,246 @@ use crate::api::middleware::RequestContext;
 use crate::api::problem::Problem;
 use crate::auth::Principal;
 use crate::ledger::{DecisionRecord, Draft, LogAction, Outcome};
+use crate::store::Db;
+pub use fingerprint::{EGRESS_KEY, Fingerprinter, Known};
+use scan::Finding;
 
-/// Route layer on every record route: covenant members only. A refusal is
-/// logged (action `deny`, the route template as resource, no ids).
+/// The largest body the guard inspects; a larger one is blocked.
+const MAX_INSPECTED: usize = 32 * 1024 * 1024;
+
+fn route(req: &Request) -> String {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// Logs a boundary refusal or block: action `deny`, the route template as
+/// resource (never an id), the reasons.
+async fn log_deny(
+    s: &AppState,
+    ctx: Option<&RequestContext>,
+    principal: &Principal,
+    route: &str,
+    reasons: Vec<String>,
+    outcome: Outcome,
+) -> Result<(), Problem> {
+    let Some(ctx) = ctx else {
+        return Ok(());
+    };
+    let mut draft = Draft::new(ctx, principal, LogAction::Deny)
+        .resources([format!("route:{route}")])
+        .outcome(outcome);
+    draft.decision = DecisionRecord {
+        mode: "deny".into(),
+        reasons,
+    };
+    s.ledger
+        .record(draft)
+        .await
+        .map(|_| ())
+        .map_err(Problem::from)
+}
+
+/// Whether a principal is a covenant member: its registry entry says so AND
+/// its kind is a member kind in the covenant data (the policy's own rule).
+/// A registry entry alone never carries a RIEC principal past the boundary.
+pub fn is_member(s: &AppState, p: &Principal) -> bool {
+    let kind_is_member = format!("/covenant/kinds/{}/member", p.partner.kind);
+    p.partner.member
+        && s.policy.current().data().pointer(&kind_is_member)
+            == Some(&serde_json::Value::Bool(true))
+}
+
+/// Route layer on every route a non-member may not reach (layer 2): covenant
+/// members only. A refusal is logged.
 pub async fn members_only(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let Some(principal) = req.extensions().get::<Principal>().cloned() else {
         return Problem::unauthorized("token-missing").into_response();
     };
-    if principal.partner.member {
+    if is_member(&s, &principal) {
         return next.run(req).await;
     }
     metrics::counter!("ketenpoort_boundary_refusals_total").increment(1);
-    tracing::warn!("non-member principal refused on a record route");
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_default();
-    if let Some(ctx) = req.extensions().get::<RequestContext>() {
-        let mut draft = Draft::new(ctx, &principal, LogAction::Deny)
-            .resources([format!("route:{route}")])
-            .outcome(Outcome::Denied);
-        draft.decision = DecisionRecord {
-            mode: "deny".into(),
-            reasons: vec!["non-member-record-route".into()],
-        };
-        if let Err(e) = s.ledger.record(draft).await {
-            return Problem::from(e).into_response();
-        }
+    tracing::warn!("non-member principal refused on a members-only route");
+    let route = route(&req);
+    let ctx = req.extensions().get::<RequestContext>().cloned();
+    let reasons = vec!["non-member-record-route".into()];
+    if let Err(p) = log_deny(
+        &s,
+        ctx.as_ref(),
+        &principal,
+        &route,
+        reasons,
+        Outcome::Denied,
+    )
+    .await
+    {
+        return p.into_response();
     }
     Problem::forbidden(
         "non-member-record-route",
         "partners outside the covenant receive phenomenon tables only",
     )
     .into_response()
+}
+
+/// The egress guard's view of stored values.
+#[derive(Clone)]
+pub struct EgressGuard {
+    db: Db,
+    fingerprints: Fingerprinter,
+}
+
+impl EgressGuard {
+    pub fn new(db: Db, secret: &[u8; 32]) -> Self {
+        Self {
+            db,
+            fingerprints: Fingerprinter::new(secret),
+        }
+    }
+
+    /// Fingerprints of what the guard must recognise, for the store.
+    pub fn fingerprints(&self, known: &[Known]) -> Vec<Vec<u8>> {
+        self.fingerprints.all(known)
+    }
+
+    /// What, if anything, in these headers and body must not reach a
+    /// non-member. A database error is an error: the caller blocks.
+    pub async fn inspect(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) -> Result<Option<Finding>, sqlx::Error> {
+        let mut found = scan::scan_body(body);
+        for value in headers.values() {
+            scan::scan_text(&String::from_utf8_lossy(value.as_bytes()), &mut found);
+        }
+        if found.finding.is_some() {
+            return Ok(found.finding);
+        }
+        let candidates: Vec<Known> = found.candidates.into_iter().collect();
+        let hashes = self.fingerprints.all(&candidates);
+        let known = self.db.known_fingerprints(&hashes).await?;
+        Ok((!known.is_empty()).then_some(Finding::Known))
+    }
+}
+
+/// Layer 3, on every authenticated route: a response to a non-member is
+/// buffered and inspected before it leaves. A hit replaces it with a bare
+/// problem, raises `ketenpoort_egress_blocked_total` and logs a `deny`
+/// entry with outcome `blocked` (after the handler's own entry for the same
+/// request id, which recorded what was decided, not what left).
+pub async fn egress_guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(principal) = req
+        .extensions()
+        .get::<Principal>()
+        .filter(|p| !is_member(&s, p))
+        .cloned()
+    else {
+        return next.run(req).await;
+    };
+    let route = route(&req);
+    let ctx = req.extensions().get::<RequestContext>().cloned();
+    let (parts, body) = next.run(req).await.into_parts();
+    let finding = match axum::body::to_bytes(body, MAX_INSPECTED).await {
+        Err(_) => Some(Finding::Unreadable),
+        Ok(bytes) => match s.egress.inspect(&parts.headers, &bytes).await {
+            Ok(None) => return Response::from_parts(parts, Body::from(bytes)),
+            Ok(finding) => finding,
+            Err(e) => {
+                return Problem::from(e)
+                    .detail("the response could not be checked; nothing was disclosed")
+                    .into_response();
+            }
+        },
+    };
+    let code = finding.map_or("unknown", Finding::code);
+    metrics::counter!("ketenpoort_egress_blocked_total", "finding" => code).increment(1);
+    tracing::error!(finding = code, route = %route, "egress guard blocked a response to a non-member");
+    let reasons = vec!["egress-blocked".into(), format!("egress:{code}")];
+    if let Err(p) = log_deny(
+        &s,
+        ctx.as_ref(),
+        &principal,
+        &route,
+        reasons,
+        Outcome::Blocked,
+    )
+    .await
+    {
+        return p.into_response();
+    }
+    Problem::forbidden(
+        "egress-blocked",
+        "the response was withheld because it looked like personal data; the operator has been alerted",
+    )
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// A guard over a store holding the example signal's fingerprints,
+    /// with a victim whose BSN starts with 0 and a pseudonym.
+    async fn guard() -> (EgressGuard, Value, String) {
+        let db = Db::connect("sqlite::memory:", 1).await.unwrap();
+        db.migrate().await.unwrap();
+        let mut body: Value =
+            serde_json::from_str(include_str!("../../examples/signal.json")).unwrap();
+        body["victims"][0]["bsn"] = json!("012345672");
+        let id = "0193a4e2-7c1d-7a00-8000-1234567890ab".to_owned();
+        let pseudonym = "ps1:k3VfXq0lO3d1K2J5m8QnR7sT4uV6wY0zAbCdEfGhIjK".to_owned();
+        let guard = EgressGuard::new(db.clone(), &[5; 32]);
+        let known = fingerprint::of_signal(&id, &body, std::slice::from_ref(&pseudonym));
+        let mut tx = db.begin_write().await.unwrap();
+        tx.insert_fingerprints(&id, &guard.fingerprints(&known))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        (guard, body, id)
+    }
+
+    async fn inspect(g: &EgressGuard, body: &str) -> Option<Finding> {
+        g.inspect(&axum::http::HeaderMap::new(), body.as_bytes())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn stored_values_are_recognised_in_every_form_and_position() {
+        let (g, record, id) = guard().await;
+        // A whole record, as a broken layer 1 and 2 would send it.
+        assert!(inspect(&g, &record.to_string()).await.is_some());
+        // Values no pattern catches, only the fingerprints.
+        for body in [
+            r#"{"x":"voorbeeld slachtoffer"}"#.to_owned(),
+            r#"{"VOORBEELD-SLACHTOFFER":1}"#.to_owned(),
+            r#"[[{"n":"VoorbeeldSlachtoffer"}]]"#.to_owned(),
+            r#"{"t":"gesprek met Voorbeeld   Verdachte gisteren"}"#.to_owned(),
+            r#"{"bedrijf":"voorbeeld uitzendbureau bv"}"#.to_owned(),
+            r#"{"inner":"{\"bsn\":12345672}"}"#.to_owned(),
+            r#"{"phone":"31600000000"}"#.to_owned(),
+            format!(r#"{{"ids":["{}"]}}"#, id.to_uppercase().replace('-', "")),
+            format!(r#"{{"r":"signal:{id}"}}"#),
+            r#"{"s":"k3VfXq0lO3d1K2J5m8QnR7sT4uV6wY0zAbCdEfGhIjK"}"#.to_owned(),
+            "plain text: Voorbeeld Slachtoffer".to_owned(),
+        ] {
+            assert_eq!(inspect(&g, &body).await, Some(Finding::Known), "{body}");
+        }
+        // A header is inspected too.
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("location", format!("/v1/signals/{id}").parse().unwrap());
+        assert_eq!(g.inspect(&h, b"{}").await.unwrap(), Some(Finding::Known));
+        // Other people, other ids, and the words apart pass.
+        for body in [
+            r#"{"x":"Voorbeeld Anders","y":"Slachtoffer"}"#,
+            r#"{"r":"signal:0193a4e2-7c1d-7a00-8000-000000000000"}"#,
+            r#"{"value":12,"categories":["arbeid","totaal"]}"#,
+        ] {
+            assert_eq!(inspect(&g, body).await, None, "{body}");
+        }
+    }
 }

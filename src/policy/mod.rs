@@ -101,6 +101,11 @@ impl Policies {
         self.loaded_at
     }
 
+    /// The bundle's data documents (the covenant and the table catalogue).
+    pub fn data(&self) -> &serde_json::Value {
+        &self.data
+    }
+
     /// Whether `purpose` is a purpose id of the covenant data.
     pub fn is_known_purpose(&self, purpose: &str) -> bool {
         self.data

@@ -4,6 +4,7 @@
 
 pub mod ledger;
 pub mod partners;
+pub mod phenomena;
 pub mod signals;
 
 use std::sync::Arc;

@@ -165,10 +165,16 @@ impl WriteTx {
     }
 
     /// Destroys a signal: its data key first, then every row that holds
-    /// its personal data (referrals and inbox copies go with it).
+    /// its personal data (referrals and inbox copies go with it) and the
+    /// egress fingerprints of its values. Its record key stays, unlinked,
+    /// while it counts in the phenomenon tables, so they stay stable.
     pub async fn purge_signal(&mut self, id: &str) -> Result<(), sqlx::Error> {
         for sql in [
             "DELETE FROM signal_keys WHERE signal_id = $1",
+            "DELETE FROM egress_fingerprints WHERE signal_id = $1",
+            "DELETE FROM record_keys WHERE signal_id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM phenomenon_contributions c WHERE c.record_key_id = record_keys.id)",
+            "UPDATE record_keys SET signal_id = NULL WHERE signal_id = $1",
             "DELETE FROM inbox WHERE signal_id = $1",
             "DELETE FROM referrals WHERE signal_id = $1",
             "DELETE FROM signals WHERE id = $1",

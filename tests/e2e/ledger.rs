@@ -2104,7 +2104,9 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
                 "riec {role}: {e}"
             );
         }
-        let code = Some("non-member-aggregate-only");
+        // Refused by the route gate (the RIEC boundary, layer 2) before any
+        // handler runs, and logged as action `deny`.
+        let code = Some("non-member-record-route");
         let search = format!("/v1/log/search?{}", around_today());
         problem(riec.get(&search, AUDIT).await, 403, code).await;
         problem(
@@ -2148,20 +2150,41 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
         Some("purpose-missing"),
     )
     .await;
-    // Refused queries are logged as refused audit queries.
+    // Refused queries are logged: the members' as refused audit queries,
+    // the RIEC's as boundary refusals (action `deny`, the route, no ids).
     let refused: Vec<Value> = zvhd_fg
         .whole_log()
         .await
         .into_iter()
         .map(|e| e["entry"].clone())
-        .filter(|e| e["action"] == "audit-query" && e["outcome"] == "denied")
+        .filter(|e| {
+            e["outcome"] == "denied" && (e["action"] == "audit-query" || e["action"] == "deny")
+        })
         .collect();
-    let by_riec = refused
+    // Only the log routes' refusals (the test also tried a record route).
+    let log_route = |e: &Value| {
+        e["resources"].as_array().is_some_and(|r| {
+            r.len() == 1
+                && r[0]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("route:/v1/log/"))
+        })
+    };
+    let refused: Vec<&Value> = refused
+        .iter()
+        .filter(|e| e["action"] == "audit-query" || log_route(e))
+        .collect();
+    let by_riec: Vec<&&Value> = refused
         .iter()
         .filter(|e| e["actor"]["partner"] == "riec")
-        .count();
+        .collect();
+    assert!(
+        by_riec.iter().all(|e| e["action"] == "deny"
+            && e["decision"]["reasons"] == json!(["non-member-record-route"])),
+        "{by_riec:?}"
+    );
     assert_eq!(
-        (by_riec, refused.len()),
+        (by_riec.len(), refused.len()),
         (6, 9),
         "every refused query is logged: {refused:?}"
     );

@@ -18,9 +18,11 @@
 
 mod at_rest;
 mod auth;
+mod boundary;
 mod cli;
 mod common;
 mod covenant;
 mod http;
 mod ledger;
+mod phenomena;
 mod policy;

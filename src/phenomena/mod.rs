@@ -1,0 +1,495 @@
+//! Phenomenon tables: the only thing that crosses to the RIEC (invariant 1).
+//!
+//! A signal referred to a non-member contributes its category codes to the
+//! tables ([`Contribution`], recorded in the referral's transaction). At
+//! fixed moments — the close of each quarter or month — a release is built
+//! from the catalogue in the policy data ([`catalogue`]), every cell
+//! protected by the cell key method ([`cellkey`]), and stored; it is served
+//! as stored and never recomputed. The types a release is made of hold
+//! category codes, periods and counts only.
+
+pub mod catalogue;
+pub mod cellkey;
+pub mod period;
+pub mod tables;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+use crate::config::{Cadence, PhenomenaConfig};
+use crate::keys::KeyStore;
+use crate::policy::PolicyEngine;
+use crate::store::phenomena::ContributionRow;
+use crate::store::{Db, WriteTx};
+pub use catalogue::{Catalogue, Code};
+pub use cellkey::{PERTURBATION_KEY, Perturbation, RecordKey};
+pub use period::{Period, ReleasePeriod};
+use tables::{Categories, Record, Table, Trend};
+
+/// The victim group codes a signal's victims fall into (the catalogue's
+/// `victimGroup` categories).
+const MINOR: &str = "minderjarig";
+const ADULT: &str = "meerderjarig";
+const LABOUR_MIGRANT: &str = "arbeidsmigrant";
+/// A sector or location type the signal does not give.
+const UNKNOWN: &str = "onbekend";
+/// How many fictitious contributions the demo seeds.
+const DEMO_CONTRIBUTIONS: usize = 60;
+
+/// What a signal contributes to the tables: its period and category codes,
+/// read from a validated signal body (the schema's enumerations).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contribution {
+    pub year: i32,
+    pub month: u8,
+    pub categories: Categories,
+}
+
+impl Contribution {
+    pub fn of(body: &Value) -> anyhow::Result<Self> {
+        let code = |v: Option<&str>| {
+            Code::new(v.unwrap_or(UNKNOWN)).context("a category of the signal is not a code")
+        };
+        let received = body["dateReceived"].as_str().unwrap_or_default();
+        let date = time::Date::parse(
+            received,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .context("the signal has no date received")?;
+        let victims = body["victims"].as_array().cloned().unwrap_or_default();
+        let flag = |v: &Value, k: &str| v.get(k) == Some(&Value::Bool(true));
+        let mut victim_groups = Vec::new();
+        for (group, present) in [
+            (MINOR, victims.iter().any(|v| flag(v, "minor"))),
+            (ADULT, victims.iter().any(|v| !flag(v, "minor"))),
+            (
+                LABOUR_MIGRANT,
+                victims.iter().any(|v| flag(v, "labourMigrant")),
+            ),
+        ] {
+            if present {
+                victim_groups.push(code(Some(group))?);
+            }
+        }
+        let forms = body["forms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| code(f.as_str()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self {
+            year: date.year(),
+            month: date.month() as u8,
+            categories: Categories {
+                forms,
+                sector: code(body["sector"].as_str())?,
+                location_type: code(body["locationType"].as_str())?,
+                municipality: code(body["municipality"].as_str())?,
+                victim_groups,
+            },
+        })
+    }
+
+    /// The row the store keeps.
+    pub fn row(&self) -> ContributionRow {
+        let strings = |c: &[Code]| c.iter().map(|c| c.as_str().to_owned()).collect();
+        ContributionRow {
+            year: self.year,
+            month: self.month,
+            forms: strings(&self.categories.forms),
+            sector: self.categories.sector.as_str().to_owned(),
+            location_type: self.categories.location_type.as_str().to_owned(),
+            municipality: self.categories.municipality.as_str().to_owned(),
+            victim_groups: strings(&self.categories.victim_groups),
+        }
+    }
+}
+
+/// Records a signal's contribution inside the referral's transaction
+/// (once per signal; a later referral changes nothing).
+pub async fn contribute(
+    tx: &mut WriteTx,
+    signal_id: &str,
+    c: &ContributionRow,
+) -> Result<(), sqlx::Error> {
+    tx.insert_contribution(
+        Some(signal_id),
+        RecordKey::generate().stored(),
+        "referral",
+        c,
+    )
+    .await
+}
+
+/// An RFC 3339 time (UTC, milliseconds) set by ketenpoort.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(value_type = String, example = "2026-10-01T00:00:05.123Z")]
+pub struct Timestamp(String);
+
+impl Timestamp {
+    fn now() -> Self {
+        let now = time::OffsetDateTime::now_utc();
+        let ms = now
+            .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+            .expect("ms");
+        Self(ms.format(&Rfc3339).expect("rfc3339"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        time::OffsetDateTime::parse(&s, &Rfc3339)
+            .map(|_| Self(s))
+            .map_err(|_| serde::de::Error::custom("not an RFC 3339 time"))
+    }
+}
+
+/// The policy revision a release was built under (`sha256:<hex>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(value_type = String)]
+pub struct Revision(String);
+
+impl<'de> Deserialize<'de> for Revision {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = s
+            .strip_prefix("sha256:")
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        ok.then_some(Self(s))
+            .ok_or_else(|| serde::de::Error::custom("not a policy revision"))
+    }
+}
+
+/// A release: every table and trend of the catalogue for one closed period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Release {
+    /// The period the release closes, also its id: `2026-Q3` or `2026-08`.
+    #[schema(value_type = String, example = "2026-Q3")]
+    pub id: ReleasePeriod,
+    /// The first quarter it covers (the start of the previous year). Cells
+    /// of the release's own year and quarter run up to the release period.
+    #[schema(value_type = String, example = "2025-Q1")]
+    pub from: Period,
+    pub created_at: Timestamp,
+    /// The policy bundle (and so the catalogue) it was built under.
+    pub policy_revision: Revision,
+    pub tables: Vec<Table>,
+    pub trends: Vec<Trend>,
+}
+
+impl Release {
+    /// One table or trend of the release, as a release of its own.
+    pub fn only(&self, id: &Code) -> Option<Release> {
+        let tables: Vec<Table> = self
+            .tables
+            .iter()
+            .filter(|t| &t.id == id)
+            .cloned()
+            .collect();
+        let trends: Vec<Trend> = self
+            .trends
+            .iter()
+            .filter(|t| &t.id == id)
+            .cloned()
+            .collect();
+        (!tables.is_empty() || !trends.is_empty()).then(|| Release {
+            tables,
+            trends,
+            ..self.clone()
+        })
+    }
+}
+
+/// A release in the feed: what it is, not what it holds.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseSummary {
+    #[schema(value_type = String, example = "2026-Q3")]
+    pub id: ReleasePeriod,
+    #[schema(value_type = String, example = "2025-Q1")]
+    pub from: Period,
+    pub created_at: Timestamp,
+    /// Ids of its tables and trends.
+    pub tables: Vec<Code>,
+}
+
+/// A page of the release feed, oldest first.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleasePage {
+    pub items: Vec<ReleaseSummary>,
+    /// Cursor for the next page (`after`), when there may be more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
+}
+
+fn parse_release(body: &str) -> anyhow::Result<Release> {
+    serde_json::from_str(body).context("a stored release does not parse")
+}
+
+/// Builds, stores and reads releases.
+#[derive(Clone)]
+pub struct Phenomena {
+    db: Db,
+    policy: PolicyEngine,
+    perturbation: Arc<Perturbation>,
+    cadence: Cadence,
+}
+
+impl Phenomena {
+    pub fn new(
+        db: Db,
+        policy: PolicyEngine,
+        cfg: &PhenomenaConfig,
+        keys: &KeyStore,
+    ) -> anyhow::Result<Self> {
+        let secret = keys.secret(PERTURBATION_KEY)?;
+        Ok(Self {
+            db,
+            policy,
+            perturbation: Arc::new(Perturbation::new(cfg.max_deviation, cfg.variance, &secret)?),
+            cadence: cfg.release_every,
+        })
+    }
+
+    /// The catalogue of the policies in force.
+    pub fn catalogue(&self) -> anyhow::Result<Catalogue> {
+        Catalogue::from_policy_data(self.policy.current().data())
+    }
+
+    pub async fn release(&self, id: ReleasePeriod) -> anyhow::Result<Option<Release>> {
+        self.db
+            .release(&id.to_string())
+            .await?
+            .map(|b| parse_release(&b))
+            .transpose()
+    }
+
+    /// The feed: releases in the order they were made, after `after`.
+    pub async fn releases(&self, after: Option<u64>, limit: u32) -> anyhow::Result<ReleasePage> {
+        let rows = self.db.releases(after.unwrap_or(0), limit).await?;
+        let next_after = (rows.len() as u32 == limit)
+            .then(|| rows.last().map(|(seq, _)| *seq))
+            .flatten();
+        let items = rows
+            .iter()
+            .map(|(_, body)| {
+                let r = parse_release(body)?;
+                Ok(ReleaseSummary {
+                    id: r.id,
+                    from: r.from,
+                    created_at: r.created_at,
+                    tables: r
+                        .tables
+                        .iter()
+                        .map(|t| t.id.clone())
+                        .chain(r.trends.iter().map(|t| t.id.clone()))
+                        .collect(),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(ReleasePage { items, next_after })
+    }
+
+    /// Publishes the release of a closed period, once: if it exists, it is
+    /// returned as stored (`false`), never recomputed.
+    pub async fn publish(&self, id: ReleasePeriod) -> anyhow::Result<(bool, Release)> {
+        let today = time::OffsetDateTime::now_utc().date();
+        ensure!(id.is_closed(today), "period {id} has not ended yet");
+        if let Some(existing) = self.release(id).await? {
+            return Ok((false, existing));
+        }
+        let policies = self.policy.current();
+        let catalogue = Catalogue::from_policy_data(policies.data())?;
+        let revision = Revision(policies.revision().to_owned());
+        let mut tx = self.db.begin_write().await?;
+        let (first, last) = (id.first_year(), id.last_month());
+        let records = tx
+            .contributions(first, last)
+            .await?
+            .into_iter()
+            .filter_map(|(key, row)| record(key, row))
+            .collect::<Vec<_>>();
+        let (tables, trends) = tables::build(&catalogue, id, &records, &self.perturbation);
+        let release = Release {
+            id,
+            from: Period::Quarter(first, 1),
+            created_at: Timestamp::now(),
+            policy_revision: revision,
+            tables,
+            trends,
+        };
+        let body = serde_json::to_string(&release)?;
+        let created = tx
+            .insert_release(&id.to_string(), crate::store::now_millis(), &body)
+            .await?;
+        tx.commit().await?;
+        if created {
+            metrics::counter!("ketenpoort_phenomena_releases_total").increment(1);
+            tracing::info!(release = %id, "phenomenon release published");
+            return Ok((true, release));
+        }
+        // Another instance published it first: serve theirs.
+        let theirs = self.release(id).await?.context("release vanished")?;
+        Ok((false, theirs))
+    }
+
+    /// Publishes the most recently closed period, and any closed since the
+    /// newest release (periods that closed while no instance ran; at most
+    /// two years' worth), oldest first.
+    pub async fn publish_due(&self) -> anyhow::Result<()> {
+        let today = time::OffsetDateTime::now_utc().date();
+        let newest = self
+            .db
+            .release_ids()
+            .await?
+            .iter()
+            .filter_map(|id| id.parse::<ReleasePeriod>().ok())
+            .map(ReleasePeriod::last_month)
+            .max();
+        let mut due = vec![ReleasePeriod::last_closed(self.cadence, today)];
+        while let Some(newest) = newest {
+            let before = due[due.len() - 1].previous();
+            if before.last_month() <= newest || due.len() >= 24 {
+                break;
+            }
+            due.push(before);
+        }
+        for id in due.into_iter().rev() {
+            self.publish(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Background task: a release as soon as a period has closed.
+    pub async fn publisher(self, interval: Duration) {
+        loop {
+            tokio::time::sleep(interval).await;
+            if let Err(e) = self.publish_due().await {
+                tracing::error!(error = %e, "publishing the phenomenon release failed");
+            }
+        }
+    }
+
+    /// Seeds fictitious contributions for the demo region (origin `demo`,
+    /// no signal behind them) when there are no contributions at all, so a
+    /// release of the demo has something to protect.
+    pub async fn seed_demo(
+        db: &Db,
+        catalogue: &Catalogue,
+        today: time::Date,
+    ) -> anyhow::Result<usize> {
+        if db.contribution_count().await? > 0 {
+            return Ok(0);
+        }
+        use catalogue::Dimension::*;
+        let pick = |d, i: usize| {
+            let codes = catalogue.codes(d);
+            codes[i % codes.len()].clone()
+        };
+        let last = ReleasePeriod::last_closed(Cadence::Quarter, today).last_month();
+        // A fixed, plainly fictitious spread over the months of last year and
+        // of this year up to the last closed quarter.
+        let months = 12 + usize::from(last.1);
+        let mut tx = db.begin_write().await?;
+        for i in 0..DEMO_CONTRIBUTIONS {
+            let m = (i * 7) % months;
+            let (year, month) = if m < 12 {
+                (last.0 - 1, m as u8 + 1)
+            } else {
+                (last.0, (m - 12) as u8 + 1)
+            };
+            let c = Contribution {
+                year,
+                month,
+                categories: Categories {
+                    forms: vec![pick(Form, [1, 0, 1, 2, 0, 1, 4][i % 7])],
+                    sector: pick(Sector, i * 7 / 3),
+                    location_type: pick(LocationType, i * 3 / 2),
+                    municipality: pick(Municipality, i * 5),
+                    victim_groups: vec![pick(VictimGroup, i % 3)],
+                },
+            };
+            let key = RecordKey::generate().stored();
+            tx.insert_contribution(None, key, "demo", &c.row()).await?;
+        }
+        tx.commit().await?;
+        Ok(DEMO_CONTRIBUTIONS)
+    }
+}
+
+/// A stored contribution as a record of the tables; rows whose codes are
+/// not codes are left out (they cannot come from a validated signal).
+fn record(key: i64, row: ContributionRow) -> Option<Record> {
+    let codes = |v: &[String]| v.iter().map(|s| Code::new(s)).collect::<Option<Vec<_>>>();
+    Some(Record {
+        key: RecordKey::from_stored(key),
+        year: row.year,
+        month: row.month,
+        categories: Categories {
+            forms: codes(&row.forms)?,
+            sector: Code::new(&row.sector)?,
+            location_type: Code::new(&row.location_type)?,
+            municipality: Code::new(&row.municipality)?,
+            victim_groups: codes(&row.victim_groups)?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_contribution_holds_codes_and_a_month_only() {
+        let body: Value = serde_json::from_str(include_str!("../../examples/signal.json")).unwrap();
+        let body = crate::signals::validate(body).unwrap();
+        let c = Contribution::of(&body).unwrap();
+        assert_eq!((c.year, c.month), (2026, 11));
+        let codes = |v: &[Code]| v.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>();
+        assert_eq!(codes(&c.categories.forms), ["arbeid"]);
+        assert_eq!(c.categories.sector.as_str(), "land-en-tuinbouw");
+        assert_eq!(c.categories.municipality.as_str(), "emmen");
+        assert_eq!(
+            codes(&c.categories.victim_groups),
+            ["meerderjarig", "arbeidsmigrant"]
+        );
+        let mut bare = body.clone();
+        bare.as_object_mut().unwrap().remove("sector");
+        assert_eq!(
+            Contribution::of(&bare).unwrap().categories.sector.as_str(),
+            "onbekend"
+        );
+        let mut minor = body;
+        minor["victims"][0]["minor"] = Value::Bool(true);
+        minor["victims"][0]["labourMigrant"] = Value::Bool(false);
+        let c = Contribution::of(&minor).unwrap();
+        assert_eq!(codes(&c.categories.victim_groups), ["minderjarig"]);
+    }
+
+    #[test]
+    fn a_stored_release_with_free_text_does_not_parse() {
+        let good = r#"{"id":"2026-Q3","from":"2025-Q1","createdAt":"2026-10-01T00:00:00.000Z",
+            "policyRevision":"sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "tables":[{"id":"vorm-jaar","dimensions":["form"],"period":"year",
+            "cells":[{"period":"2026","categories":["arbeid"],"value":4}]}],"trends":[]}"#;
+        assert!(parse_release(good).is_ok());
+        for (from, to) in [
+            (r#"["arbeid"]"#, r#"["Jan de Vries"]"#),
+            (r#""value":4"#, r#""value":"4""#),
+            (r#""period":"2026""#, r#""period":"2026-07-14""#),
+            (r#""trends":[]"#, r#""trends":[],"note":"x""#),
+            (r#"2026-10-01T00:00:00.000Z"#, r#"1 oktober"#),
+        ] {
+            assert!(parse_release(&good.replace(from, to)).is_err(), "{to}");
+        }
+    }
+}

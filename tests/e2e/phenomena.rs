@@ -1,0 +1,1063 @@
+//! Phenomenon tables from outside: a referral to the RIEC contributes to
+//! the tables, a release is published per closed period and served as
+//! stored, and its disclosure control holds over the whole catalogue and
+//! several releases — no published 1 or 2 anywhere, the same set of records
+//! published alike wherever it appears, and no difference of tables,
+//! margins or consecutive releases that pins down a count of 1 or 2.
+//!
+//! The test knows the truth because it made the data: it mirrors how the
+//! gateway reads a signal's categories and which records a cell counts.
+//! The demo's fictitious contributions lie in the current and previous
+//! year; the tests use years long past, so the two never share a cell.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// The perturbation's largest deviation, as the tests configure it.
+pub const MAX_DEVIATION: i64 = 3;
+/// The configuration every server and CLI run of these tests shares.
+pub const PHENOMENA_ENV: [(&str, &str); 2] = [
+    ("KETENPOORT_PHENOMENA__MAX_DEVIATION", "3"),
+    ("KETENPOORT_PHENOMENA__VARIANCE", "1.0"),
+];
+pub const FEN: &str = "fenomeenanalyse";
+const PURPOSE: &str = "ketenpoort-purpose";
+const REPORTER_ROLE: &str = "aandachtfunctionaris-sociaal";
+
+pub const MUNICIPALITIES: [&str; 12] = [
+    "aa-en-hunze",
+    "assen",
+    "borger-odoorn",
+    "coevorden",
+    "de-wolden",
+    "emmen",
+    "hoogeveen",
+    "meppel",
+    "midden-drenthe",
+    "noordenveld",
+    "tynaarlo",
+    "westerveld",
+];
+pub const FORMS: [&str; 5] = ["seksueel", "arbeid", "crimineel", "orgaan", "onbekend"];
+pub const SECTORS: [&str; 12] = [
+    "land-en-tuinbouw",
+    "bouw",
+    "horeca",
+    "logistiek",
+    "schoonmaak",
+    "vleesverwerking",
+    "prostitutie",
+    "huishoudelijk",
+    "industrie",
+    "zorg",
+    "overig",
+    "onbekend",
+];
+pub const LOCATIONS: [&str; 10] = [
+    "woning",
+    "bedrijfspand",
+    "horeca",
+    "seksinrichting",
+    "agrarisch",
+    "huisvesting-arbeidsmigranten",
+    "online",
+    "openbare-ruimte",
+    "overig",
+    "onbekend",
+];
+
+/// A server for these tests: the shared perturbation settings and no rate
+/// limit in the way of bulk submissions.
+pub fn opts() -> Opts {
+    let mut o = Opts::new()
+        .env("KETENPOORT_HTTP__RATE_LIMIT_PER_SECOND", 100_000)
+        .env("KETENPOORT_HTTP__RATE_LIMIT_BURST", 100_000);
+    for (k, v) in PHENOMENA_ENV {
+        o = o.env(k, v);
+    }
+    o
+}
+
+/// A small deterministic generator (xorshift64*), so a failing data set can
+/// be reproduced.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len())]
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// A signal without personal values: only what the tables count varies.
+pub fn plain_signal(rng: &mut Rng, year: i32, month: u8) -> Value {
+    let day = 1 + rng.below(28);
+    let mut forms = vec![rng.pick(&FORMS)];
+    if rng.chance(25) {
+        let second = rng.pick(&FORMS);
+        if !forms.contains(&second) {
+            forms.push(second);
+        }
+    }
+    let minor = rng.chance(25);
+    let born = if minor { year - 15 } else { year - 30 };
+    let mut victim = json!({
+        "dateOfBirth": format!("{born:04}-{month:02}-{day:02}"),
+        "labourMigrant": rng.chance(30),
+    });
+    if rng.chance(15) {
+        victim.as_object_mut().unwrap().remove("dateOfBirth");
+    }
+    let mut victims = vec![victim];
+    if rng.chance(15) {
+        victims.push(json!({"labourMigrant": false}));
+    }
+    let mut body = json!({
+        "municipality": if rng.chance(8) { "buiten-drenthe" } else { rng.pick(&MUNICIPALITIES) },
+        "dateReceived": format!("{year:04}-{month:02}-{day:02}"),
+        "forms": forms,
+        "urgency": "normaal",
+        "victims": victims,
+        "narrative": "Fictief testsignaal zonder persoonsgegevens."
+    });
+    if !rng.chance(20) {
+        body["sector"] = json!(rng.pick(&SECTORS));
+    }
+    if !rng.chance(20) {
+        body["locationType"] = json!(rng.pick(&LOCATIONS));
+    }
+    body
+}
+
+/// Submits every body (sixteen at a time, reported by the municipalities in
+/// turn); returns the signal ids in order.
+pub async fn submit_all(server: &Server, bodies: &[Value]) -> Vec<String> {
+    let tokens: Vec<String> = MUNICIPALITIES
+        .iter()
+        .map(|m| server.token(m, REPORTER_ROLE))
+        .collect();
+    futures::stream::iter(bodies.iter().enumerate())
+        .map(|(i, body)| {
+            let token = tokens[i % tokens.len()].clone();
+            async move {
+                let res = server
+                    .post("/v1/signals")
+                    .bearer_auth(token)
+                    .header(PURPOSE, "signalering")
+                    .json(body)
+                    .send()
+                    .await
+                    .expect("submit");
+                let status = res.status();
+                let v: Value = res.json().await.expect("submit answer");
+                assert_eq!(status, 201, "submit: {v}");
+                v["id"].as_str().expect("signal id").to_owned()
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await
+}
+
+/// Refers every signal to `recipient` for `purpose` as the ketenregisseur;
+/// returns the referral answers in order.
+pub async fn refer_all(
+    server: &Server,
+    ids: &[String],
+    recipient: &str,
+    purpose: &str,
+) -> Vec<Value> {
+    let token = server.token("zvhd", "ketenregisseur");
+    futures::stream::iter(ids.iter())
+        .map(|id| {
+            let token = token.clone();
+            async move {
+                let res = server
+                    .post(&format!("/v1/signals/{id}/referrals"))
+                    .bearer_auth(token)
+                    .header(PURPOSE, purpose)
+                    .json(&json!({"recipient": recipient, "purpose": purpose}))
+                    .send()
+                    .await
+                    .expect("refer");
+                let status = res.status();
+                let v: Value = res.json().await.expect("referral answer");
+                assert_eq!(status, 201, "referral: {v}");
+                v
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await
+}
+
+/// `ketenpoort phenomena release --period P`; returns its output.
+pub fn publish(server: &Server, period: &str) -> String {
+    let out = server.data().cli_with_env(
+        &["phenomena", "release", "--period", period],
+        &PHENOMENA_ENV,
+    );
+    assert!(
+        out.status.success(),
+        "phenomena release {period}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub async fn get_fen(server: &Server, token: &str, path: &str) -> reqwest::Response {
+    server
+        .get(path)
+        .bearer_auth(token)
+        .header(PURPOSE, FEN)
+        .send()
+        .await
+        .expect("request")
+}
+
+pub async fn fetch_release(server: &Server, token: &str, id: &str) -> Value {
+    let res = get_fen(server, token, &format!("/v1/phenomena/releases/{id}")).await;
+    assert_eq!(res.status(), 200, "release {id}");
+    assert!(
+        header(&res, "ketenpoort-receipt").is_some(),
+        "a release read is logged"
+    );
+    res.json().await.unwrap()
+}
+
+/// What the gateway reads from a signal for the tables.
+#[derive(Clone, Debug)]
+struct Facts {
+    year: i32,
+    month: u8,
+    codes: HashMap<&'static str, Vec<String>>,
+}
+
+fn facts(body: &Value) -> Facts {
+    let received = body["dateReceived"].as_str().unwrap();
+    let (year, month, day): (i32, u8, u8) = (
+        received[..4].parse().unwrap(),
+        received[5..7].parse().unwrap(),
+        received[8..10].parse().unwrap(),
+    );
+    let minor = |v: &Value| {
+        v["dateOfBirth"].as_str().is_some_and(|b| {
+            let (by, bm, bd): (i32, u8, u8) = (
+                b[..4].parse().unwrap(),
+                b[5..7].parse().unwrap(),
+                b[8..10].parse().unwrap(),
+            );
+            let mut age = year - by;
+            if (month, day) < (bm, bd) {
+                age -= 1;
+            }
+            age < 18
+        })
+    };
+    let victims = body["victims"].as_array().unwrap();
+    let mut groups = Vec::new();
+    if victims.iter().any(minor) {
+        groups.push("minderjarig".to_owned());
+    }
+    if victims.iter().any(|v| !minor(v)) {
+        groups.push("meerderjarig".to_owned());
+    }
+    if victims.iter().any(|v| v["labourMigrant"] == json!(true)) {
+        groups.push("arbeidsmigrant".to_owned());
+    }
+    let one = |k: &str| vec![body[k].as_str().unwrap_or("onbekend").to_owned()];
+    let codes = HashMap::from([
+        (
+            "form",
+            body["forms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_owned())
+                .collect(),
+        ),
+        ("sector", one("sector")),
+        ("locationType", one("locationType")),
+        ("municipality", one("municipality")),
+        ("victimGroup", groups),
+    ]);
+    Facts { year, month, codes }
+}
+
+/// (last year, last month) and first year of a release period.
+fn coverage(id: &str) -> ((i32, u8), i32) {
+    let year: i32 = id[..4].parse().unwrap();
+    let last = match id[5..].strip_prefix('Q') {
+        Some(q) => q.parse::<u8>().unwrap() * 3,
+        None => id[5..].parse().unwrap(),
+    };
+    ((year, last), year - 1)
+}
+
+/// A set of records (signal numbers), as a bitset.
+type Records = Vec<u64>;
+
+fn subset(a: &Records, b: &Records) -> bool {
+    a.iter().zip(b).all(|(x, y)| x & !y == 0)
+}
+
+fn count(a: &Records) -> i64 {
+    a.iter().map(|w| i64::from(w.count_ones())).sum()
+}
+
+/// One published cell with the records it counts.
+#[derive(Clone, Debug)]
+struct Published {
+    release: String,
+    table: String,
+    period: String,
+    categories: Vec<String>,
+    value: i64,
+    records: Records,
+}
+
+/// Every cell of `release`, with its true record set: the contributions
+/// `included` (signal numbers recorded before the release was made).
+fn cells_of(
+    release: &Value,
+    facts: &[Facts],
+    included: &BTreeSet<usize>,
+    catalogue: &Value,
+) -> Vec<Published> {
+    let id = release["id"].as_str().unwrap();
+    let (last, first_year) = coverage(id);
+    let words = facts.len().div_ceil(64);
+    let total = catalogue["total"].as_str().unwrap();
+    let mut out = Vec::new();
+    for table in release["tables"].as_array().unwrap() {
+        let dims: Vec<String> = table["dimensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_owned())
+            .collect();
+        let spec = catalogue["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == table["id"])
+            .expect("a table of the catalogue");
+        assert_eq!(spec["dimensions"], table["dimensions"]);
+        assert_eq!(spec["period"], table["period"]);
+        // Every category combination, margins and zeros included.
+        let per_period: usize = dims
+            .iter()
+            .map(|d| {
+                catalogue["dimensions"][d]["codes"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+                    + 1
+            })
+            .product();
+        let periods: BTreeSet<&str> = table["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["period"].as_str().unwrap())
+            .collect();
+        let expected_periods = match table["period"].as_str().unwrap() {
+            "year" => 2,
+            _ => 4 + usize::from(last.1).div_ceil(3),
+        };
+        assert_eq!(periods.len(), expected_periods, "{id} {}", table["id"]);
+        assert_eq!(
+            table["cells"].as_array().unwrap().len(),
+            per_period * expected_periods,
+            "{id} {}: every combination is a cell",
+            table["id"]
+        );
+        for cell in table["cells"].as_array().unwrap() {
+            let period = cell["period"].as_str().unwrap();
+            let cats: Vec<String> = cell["categories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned())
+                .collect();
+            let mut records = vec![0u64; words];
+            for &i in included {
+                let f = &facts[i];
+                if f.year < first_year || (f.year, f.month) > last {
+                    continue;
+                }
+                let in_period = match period.split_once("-Q") {
+                    None => f.year.to_string() == period,
+                    Some((y, q)) => {
+                        f.year.to_string() == y && ((f.month - 1) / 3 + 1).to_string() == q
+                    }
+                };
+                let in_categories = dims
+                    .iter()
+                    .zip(&cats)
+                    .all(|(d, c)| c == total || f.codes[d.as_str()].contains(c));
+                if in_period && in_categories {
+                    records[i / 64] |= 1 << (i % 64);
+                }
+            }
+            out.push(Published {
+                release: id.to_owned(),
+                table: table["id"].as_str().unwrap().to_owned(),
+                period: period.to_owned(),
+                categories: cats,
+                value: cell["value"].as_i64().unwrap(),
+                records,
+            });
+        }
+    }
+    out
+}
+
+/// The true counts an attacker who knows the method (and the largest
+/// deviation) cannot exclude for a published value.
+fn possible(published: i64) -> (i64, i64) {
+    if published == 0 {
+        (0, MAX_DEVIATION)
+    } else {
+        (
+            (published - MAX_DEVIATION).max(1),
+            published + MAX_DEVIATION,
+        )
+    }
+}
+
+/// Whether a difference of two published cells leaves the attacker certain
+/// that the true difference is 1 or 2.
+fn pins_down_a_small_count(a: i64, b: i64) -> bool {
+    let ((alo, ahi), (blo, bhi)) = (possible(a), possible(b));
+    let (lo, hi) = ((alo - bhi).max(0), ahi - blo);
+    lo >= 1 && hi <= 2
+}
+
+#[tokio::test]
+async fn disclosure_control_over_the_catalogue_and_several_releases() {
+    let server = Server::start(opts()).await;
+    let riec = server.token("riec", "analist");
+    let catalogue: Value = get_fen(&server, &riec, "/v1/phenomena/tables")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut rng = Rng::new(0x5eed_2019);
+    // Phase 1: 2019 and the first half of 2020.
+    let mut bodies: Vec<Value> = (0..90)
+        .map(|i| {
+            let (year, month) = if i < 60 {
+                (2019, 1 + (i % 12) as u8)
+            } else {
+                (2020, 1 + (i % 6) as u8)
+            };
+            plain_signal(&mut rng, year, month)
+        })
+        .collect();
+    let mut ids = submit_all(&server, &bodies).await;
+    // A share stays with the members; the rest is referred (some try twice).
+    let referred: BTreeSet<usize> = (0..90).filter(|i| i % 9 != 4).collect();
+    let to_riec: Vec<String> = referred.iter().map(|&i| ids[i].clone()).collect();
+    for r in refer_all(&server, &to_riec, "riec", FEN).await {
+        assert_eq!(r["mode"], "aggregate", "{r}");
+        assert!(
+            r.get("inboxItem").is_none(),
+            "nothing is delivered to the RIEC: {r}"
+        );
+        assert_eq!(r["fields"], json!([]));
+    }
+    // Referring again is refused (409): a signal contributes once.
+    let token = server.token("zvhd", "ketenregisseur");
+    for id in &to_riec[..10] {
+        let res = server
+            .post(&format!("/v1/signals/{id}/referrals"))
+            .bearer_auth(&token)
+            .header(PURPOSE, FEN)
+            .json(&json!({"recipient": "riec", "purpose": FEN}))
+            .send()
+            .await
+            .expect("refer again");
+        assert_eq!(res.status(), 409);
+    }
+    let phase1 = referred.clone();
+    assert!(publish(&server, "2019-Q4").contains("published"));
+    assert!(publish(&server, "2020-Q2").contains("published"));
+    // Phase 2: more of 2020, and late ones received in 2019.
+    let more: Vec<Value> = (0..60)
+        .map(|i| {
+            let (year, month) = if i < 15 {
+                (2019, 1 + (i % 12) as u8)
+            } else {
+                (2020, 1 + (i % 12) as u8)
+            };
+            plain_signal(&mut rng, year, month)
+        })
+        .collect();
+    ids.extend(submit_all(&server, &more).await);
+    bodies.extend(more);
+    let phase2: BTreeSet<usize> = (90..150).filter(|i| i % 7 != 3).collect();
+    let to_riec: Vec<String> = phase2.iter().map(|&i| ids[i].clone()).collect();
+    refer_all(&server, &to_riec, "riec", FEN).await;
+    let all: BTreeSet<usize> = phase1.union(&phase2).copied().collect();
+    assert!(publish(&server, "2020-Q4").contains("published"));
+    // A release is made once: publishing again changes nothing.
+    let first = fetch_release(&server, &riec, "2019-Q4").await;
+    assert!(publish(&server, "2019-Q4").contains("already published"));
+    assert_eq!(fetch_release(&server, &riec, "2019-Q4").await, first);
+
+    let facts: Vec<Facts> = bodies.iter().map(facts).collect();
+    let mut cells = Vec::new();
+    for (id, included) in [
+        ("2019-Q4", &phase1),
+        ("2020-Q2", &phase1),
+        ("2020-Q4", &all),
+    ] {
+        let release = fetch_release(&server, &riec, id).await;
+        assert_eq!(release["id"], id);
+        cells.extend(cells_of(&release, &facts, included, &catalogue));
+        // Trends are differences of the release's own published cells.
+        let table_value: HashMap<(String, String), i64> = release["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["period"] == "quarter")
+            .flat_map(|t| t["cells"].as_array().unwrap().iter())
+            .map(|c| {
+                (
+                    (
+                        c["period"].as_str().unwrap().to_owned(),
+                        c["categories"].to_string(),
+                    ),
+                    c["value"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        let trends = release["trends"].as_array().unwrap();
+        assert_eq!(trends.len(), catalogue["trends"].as_array().unwrap().len());
+        for point in trends.iter().flat_map(|t| t["points"].as_array().unwrap()) {
+            let cats = point["categories"].to_string();
+            let v = point["value"].as_i64().unwrap();
+            let p = point["previousValue"].as_i64().unwrap();
+            assert_eq!(
+                table_value[&(point["period"].as_str().unwrap().to_owned(), cats.clone())],
+                v
+            );
+            assert_eq!(
+                table_value[&(point["previous"].as_str().unwrap().to_owned(), cats)],
+                p
+            );
+            assert_eq!(point["change"].as_i64().unwrap(), v - p, "{point}");
+        }
+    }
+
+    // 1. No published 1 or 2; never further than the largest deviation;
+    //    an empty cell is published as 0.
+    let mut small = 0;
+    for c in &cells {
+        let truth = count(&c.records);
+        assert!(c.value == 0 || c.value >= 3, "{c:?}");
+        assert!(
+            (c.value - truth).abs() <= MAX_DEVIATION,
+            "{c:?} (true {truth})"
+        );
+        if truth == 0 {
+            assert_eq!(c.value, 0, "{c:?}");
+        }
+        small += usize::from(truth == 1 || truth == 2);
+    }
+    assert!(
+        small >= 100,
+        "the data should hold many cells of 1 or 2, has {small}"
+    );
+
+    // 2. The same set of records is published alike everywhere: tables,
+    //    margins, releases.
+    let mut by_set: HashMap<&Records, BTreeSet<i64>> = HashMap::new();
+    for c in &cells {
+        by_set.entry(&c.records).or_default().insert(c.value);
+    }
+    for (set, values) in &by_set {
+        assert_eq!(
+            values.len(),
+            1,
+            "the record set of {} records published as {values:?}",
+            count(set)
+        );
+    }
+    let nonempty = cells.iter().filter(|c| count(&c.records) > 0).count();
+    let recurring = nonempty - by_set.keys().filter(|s| count(s) > 0).count();
+    assert!(
+        recurring > 200,
+        "cells recur across tables, margins and releases ({recurring})"
+    );
+
+    // 3. Differencing: every pair of cells whose record sets differ by one
+    //    or two records (a margin and its cell, a table and another, one
+    //    release and the next).
+    let distinct: Vec<(&Records, i64)> = by_set
+        .iter()
+        .map(|(s, v)| (*s, *v.iter().next().unwrap()))
+        .collect();
+    let (mut pairs, mut exact) = (0, 0);
+    for (a, va) in &distinct {
+        for (b, vb) in &distinct {
+            if a == b || !subset(b, a) {
+                continue;
+            }
+            let diff = count(a) - count(b);
+            if diff == 1 || diff == 2 {
+                pairs += 1;
+                assert!(
+                    !pins_down_a_small_count(*va, *vb),
+                    "published {va} - {vb} pins down a true difference of {diff}"
+                );
+                exact += usize::from(va - vb == diff);
+            }
+        }
+    }
+    assert!(
+        pairs >= 100,
+        "too few differencing pairs to judge ({pairs})"
+    );
+    assert!(
+        (exact as f64) < 0.8 * pairs as f64,
+        "differences of published cells give the true small difference too often ({exact} of {pairs})"
+    );
+
+    // 4. Margin minus the other cells of a partition (single-valued
+    //    dimensions): estimates a small cell exactly no more often than
+    //    chance, and the published parts need not add up to the margin.
+    let total = catalogue["total"].as_str().unwrap();
+    let (mut estimates, mut estimated_exactly, mut not_adding_up) = (0, 0, 0);
+    for m in cells.iter() {
+        let table = catalogue["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == m.table)
+            .unwrap();
+        for (pos, dim) in table["dimensions"].as_array().unwrap().iter().enumerate() {
+            let dim = dim.as_str().unwrap();
+            if !matches!(dim, "sector" | "locationType" | "municipality")
+                || m.categories[pos] != total
+            {
+                continue;
+            }
+            let parts: Vec<&Published> = cells
+                .iter()
+                .filter(|c| {
+                    c.release == m.release
+                        && c.table == m.table
+                        && c.period == m.period
+                        && c.categories[pos] != total
+                        && c.categories
+                            .iter()
+                            .enumerate()
+                            .all(|(i, x)| i == pos || *x == m.categories[i])
+                })
+                .collect();
+            let sum: i64 = parts.iter().map(|p| p.value).sum();
+            not_adding_up += usize::from(sum != m.value);
+            for p in &parts {
+                let truth = count(&p.records);
+                if truth == 1 || truth == 2 {
+                    estimates += 1;
+                    estimated_exactly += usize::from(m.value - (sum - p.value) == truth);
+                }
+            }
+        }
+    }
+    assert!(
+        estimates >= 30,
+        "too few small cells in partitions ({estimates})"
+    );
+    assert!(
+        (estimated_exactly as f64) < 0.8 * estimates as f64,
+        "a margin minus its other cells gives small counts too often ({estimated_exactly} of {estimates})"
+    );
+    assert!(
+        not_adding_up > 0,
+        "perturbed cells are independent: some margins differ from the sum of their parts"
+    );
+}
+
+#[tokio::test]
+async fn releases_api_feed_errors_and_log_entries() {
+    let server = Server::start(opts()).await;
+    let riec = server.token("riec", "analist");
+    let mut rng = Rng::new(7);
+    let bodies: Vec<Value> = (0..12)
+        .map(|i| plain_signal(&mut rng, 2021, 1 + i as u8))
+        .collect();
+    let ids = submit_all(&server, &bodies).await;
+    refer_all(&server, &ids, "riec", FEN).await;
+    for p in ["2021-Q1", "2021-Q2", "2021-Q3", "2021-07"] {
+        publish(&server, p);
+    }
+    // The feed, one at a time with the cursor, in the order releases were made.
+    let mut seen = Vec::new();
+    let mut after: Option<u64> = None;
+    loop {
+        let path = match after {
+            Some(a) => format!("/v1/phenomena/releases?limit=1&after={a}"),
+            None => "/v1/phenomena/releases?limit=1".to_owned(),
+        };
+        let page: Value = get_fen(&server, &riec, &path).await.json().await.unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 1);
+        seen.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+        match page["nextAfter"].as_u64() {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    // The server published the last closed quarter at start; then ours.
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(&seen[1..], ["2021-Q1", "2021-Q2", "2021-Q3", "2021-07"]);
+    // A monthly release is cut off inside its quarter.
+    let july = fetch_release(&server, &riec, "2021-07").await;
+    let q3 = fetch_release(&server, &riec, "2021-Q3").await;
+    assert_eq!(july["from"], "2020-Q1");
+    assert_ne!(july["tables"], q3["tables"]);
+    // One table of a release; a trend too.
+    let res = get_fen(
+        &server,
+        &riec,
+        "/v1/phenomena/releases/2021-Q3/tables/gemeente-jaar",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let one: Value = res.json().await.unwrap();
+    assert_eq!(one["tables"].as_array().unwrap().len(), 1);
+    assert_eq!(one["trends"], json!([]));
+    let res = get_fen(
+        &server,
+        &riec,
+        "/v1/phenomena/releases/2021-Q3/tables/vorm-kwartaal-op-kwartaal",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    // Unknown releases and tables: 404. Any other question: 400.
+    for path in [
+        "/v1/phenomena/releases/2017-Q1",
+        "/v1/phenomena/releases/not-a-period",
+        "/v1/phenomena/releases/2021-Q3/tables/nationaliteit-jaar",
+        "/v1/phenomena/releases/2021-Q3/tables/Vorm-Jaar",
+        "/v1/phenomena/releases/2017-Q1/tables/vorm-jaar",
+    ] {
+        problem(get_fen(&server, &riec, path).await, 404, None).await;
+    }
+    for path in [
+        "/v1/phenomena/tables?form=arbeid",
+        "/v1/phenomena/releases/2021-Q3?form=arbeid",
+        "/v1/phenomena/releases/2021-Q3?municipality=emmen&sector=bouw",
+        "/v1/phenomena/releases/2021-Q3/tables/vorm-jaar?nationality=RO",
+        "/v1/phenomena/releases/2021-Q3?period=2021-07-14",
+        "/v1/phenomena/releases?form=arbeid",
+        "/v1/phenomena/releases?limit=x",
+    ] {
+        problem(get_fen(&server, &riec, path).await, 400, None).await;
+    }
+    // Another purpose: refused by the policy, and logged.
+    let res = server
+        .get("/v1/phenomena/releases/2021-Q3")
+        .bearer_auth(&riec)
+        .header(PURPOSE, "opsporing")
+        .send()
+        .await
+        .unwrap();
+    problem(res, 403, Some("purpose-not-for-action")).await;
+    // A member reads the same tables.
+    let zvhd = server.token("zvhd", "ketenregisseur");
+    assert_eq!(fetch_release(&server, &zvhd, "2021-Q3").await, q3);
+
+    // Every release read is an entry: release-aggregate, no subjects, no
+    // record ids. The RIEC sees its own entries in full.
+    let res = server
+        .post("/v1/log/checkpoint")
+        .bearer_auth(&riec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let size: u64 = res
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let res = server
+        .get(&format!(
+            "/v1/log/entries?start={}&end={size}",
+            size.saturating_sub(1000)
+        ))
+        .bearer_auth(&riec)
+        .header(PURPOSE, "verantwoording")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let page: Value = res.json().await.unwrap();
+    let mine: Vec<&Value> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.get("entry"))
+        .collect();
+    let reads: Vec<&&Value> = mine
+        .iter()
+        .filter(|e| e["outcome"] == "disclosed")
+        .collect();
+    assert!(reads.len() >= 4, "{mine:?}");
+    for e in &mine {
+        assert_eq!(e["actor"]["partner"], "riec");
+        assert_eq!(e["action"], "release-aggregate", "{e}");
+        assert_eq!(e["subjects"], json!([]));
+        assert_eq!(e["fields"], json!([]));
+        for r in e["resources"].as_array().unwrap() {
+            let r = r.as_str().unwrap();
+            assert!(r.starts_with("release:") || r.starts_with("table:"), "{r}");
+        }
+    }
+    assert!(
+        reads
+            .iter()
+            .any(|e| e["resources"] == json!(["release:2021-Q3", "table:gemeente-jaar"]))
+    );
+    assert!(reads.iter().all(|e| e["decision"]["mode"] == "aggregate"));
+}
+
+#[tokio::test]
+async fn retention_keeps_the_tables_stable() {
+    let data = DataDir::new().await;
+    let mut rng = Rng::new(11);
+    let (ids, before) = {
+        let server = Server::start_on(data.clone(), opts());
+        let bodies: Vec<Value> = (0..40)
+            .map(|i| plain_signal(&mut rng, 2022, 1 + (i % 12) as u8))
+            .collect();
+        let ids = submit_all(&server, &bodies).await;
+        refer_all(&server, &ids, "riec", FEN).await;
+        publish(&server, "2022-Q4");
+        (
+            ids,
+            fetch_release(&server, &server.token("riec", "analist"), "2022-Q4").await,
+        )
+    };
+    // Retention purges every signal (all are older than zero days).
+    let server = Server::start_on(
+        data.clone(),
+        opts()
+            .env("KETENPOORT_RETENTION__SIGNAL_DAYS", 0)
+            .env("KETENPOORT_RETENTION__INTERVAL_SECS", 1),
+    );
+    let zvhd = server.token("zvhd", "ketenregisseur");
+    let mut gone = false;
+    for _ in 0..200 {
+        let res = server
+            .get(&format!("/v1/signals/{}", ids[ids.len() - 1]))
+            .bearer_auth(&zvhd)
+            .header(PURPOSE, "drieluik")
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "retention did not purge the signals");
+    // A later release covers 2022 again: the same records, the same values.
+    publish(&server, "2023-Q2");
+    let after = fetch_release(&server, &server.token("riec", "analist"), "2023-Q2").await;
+    let cells = |r: &Value| -> BTreeMap<(String, String, String), i64> {
+        r["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|t| {
+                t["cells"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|c| c["period"].as_str().unwrap().starts_with("2022"))
+                    .map(move |c| {
+                        (
+                            (
+                                t["id"].to_string(),
+                                c["period"].to_string(),
+                                c["categories"].to_string(),
+                            ),
+                            c["value"].as_i64().unwrap(),
+                        )
+                    })
+            })
+            .collect()
+    };
+    let (b, a) = (cells(&before), cells(&after));
+    assert!(b.values().any(|v| *v > 0));
+    assert_eq!(b, a, "the 2022 cells changed after retention");
+}
+
+#[tokio::test]
+async fn the_riec_demo_token_pulls_a_release_of_protected_tables() {
+    let data = DataDir::new().await;
+    let today = time::OffsetDateTime::now_utc().date();
+    let (y, m) = (today.year(), today.month() as u8);
+    let last_quarter = match (m - 1) / 3 + 1 {
+        1 => format!("{}-Q4", y - 1),
+        q => format!("{y}-Q{}", q - 1),
+    };
+    let release = {
+        let server = Server::start_on(data.clone(), Opts::new());
+        let riec = server.token("riec", "analist");
+        let page: Value = get_fen(&server, &riec, "/v1/phenomena/releases")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<&str> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [last_quarter.as_str()],
+            "the server publishes the last closed quarter"
+        );
+        let release = fetch_release(&server, &riec, &last_quarter).await;
+        let values: Vec<i64> = release["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|t| {
+                t["cells"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["value"].as_i64().unwrap())
+            })
+            .collect();
+        assert!(
+            values.iter().filter(|v| **v >= 3).count() >= 10,
+            "the demo tables hold counts"
+        );
+        assert!(values.iter().all(|v| *v == 0 || *v >= 3));
+        assert!(server.logs().contains("phenomenon release published"));
+        release
+    };
+    // Again on the same data: nothing seeded twice, nothing recomputed.
+    let server = Server::start_on(data.clone(), Opts::new());
+    let riec = server.token("riec", "analist");
+    assert_eq!(fetch_release(&server, &riec, &last_quarter).await, release);
+    let (py, pq) = match last_quarter.split_once("-Q").unwrap() {
+        (y, "1") => (y.parse::<i32>().unwrap() - 1, 4),
+        (y, q) => (y.parse().unwrap(), q.parse::<u8>().unwrap() - 1),
+    };
+    let previous = format!("{py}-Q{pq}");
+    let out = server.cli(&["phenomena", "release", "--period", &previous]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let earlier = fetch_release(&server, &riec, &previous).await;
+    let year_before = (y - 1).to_string();
+    let cells = |r: &Value| -> Vec<Value> {
+        r["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["period"] == "year")
+            .flat_map(|t| {
+                t["cells"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|c| c["period"] == year_before.as_str())
+                    .cloned()
+            })
+            .collect()
+    };
+    // Last year is complete in both releases unless the previous one is
+    // still inside it (then its year-to-date is another set of records).
+    if previous.starts_with(&y.to_string()) || pq == 4 {
+        assert_eq!(
+            cells(&earlier),
+            cells(&release),
+            "the demo contributions were seeded once"
+        );
+    }
+    // A monthly cadence publishes the last closed month.
+    let server =
+        Server::start(Opts::new().env("KETENPOORT_PHENOMENA__RELEASE_EVERY", "month")).await;
+    let last_month = if m == 1 {
+        format!("{}-12", y - 1)
+    } else {
+        format!("{y}-{:02}", m - 1)
+    };
+    let page: Value = get_fen(
+        &server,
+        &server.token("riec", "fg"),
+        "/v1/phenomena/releases",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(page["items"][0]["id"], last_month.as_str());
+}
+
+#[tokio::test]
+async fn the_cli_refuses_a_period_that_has_not_ended_and_needs_the_key() {
+    let data = DataDir::new().await;
+    // Without the perturbation secret nothing is published (no new secret
+    // is made up: the cells would not match earlier releases).
+    let out = data.cli(&["phenomena", "release", "--period", "2020-Q1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("phenomena.key"));
+    let server = Server::start_on(data.clone(), Opts::new());
+    let today = time::OffsetDateTime::now_utc().date();
+    let current = format!("{}-Q{}", today.year(), (today.month() as u8 - 1) / 3 + 1);
+    let out = server.cli(&["phenomena", "release", "--period", &current]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not ended"));
+    for bad in ["2026-08-01", "2026-Q5", "Q3"] {
+        let out = server.cli(&["phenomena", "release", "--period", bad]);
+        assert!(!out.status.success(), "{bad}");
+    }
+    assert!(
+        server
+            .cli_ok(&["phenomena", "release", "--period", "2020-Q1"])
+            .contains("published")
+    );
+}
