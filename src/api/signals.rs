@@ -108,7 +108,7 @@ pub async fn submit(
                 tx.insert_record_key(&stored.id, RecordKey::generate().stored())
                     .await?;
                 tx.insert_fingerprints(&stored.id, &fingerprints).await?;
-                unit.append(draft).await
+                Ok(unit.append(draft))
             })
         }))
         .await?;
@@ -444,7 +444,7 @@ pub async fn refer(
                     tx.insert_inbox_item(item, r, sealed).await?;
                 }
                 tx.insert_fingerprints(&r.signal_id, &fingerprints).await?;
-                unit.append(draft).await
+                Ok(unit.append(draft))
             })
         }))
         .await?;

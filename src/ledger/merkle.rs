@@ -20,7 +20,7 @@ pub fn leaf_hash(leaf: &[u8]) -> Hash {
 
 /// The right edge of a growing tree: one hash per complete subtree, largest
 /// first. Appending yields exactly the hashes tlog stores for that record.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct CompactRange {
     size: u64,
     /// (height, hash), strictly decreasing heights.
@@ -50,6 +50,24 @@ impl CompactRange {
         stored
     }
 
+    /// Stored-hash ids of the complete subtrees that make up the right edge
+    /// of a tree of `size` leaves, largest first (what `resume` needs).
+    pub fn edge_ids(size: u64) -> Vec<u64> {
+        edge(size)
+            .map(|(level, n)| tlog_tiles::stored_hash_index(level, n))
+            .collect()
+    }
+
+    /// The compact range of a tree of `size` leaves from its edge hashes
+    /// (in the order of `edge_ids`).
+    pub fn resume(size: u64, hashes: &[Hash]) -> Self {
+        let stack = edge(size)
+            .map(|(level, _)| u32::from(level))
+            .zip(hashes.iter().copied())
+            .collect();
+        Self { size, stack }
+    }
+
     /// The RFC 6962 root of the tree so far.
     pub fn root(&self) -> Hash {
         let mut it = self.stack.iter().rev();
@@ -61,6 +79,18 @@ impl CompactRange {
         }
         acc
     }
+}
+
+/// (level, index at that level) of each complete subtree on the right edge
+/// of a tree of `size` leaves: one per set bit of `size`, largest first.
+fn edge(size: u64) -> impl Iterator<Item = (u8, u64)> {
+    (0..64u8)
+        .rev()
+        .filter(move |k| size & (1 << k) != 0)
+        .map(move |k| {
+            let start = size >> (k + 1) << (k + 1);
+            (k, start >> k)
+        })
 }
 
 /// A `HashReader` that either records the indexes a computation asks for
@@ -130,6 +160,34 @@ mod tests {
             assert_eq!(
                 cr.root(),
                 tlog_tiles::tree_hash(n + 1, &Reader::Fetched(store.clone())).unwrap()
+            );
+        }
+    }
+
+    /// Resuming from the stored edge hashes continues exactly like the
+    /// range that pushed every leaf.
+    #[test]
+    fn resume_from_stored_edge() {
+        let mut cr = CompactRange::default();
+        let mut store = HashMap::new();
+        for n in 0..200u64 {
+            let first = tlog_tiles::stored_hash_index(0, n);
+            for (i, h) in cr.push(leaf_hash(&n.to_be_bytes())).into_iter().enumerate() {
+                store.insert(first + i as u64, h);
+            }
+            let size = n + 1;
+            let edge: Vec<Hash> = CompactRange::edge_ids(size)
+                .iter()
+                .map(|id| store[id])
+                .collect();
+            let mut resumed = CompactRange::resume(size, &edge);
+            assert_eq!(resumed.root(), cr.root(), "root at size {size}");
+            let mut continued = cr.clone();
+            let leaf = leaf_hash(b"next");
+            assert_eq!(
+                resumed.push(leaf),
+                continued.push(leaf),
+                "next push at size {size}"
             );
         }
     }

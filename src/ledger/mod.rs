@@ -25,13 +25,13 @@ use crate::api::middleware::RequestContext;
 use crate::auth::Principal;
 use crate::keys::KeyStore;
 use crate::policy::Decision;
-use crate::store::ledger::{EntryRow, StoredCheckpoint};
-use crate::store::{Db, WriteTx};
+use crate::store::Db;
+use crate::store::ledger::StoredCheckpoint;
 pub use checkpoint::LOG_KEY;
 use checkpoint::NoteSigner;
 pub use entry::{Actor, DecisionRecord, Entry, LogAction, Outcome};
 pub use merkle::Hash;
-use merkle::{Reader, leaf_hash};
+use merkle::Reader;
 pub use sequencer::{Unavailable, Work, work};
 
 /// Proof that an entry was logged: its index and leaf hash. Sent to the
@@ -140,6 +140,38 @@ impl Draft {
         self.outcome = o;
         self
     }
+
+    /// The entry at `index`, stamped `now` (milliseconds, UTC); subjects and
+    /// fields sorted and without repeats.
+    fn into_entry(self, index: u64, now: time::OffsetDateTime) -> Entry {
+        let mut subjects = self.subjects;
+        subjects.sort();
+        subjects.dedup();
+        let mut fields = self.fields;
+        fields.sort();
+        fields.dedup();
+        let ms = now
+            .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+            .expect("milliseconds are valid nanoseconds");
+        Entry {
+            v: entry::VERSION,
+            index,
+            time: ms.format(&Rfc3339).expect("RFC 3339"),
+            request_id: self.request_id,
+            trace_id: self.trace_id,
+            actor: self.actor,
+            recipient: self.recipient,
+            action: self.action,
+            purpose: self.purpose,
+            legal_basis: self.legal_basis,
+            resources: self.resources,
+            subjects,
+            fields,
+            decision: self.decision,
+            policy_revision: self.policy_revision,
+            outcome: self.outcome,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -191,76 +223,7 @@ impl Ledger {
 
     /// Appends a bare entry (a read, a refusal: nothing else changes).
     pub async fn record(&self, draft: Draft) -> Result<Receipt, Unavailable> {
-        self.commit(work(move |mut unit| {
-            Box::pin(async move { unit.append(draft).await })
-        }))
-        .await
-    }
-}
-
-impl Core {
-    /// Appends `draft` inside `tx`. The entry exists once `tx` commits; if
-    /// `tx` is rolled back, so is the entry (and no index is used up).
-    async fn append(&self, tx: &mut WriteTx, draft: Draft) -> Result<Receipt, sqlx::Error> {
-        let index = tx.lock_log_head().await?;
-        let now = time::OffsetDateTime::now_utc();
-        let mut subjects = draft.subjects;
-        subjects.sort();
-        subjects.dedup();
-        let mut fields = draft.fields;
-        fields.sort();
-        fields.dedup();
-        let entry = Entry {
-            v: entry::VERSION,
-            index,
-            time: now
-                .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
-                .expect("ms")
-                .format(&Rfc3339)
-                .expect("rfc3339"),
-            request_id: draft.request_id,
-            trace_id: draft.trace_id,
-            actor: draft.actor,
-            recipient: draft.recipient,
-            action: draft.action,
-            purpose: draft.purpose,
-            legal_basis: draft.legal_basis,
-            resources: draft.resources,
-            subjects,
-            fields,
-            decision: draft.decision,
-            policy_revision: draft.policy_revision,
-            outcome: draft.outcome,
-        };
-        let leaf = entry.encode();
-        let hash = leaf_hash(&leaf);
-        let rec = Reader::recording();
-        let _ = tlog_tiles::stored_hashes_for_record_hash(index, hash, &rec);
-        let fetched = tx.log_hashes(&rec.recorded()).await?;
-        let hashes =
-            tlog_tiles::stored_hashes_for_record_hash(index, hash, &Reader::Fetched(fetched))
-                .map_err(|e| sqlx::Error::Protocol(format!("log tree: {e}")))?;
-        let row = EntryRow {
-            idx: index,
-            leaf: &leaf,
-            leaf_hash: hash,
-            ts: (now.unix_timestamp_nanos() / 1_000_000) as i64,
-            action: entry.action.as_str(),
-            actor_partner: &entry.actor.partner,
-            actor_role: &entry.actor.role,
-            recipient: entry.recipient.as_deref(),
-            purpose: entry.purpose.as_deref(),
-            outcome: entry.outcome.as_str(),
-            subjects: &entry.subjects,
-        };
-        tx.insert_log_entry(&row, tlog_tiles::stored_hash_index(0, index), &hashes)
-            .await?;
-        metrics::counter!("ketenpoort_log_appends_total", "action" => entry.action.as_str())
-            .increment(1);
-        Ok(Receipt {
-            index,
-            leaf_hash: hash,
-        })
+        self.commit(Work::Entry(Box::new(draft))).await
     }
 }
 

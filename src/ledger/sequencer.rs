@@ -1,9 +1,13 @@
 //! Group commit. Every disclosure waits for its log entry to be durable; one
-//! fsync per request would cap the gateway at the disk's sync rate. Units of
-//! work queue here; one task runs all queued units in a single transaction
-//! (each under its own savepoint, so one failing unit rolls back alone),
+//! fsync per request would cap the gateway at the disk's sync rate. Work
+//! queues here; one task takes everything queued, runs it in a single
+//! transaction, writes the batch's entries with a few multi-row inserts,
 //! commits once, and only then answers each caller. While a batch commits,
 //! the next one fills.
+//!
+//! Entries are built in memory: the task keeps the right edge of the Merkle
+//! tree between batches (and reloads it when another instance appended in
+//! between), so an append costs no database round trip of its own.
 
 use std::sync::Arc;
 
@@ -11,11 +15,13 @@ use futures::future::BoxFuture;
 use sqlx::Executor;
 use tokio::sync::{mpsc, oneshot};
 
+use super::merkle::{CompactRange, leaf_hash};
 use super::{Core, Draft, Receipt};
 use crate::store::WriteTx;
+use crate::store::ledger::EntryRow;
 
-/// Most units in one transaction.
-const MAX_BATCH: usize = 256;
+/// Most jobs in one transaction.
+const MAX_BATCH: usize = 512;
 
 /// The log could not be written (or committed): the caller must release
 /// nothing. The cause is in the operator's log.
@@ -27,7 +33,7 @@ pub struct Unavailable;
 /// anything that itself needs the log (that would wait on its own batch).
 pub struct Unit<'a> {
     tx: &'a mut WriteTx,
-    core: &'a Core,
+    log: &'a mut Pending,
 }
 
 impl Unit<'_> {
@@ -35,20 +41,27 @@ impl Unit<'_> {
         self.tx
     }
 
-    pub async fn append(&mut self, draft: Draft) -> Result<Receipt, sqlx::Error> {
-        self.core.append(self.tx, draft).await
+    /// Appends the unit's entry; it is written and committed with the batch.
+    pub fn append(&mut self, draft: Draft) -> Receipt {
+        self.log.append(draft)
     }
 }
 
-pub type Work =
+type UnitFn =
     Box<dyn for<'a> FnOnce(Unit<'a>) -> BoxFuture<'a, Result<Receipt, sqlx::Error>> + Send>;
 
-/// Boxes a unit of work (helps the compiler see the lifetimes).
+/// What the log commits: a bare entry, or a unit of work with state changes.
+pub enum Work {
+    Entry(Box<Draft>),
+    Unit(UnitFn),
+}
+
+/// A unit of work (the helper lets the compiler see the lifetimes).
 pub fn work<F>(f: F) -> Work
 where
     F: for<'a> FnOnce(Unit<'a>) -> BoxFuture<'a, Result<Receipt, sqlx::Error>> + Send + 'static,
 {
-    Box::new(f)
+    Work::Unit(Box::new(f))
 }
 
 pub struct Job {
@@ -71,7 +84,44 @@ pub(super) async fn submit(queue: &mpsc::Sender<Job>, work: Work) -> Result<Rece
     answer.await.unwrap_or(Err(Unavailable))
 }
 
+/// The entries of the batch being built, on top of the tree's right edge.
+pub struct Pending {
+    tree: CompactRange,
+    rows: Vec<EntryRow>,
+}
+
+impl Pending {
+    fn append(&mut self, draft: Draft) -> Receipt {
+        let now = time::OffsetDateTime::now_utc();
+        let index = self.tree.size();
+        let entry = draft.into_entry(index, now);
+        let leaf = entry.encode();
+        let hash = leaf_hash(&leaf);
+        let hashes = self.tree.push(hash);
+        self.rows.push(EntryRow {
+            idx: index,
+            leaf,
+            leaf_hash: hash,
+            ts: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+            action: entry.action.as_str(),
+            actor_partner: entry.actor.partner,
+            actor_role: entry.actor.role,
+            recipient: entry.recipient,
+            purpose: entry.purpose,
+            outcome: entry.outcome.as_str(),
+            subjects: entry.subjects,
+            hashes,
+        });
+        Receipt {
+            index,
+            leaf_hash: hash,
+        }
+    }
+}
+
 async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Job>) {
+    // The right edge after the last committed batch of this instance.
+    let mut edge: Option<CompactRange> = None;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -80,25 +130,37 @@ async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&core, batch).await;
+        edge = commit_batch(&core, edge.take(), batch).await;
     }
 }
 
-async fn commit_batch(core: &Core, batch: Vec<Job>) {
+/// Runs one batch; returns the new right edge if it committed.
+async fn commit_batch(
+    core: &Core,
+    edge: Option<CompactRange>,
+    batch: Vec<Job>,
+) -> Option<CompactRange> {
     let size = batch.len();
-    let mut tx = match core.db.begin_write().await {
-        Ok(tx) => tx,
+    let (mut tx, tree) = match begin(core, edge).await {
+        Ok(started) => started,
         Err(e) => {
-            tracing::error!(error = %e, "disclosure log: cannot begin a transaction");
+            tracing::error!(error = %e, "disclosure log: cannot begin a batch");
             for job in batch {
                 let _ = job.reply.send(Err(Unavailable));
             }
-            return;
+            return None;
         }
+    };
+    let mut log = Pending {
+        tree,
+        rows: Vec::with_capacity(size),
     };
     let mut done = Vec::with_capacity(size);
     for job in batch {
-        let outcome = run_unit(core, &mut tx, job.work).await;
+        let outcome = match job.work {
+            Work::Entry(draft) => Ok(log.append(*draft)),
+            Work::Unit(f) => run_unit(&mut tx, &mut log, f).await,
+        };
         match outcome {
             Ok(receipt) => done.push((job.reply, receipt)),
             Err(e) => {
@@ -107,32 +169,72 @@ async fn commit_batch(core: &Core, batch: Vec<Job>) {
             }
         }
     }
-    match tx.commit().await {
+    let written = async {
+        tx.insert_log_entries(&log.rows).await?;
+        tx.commit().await
+    }
+    .await;
+    match written {
         Ok(()) => {
-            metrics::histogram!("ketenpoort_log_batch_size").record(size as f64);
+            metrics::histogram!("ketenpoort_log_batch_size").record(log.rows.len() as f64);
+            for row in &log.rows {
+                metrics::counter!("ketenpoort_log_appends_total", "action" => row.action)
+                    .increment(1);
+            }
             for (reply, receipt) in done {
                 let _ = reply.send(Ok(receipt));
             }
+            Some(log.tree)
         }
         Err(e) => {
-            tracing::error!(error = %e, "disclosure log: commit failed; nothing was released");
+            tracing::error!(error = %e, "disclosure log: writing the batch failed; nothing was released");
             for (reply, _) in done {
                 let _ = reply.send(Err(Unavailable));
             }
+            None
         }
     }
 }
 
-/// One unit under its own savepoint.
-async fn run_unit(core: &Core, tx: &mut WriteTx, work: Work) -> Result<Receipt, sqlx::Error> {
+/// Opens the batch transaction, locks the log head, and brings the right
+/// edge up to the head (reloading it if someone else appended).
+async fn begin(
+    core: &Core,
+    edge: Option<CompactRange>,
+) -> Result<(WriteTx, CompactRange), sqlx::Error> {
+    let mut tx = core.db.begin_write().await?;
+    let size = tx.lock_log_head().await?;
+    let tree = match edge {
+        Some(e) if e.size() == size => e,
+        _ => {
+            let ids = CompactRange::edge_ids(size);
+            let stored = tx.log_hashes(&ids).await?;
+            let hashes = ids
+                .iter()
+                .map(|id| stored.get(id).copied())
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    sqlx::Error::Protocol("the log's tree hashes are incomplete".into())
+                })?;
+            CompactRange::resume(size, &hashes)
+        }
+    };
+    Ok((tx, tree))
+}
+
+/// One unit under its own savepoint; a failed unit leaves no entry behind.
+async fn run_unit(tx: &mut WriteTx, log: &mut Pending, f: UnitFn) -> Result<Receipt, sqlx::Error> {
     tx.conn().execute("SAVEPOINT unit").await?;
-    let result = work(Unit { tx, core }).await;
+    let mark = (log.rows.len(), log.tree.clone());
+    let result = f(Unit { tx, log }).await;
     match result {
         Ok(receipt) => {
             tx.conn().execute("RELEASE SAVEPOINT unit").await?;
             Ok(receipt)
         }
         Err(e) => {
+            log.rows.truncate(mark.0);
+            log.tree = mark.1;
             tx.conn().execute("ROLLBACK TO SAVEPOINT unit").await?;
             tx.conn().execute("RELEASE SAVEPOINT unit").await?;
             Err(e)

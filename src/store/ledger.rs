@@ -9,19 +9,22 @@ use tlog_tiles::Hash;
 
 use super::{Backend, Db, WriteTx};
 
-/// The columns derived from an entry, stored beside its leaf bytes.
-pub struct EntryRow<'a> {
+/// An entry to store: its leaf bytes, the columns derived from them, its
+/// subjects and the tree hashes it completes.
+pub struct EntryRow {
     pub idx: u64,
-    pub leaf: &'a [u8],
+    pub leaf: Vec<u8>,
     pub leaf_hash: Hash,
     pub ts: i64,
-    pub action: &'a str,
-    pub actor_partner: &'a str,
-    pub actor_role: &'a str,
-    pub recipient: Option<&'a str>,
-    pub purpose: Option<&'a str>,
-    pub outcome: &'a str,
-    pub subjects: &'a [String],
+    pub action: &'static str,
+    pub actor_partner: String,
+    pub actor_role: String,
+    pub recipient: Option<String>,
+    pub purpose: Option<String>,
+    pub outcome: &'static str,
+    pub subjects: Vec<String>,
+    /// Stored tree hashes, from stored-hash id `stored_hash_index(0, idx)` on.
+    pub hashes: Vec<Hash>,
 }
 
 /// An entry as read back.
@@ -115,48 +118,92 @@ impl WriteTx {
         fetch_hashes(self.conn(), ids).await
     }
 
-    pub async fn insert_log_entry(
-        &mut self,
-        e: &EntryRow<'_>,
-        hashes_from: u64,
-        hashes: &[Hash],
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(e.idx as i64)
-        .bind(e.leaf)
-        .bind(&e.leaf_hash.0[..])
-        .bind(e.ts)
-        .bind(e.action)
-        .bind(e.actor_partner)
-        .bind(e.actor_role)
-        .bind(e.recipient)
-        .bind(e.purpose)
-        .bind(e.outcome)
-        .execute(self.conn())
-        .await?;
-        for s in e.subjects {
-            sqlx::query("INSERT INTO log_subjects (pseudonym, idx) VALUES ($1, $2)")
-                .bind(s)
-                .bind(e.idx as i64)
-                .execute(self.conn())
-                .await?;
+    /// Writes a batch of consecutive entries with multi-row inserts and
+    /// moves the log head past them.
+    pub async fn insert_log_entries(&mut self, rows: &[EntryRow]) -> Result<(), sqlx::Error> {
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = values_sql(
+                "INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome)",
+                10,
+                chunk.len(),
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for e in chunk {
+                q = q
+                    .bind(e.idx as i64)
+                    .bind(&e.leaf[..])
+                    .bind(&e.leaf_hash.0[..])
+                    .bind(e.ts)
+                    .bind(e.action)
+                    .bind(&e.actor_partner)
+                    .bind(&e.actor_role)
+                    .bind(e.recipient.as_deref())
+                    .bind(e.purpose.as_deref())
+                    .bind(e.outcome);
+            }
+            q.execute(self.conn()).await?;
         }
-        for (i, h) in hashes.iter().enumerate() {
-            sqlx::query("INSERT INTO log_hashes (id, hash) VALUES ($1, $2)")
-                .bind((hashes_from + i as u64) as i64)
-                .bind(&h.0[..])
-                .execute(self.conn())
-                .await?;
+        let subjects: Vec<(&str, i64)> = rows
+            .iter()
+            .flat_map(|e| e.subjects.iter().map(move |s| (s.as_str(), e.idx as i64)))
+            .collect();
+        for chunk in subjects.chunks(ROWS_PER_STATEMENT) {
+            let sql = values_sql("INSERT INTO log_subjects (pseudonym, idx)", 2, chunk.len());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (p, idx) in chunk {
+                q = q.bind(*p).bind(*idx);
+            }
+            q.execute(self.conn()).await?;
+        }
+        let hashes: Vec<(i64, &Hash)> = rows
+            .iter()
+            .flat_map(|e| {
+                let first = tlog_tiles::stored_hash_index(0, e.idx);
+                e.hashes
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, h)| ((first + i as u64) as i64, h))
+            })
+            .collect();
+        for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
+            let sql = values_sql("INSERT INTO log_hashes (id, hash)", 2, chunk.len());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, h) in chunk {
+                q = q.bind(*id).bind(&h.0[..]);
+            }
+            q.execute(self.conn()).await?;
         }
         sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")
-            .bind((e.idx + 1) as i64)
+            .bind((last.idx + 1) as i64)
             .execute(self.conn())
             .await?;
         Ok(())
     }
+}
+
+/// Rows per multi-row insert: well below both backends' parameter limits.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// `<insert> VALUES ($1, .., $cols), (..)` for `rows` rows.
+fn values_sql(insert: &str, cols: usize, rows: usize) -> String {
+    let mut sql = format!("{insert} VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * cols + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 async fn fetch_hashes(
