@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::api::{self, AppState, middleware::RateLimit};
+use crate::api::{self, AppState, Services, middleware::RateLimit};
 use crate::auth::{Authenticator, Verifier};
 use crate::boundary::{EGRESS_KEY, EgressGuard};
 use crate::config::Config;
@@ -67,7 +67,7 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     tokio::spawn(phenomena.clone().publisher(Duration::from_secs(
         cfg.phenomena.check_interval_secs.max(1),
     )));
-    let state = AppState {
+    let state = AppState::new(Services {
         config: Arc::new(cfg.clone()),
         egress: EgressGuard::new(db.clone(), &*keys.secret(EGRESS_KEY)?),
         db,
@@ -79,7 +79,7 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         pseudonyms: Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?),
         vault: Vault::new(Keyring::load(&keys)?),
         phenomena,
-    };
+    });
     tokio::spawn(retention::run(state.db.clone(), cfg.retention.clone()));
     tokio::spawn(reload_on_sighup(state.policy.clone()));
     if let Some(addr) = cfg.admin.listen {

@@ -47,8 +47,26 @@ use problem::Problem;
 /// The version in the `API-Version` header (Dutch API Design Rules).
 pub const API_VERSION: &str = "1.0.0";
 
+/// Everything a request may need. Cloned for every layer and handler, so
+/// it is one reference-counted pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub config: Arc<Config>,
     pub db: Db,
     pub auth: Authenticator,

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::keys::{KeyStore, TOKEN_ISSUER};
 
 /// The claims ketenpoort reads. Standard claims are checked by jsonwebtoken.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
     pub aud: Audience,
@@ -42,7 +42,7 @@ pub enum Audience {
     Many(Vec<String>),
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Confirmation {
     #[serde(rename = "x5t#S256")]
     pub x5t_s256: Option<String>,
@@ -88,7 +88,15 @@ pub struct Verifier {
     issuer: String,
     audience: String,
     leeway: u64,
+    /// Tokens whose signature and claims verified, by SHA-256 of the token:
+    /// a partner system sends the same token for many requests, and the
+    /// signature check dominates authentication. Time validity is checked
+    /// again on every hit.
+    verified: quick_cache::sync::Cache<[u8; 32], Claims>,
 }
+
+/// Distinct verified tokens remembered.
+const TOKEN_CACHE: usize = 10_000;
 
 fn parse_alg(s: &str) -> anyhow::Result<Algorithm> {
     Ok(match s {
@@ -172,10 +180,27 @@ impl Verifier {
             issuer: a.issuer.clone(),
             audience: a.audience.clone(),
             leeway: a.leeway_secs,
+            verified: quick_cache::sync::Cache::new(TOKEN_CACHE),
         })
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let id: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .expect("sha256");
+        if let Some(claims) = self.verified.get(&id) {
+            let now = jsonwebtoken::get_current_timestamp();
+            if now <= claims.exp + self.leeway && now + self.leeway >= claims.nbf {
+                return Ok(claims);
+            }
+        }
+        let claims = self.verify_uncached(token)?;
+        self.verified.insert(id, claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| unreadable_header(token))?;
         if !self.allowed.contains(&header.alg) {
             return Err(TokenError::Algorithm);
@@ -335,6 +360,48 @@ mod tests {
         assert!(parse_ttl("1y").is_err());
         assert!(parse_ttl("0s").is_err());
         assert!(parse_ttl("h").is_err());
+    }
+
+    /// A token verified once is remembered, but its lifetime still counts:
+    /// once expired it is refused, cache or not.
+    #[test]
+    fn remembered_tokens_still_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        cfg.auth.leeway_secs = 0;
+        KeyStore::new(dir.path())
+            .ensure_ed25519(TOKEN_ISSUER)
+            .unwrap();
+        let req = TokenRequest {
+            partner: "assen",
+            role: "fg",
+            user: None,
+            ttl: std::time::Duration::from_secs(1),
+            cert_fingerprint: None,
+        };
+        let v = Verifier::from_config(&cfg).unwrap();
+        let token = issue(&cfg, &req).unwrap();
+        assert!(v.verify(&token).is_ok());
+        assert!(v.verify(&token).is_ok(), "second use, from the cache");
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(v.verify(&token).unwrap_err(), TokenError::Expired);
+        // A token altered after signing is refused even though its
+        // original was remembered.
+        let fresh = issue(
+            &cfg,
+            &TokenRequest {
+                ttl: std::time::Duration::from_secs(60),
+                ..req
+            },
+        )
+        .unwrap();
+        assert!(v.verify(&fresh).is_ok());
+        let mut parts: Vec<String> = fresh.split('.').map(str::to_owned).collect();
+        parts[2] = parts[2].chars().rev().collect();
+        assert!(v.verify(&parts.join(".")).is_err());
     }
 
     #[test]

@@ -50,6 +50,9 @@ impl Refusal {
     }
 }
 
+/// Distinct policy inputs remembered per bundle.
+const DECISION_CACHE: usize = 10_000;
+
 /// One compiled bundle: the entrypoints ready to evaluate, its data and revision.
 pub struct Policies {
     revision: String,
@@ -58,6 +61,10 @@ pub struct Policies {
     loaded_at: OffsetDateTime,
     compiled: HashMap<&'static str, CompiledPolicy>,
     data: serde_json::Value,
+    /// Decisions are pure functions of the input under one revision, and
+    /// the inputs repeat (the same partner reading the same kind of record):
+    /// cached per bundle, so a reload starts empty.
+    decisions: quick_cache::sync::Cache<String, Decision>,
 }
 
 impl Policies {
@@ -76,6 +83,7 @@ impl Policies {
             loaded_at: OffsetDateTime::now_utc(),
             compiled,
             data: bundle.data()?,
+            decisions: quick_cache::sync::Cache::new(DECISION_CACHE),
         })
     }
 
@@ -116,9 +124,16 @@ impl Policies {
 
     pub fn decide(&self, input: &Input) -> Decision {
         let raw = serde_json::to_value(input).expect("policy input serialises");
-        let decision = self
-            .evaluate(input.action.entrypoint(), &raw)
-            .sanitised(input);
+        let entry = input.action.entrypoint();
+        let key = format!("{entry}\n{raw}");
+        let decision = match self.decisions.get(&key) {
+            Some(d) => d,
+            None => {
+                let d = self.evaluate(entry, &raw).sanitised(input);
+                self.decisions.insert(key, d.clone());
+                d
+            }
+        };
         let mode = match decision.mode {
             Mode::Full => "full",
             Mode::Masked => "masked",
@@ -273,6 +288,63 @@ mod tests {
             "only {} Rego tests found",
             report.passed.len()
         );
+    }
+
+    /// A remembered decision is the decision: same answer as evaluating
+    /// afresh, for an allow and a deny.
+    #[test]
+    fn remembered_decisions_equal_fresh_ones() {
+        let p = Policies::compile(&repo_policies()).unwrap();
+        let party = |partner: &str, kind: &str, role: Option<&str>| model::Party {
+            partner: partner.into(),
+            kind: kind.into(),
+            member: true,
+            role: role.map(str::to_owned),
+            status: "active".into(),
+        };
+        let signal = model::SignalFacts {
+            reporter: "emmen".into(),
+            municipality: "emmen".into(),
+            forms: vec!["arbeid".into()],
+            victim_minor: false,
+            domestic_setting: false,
+            referrals: vec![],
+            status: "nieuw".into(),
+        };
+        for (partner, role) in [
+            ("zvhd", "ketenregisseur"),
+            ("assen", "aandachtfunctionaris-sociaal"),
+        ] {
+            let input = Input {
+                action: Action::Read,
+                purpose: "drieluik".into(),
+                principal: party(
+                    partner,
+                    if partner == "zvhd" {
+                        "zvhd"
+                    } else {
+                        "gemeente"
+                    },
+                    Some(role),
+                ),
+                recipient: None,
+                signal: Some(signal.clone()),
+                audit: None,
+            };
+            let fresh = p
+                .evaluate(
+                    model::ENTRY_EXCHANGE,
+                    &serde_json::to_value(&input).unwrap(),
+                )
+                .sanitised(&input);
+            for _ in 0..2 {
+                let d = p.decide(&input);
+                assert_eq!(
+                    serde_json::to_value(&d).unwrap(),
+                    serde_json::to_value(&fresh).unwrap()
+                );
+            }
+        }
     }
 
     #[test]
