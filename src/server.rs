@@ -19,6 +19,7 @@ use crate::api::{self, AppState, Services, middleware::RateLimit};
 use crate::auth::{Authenticator, Verifier};
 use crate::boundary::{EGRESS_KEY, EgressGuard};
 use crate::config::Config;
+use crate::crypto::cursor::Cursors;
 use crate::crypto::envelope::Keyring;
 use crate::crypto::{PSEUDONYM_KEY, Pseudonymizer};
 use crate::keys::KeyStore;
@@ -55,6 +56,9 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     keys.ensure_secret(EGRESS_KEY)?;
     keys.ensure_secret(PERTURBATION_KEY)?;
     let ledger = Ledger::open(db.clone(), &keys, &cfg.log_origin()).await?;
+    // A signed checkpoint exists from the start, so reading one never
+    // has to write.
+    ledger.checkpoint().await?;
     tokio::spawn(ledger.clone().checkpointer(
         cfg.log.checkpoint_every,
         Duration::from_secs(cfg.log.checkpoint_interval_secs.max(1)),
@@ -77,6 +81,7 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         policy,
         ledger,
         pseudonyms: Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?),
+        cursors: Cursors::new(&*keys.secret(PSEUDONYM_KEY)?),
         vault: Vault::new(Keyring::load(&keys)?),
         phenomena,
     });

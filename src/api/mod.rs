@@ -36,6 +36,7 @@ use crate::auth::{Authenticator, require_principal};
 use crate::boundary::{self, EgressGuard};
 use crate::config::Config;
 use crate::crypto::Pseudonymizer;
+use crate::crypto::cursor::Cursors;
 use crate::ledger::Ledger;
 use crate::phenomena::Phenomena;
 use crate::policy::PolicyEngine;
@@ -67,6 +68,7 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct Services {
+    pub cursors: Cursors,
     pub config: Arc<Config>,
     pub db: Db,
     pub auth: Authenticator,

@@ -25,6 +25,9 @@ use crate::projection::project;
 use crate::signals::{self, Meta, Vault};
 use crate::store::signals::{Referral, SignalFilter, StoredSignal};
 
+/// What signal-list cursors are sealed for.
+const CURSOR_SCOPE: &str = "signals";
+
 /// The id in a path: a UUID, or the resource does not exist.
 pub fn parse_id(id: &str) -> Result<String, Problem> {
     Uuid::parse_str(id)
@@ -228,12 +231,14 @@ pub async fn list(
     }
     date_param("receivedFrom", &p.received_from)?;
     date_param("receivedTo", &p.received_to)?;
-    let after = p
-        .after
-        .as_deref()
-        .map(parse_id)
-        .transpose()
-        .map_err(|_| Problem::bad_request("invalid cursor"))?;
+    let after = match p.after.as_deref() {
+        Some(c) => Some(
+            s.cursors
+                .open(CURSOR_SCOPE, c)
+                .ok_or_else(|| Problem::bad_request("invalid cursor"))?,
+        ),
+        None => None,
+    };
     let limit = p.limit.unwrap_or(50).clamp(1, 100);
     let filter = SignalFilter {
         status: p.status,
@@ -246,8 +251,14 @@ pub async fn list(
         limit,
     };
     let candidates = s.db.signals(&filter).await?;
+    // The page ends at the last candidate, which the caller may not be
+    // allowed to see: the cursor is sealed, never the bare id.
     let next_after = (candidates.len() as u32 == limit)
-        .then(|| candidates.last().map(|c| c.meta.id.clone()))
+        .then(|| {
+            candidates
+                .last()
+                .map(|c| s.cursors.seal(CURSOR_SCOPE, &c.meta.id))
+        })
         .flatten();
     let ids: Vec<&str> = candidates.iter().map(|c| c.meta.id.as_str()).collect();
     let mut referrals = s.db.referrals_of(&ids).await?;

@@ -3,6 +3,7 @@
 //! (invariant 4). One function makes every pseudonym, so the same person is
 //! the same pseudonym in every entry.
 
+pub mod cursor;
 pub mod envelope;
 
 use base64::Engine;

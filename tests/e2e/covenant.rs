@@ -1509,3 +1509,81 @@ async fn a_repeated_referral_is_a_conflict() {
         "one inbox copy: {inbox}"
     );
 }
+
+/// Paging never hands out the id of a signal the caller may not see: a page
+/// ends at its last candidate, so the cursor is sealed; following cursors
+/// yields every visible signal exactly once, and a forged cursor is a 400.
+#[tokio::test]
+async fn list_cursors_reveal_no_ids() {
+    let server = Server::start(Opts::new()).await;
+    let body: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/signal.json"),
+        )
+        .expect("examples/signal.json"),
+    )
+    .expect("example is JSON");
+    let (mut assen, mut emmen) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        emmen.push(submit(&server, "emmen", "aandachtfunctionaris-sociaal", &body).await);
+        assen.push(submit(&server, "assen", "aandachtfunctionaris-sociaal", &body).await);
+    }
+    let token = server.token("assen", "aandachtfunctionaris-sociaal");
+    let (mut seen, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/signals?limit=1&after={c}"),
+            None => "/v1/signals?limit=1".to_owned(),
+        };
+        let page = ok_json(
+            call(
+                &server,
+                Method::GET,
+                &path,
+                &token,
+                Some("signalering"),
+                None,
+            )
+            .await,
+            200,
+        )
+        .await;
+        let text = page.to_string();
+        assert!(
+            emmen.iter().all(|id| !text.contains(id.as_str())),
+            "another municipality's id leaked: {text}"
+        );
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned()),
+        );
+        match page["nextAfter"].as_str() {
+            Some(c) => {
+                assert!(
+                    uuid::Uuid::parse_str(c).is_err(),
+                    "the cursor is not a bare id: {c}"
+                );
+                cursor = Some(c.to_owned());
+            }
+            None => break,
+        }
+        pages += 1;
+        assert!(pages <= 12, "paging does not end");
+    }
+    seen.sort();
+    assen.sort();
+    assert_eq!(seen, assen, "every visible signal once");
+    let forged = call(
+        &server,
+        Method::GET,
+        &format!("/v1/signals?after={}", emmen[0]),
+        &token,
+        Some("signalering"),
+        None,
+    )
+    .await;
+    assert_eq!(forged.status().as_u16(), 400);
+}
