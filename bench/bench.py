@@ -120,10 +120,11 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def psql(sql):
+def psql(sql, schema=None):
     u = urllib.parse.urlparse(PG_URL)
-    run(["psql", "-q", "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 5432), "-U", u.username or "postgres",
-         "-d", (u.path or "/test").lstrip("/"), "-c", sql])
+    env = dict(os.environ, PGOPTIONS=f"-c search_path={schema}") if schema else None
+    run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 5432),
+         "-U", u.username or "postgres", "-d", (u.path or "/test").lstrip("/"), "-c", sql], env=env)
 
 
 # ------------------------------------------------------------------------ wrk
@@ -227,6 +228,81 @@ def verify_measure(s, sid, entries, work):
     return {"entries": n, "seconds": took, "entries_per_s": n / took}
 
 
+FORMS = ["seksueel", "arbeid", "crimineel", "orgaan", "onbekend"]
+SECTORS = ["land-en-tuinbouw", "bouw", "horeca", "logistiek", "schoonmaak", "vleesverwerking", "prostitutie",
+           "huishoudelijk", "industrie", "zorg", "overig", "onbekend"]
+LOCATIONS = ["woning", "bedrijfspand", "horeca", "seksinrichting", "agrarisch", "huisvesting-arbeidsmigranten",
+             "online", "openbare-ruimte", "overig", "onbekend"]
+MUNICIPALITIES = ["aa-en-hunze", "assen", "borger-odoorn", "coevorden", "de-wolden", "emmen", "hoogeveen", "meppel",
+                  "midden-drenthe", "noordenveld", "tynaarlo", "westerveld", "buiten-drenthe"]
+RELEASE_PERIOD = "2025-Q4"
+
+
+def contribution_rows(n, seed=7):
+    """n synthetic contributions received in 2025 (category codes only)."""
+    import random
+    rng = random.Random(seed + n)
+    for _ in range(n):
+        forms = sorted(set(rng.choices(FORMS, k=rng.randint(1, 2))))
+        groups = [rng.choice(["minderjarig", "meerderjarig"])] + (["arbeidsmigrant"] if rng.random() < 0.3 else [])
+        yield (str(uuid.uuid4()), rng.randint(-2**63, 2**63 - 1), 2025, rng.randint(1, 12), json.dumps(forms),
+               rng.choice(SECTORS), rng.choice(LOCATIONS), rng.choice(MUNICIPALITIES), json.dumps(groups))
+
+
+def load_contributions(s, n):
+    """Stores n contributions straight into the tables (the bench's own
+    fixture: making a million signals through the API would measure the
+    API, not the release read)."""
+    rows = contribution_rows(n)
+    if s.backend == "sqlite":
+        import sqlite3
+        db = sqlite3.connect(s.dir / "ketenpoort.db", timeout=60)
+        batch = list(rows)
+        db.executemany("INSERT INTO record_keys (id, signal_id, record_key) VALUES (?, NULL, ?)",
+                       [(r[0], r[1]) for r in batch])
+        db.executemany("INSERT INTO phenomenon_contributions (record_key_id, origin, year, month, forms, sector, "
+                       "location_type, municipality, victim_groups) VALUES (?, 'referral', ?, ?, ?, ?, ?, ?, ?)",
+                       [(r[0], *r[2:]) for r in batch])
+        db.commit()
+        db.close()
+    else:
+        keys = work_file(s, "keys.tsv")
+        contrib = work_file(s, "contrib.tsv")
+        with open(keys, "w") as k, open(contrib, "w") as c:
+            for r in rows:
+                k.write(f"{r[0]}\t{r[1]}\n")
+                c.write("\t".join([r[0], "referral", str(r[2]), str(r[3]), *r[4:]]) + "\n")
+        psql(f"\\copy record_keys (id, record_key) FROM '{keys}'", s.schema)
+        psql(f"\\copy phenomenon_contributions (record_key_id, origin, year, month, forms, sector, "
+             f"location_type, municipality, victim_groups) FROM '{contrib}'", s.schema)
+
+
+def work_file(s, name):
+    return str(s.dir / name)
+
+
+def release_curve(backend, sizes, seconds):
+    """A release read (RIEC token) with n stored contributions, for each n."""
+    out = {}
+    for n in sizes:
+        s = Server(backend)
+        try:
+            log(f"{backend}: release with {n:,} contributions")
+            load_contributions(s, n)
+            t0 = time.perf_counter()
+            run(s.cli("phenomena", "release", "--period", RELEASE_PERIOD))
+            built = time.perf_counter() - t0
+            riec = s.token("riec", "analist")
+            m = wrk(f"{s.base}/v1/phenomena/releases/{RELEASE_PERIOD}", seconds,
+                    [f"Authorization: Bearer {riec}", "Ketenpoort-Purpose: fenomeenanalyse"])
+            m["publish_seconds"] = built
+            out[str(n)] = m
+        finally:
+            s.stop()
+            s.cleanup()
+    return out
+
+
 def policy_measures(work, rounds):
     corpus = work / "corpus.jsonl"
     run([sys.executable, str(ROOT / "scripts" / "opa" / "corpus.py"), "--out", str(corpus)])
@@ -264,6 +340,18 @@ def markdown(r):
             m = x[key]
             lines.append(f"| {label} | {b} | {fmt(m['rps'])} | {fmt(m['p50_ms'], 2)} | {fmt(m['p99_ms'], 2)} | "
                          f"{m['rps'] / c['rps']:.2f} of ceiling |")
+    lines += ["", "Phenomenon release read (`GET /v1/phenomena/releases/{id}`, RIEC token, 64 connections):", "",
+              "| backend | stored contributions | requests/s | p50 ms | p99 ms | publishing the release |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for b, x in r["backends"].items():
+        curve = x["release_read"]
+        for n, m in curve.items():
+            lines.append(f"| {b} | {int(n):,} | {fmt(m['rps'])} | {fmt(m['p50_ms'], 2)} | {fmt(m['p99_ms'], 2)} | "
+                         f"{m['publish_seconds']:.2f} s |")
+        sizes = sorted(curve, key=int)
+        lo, hi = curve[sizes[0]], curve[sizes[-1]]
+        lines.append(f"| {b} | ratio {int(sizes[-1]):,} / {int(sizes[0]):,} | {hi['rps'] / lo['rps']:.2f} | "
+                     f"{hi['p50_ms'] / lo['p50_ms']:.2f} | {hi['p99_ms'] / lo['p99_ms']:.2f} | (target: within 2×) |")
     lines += ["", "| measure | backend | value | target |", "| --- | --- | --- | --- |"]
     for b, x in r["backends"].items():
         lines.append(f"| log entries per commit (fsync), 64 writers | {b} | {x['entries_per_commit']:.1f} | ≥ 20 |")
@@ -304,6 +392,7 @@ def main():
         log(f"built in {time.perf_counter() - t0:.0f} s")
     seconds = 5 if args.quick else 20
     verify_entries = 100_000 if args.quick else 1_000_000
+    release_sizes = [1_000, 10_000, 100_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
     work = Path(tempfile.mkdtemp(prefix="kp-bench-work-"))
     result = {
         "started": started,
@@ -327,10 +416,11 @@ def main():
                 res, sid = exchange_measures(s, seconds, work)
                 log(f"{backend}: log verify on {verify_entries} entries")
                 res["verify"] = verify_measure(s, sid, verify_entries, work)
-                result["backends"][backend] = res
             finally:
                 s.stop()
                 s.cleanup()
+            res["release_read"] = release_curve(backend, release_sizes, seconds)
+            result["backends"][backend] = res
         log("policy decisions")
         result["policy"] = policy_measures(work, 3 if args.quick else 20)
     finally:

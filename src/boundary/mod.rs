@@ -114,14 +114,48 @@ pub async fn members_only(State(s): State<AppState>, req: Request, next: Next) -
 pub struct EgressGuard {
     db: Db,
     fingerprints: Fingerprinter,
+    /// Pattern scans of bodies, by SHA-256 of the body. A scan is a pure
+    /// function of the bytes, and the RIEC reads the same immutable
+    /// releases over and over; the lookup of stored values still runs on
+    /// every response, since what is stored changes.
+    scans: std::sync::Arc<quick_cache::sync::Cache<[u8; 32], std::sync::Arc<BodyScan>>>,
 }
+
+/// What scanning a body found: a pattern, or the fingerprints of the
+/// values that must be looked up among the stored ones.
+struct BodyScan {
+    finding: Option<Finding>,
+    fingerprints: Vec<Vec<u8>>,
+}
+
+/// Distinct response bodies whose scans are remembered.
+const SCAN_CACHE: usize = 1_000;
 
 impl EgressGuard {
     pub fn new(db: Db, secret: &[u8; 32]) -> Self {
         Self {
             db,
             fingerprints: Fingerprinter::new(secret),
+            scans: std::sync::Arc::new(quick_cache::sync::Cache::new(SCAN_CACHE)),
         }
+    }
+
+    fn scan_body(&self, body: &[u8]) -> std::sync::Arc<BodyScan> {
+        let key: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, body)
+            .as_ref()
+            .try_into()
+            .expect("sha256");
+        if let Some(scan) = self.scans.get(&key) {
+            return scan;
+        }
+        let found = scan::scan_body(body);
+        let candidates: Vec<Known> = found.candidates.into_iter().collect();
+        let scan = std::sync::Arc::new(BodyScan {
+            finding: found.finding,
+            fingerprints: self.fingerprints.all(&candidates),
+        });
+        self.scans.insert(key, scan.clone());
+        scan
     }
 
     /// Fingerprints of what the guard must recognise, for the store.
@@ -136,15 +170,20 @@ impl EgressGuard {
         headers: &axum::http::HeaderMap,
         body: &[u8],
     ) -> Result<Option<Finding>, sqlx::Error> {
-        let mut found = scan::scan_body(body);
+        let body_scan = self.scan_body(body);
+        if body_scan.finding.is_some() {
+            return Ok(body_scan.finding);
+        }
+        let mut in_headers = scan::Scan::default();
         for value in headers.values() {
-            scan::scan_text(&String::from_utf8_lossy(value.as_bytes()), &mut found);
+            scan::scan_text(&String::from_utf8_lossy(value.as_bytes()), &mut in_headers);
         }
-        if found.finding.is_some() {
-            return Ok(found.finding);
+        if in_headers.finding.is_some() {
+            return Ok(in_headers.finding);
         }
-        let candidates: Vec<Known> = found.candidates.into_iter().collect();
-        let hashes = self.fingerprints.all(&candidates);
+        let header_values: Vec<Known> = in_headers.candidates.into_iter().collect();
+        let mut hashes = self.fingerprints.all(&header_values);
+        hashes.extend(body_scan.fingerprints.iter().cloned());
         let known = self.db.known_fingerprints(&hashes).await?;
         Ok((!known.is_empty()).then_some(Finding::Known))
     }
@@ -266,5 +305,30 @@ mod tests {
         ] {
             assert_eq!(inspect(&g, body).await, None, "{body}");
         }
+    }
+
+    /// A remembered scan never hides a value stored after it: the body that
+    /// passed is blocked once the value is stored, and a pattern found once
+    /// is found every time.
+    #[tokio::test]
+    async fn remembered_scans_still_see_new_stored_values() {
+        let (g, _, _) = guard().await;
+        let body = r#"{"x":"Lateris Novum"}"#;
+        assert_eq!(inspect(&g, body).await, None);
+        assert_eq!(inspect(&g, body).await, None, "from the remembered scan");
+        let later = fingerprint::names("Lateris Novum");
+        let mut tx = g.db.begin_write().await.unwrap();
+        tx.insert_fingerprints(
+            "0193a4e2-7c1d-7a00-8000-0000000000ff",
+            &g.fingerprints(&later),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(inspect(&g, body).await, Some(Finding::Known));
+        let pattern = r#"{"mail":"iemand@example.org"}"#;
+        let first = inspect(&g, pattern).await;
+        assert!(first.is_some());
+        assert_eq!(inspect(&g, pattern).await, first);
     }
 }
