@@ -130,6 +130,8 @@ impl KeyStore {
 /// Creates every key `serve` needs, never replacing one: the token issuer,
 /// the log signing key, the pseudonym key, the egress guard's fingerprint
 /// key, the perturbation secret of the phenomenon tables and the first KEK.
+/// After this, `serve` writes nothing into the key directory, so several
+/// instances can share one prepared (read-only) copy of it.
 pub fn init_service_keys(store: &KeyStore) -> anyhow::Result<()> {
     store.ensure_ed25519(TOKEN_ISSUER)?;
     store.ensure_ed25519(crate::ledger::LOG_KEY)?;
@@ -205,6 +207,80 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o077, 0, "private key readable by others");
+    }
+
+    /// `keys init` leaves nothing for `serve` to create: every key it loads
+    /// is there, and what `serve` does with the directory changes nothing.
+    #[test]
+    fn init_creates_every_key_serve_needs() {
+        use crate::boundary::EGRESS_KEY;
+        use crate::crypto::PSEUDONYM_KEY;
+        use crate::crypto::envelope::Keyring;
+        use crate::ledger::LOG_KEY;
+        use crate::phenomena::PERTURBATION_KEY;
+
+        let dir = tempfile::tempdir().unwrap();
+        let ks = KeyStore::new(dir.path());
+        let files = || {
+            let mut all: Vec<(String, Vec<u8>)> = fs::read_dir(dir.path().join("keys"))
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        fs::read(e.path()).unwrap(),
+                    )
+                })
+                .collect();
+            all.sort();
+            all
+        };
+        init_service_keys(&ks).unwrap();
+        let created = files();
+        let names: Vec<&str> = created.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "egress.key",
+                "kek-1.key",
+                "log-signing.pem",
+                "log-signing.pub.pem",
+                "phenomena.key",
+                "pseudonym.key",
+                "token-issuer.pem",
+                "token-issuer.pub.pem",
+            ]
+        );
+
+        // Every key loads the way `serve` loads it.
+        ks.ed25519(TOKEN_ISSUER).unwrap();
+        ks.ed25519(LOG_KEY).unwrap();
+        for name in [PSEUDONYM_KEY, EGRESS_KEY, PERTURBATION_KEY] {
+            ks.secret(name).unwrap();
+        }
+        assert!(ks.public_pem_path(TOKEN_ISSUER).exists());
+        assert_eq!(Keyring::load(&ks).unwrap().current(), "kek-1");
+
+        // What `serve` (server.rs, Ledger::open, Keyring::load) and a second
+        // `keys init` do with a prepared directory: nothing new, nothing changed.
+        for name in [PSEUDONYM_KEY, EGRESS_KEY, PERTURBATION_KEY] {
+            ks.ensure_secret(name).unwrap();
+        }
+        ks.ensure_ed25519(LOG_KEY).unwrap();
+        Keyring::load(&ks).unwrap();
+        init_service_keys(&ks).unwrap();
+        assert_eq!(files(), created);
+
+        use std::os::unix::fs::PermissionsExt;
+        for (name, _) in &created {
+            let mode = fs::metadata(dir.path().join("keys").join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            if !name.ends_with(".pub.pem") {
+                assert_eq!(mode & 0o077, 0, "{name} readable by others");
+            }
+        }
     }
 
     #[test]
