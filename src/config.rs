@@ -309,10 +309,12 @@ impl Config {
             );
             fig = fig.merge(Toml::file(file));
         }
+        // KETENPOORT_TEST_* and KETENPOORT_BENCH_* belong to the test suite
+        // and the benchmark, not to the service.
         fig = fig.merge(
             Env::prefixed("KETENPOORT_")
-                .split("__")
-                .ignore(&["test_database_url"]),
+                .filter(|k| !k.as_str().starts_with("test_") && !k.as_str().starts_with("bench_"))
+                .split("__"),
         );
         let mut cfg: Config = fig.extract().context("invalid configuration")?;
         if let Some(d) = &o.data_dir {

@@ -162,8 +162,15 @@ pub fn write_public(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
+    if let Some(parent) = path.parent()
+        && !parent.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // A new directory for keys or tokens is the owner's alone.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
     }
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -207,6 +214,11 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o077, 0, "private key readable by others");
+        let dir_mode = fs::metadata(dir.path().join("keys"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o077, 0, "key directory open to others");
     }
 
     /// `keys init` leaves nothing for `serve` to create: every key it loads
