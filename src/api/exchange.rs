@@ -11,7 +11,7 @@ use super::middleware::RequestContext;
 use super::problem::Problem;
 use crate::auth::Principal;
 use crate::ledger::{Draft, LogAction, RECEIPT_HEADER, Receipt};
-use crate::policy::{Decision, Input, model::Party};
+use crate::policy::{Decision, Input, Mode, model::Party};
 
 pub const PURPOSE_HEADER: &str = "ketenpoort-purpose";
 
@@ -154,4 +154,52 @@ pub fn with_receipt(receipt: Receipt, body: impl IntoResponse) -> Response {
         HeaderValue::from_str(&receipt.header_value()).expect("receipt header is ASCII"),
     );
     res
+}
+
+/// The one log entry of a page of records (a list, an inbox pull): every
+/// record, subject and field disclosed on the page, and every decision's
+/// reasons.
+#[derive(Default)]
+pub struct PageLog {
+    resources: Vec<String>,
+    subjects: Vec<String>,
+    fields: Vec<String>,
+    reasons: Vec<String>,
+    masked: bool,
+    first: Option<Decision>,
+}
+
+impl PageLog {
+    /// One record disclosed under decision `d`.
+    pub fn disclosed(&mut self, resource: String, subjects: Vec<String>, d: Decision) {
+        self.resources.push(resource);
+        self.subjects.extend(subjects);
+        self.fields.extend(d.fields.iter().cloned());
+        self.reasons.extend(d.reasons.iter().cloned());
+        self.masked |= d.mode != Mode::Full;
+        self.first.get_or_insert(d);
+    }
+
+    /// The page's entry. A page on which nothing could be disclosed is
+    /// logged as a refusal (`no-record-allowed`).
+    pub fn draft(mut self, x: &Exchange<'_>, action: LogAction) -> Draft {
+        self.reasons.sort();
+        self.reasons.dedup();
+        let decision = match self.first {
+            Some(d) => Decision {
+                fields: self.fields,
+                reasons: self.reasons,
+                mode: if self.masked {
+                    Mode::Masked
+                } else {
+                    Mode::Full
+                },
+                ..d
+            },
+            None => Decision::deny("no-record-allowed", x.state.policy.current().revision()),
+        };
+        x.draft(action, &decision)
+            .resources(self.resources)
+            .subjects(self.subjects)
+    }
 }

@@ -11,14 +11,14 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::exchange::{Exchange, Purpose, with_receipt};
+use super::exchange::{Exchange, PageLog, Purpose, with_receipt};
 use super::extract::Query;
 use super::middleware::RequestContext;
 use super::problem::Problem;
 use super::signals::parse_id;
 use crate::auth::Principal;
 use crate::ledger::LogAction;
-use crate::policy::{Action, Decision, Mode};
+use crate::policy::Action;
 use crate::projection::project;
 use crate::signals::{self, Vault};
 
@@ -83,9 +83,8 @@ pub async fn list(
         .flatten();
     let ids: Vec<&str> = rows.iter().map(|r| r.signal.meta.id.as_str()).collect();
     let referrals = s.db.referrals_of(&ids).await?;
-    let (mut items, mut resources, mut subjects, mut fields, mut reasons) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut first: Option<Decision> = None;
+    let mut items = Vec::new();
+    let mut page = PageLog::default();
     for row in rows {
         let sid = row.signal.meta.id.clone();
         let mut input = x.input(Action::Deliver);
@@ -104,10 +103,8 @@ pub async fn list(
         // Named from the signal itself: one pseudonym per person, whatever
         // identifiers the copy carries.
         let body = Vault::open(&key, &sid, &row.signal.body)?;
-        subjects.extend(signals::subjects(&body, &record, &s.pseudonyms));
-        resources.push(format!("inbox:{}", row.id));
-        fields.extend(d.fields.iter().cloned());
-        reasons.extend(d.reasons.iter().cloned());
+        let subjects = signals::subjects(&body, &record, &s.pseudonyms);
+        page.disclosed(format!("inbox:{}", row.id), subjects, d);
         items.push(InboxItem {
             record,
             id: row.id,
@@ -116,31 +113,8 @@ pub async fn list(
             received_at: row.created_at,
             acknowledged: row.acked,
         });
-        first.get_or_insert(d);
     }
-    reasons.sort();
-    reasons.dedup();
-    let summary = match first {
-        Some(d) => Decision {
-            fields,
-            reasons,
-            mode: if d.mode == Mode::Full {
-                Mode::Full
-            } else {
-                Mode::Masked
-            },
-            ..d
-        },
-        None => Decision::deny("no-record-allowed", s.policy.current().revision()),
-    };
-    let receipt = s
-        .ledger
-        .record(
-            x.draft(LogAction::Deliver, &summary)
-                .resources(resources)
-                .subjects(subjects),
-        )
-        .await?;
+    let receipt = s.ledger.record(page.draft(&x, LogAction::Deliver)).await?;
     Ok(with_receipt(receipt, Json(InboxPage { items, next_after })))
 }
 

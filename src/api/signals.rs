@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
-use super::exchange::{Exchange, Purpose, party, with_receipt};
+use super::exchange::{Exchange, PageLog, Purpose, party, with_receipt};
 use super::extract::{self, Query};
 use super::middleware::RequestContext;
 use super::problem::{FieldError, Problem};
@@ -20,7 +20,7 @@ use crate::auth::Principal;
 use crate::boundary;
 use crate::ledger::{LogAction, work};
 use crate::phenomena::{self, RecordKey};
-use crate::policy::{Action, Decision, Mode};
+use crate::policy::{Action, Mode};
 use crate::projection::project;
 use crate::signals::{self, Meta, Vault};
 use crate::store::signals::{Referral, SignalFilter, StoredSignal};
@@ -33,10 +33,6 @@ pub fn parse_id(id: &str) -> Result<String, Problem> {
     Uuid::parse_str(id)
         .map(|u| u.to_string())
         .map_err(|_| Problem::not_found())
-}
-
-fn policies_revision(s: &AppState) -> String {
-    s.policy.current().revision().to_owned()
 }
 
 /// Opens a stored signal into its full record (envelope + body).
@@ -263,9 +259,7 @@ pub async fn list(
     let ids: Vec<&str> = candidates.iter().map(|c| c.meta.id.as_str()).collect();
     let mut referrals = s.db.referrals_of(&ids).await?;
     let mut items = Vec::new();
-    let (mut resources, mut subjects, mut fields, mut reasons) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut first_allowed: Option<Decision> = None;
+    let mut page = PageLog::default();
     for c in &candidates {
         let mut input = x.input(Action::List);
         input.signal = Some(
@@ -278,35 +272,11 @@ pub async fn list(
         }
         let (record, body) = open_record(&s, c)?;
         let item = project(&record, &d.fields);
-        subjects.extend(signals::subjects(&body, &item, &s.pseudonyms));
+        let subjects = signals::subjects(&body, &item, &s.pseudonyms);
+        page.disclosed(format!("signal:{}", c.meta.id), subjects, d);
         items.push(item);
-        resources.push(format!("signal:{}", c.meta.id));
-        fields.extend(d.fields.iter().cloned());
-        reasons.extend(d.reasons.iter().cloned());
-        first_allowed.get_or_insert(d);
     }
-    // One entry for the page: every disclosed record, subject and field.
-    reasons.sort();
-    reasons.dedup();
-    // A page with nothing the caller may see is logged as a refusal.
-    let summary = match first_allowed {
-        Some(d) => Decision {
-            fields,
-            reasons,
-            mode: if d.mode == Mode::Full {
-                Mode::Full
-            } else {
-                Mode::Masked
-            },
-            ..d
-        },
-        None => Decision::deny("no-record-allowed", policies_revision(&s).as_str()),
-    };
-    let draft = x
-        .draft(LogAction::List, &summary)
-        .resources(resources)
-        .subjects(subjects);
-    let receipt = s.ledger.record(draft).await?;
+    let receipt = s.ledger.record(page.draft(&x, LogAction::List)).await?;
     Ok(with_receipt(
         receipt,
         Json(SignalPage { items, next_after }),
