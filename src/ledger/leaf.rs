@@ -33,7 +33,7 @@ pub struct LeafView<'a> {
 impl<'a> LeafView<'a> {
     /// `None` unless `leaf` is the canonical encoding of an entry.
     pub fn parse(leaf: &'a [u8]) -> Option<Self> {
-        let mut p = Parser { b: leaf, at: 0 };
+        let mut p = Parser::new(leaf)?;
         p.lit(b"{\"v\":")?;
         u8::try_from(p.uint()?).ok()?;
         p.lit(b",\"index\":")?;
@@ -74,7 +74,7 @@ impl<'a> LeafView<'a> {
         p.lit(b",\"outcome\":")?;
         let outcome = Outcome::ALL.into_iter().find(|o| p.quoted(o.as_str()))?;
         p.lit(b"}")?;
-        (p.at == leaf.len()).then_some(Self {
+        p.done().then_some(Self {
             index,
             time,
             actor_partner,
@@ -89,13 +89,25 @@ impl<'a> LeafView<'a> {
 }
 
 struct Parser<'a> {
-    b: &'a [u8],
+    s: &'a str,
     at: usize,
 }
 
 impl<'a> Parser<'a> {
+    /// Canonical leaves are UTF-8 and hold no raw control character (not
+    /// even between tokens): checked here once, not string by string.
+    fn new(leaf: &'a [u8]) -> Option<Self> {
+        let no_control = leaf.iter().fold(true, |ok, &b| ok & (b >= 0x20));
+        let s = std::str::from_utf8(leaf).ok().filter(|_| no_control)?;
+        Some(Self { s, at: 0 })
+    }
+
     fn rest(&self) -> &'a [u8] {
-        &self.b[self.at..]
+        &self.s.as_bytes()[self.at..]
+    }
+
+    fn done(&self) -> bool {
+        self.at == self.s.len()
     }
 
     fn lit(&mut self, s: &[u8]) -> Option<()> {
@@ -153,41 +165,31 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A JSON string as serde_json writes it: UTF-8; `"` and `\` escaped
-    /// with a backslash; control characters as `\b \t \n \f \r` or else
-    /// `\u00xx` (lowercase hex); nothing else escaped.
+    /// A JSON string as serde_json writes it: `"` and `\` escaped with a
+    /// backslash; control characters as `\b \t \n \f \r` or else `\u00xx`
+    /// (lowercase hex); nothing else escaped.
     fn string(&mut self) -> Option<Cow<'a, str>> {
         self.lit(b"\"")?;
-        let start = self.at;
-        let plain = |b: &u8| *b != b'"' && *b != b'\\' && *b >= 0x20;
-        let run = self.rest().iter().take_while(|b| plain(b)).count();
-        self.at += run;
-        if self.lit(b"\"").is_some() {
-            let s = std::str::from_utf8(&self.b[start..start + run]).ok()?;
-            return Some(Cow::Borrowed(s));
-        }
-        // With escapes: decode into an owned string.
-        let mut out = String::from(std::str::from_utf8(&self.b[start..start + run]).ok()?);
+        let mut owned: Option<String> = None;
         loop {
-            match *self.rest().first()? {
-                b'"' => {
-                    self.at += 1;
-                    return Some(Cow::Owned(out));
-                }
-                b'\\' => {
-                    let (c, len) = unescape(self.rest())?;
-                    out.push(c);
-                    self.at += len;
-                }
-                _ => {
-                    let run = self.rest().iter().take_while(|b| plain(b)).count();
-                    if run == 0 {
-                        return None; // a raw control character
+            let run = memchr::memchr2(b'"', b'\\', self.rest())?;
+            // Cut before an ASCII byte: a character boundary.
+            let plain = &self.s[self.at..self.at + run];
+            self.at += run;
+            if self.lit(b"\"").is_some() {
+                return Some(match owned {
+                    None => Cow::Borrowed(plain),
+                    Some(mut s) => {
+                        s.push_str(plain);
+                        Cow::Owned(s)
                     }
-                    out.push_str(std::str::from_utf8(&self.rest()[..run]).ok()?);
-                    self.at += run;
-                }
+                });
             }
+            let (c, len) = unescape(self.rest())?;
+            let s = owned.get_or_insert_with(String::new);
+            s.push_str(plain);
+            s.push(c);
+            self.at += len;
         }
     }
 }
