@@ -2,11 +2,11 @@
 //! snapshot (so a log that grows meanwhile is still checked as one state)
 //! and handed over in batches that line the three tables up.
 //!
-//! This bypasses the `Any` pool. Per row, sqlx's SQLite driver passes a
-//! message between its worker thread and the reader and `Any` copies every
-//! value: on a log of a million entries that was 20 times the cost of the
-//! checks. SQLite is read with rusqlite on a thread of its own, PostgreSQL
-//! through native connections.
+//! This bypasses the `Any` pool: per row, sqlx's SQLite driver hands a
+//! message from its worker thread to the reader (a futex wake-up each) and
+//! `Any` copies every value, which made up most of the 44 s a 1.1M-entry
+//! log took. SQLite is read with rusqlite on a thread of its own (the same
+//! SQLite library), PostgreSQL through native sqlx connections.
 
 use std::str::FromStr;
 
@@ -125,11 +125,11 @@ impl HashRow {
 }
 
 /// Consecutive entries with the subject rows and tree hashes that belong to
-/// them. Batch n holds entries at positions `[n * BATCH, n * BATCH + len)`
-/// of the scan; the subject rows with an idx below the end of that range
-/// and the tree hashes with an id below the first id of that end, that no
-/// earlier batch held. The last batch has no entries: it holds the first
-/// row, if any, of what is left of each of the two other tables.
+/// them. If the entries so far end at position `end` of the scan, the
+/// subject rows continue, in order, up to the first with an idx of `end` or
+/// more, and the tree hashes up to the first with an id of
+/// `stored_hash_index(0, end)` or more. The last batch has no entries: it
+/// holds the first row, if any, of what is left of each other table.
 pub struct LogBatch {
     pub entries: Vec<StoredRow>,
     pub subjects: Vec<SubjectRow>,
@@ -350,6 +350,7 @@ fn checkpoint(size: i64, root: Vec<u8>, note: String) -> StoredCheckpoint {
     }
 }
 
+/// The three queries of one connection, stepped side by side.
 struct SqliteScan<'c> {
     entries: rusqlite::Rows<'c>,
     subjects: rusqlite::Rows<'c>,
