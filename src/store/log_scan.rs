@@ -195,9 +195,9 @@ fn scan_sqlite(
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .with_context(|| format!("opening {}", path.display()))?;
-    // Map the file rather than copy each page out of it (as far as SQLite
-    // allows: 2 GB as built here).
-    conn.execute_batch("PRAGMA mmap_size = 1099511627776; BEGIN")?;
+    // Not memory-mapped: mapping saved ~5% but showed the mapped gigabytes
+    // as resident memory.
+    conn.execute_batch("BEGIN")?;
     let head = conn
         .query_row(HEAD, [], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
         .optional()?;
