@@ -312,8 +312,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             action: LogCommand::Verify { common },
         } => {
             let cfg = common.config(None)?;
-            // Three streams (entries, subject index, tree hashes) read side by side.
-            let db = Db::connect(&cfg.database_url(), 4).await?;
+            // The scan opens connections of its own (see store::log_scan).
+            let db = Db::connect(&cfg.database_url(), 1).await?;
             match crate::ledger::verify::verify(&db).await {
                 Ok(r) => println!(
                     "log verified: {} entries, {} checkpoints, root {}",

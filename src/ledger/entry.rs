@@ -72,6 +72,17 @@ pub enum LogAction {
 }
 
 impl LogAction {
+    pub const ALL: [Self; 8] = [
+        Self::Submit,
+        Self::Read,
+        Self::List,
+        Self::Refer,
+        Self::Deliver,
+        Self::ReleaseAggregate,
+        Self::AuditQuery,
+        Self::Deny,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Submit => "submit",
@@ -102,6 +113,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Self; 3] = [Self::Disclosed, Self::Denied, Self::Blocked];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Disclosed => "disclosed",

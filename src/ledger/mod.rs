@@ -11,6 +11,7 @@
 
 mod checkpoint;
 pub mod entry;
+mod leaf;
 mod merkle;
 mod sequencer;
 pub mod verify;

@@ -1,16 +1,17 @@
 //! `ketenpoort log verify`: recomputes everything from the stored leaf
 //! bytes — leaf hashes, the derived columns, the subject index, every stored
 //! tree hash, the tree roots — and checks every checkpoint's signature and
-//! root against the recomputed tree. Streams the log; memory stays flat.
+//! root against the recomputed tree. Reads the log in one snapshot, in
+//! batches (memory stays flat), and checks on a thread of its own while the
+//! store reads the next batch.
 
-use futures::StreamExt;
-use futures::stream::Peekable;
 use time::format_description::well_known::Rfc3339;
 
 use super::checkpoint;
-use super::entry::Entry;
+use super::leaf::LeafView;
 use super::merkle::{CompactRange, Hash, leaf_hash};
 use crate::store::Db;
+use crate::store::log_scan::{LogBatch, LogHead, StoredRow};
 
 #[derive(Debug)]
 pub struct Failure {
@@ -41,148 +42,176 @@ fn fail<T>(index: impl Into<Option<u64>>, reason: impl Into<String>) -> Result<T
     })
 }
 
-fn db_err(e: sqlx::Error) -> Failure {
+fn db_err(e: impl std::fmt::Display) -> Failure {
     Failure {
         index: None,
         reason: format!("database: {e}"),
     }
 }
 
-/// Takes the next items of a sorted stream while `belongs` holds.
-async fn take_while<S, T>(
-    s: &mut Peekable<S>,
-    belongs: impl Fn(&T) -> bool,
-) -> Result<Vec<T>, Failure>
-where
-    S: futures::Stream<Item = Result<T, sqlx::Error>> + Unpin,
-{
-    let mut out = Vec::new();
-    loop {
-        match std::pin::Pin::new(&mut *s).peek().await {
-            Some(Ok(item)) if belongs(item) => {}
-            Some(Err(_)) => {
-                return Err(db_err(
-                    s.next().await.expect("peeked").err().expect("error"),
-                ));
+pub async fn verify(db: &Db) -> Result<Report, Failure> {
+    let mut scan = db.scan_log().await.map_err(db_err)?;
+    let Some(head) = scan.head else {
+        return match scan.batches.recv().await {
+            Some(Err(e)) => Err(db_err(e)),
+            _ => fail(None, "the database holds no disclosure log"),
+        };
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut v = Verifier::new(&head);
+        v.check_checkpoints()?;
+        while let Some(batch) = scan.batches.blocking_recv() {
+            let batch = batch.map_err(db_err)?;
+            if batch.entries.is_empty() {
+                return v.finish(&batch);
             }
-            _ => return Ok(out),
+            v.batch(&batch)?;
         }
-        out.push(s.next().await.expect("peeked").map_err(db_err)?);
+        fail(None, "the log ended before it was read to the end")
+    })
+    .await
+    .map_err(db_err)?
+}
+
+/// The state of a verification: the tree recomputed so far and the
+/// checkpoints not yet reached.
+struct Verifier<'h> {
+    head: &'h LogHead,
+    tree: CompactRange,
+    /// Checkpoints before this one are checked.
+    next_checkpoint: usize,
+}
+
+impl<'h> Verifier<'h> {
+    fn new(head: &'h LogHead) -> Self {
+        Self {
+            head,
+            tree: CompactRange::default(),
+            next_checkpoint: 0,
+        }
+    }
+
+    /// Checks the checkpoints of the current tree size.
+    fn check_checkpoints(&mut self) -> Result<(), Failure> {
+        let tree = &self.tree;
+        while let Some(cp) = self
+            .head
+            .checkpoints
+            .get(self.next_checkpoint)
+            .filter(|c| c.size == tree.size())
+        {
+            self.next_checkpoint += 1;
+            let at = tree.size().checked_sub(1);
+            let (size, root) =
+                checkpoint::open(&cp.note, &self.head.verifier_key).map_err(|e| Failure {
+                    index: at,
+                    reason: format!("checkpoint of size {}: {e}", cp.size),
+                })?;
+            if size != cp.size || root != tree.root() || cp.root != tree.root().0 {
+                return fail(
+                    at,
+                    format!("checkpoint of size {} does not match the log", cp.size),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn batch(&mut self, batch: &LogBatch) -> Result<(), Failure> {
+        let (mut subjects, mut hashes) = (&batch.subjects[..], &batch.hashes[..]);
+        for row in &batch.entries {
+            let i = self.tree.size();
+            if row.idx != i {
+                return fail(
+                    i,
+                    format!("entry {i} is missing (next stored index is {})", row.idx),
+                );
+            }
+            let lh = leaf_hash(row.leaf());
+            if row.leaf_hash() != lh.0 {
+                return fail(i, "stored leaf hash does not match the leaf bytes");
+            }
+            let Some(entry) = LeafView::parse(row.leaf()) else {
+                return fail(i, "leaf bytes are not a canonical entry");
+            };
+            if entry.index != i {
+                return fail(i, format!("entry {} is stored at index {i}", entry.index));
+            }
+            if !columns_match(row, &entry) {
+                return fail(i, "a stored column differs from the leaf bytes");
+            }
+            // The rows up to this entry: a row of an earlier, missing index
+            // counts as an empty pseudonym, which no entry has.
+            let n = subjects.iter().take_while(|(idx, _)| *idx <= i).count();
+            let stored = subjects[..n]
+                .iter()
+                .map(|(idx, p)| if *idx == i { &p[..] } else { b"" });
+            if !stored.eq(entry.subjects.iter().map(|s| s.as_bytes())) {
+                return fail(i, "the subject index differs from the leaf bytes");
+            }
+            subjects = &subjects[n..];
+            let expected = self.tree.push(lh);
+            let first = tlog_tiles::stored_hash_index(0, i);
+            let end = first + expected.len() as u64;
+            let n = hashes.iter().take_while(|h| h.id < end).count();
+            let ok = n == expected.len()
+                && hashes[..n]
+                    .iter()
+                    .zip(&expected)
+                    .enumerate()
+                    .all(|(k, (h, e))| h.id == first + k as u64 && h.hash == Some(e.0));
+            if !ok {
+                return fail(i, "stored tree hashes differ from the recomputed tree");
+            }
+            hashes = &hashes[n..];
+            self.check_checkpoints()?;
+        }
+        Ok(())
+    }
+
+    /// After the last entry: the head, the checkpoints and the leftovers.
+    fn finish(self, rest: &LogBatch) -> Result<Report, Failure> {
+        let n = self.tree.size();
+        let head_size = self.head.size;
+        if head_size != n {
+            return fail(
+                n.min(head_size),
+                format!("the log head counts {head_size} entries, the log holds {n}"),
+            );
+        }
+        if let Some(cp) = self.head.checkpoints.get(self.next_checkpoint) {
+            return fail(
+                n,
+                format!(
+                    "a checkpoint covers {} entries but the log holds {n}: entries were removed",
+                    cp.size
+                ),
+            );
+        }
+        if !rest.subjects.is_empty() {
+            return fail(n, "the subject index refers to entries that do not exist");
+        }
+        if !rest.hashes.is_empty() {
+            return fail(n, "tree hashes stored beyond the last entry");
+        }
+        Ok(Report {
+            entries: n,
+            checkpoints: self.head.checkpoints.len(),
+            root: self.tree.root(),
+        })
     }
 }
 
-pub async fn verify(db: &Db) -> Result<Report, Failure> {
-    let Some((_origin, verifier_key)) = db.log_identity().await.map_err(db_err)? else {
-        return fail(None, "the database holds no disclosure log");
-    };
-    let head_size = db.log_size().await.map_err(db_err)?;
-    let checkpoints = db.checkpoints().await.map_err(db_err)?;
-    let mut pending = checkpoints.iter().peekable();
-    let mut tree = CompactRange::default();
-    let check_checkpoints =
-        |tree: &CompactRange, pending: &mut std::iter::Peekable<std::slice::Iter<'_, _>>| {
-            while let Some(cp) =
-                pending.next_if(|c: &&crate::store::ledger::StoredCheckpoint| c.size == tree.size())
-            {
-                let at = tree.size().checked_sub(1);
-                let (size, root) =
-                    checkpoint::open(&cp.note, &verifier_key).map_err(|e| Failure {
-                        index: at,
-                        reason: format!("checkpoint of size {}: {e}", cp.size),
-                    })?;
-                if size != cp.size || root != tree.root() || cp.root != tree.root().0 {
-                    return fail(
-                        at,
-                        format!("checkpoint of size {} does not match the log", cp.size),
-                    );
-                }
-            }
-            Ok(())
-        };
-    check_checkpoints(&tree, &mut pending)?;
-
-    let mut entries = db.stream_log_entries();
-    let mut subjects = db.stream_log_subjects().peekable();
-    let mut hashes = db.stream_log_hashes().peekable();
-    while let Some(row) = entries.next().await {
-        let row = row.map_err(db_err)?;
-        let i = tree.size();
-        if row.idx != i {
-            return fail(
-                i,
-                format!("entry {i} is missing (next stored index is {})", row.idx),
-            );
-        }
-        let lh = leaf_hash(&row.leaf);
-        if row.leaf_hash != lh.0 {
-            return fail(i, "stored leaf hash does not match the leaf bytes");
-        }
-        let Some(entry) = Entry::decode(&row.leaf) else {
-            return fail(i, "leaf bytes are not a canonical entry");
-        };
-        if entry.index != i {
-            return fail(i, format!("entry {} is stored at index {i}", entry.index));
-        }
-        let ts = time::OffsetDateTime::parse(&entry.time, &Rfc3339)
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-            .ok();
-        let columns_match = ts == Some(row.ts)
-            && row.action == entry.action.as_str()
-            && row.actor_partner == entry.actor.partner
-            && row.actor_role == entry.actor.role
-            && row.recipient == entry.recipient
-            && row.purpose == entry.purpose
-            && row.outcome == entry.outcome.as_str();
-        if !columns_match {
-            return fail(i, "a stored column differs from the leaf bytes");
-        }
-        let subj: Vec<String> = take_while(&mut subjects, |(idx, _)| *idx <= i)
-            .await?
-            .into_iter()
-            .map(|(idx, p)| if idx == i { p } else { String::new() })
-            .collect();
-        if subj != entry.subjects {
-            return fail(i, "the subject index differs from the leaf bytes");
-        }
-        let expected = tree.push(lh);
-        let first = tlog_tiles::stored_hash_index(0, i);
-        let stored = take_while(&mut hashes, |(id, _)| *id < first + expected.len() as u64).await?;
-        let ok = stored.len() == expected.len()
-            && stored
-                .iter()
-                .zip(&expected)
-                .enumerate()
-                .all(|(k, ((id, h), e))| *id == first + k as u64 && h[..] == e.0);
-        if !ok {
-            return fail(i, "stored tree hashes differ from the recomputed tree");
-        }
-        check_checkpoints(&tree, &mut pending)?;
-    }
-    let n = tree.size();
-    if head_size != n {
-        return fail(
-            n.min(head_size),
-            format!("the log head counts {head_size} entries, the log holds {n}"),
-        );
-    }
-    if let Some(cp) = pending.next() {
-        return fail(
-            n,
-            format!(
-                "a checkpoint covers {} entries but the log holds {n}: entries were removed",
-                cp.size
-            ),
-        );
-    }
-    if !take_while(&mut subjects, |_| true).await?.is_empty() {
-        return fail(n, "the subject index refers to entries that do not exist");
-    }
-    if !take_while(&mut hashes, |_| true).await?.is_empty() {
-        return fail(n, "tree hashes stored beyond the last entry");
-    }
-    Ok(Report {
-        entries: n,
-        checkpoints: checkpoints.len(),
-        root: tree.root(),
-    })
+/// Every column derived from the leaf equals it.
+fn columns_match(row: &StoredRow, entry: &LeafView<'_>) -> bool {
+    let ts = time::OffsetDateTime::parse(&entry.time, &Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .ok();
+    ts == Some(row.ts)
+        && row.action() == entry.action.as_str().as_bytes()
+        && row.actor_partner() == entry.actor_partner.as_bytes()
+        && row.actor_role() == entry.actor_role.as_bytes()
+        && row.recipient() == entry.recipient.as_deref().map(str::as_bytes)
+        && row.purpose() == entry.purpose.as_deref().map(str::as_bytes)
+        && row.outcome() == entry.outcome.as_str().as_bytes()
 }

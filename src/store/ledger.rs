@@ -32,13 +32,9 @@ pub struct StoredEntry {
     pub idx: u64,
     pub leaf: Vec<u8>,
     pub leaf_hash: Vec<u8>,
-    pub ts: i64,
     pub action: String,
     pub actor_partner: String,
-    pub actor_role: String,
     pub recipient: Option<String>,
-    pub purpose: Option<String>,
-    pub outcome: String,
 }
 
 pub struct StoredCheckpoint {
@@ -73,21 +69,16 @@ pub struct Search {
     pub limit: u32,
 }
 
-const ENTRY_COLUMNS: &str =
-    "idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome";
+const ENTRY_COLUMNS: &str = "idx, leaf, leaf_hash, action, actor_partner, recipient";
 
 fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEntry, sqlx::Error> {
     Ok(StoredEntry {
         idx: r.try_get::<i64, _>("idx")? as u64,
         leaf: r.try_get("leaf")?,
         leaf_hash: r.try_get("leaf_hash")?,
-        ts: r.try_get("ts")?,
         action: r.try_get("action")?,
         actor_partner: r.try_get("actor_partner")?,
-        actor_role: r.try_get("actor_role")?,
         recipient: r.try_get("recipient")?,
-        purpose: r.try_get("purpose")?,
-        outcome: r.try_get("outcome")?,
     })
 }
 
@@ -360,13 +351,6 @@ impl Db {
                 .await?;
         row.map(|r| checkpoint_from_row(&r)).transpose()
     }
-
-    pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, sqlx::Error> {
-        let rows = sqlx::query("SELECT size, root, note FROM log_checkpoints ORDER BY size")
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(checkpoint_from_row).collect()
-    }
 }
 
 fn checkpoint_from_row(r: &sqlx::any::AnyRow) -> Result<StoredCheckpoint, sqlx::Error> {
@@ -375,51 +359,4 @@ fn checkpoint_from_row(r: &sqlx::any::AnyRow) -> Result<StoredCheckpoint, sqlx::
         root: r.try_get("root")?,
         note: r.try_get("note")?,
     })
-}
-
-/// Streaming reads for `log verify`: the whole log in index order, without
-/// holding it in memory.
-impl Db {
-    pub fn stream_log_entries(
-        &self,
-    ) -> futures::stream::BoxStream<'_, Result<StoredEntry, sqlx::Error>> {
-        use futures::StreamExt;
-        let sql = format!("SELECT {ENTRY_COLUMNS} FROM log_entries ORDER BY idx");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch(self.pool())
-            .map(|r| r.and_then(|r| entry_from_row(&r)))
-            .boxed()
-    }
-
-    /// (idx, pseudonym) ordered by index, then pseudonym.
-    pub fn stream_log_subjects(
-        &self,
-    ) -> futures::stream::BoxStream<'_, Result<(u64, String), sqlx::Error>> {
-        use futures::StreamExt;
-        sqlx::query("SELECT idx, pseudonym FROM log_subjects ORDER BY idx, pseudonym")
-            .fetch(self.pool())
-            .map(|r| {
-                r.and_then(|r| Ok((r.try_get::<i64, _>("idx")? as u64, r.try_get("pseudonym")?)))
-            })
-            .boxed()
-    }
-
-    /// (stored hash index, hash) in index order.
-    pub fn stream_log_hashes(
-        &self,
-    ) -> futures::stream::BoxStream<'_, Result<(u64, Vec<u8>), sqlx::Error>> {
-        use futures::StreamExt;
-        sqlx::query("SELECT id, hash FROM log_hashes ORDER BY id")
-            .fetch(self.pool())
-            .map(|r| r.and_then(|r| Ok((r.try_get::<i64, _>("id")? as u64, r.try_get("hash")?))))
-            .boxed()
-    }
-
-    pub async fn log_identity(&self) -> Result<Option<(String, String)>, sqlx::Error> {
-        let row = sqlx::query("SELECT origin, verifier_key FROM log_head WHERE id = 1")
-            .fetch_optional(self.pool())
-            .await?;
-        row.map(|r| Ok((r.try_get("origin")?, r.try_get("verifier_key")?)))
-            .transpose()
-    }
 }

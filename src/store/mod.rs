@@ -3,6 +3,7 @@
 //! between the two stays inside this module.
 
 pub mod ledger;
+pub mod log_scan;
 pub mod partners;
 pub mod phenomena;
 pub mod signals;
@@ -29,6 +30,8 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// For connections outside the pool (`log verify` reads natively).
+    url: Arc<str>,
     /// SQLite allows one writer; queueing here is cheaper than its busy loop.
     sqlite_writer: Arc<Mutex<()>>,
 }
@@ -91,6 +94,7 @@ impl Db {
         Ok(Self {
             pool,
             backend,
+            url: url.into(),
             sqlite_writer: Arc::new(Mutex::new(())),
         })
     }

@@ -1405,6 +1405,69 @@ async fn concurrent_appends<'a>(servers: &'a [Server]) {
     );
 }
 
+/// `log verify` reads the log in one snapshot: run while writers keep
+/// appending (entries, subject rows, tree hashes, checkpoints), it checks
+/// the log as it stood when it began, and passes.
+#[tokio::test]
+async fn log_verify_checks_a_growing_log_as_of_one_moment() {
+    let server = Server::start(quiet()).await;
+    let melder = Role::of(&server, "emmen", MELDER);
+    let (signal, _) = melder.submit(&example_signal()).await;
+    let signal = format!("/v1/signals/{signal}");
+    let regisseur = Role::of(&server, "zvhd", "ketenregisseur");
+    let fg = Role::of(&server, "zvhd", "fg");
+    for _ in 0..200 {
+        fg.append_one().await;
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let writers = (0..8).map(|w| {
+        let (regisseur, fg, signal, stop) = (&regisseur, &fg, &signal, &stop);
+        async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let res = match w % 3 {
+                    0 => regisseur.get(signal, "drieluik").await,
+                    1 => send(fg.request(Method::POST, "/v1/log/checkpoint", None)).await,
+                    _ => fg.get("/v1/log/search?partner=zvhd&limit=1", AUDIT).await,
+                };
+                assert!(res.status().is_success(), "writer {w}: {}", res.status());
+                n += 1;
+            }
+            n
+        }
+    });
+    let data = server.data().clone();
+    let verifier = async {
+        let mut sizes = Vec::new();
+        for _ in 0..5 {
+            let data = data.clone();
+            let out = tokio::task::spawn_blocking(move || data.cli(&["log", "verify"]))
+                .await
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "verify while appending: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let size: u64 = stdout
+                .strip_prefix("log verified: ")
+                .and_then(|s| s.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{stdout}"));
+            sizes.push(size);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        sizes
+    };
+    let (sizes, appended) = futures::join!(verifier, futures::future::join_all(writers));
+    assert!(
+        appended.iter().sum::<u64>() > 0 && sizes.windows(2).all(|w| w[0] <= w[1]),
+        "the log grew under the verifier: sizes {sizes:?}, requests {appended:?}"
+    );
+    assert!(sizes[0] > 200, "{sizes:?}");
+}
+
 /// One server everywhere; on PostgreSQL also two server processes sharing
 /// one database (schema), data directory and keys, as deployed behind a load
 /// balancer. Two processes on one SQLite file is not a supported deployment,
