@@ -313,7 +313,10 @@ impl Config {
         // and the benchmark, not to the service.
         fig = fig.merge(
             Env::prefixed("KETENPOORT_")
-                .filter(|k| !k.as_str().starts_with("test_") && !k.as_str().starts_with("bench_"))
+                .filter(|k| {
+                    let k = k.as_str().to_ascii_lowercase();
+                    !k.starts_with("test_") && !k.starts_with("bench_")
+                })
                 .split("__"),
         );
         let mut cfg: Config = fig.extract().context("invalid configuration")?;
