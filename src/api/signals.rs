@@ -142,9 +142,9 @@ pub async fn read(
         purpose,
     };
     let id = parse_id(&id)?;
-    let stored = s.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
+    let (stored, referrals) = s.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
     let mut input = x.input(Action::Read);
-    input.signal = Some(stored.meta.facts(s.db.referrals(&id).await?));
+    input.signal = Some(stored.meta.facts(referrals));
     let decision = x
         .decide(&input, LogAction::Read, vec![format!("signal:{id}")])
         .await?;
@@ -357,7 +357,7 @@ pub async fn refer(
         principal: &principal,
         purpose,
     };
-    let stored = s.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
+    let (stored, referrals) = s.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
     if s.db.referred(&id, &recipient.id, &req.purpose).await? {
         return Err(
             Problem::new(StatusCode::CONFLICT, "already-referred", "Already referred")
@@ -366,7 +366,7 @@ pub async fn refer(
     }
     let mut input = x.input(Action::Refer);
     input.recipient = Some(party(&recipient, None));
-    input.signal = Some(stored.meta.facts(s.db.referrals(&id).await?));
+    input.signal = Some(stored.meta.facts(referrals));
     let decision = x
         .decide(&input, LogAction::Refer, vec![format!("signal:{id}")])
         .await?;

@@ -69,6 +69,11 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            // No ping before every acquire: on SQLite each ping is a round
+            // trip to the connection's worker thread, doubling the cost of a
+            // read. A broken connection fails its query instead (503, fail
+            // closed) and is dropped from the pool.
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     // Durable commits (FULL); a lock not granted within 10 s is

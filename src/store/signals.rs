@@ -186,15 +186,41 @@ impl WriteTx {
 }
 
 impl Db {
-    pub async fn signal(&self, id: &str) -> Result<Option<StoredSignal>, sqlx::Error> {
+    /// A signal with the facts of its referrals (what a decision about it
+    /// needs), read over one pooled connection: every acquire and release is
+    /// a round trip to SQLite's worker thread.
+    pub async fn signal(
+        &self,
+        id: &str,
+    ) -> Result<Option<(StoredSignal, Vec<ReferralFact>)>, sqlx::Error> {
+        let mut conn = self.pool().acquire().await?;
         let sql = format!(
             "SELECT {SIGNAL_COLUMNS} FROM signals s JOIN signal_keys k ON k.signal_id = s.id WHERE s.id = $1"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(signal_from_row).transpose()
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let signal = signal_from_row(&row)?;
+        let rows = sqlx::query(
+            "SELECT recipient, purpose FROM referrals WHERE signal_id = $1 ORDER BY created_at, id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let referrals = rows
+            .iter()
+            .map(|r| {
+                Ok(ReferralFact {
+                    partner: r.try_get("recipient")?,
+                    purpose: r.try_get("purpose")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(Some((signal, referrals)))
     }
 
     pub async fn signals(&self, f: &SignalFilter) -> Result<Vec<StoredSignal>, sqlx::Error> {
@@ -228,23 +254,6 @@ impl Db {
             .await?
             .iter()
             .map(signal_from_row)
-            .collect()
-    }
-
-    pub async fn referrals(&self, signal_id: &str) -> Result<Vec<ReferralFact>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT recipient, purpose FROM referrals WHERE signal_id = $1 ORDER BY created_at, id",
-        )
-        .bind(signal_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ReferralFact {
-                    partner: r.try_get("recipient")?,
-                    purpose: r.try_get("purpose")?,
-                })
-            })
             .collect()
     }
 
