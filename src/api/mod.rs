@@ -268,12 +268,16 @@ pub fn admin_app(state: AppState) -> Router {
 
 /// What every answer on either listener gets: problem+json for bare error
 /// statuses, the request id and trace context, `API-Version` and the
-/// security headers.
+/// security headers. A panic is caught innermost, so its 500 passes all of
+/// these too (and is counted and logged with its request id).
 fn conventions<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
     };
     router
+        .layer(CatchPanicLayer::custom(|_| {
+            Problem::internal().into_response()
+        }))
         .layer(axum::middleware::from_fn(middleware::problem_json))
         .layer(axum::middleware::from_fn(middleware::request_context))
         .layer(header(HeaderName::from_static("api-version"), API_VERSION))
@@ -287,9 +291,6 @@ fn conventions<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S>
             "max-age=31536000; includeSubDomains",
         ))
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(CatchPanicLayer::custom(|_| {
-            Problem::internal().into_response()
-        }))
 }
 
 /// The complete application: routes, then the layers every request passes.
@@ -307,4 +308,41 @@ pub fn app(state: AppState, cfg: &Config) -> Router {
             Duration::from_secs(cfg.http.request_timeout_secs.max(1)),
         ));
     conventions(router).with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A handler that panics still answers with the conventions: problem+json,
+    /// request id, `API-Version` and the security headers.
+    #[tokio::test]
+    async fn a_panic_answers_with_every_convention() {
+        async fn boom() -> &'static str {
+            panic!("a handler bug")
+        }
+        let app = conventions(axum::Router::new().route("/boom", axum::routing::get(boom)));
+        let req = Request::get("/boom").body(Body::empty()).unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let h = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_else(|| panic!("no {name} on a panic's 500"))
+                .to_owned()
+        };
+        assert_eq!(h("content-type"), problem::CONTENT_TYPE);
+        assert_eq!(h("api-version"), API_VERSION);
+        assert_eq!(h("cache-control"), "no-store");
+        assert_eq!(h("content-security-policy"), "frame-ancestors 'none'");
+        assert_eq!(h("x-content-type-options"), "nosniff");
+        assert!(h("strict-transport-security").starts_with("max-age="));
+        uuid::Uuid::parse_str(&h(middleware::REQUEST_ID)).unwrap();
+        h("traceparent");
+    }
 }
