@@ -559,6 +559,18 @@ async fn metrics_hold_no_personal_values() {
     server.get_as(&format!("/v1/me/{id}"), &token).await;
     server.get_as("/v1/me", &format!("{token}x")).await;
     server.get(&format!("/{bsn}")).send().await.unwrap();
+    // An invented method is the client's own text (here digits like a BSN's).
+    let invented = "999888777";
+    let method = Method::from_bytes(invented.as_bytes()).unwrap();
+    for path in ["/v1/me", "/healthz", "/nope"] {
+        let res = server
+            .request(method.clone(), path)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{path}: {}", res.status());
+    }
     let doc = openapi(&server).await;
     let mut templates: BTreeSet<String> = operations(&doc).into_iter().map(|(_, p)| p).collect();
     // The operator listener's own routes.
@@ -617,9 +629,31 @@ async fn metrics_hold_no_personal_values() {
             }
         }
     }
-    for secret in ["j.de.vries", bsn, &id] {
+    for secret in ["j.de.vries", bsn, &id, invented] {
         assert!(!text.contains(secret), "{secret} in /metrics");
     }
+    let methods: BTreeSet<&str> = samples
+        .iter()
+        .flat_map(|(_, l)| l.iter())
+        .filter(|(k, _)| k == "method")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(methods.contains("other"), "{methods:?}");
+    for m in &methods {
+        assert!(
+            [
+                "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "other"
+            ]
+            .contains(m),
+            "method label {m:?}"
+        );
+    }
+    let logs = server.logs();
+    assert!(
+        logs.contains("\"method\":\"other\""),
+        "the request span names the method"
+    );
+    assert!(!logs.contains(invented), "an invented method in the logs");
 }
 
 #[tokio::test]
