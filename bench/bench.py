@@ -65,20 +65,25 @@ class Server:
             "KETENPOORT_HTTP__RATE_LIMIT_PER_SECOND": "100000000",
             "KETENPOORT_HTTP__RATE_LIMIT_BURST": "100000000",
             "KETENPOORT_POLICY__PATH": str(ROOT / "policies"),
+            # The metrics are on the operator listener only.
+            "KETENPOORT_ADMIN__LISTEN": "127.0.0.1:0",
         })
         self.stderr = open(self.dir / "server.log", "w")
         self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
         deadline = time.time() + 60
-        self.base = None
+        self.base = self.admin = None
         while time.time() < deadline:
             line = self.proc.stdout.readline()
             if not line:
                 break
+            m = re.match(r"ketenpoort admin listening on (https?://\S+)", line.strip())
+            if m:
+                self.admin = m.group(1)
             m = re.match(r"ketenpoort listening on (https://\S+)", line.strip())
             if m:
                 self.base = m.group(1)
                 break
-        if not self.base:
+        if not self.base or not self.admin:
             raise SystemExit(f"server did not start; see {self.dir / 'server.log'}")
 
     def token(self, partner, role):
@@ -95,7 +100,7 @@ class Server:
         return cmd
 
     def metric(self, name):
-        text = self.curl("/metrics")
+        text = run(["curl", "-sS", self.admin + "/metrics"]).stdout
         for line in text.splitlines():
             if line.startswith(name + " ") or line.startswith(name + "{}"):
                 return float(line.split()[-1])

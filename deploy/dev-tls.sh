@@ -6,6 +6,10 @@
 #   tls/ca.pem, ca.key          development CA; clients trust ca.pem
 #   tls/server.pem, server.key  P-256 server certificate (leaf + CA) for
 #                               localhost, 127.0.0.1, ::1, ketenpoort-1, ketenpoort-2
+#   operator/operator.pem, .key P-256 operator client certificate (clientAuth)
+#   operator/ca.pem             a copy of the CA: what Prometheus needs to
+#                               scrape the operator listener (admin.listen,
+#                               admin.client_ca = tls/ca.pem), and nothing else
 #
 # This is the one thing the binary does not make outside `serve --demo`. The
 # keys (keys/) come from `ketenpoort keys init`. In production use a
@@ -13,10 +17,30 @@
 set -eu
 umask 077
 d="${KETENPOORT_DATA_DIR:-/var/lib/ketenpoort}"
-mkdir -p "$d/tls"
-[ -e "$d/tls/server.pem" ] && exit 0
+mkdir -p "$d/tls" "$d/operator"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
+
+operator() {
+    [ -e "$d/operator/operator.pem" ] && return 0
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/O=ketenpoort development/CN=operator prometheus" \
+        -keyout "$tmp/operator.key" -out "$tmp/operator.csr" 2>/dev/null
+    printf '%s\n' "basicConstraints = critical, CA:FALSE" \
+        "keyUsage = critical, digitalSignature" "extendedKeyUsage = clientAuth" > "$tmp/op.cnf"
+    openssl x509 -req -in "$tmp/operator.csr" -CA "$d/tls/ca.pem" -CAkey "$d/tls/ca.key" \
+        -CAserial "$tmp/op.srl" -CAcreateserial -days 825 -extfile "$tmp/op.cnf" \
+        -out "$tmp/operator.pem" 2>/dev/null
+    cp "$d/tls/ca.pem" "$d/operator/ca.pem"
+    mv "$tmp/operator.key" "$d/operator/operator.key"
+    mv "$tmp/operator.pem" "$d/operator/operator.pem"
+    echo "created $d/operator/operator.pem (operator client certificate)"
+}
+
+if [ -e "$d/tls/server.pem" ]; then
+    [ -e "$d/tls/ca.key" ] && operator
+    exit 0
+fi
 
 openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
     -days 3650 -subj "/O=ketenpoort development/CN=ketenpoort development CA" \
@@ -38,3 +62,4 @@ chmod 0644 "$d/tls/ca.pem" "$tmp/server.pem"
 mv "$tmp/server.key" "$d/tls/server.key"
 mv "$tmp/server.pem" "$d/tls/server.pem"
 echo "created $d/tls/server.pem (development CA: $d/tls/ca.pem)"
+operator

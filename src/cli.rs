@@ -152,7 +152,15 @@ enum KeysCommand {
     },
     /// Create a new key-encryption key and re-wrap every data key with it.
     /// The old KEK file can be removed once this has succeeded everywhere.
+    /// With KEKs in the environment (`KETENPOORT_KEK_<n>`) set the next one
+    /// there and use `rewrap`.
     RotateKek {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Re-wrap every data key not yet under the current (highest)
+    /// key-encryption key, from the key store or the environment.
+    Rewrap {
         #[command(flatten)]
         common: Common,
     },
@@ -385,6 +393,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let name = Keyring::create_next(&store)?;
             let n = Vault::new(Keyring::load(&store)?).rewrap_all(&db).await?;
             println!("{name} is now the key-encryption key; {n} data keys re-wrapped");
+        }
+        Command::Keys {
+            action: KeysCommand::Rewrap { common },
+        } => {
+            let (cfg, db) = open(&common).await?;
+            let ring = Keyring::load(&KeyStore::new(&cfg.data_dir))?;
+            let name = ring.current().to_owned();
+            let n = Vault::new(ring).rewrap_all(&db).await?;
+            println!("{name} is the key-encryption key; {n} data keys re-wrapped");
         }
         Command::Token {
             action:

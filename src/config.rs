@@ -298,6 +298,18 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
 }
 
+/// Whether `KETENPOORT_<key>` is a configuration setting (and so refused
+/// when unknown). Not: `TEST_*` and `BENCH_*`, which belong to the test suite
+/// and the benchmark, and `KEK_<n>`, key-encryption keys for the keyring
+/// (`crypto::envelope`), which never become configuration values.
+fn is_setting(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    let kek = k
+        .strip_prefix("kek_")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    !k.starts_with("test_") && !k.starts_with("bench_") && !kek
+}
+
 impl Config {
     pub fn load(o: &Overrides) -> anyhow::Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
@@ -309,14 +321,9 @@ impl Config {
             );
             fig = fig.merge(Toml::file(file));
         }
-        // KETENPOORT_TEST_* and KETENPOORT_BENCH_* belong to the test suite
-        // and the benchmark, not to the service.
         fig = fig.merge(
             Env::prefixed("KETENPOORT_")
-                .filter(|k| {
-                    let k = k.as_str().to_ascii_lowercase();
-                    !k.starts_with("test_") && !k.starts_with("bench_")
-                })
+                .filter(|k| is_setting(k.as_str()))
                 .split("__"),
         );
         let mut cfg: Config = fig.extract().context("invalid configuration")?;
@@ -396,6 +403,24 @@ mod tests {
         assert_eq!(cfg.http.body_limit, 2048);
         assert_eq!(cfg.data_dir, PathBuf::from("/srv/kp"));
         assert_eq!(cfg.database_url(), "postgres://x@h/db");
+    }
+
+    #[test]
+    fn which_variables_are_settings() {
+        for setting in [
+            "data_dir",
+            "DATABASE__URL",
+            "kek",
+            "kek_x",
+            "kek_",
+            "KEK_1_X",
+            "keks_1",
+        ] {
+            assert!(is_setting(setting), "{setting}");
+        }
+        for other in ["KEK_1", "kek_12", "TEST_DATABASE_URL", "bench_x"] {
+            assert!(!is_setting(other), "{other}");
+        }
     }
 
     #[test]

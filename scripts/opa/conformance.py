@@ -5,7 +5,8 @@
         --ketenpoort-cmd "target/debug/ketenpoort policy eval --policies policies"
     python3 scripts/opa/conformance.py --corpus FILE --self-check
 
-The corpus (see corpus.py) holds JSON lines {"entrypoint", "input"}. Every
+The corpus (see corpus.py) holds JSON lines {"entrypoint", "input"}, at
+least 500 of them (fewer is a failure). Every
 line is evaluated in OPA (policies/ and data.json, as opa_test.py loads them)
 and, unless --self-check, fed in one go to the ketenpoort command on stdin;
 that command writes one decision object per line on stdout (with an extra
@@ -39,6 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from opa_test import ROOT, import_opa, load_engine  # noqa: E402
 
 KEYS = ("allow", "mode", "fields", "reasons", "legalBasis", "scope")
+# The issue asks for a corpus of at least this many inputs; a smaller one
+# (a truncated file, a broken generator) would prove too little.
+MIN_INPUTS = 500
 MODES = ("full", "masked", "aggregate", "deny")
 UNDEFINED = {"allow": False, "mode": "deny", "fields": [], "reasons": None, "legalBasis": None, "scope": None}
 MISSING = "<missing>"
@@ -197,6 +201,8 @@ def main(argv=None):
 
     policies = Path(args.policies).resolve()
     cases = read_corpus(Path(args.corpus))
+    if len(cases) < MIN_INPUTS:
+        sys.exit(f"conformance: the corpus has {len(cases)} inputs; at least {MIN_INPUTS} are required")
     opa = opa_decisions(cases, policies)
     data = json.loads((policies / "data.json").read_text(encoding="utf-8"))
     all_fields = sorted({f for fs in data["covenant"]["classes"].values() for f in fs})

@@ -2,8 +2,8 @@
 //! read the purpose, ask the policy, log a refusal, attach the receipt.
 
 use axum::extract::FromRequestParts;
-use axum::http::HeaderValue;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
@@ -11,7 +11,7 @@ use super::middleware::RequestContext;
 use super::problem::Problem;
 use crate::auth::Principal;
 use crate::ledger::{Draft, LogAction, RECEIPT_HEADER, Receipt};
-use crate::policy::{Decision, Input, Mode, model::Party};
+use crate::policy::{Decision, Input, Mode, Policies, model::Party};
 
 pub const PURPOSE_HEADER: &str = "ketenpoort-purpose";
 
@@ -92,40 +92,49 @@ impl Exchange<'_> {
         Draft::new(self.ctx, self.principal, action).decided(self.logged_purpose(), decision)
     }
 
+    /// The purpose header, if the policy may be asked with it: present, and
+    /// a purpose of the covenant. Otherwise the refusal code.
+    fn checked_purpose(&self, policies: &Policies) -> Result<&str, &'static str> {
+        match self.purpose.as_deref() {
+            None => Err("purpose-missing"),
+            Some(p) if !policies.is_known_purpose(p) => Err("purpose-unknown"),
+            Some(p) => Ok(p),
+        }
+    }
+
     /// The purpose of a route that decides record by record (a list, the
     /// inbox): present and one of the covenant's, checked before any record
     /// is looked at, so a bad header is a logged refusal rather than an
     /// empty page.
     pub async fn known_purpose(&self, log_as: LogAction) -> Result<String, Problem> {
         let policies = self.state.policy.current();
-        let code = match self.purpose.as_deref() {
-            None => "purpose-missing",
-            Some(p) if !policies.is_known_purpose(p) => "purpose-unknown",
-            Some(p) => return Ok(p.to_owned()),
+        let code = match self.checked_purpose(&policies) {
+            Ok(p) => return Ok(p.to_owned()),
+            Err(code) => code,
         };
         let decision = Decision::deny(code, policies.revision());
         self.state
             .ledger
             .record(self.draft(log_as, &decision))
             .await?;
-        Err(Problem::forbidden(
+        Err(refusal(
             code,
             "name a purpose of the covenant in the Ketenpoort-Purpose header",
         ))
     }
 
     /// Decides `input`; a refusal is logged (with `resources`) and becomes a
-    /// 403 carrying the policy's reason code.
+    /// 403 carrying the policy's reason code (a 422 for an unknown purpose).
     pub async fn decide(
         &self,
         input: &Input,
         log_as: LogAction,
         resources: Vec<String>,
     ) -> Result<Decision, Problem> {
-        let decision = if self.purpose.is_none() {
-            Decision::deny("purpose-missing", self.state.policy.current().revision())
-        } else {
-            self.state.policy.decide(input)
+        let policies = self.state.policy.current();
+        let decision = match self.checked_purpose(&policies) {
+            Ok(_) => policies.decide(input),
+            Err(code) => Decision::deny(code, policies.revision()),
         };
         if decision.allow {
             return Ok(decision);
@@ -139,11 +148,27 @@ impl Exchange<'_> {
             .first()
             .cloned()
             .unwrap_or_else(|| "denied".into());
-        Err(Problem::forbidden(
+        Err(refusal(
             &code,
             "the covenant policy does not allow this exchange",
         ))
     }
+}
+
+/// The answer to a logged refusal: 403 with the reason code, except for a
+/// purpose id the covenant does not know, which is bad input like an
+/// unknown recipient (422, still with the code).
+fn refusal(code: &str, detail: &str) -> Problem {
+    if code == "purpose-unknown" {
+        return Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-purpose",
+            "Unknown purpose",
+        )
+        .code(code)
+        .detail("the Ketenpoort-Purpose header names no purpose of the covenant");
+    }
+    Problem::forbidden(code, detail)
 }
 
 /// Adds the `Ketenpoort-Receipt` header to a disclosing response.

@@ -53,7 +53,7 @@ pub struct InboxPage {
 
 /// The caller's inbox for the purpose in `Ketenpoort-Purpose` (paged).
 #[utoipa::path(get, path = "/v1/inbox", tag = "inbox", operation_id = "list_inbox", security(("bearer" = [])), params(InboxParams),
-    responses((status = 200, body = InboxPage), (status = 403, body = Problem)))]
+    responses((status = 200, body = InboxPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list(
     State(s): State<AppState>,
     ctx: RequestContext,

@@ -243,7 +243,7 @@ fn shown(e: StoredEntry, full: bool) -> LogEntry {
 /// Log entries by index range. Entries outside the caller's scope appear as
 /// their leaf hash only. Needs `Ketenpoort-Purpose: verantwoording`.
 #[utoipa::path(get, path = "/v1/log/entries", tag = "log", security(("bearer" = [])), params(RangeParams),
-    responses((status = 200, body = LogEntries), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = LogEntries), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn entries(
     State(s): State<AppState>,
     ctx: RequestContext,
@@ -411,7 +411,7 @@ async fn run_search(
 
 /// The privacy officer's search (paged). Needs `Ketenpoort-Purpose: verantwoording`.
 #[utoipa::path(get, path = "/v1/log/search", tag = "log", security(("bearer" = [])), params(SearchParams),
-    responses((status = 200, body = LogEntries), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = LogEntries), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn search(
     State(s): State<AppState>,
     ctx: RequestContext,
@@ -432,7 +432,7 @@ pub async fn search(
 
 /// The same search as CSV, for the privacy officer's own records.
 #[utoipa::path(get, path = "/v1/log/export", tag = "log", security(("bearer" = [])), params(SearchParams),
-    responses((status = 200, body = String, content_type = "text/csv"), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = String, content_type = "text/csv"), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn export(
     State(s): State<AppState>,
     ctx: RequestContext,

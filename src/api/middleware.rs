@@ -48,6 +48,20 @@ fn incoming_trace_id(v: &HeaderValue) -> Option<String> {
     valid.then(|| trace.to_owned())
 }
 
+/// The method as logs and metric labels carry it: a standard method by
+/// name, anything else `other`. An extension method is the client's own
+/// text (it could be a BSN), and one label value per invented method would
+/// let any client grow the metrics without bound (invariant 8).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("other")
+}
+
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     SystemRandom::new().fill(&mut b).expect("system random");
@@ -67,7 +81,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
-    let method = req.method().clone();
+    let method = method_label(req.method());
     req.extensions_mut().insert(RequestContext {
         id,
         trace_id: trace_id.clone(),
@@ -88,7 +102,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     });
     let labels = [
         ("route", route_label),
-        ("method", method.to_string()),
+        ("method", method.to_owned()),
         ("status", status.to_string()),
     ];
     metrics::counter!("ketenpoort_http_requests_total", &labels).increment(1);
@@ -184,6 +198,17 @@ mod tests {
                 None,
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn invented_methods_are_other() {
+        use axum::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for invented in ["111222333", "get", "PROPFIND", "J.DE.VRIES"] {
+            let m = Method::from_bytes(invented.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "other", "{invented}");
         }
     }
 }

@@ -99,7 +99,7 @@ impl FromRef<AppState> for RateLimit {
     info(title = "ketenpoort", description = "Exchange gateway of the Drenthe anti-trafficking covenant."),
     modifiers(&BearerAuth),
     tags(
-        (name = "operations", description = "Health, metrics and the API description"),
+        (name = "operations", description = "Health, readiness and the API description"),
         (name = "log", description = "The disclosure log: checkpoints, proofs and the privacy officer's view"),
         (name = "signals", description = "Submit, read, list and refer signals (covenant members only)"),
         (name = "inbox", description = "Referred signals for the recipient (covenant members only)"),
@@ -139,7 +139,6 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     let public = OpenApiRouter::new()
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
-        .routes(routes!(system::metrics))
         .routes((schemas, paths, document));
     // The only routes a non-member reaches (the RIEC boundary, layer 2):
     // its own identity, the log's hashes and its own aggregate entries (the
@@ -247,42 +246,38 @@ fn finish_document(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
     doc
 }
 
-/// The operator interface on `admin.listen`: policy status and reload. Its
-/// own router, apart from the partner API and its OpenAPI document.
+/// The operator interface on `admin.listen`: policy status and reload, and
+/// the metrics. Its own router, apart from the partner API and its OpenAPI
+/// document. The metrics live here, not on the partner listener: their
+/// counters (referrals to the RIEC per mode, requests per route) would tell
+/// any partner when and how many signals were referred, which the
+/// perturbation of the phenomenon tables exists to hide.
 pub fn admin_app(state: AppState) -> Router {
     let (router, _) = OpenApiRouter::new()
         .routes(routes!(admin::policy))
         .routes(routes!(admin::reload))
+        .routes(routes!(system::metrics))
         .split_for_parts();
-    router
-        .fallback(|| async { Problem::not_found().into_response() })
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(middleware::problem_json))
-        .layer(axum::middleware::from_fn(middleware::request_context))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .with_state(state)
+    conventions(
+        router
+            .fallback(|| async { Problem::not_found().into_response() })
+            .method_not_allowed_fallback(method_not_allowed),
+    )
+    .with_state(state)
 }
 
-/// The complete application: routes, then the layers every request passes.
-pub fn app(state: AppState, cfg: &Config) -> Router {
-    let (router, doc) = routes(&state).split_for_parts();
-    let doc = system::OpenApiJson(Arc::new(finish_document(doc).to_string()));
+/// What every answer on either listener gets: problem+json for bare error
+/// statuses, the request id and trace context, `API-Version` and the
+/// security headers. A panic is caught innermost, so its 500 passes all of
+/// these too (and is counted and logged with its request id).
+fn conventions<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
     };
     router
-        .fallback(|| async { Problem::not_found().into_response() })
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(Extension(doc))
-        .layer(DefaultBodyLimit::max(cfg.http.body_limit))
-        .layer(RequestBodyLimitLayer::new(cfg.http.body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(cfg.http.request_timeout_secs.max(1)),
-        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            Problem::internal().into_response()
+        }))
         .layer(axum::middleware::from_fn(middleware::problem_json))
         .layer(axum::middleware::from_fn(middleware::request_context))
         .layer(header(HeaderName::from_static("api-version"), API_VERSION))
@@ -296,8 +291,58 @@ pub fn app(state: AppState, cfg: &Config) -> Router {
             "max-age=31536000; includeSubDomains",
         ))
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(CatchPanicLayer::custom(|_| {
-            Problem::internal().into_response()
-        }))
-        .with_state(state)
+}
+
+/// The complete application: routes, then the layers every request passes.
+pub fn app(state: AppState, cfg: &Config) -> Router {
+    let (router, doc) = routes(&state).split_for_parts();
+    let doc = system::OpenApiJson(Arc::new(finish_document(doc).to_string()));
+    let router = router
+        .fallback(|| async { Problem::not_found().into_response() })
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(doc))
+        .layer(DefaultBodyLimit::max(cfg.http.body_limit))
+        .layer(RequestBodyLimitLayer::new(cfg.http.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(cfg.http.request_timeout_secs.max(1)),
+        ));
+    conventions(router).with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A handler that panics still answers with the conventions: problem+json,
+    /// request id, `API-Version` and the security headers.
+    #[tokio::test]
+    async fn a_panic_answers_with_every_convention() {
+        async fn boom() -> &'static str {
+            panic!("a handler bug")
+        }
+        let app = conventions(axum::Router::new().route("/boom", axum::routing::get(boom)));
+        let req = Request::get("/boom").body(Body::empty()).unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let h = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_else(|| panic!("no {name} on a panic's 500"))
+                .to_owned()
+        };
+        assert_eq!(h("content-type"), problem::CONTENT_TYPE);
+        assert_eq!(h("api-version"), API_VERSION);
+        assert_eq!(h("cache-control"), "no-store");
+        assert_eq!(h("content-security-policy"), "frame-ancestors 'none'");
+        assert_eq!(h("x-content-type-options"), "nosniff");
+        assert!(h("strict-transport-security").starts_with("max-age="));
+        uuid::Uuid::parse_str(&h(middleware::REQUEST_ID)).unwrap();
+        h("traceparent");
+    }
 }

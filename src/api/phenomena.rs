@@ -54,7 +54,7 @@ fn release_id(id: &str) -> Result<ReleasePeriod, Problem> {
 /// The catalogue: every table of a release, its dimensions and their
 /// public category lists, and the trends.
 #[utoipa::path(get, path = "/v1/phenomena/tables", tag = "phenomena", security(("bearer" = [])),
-    responses((status = 200, body = Catalogue), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = Catalogue), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn catalogue(
     State(s): State<AppState>,
     ctx: RequestContext,
@@ -74,7 +74,7 @@ pub async fn catalogue(
 
 /// The releases, oldest first (paged): their ids, periods and tables.
 #[utoipa::path(get, path = "/v1/phenomena/releases", tag = "phenomena", security(("bearer" = [])), params(FeedParams),
-    responses((status = 200, body = ReleasePage), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = ReleasePage), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn releases(
     State(s): State<AppState>,
     ctx: RequestContext,
@@ -96,7 +96,7 @@ pub async fn releases(
 /// One release: every table and trend, as published.
 #[utoipa::path(get, path = "/v1/phenomena/releases/{id}", tag = "phenomena", security(("bearer" = [])),
     params(("id" = String, Path, description = "release id: the period it closes, e.g. 2026-Q3 or 2026-08")),
-    responses((status = 200, body = Release), (status = 400, body = Problem), (status = 403, body = Problem),
+    responses((status = 200, body = Release), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem),
         (status = 404, body = Problem)))]
 pub async fn release(
     State(s): State<AppState>,
@@ -131,7 +131,7 @@ pub async fn release(
 #[utoipa::path(get, path = "/v1/phenomena/releases/{id}/tables/{table}", tag = "phenomena", security(("bearer" = [])),
     params(("id" = String, Path, description = "release id, e.g. 2026-Q3"),
         ("table" = String, Path, description = "table or trend id from the catalogue")),
-    responses((status = 200, body = Release), (status = 400, body = Problem), (status = 403, body = Problem),
+    responses((status = 200, body = Release), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem),
         (status = 404, body = Problem)))]
 pub async fn release_table(
     State(s): State<AppState>,

@@ -127,7 +127,7 @@ pub async fn submit(
 /// One signal, projected for the caller by the covenant policy.
 #[utoipa::path(get, path = "/v1/signals/{id}", tag = "signals", security(("bearer" = [])),
     params(("id" = String, Path, description = "signal id")),
-    responses((status = 200, body = Object), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Object), (status = 403, body = Problem), (status = 422, body = Problem), (status = 404, body = Problem)))]
 pub async fn read(
     State(s): State<AppState>,
     ctx: RequestContext,
@@ -201,7 +201,7 @@ fn date_param(name: &str, v: &Option<String>) -> Result<(), Problem> {
 /// Signals the caller may see (paged), filtered by status, municipality,
 /// form and date received; each decided and projected on its own.
 #[utoipa::path(get, path = "/v1/signals", tag = "signals", operation_id = "list_signals", security(("bearer" = [])), params(ListParams),
-    responses((status = 200, body = SignalPage), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = SignalPage), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list(
     State(s): State<AppState>,
     ctx: RequestContext,

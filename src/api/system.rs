@@ -1,5 +1,6 @@
-//! Operational routes: liveness, readiness, metrics, the API description and
-//! "who am I" for partner developers checking their token.
+//! Operational routes: liveness, readiness, the API description and "who am
+//! I" for partner developers checking their token; and the metrics, served
+//! on the operator listener only (`admin_app`).
 
 use axum::Extension;
 use axum::extract::State;
@@ -43,8 +44,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>,
     }))
 }
 
-/// Prometheus text exposition. Labels hold route templates, methods, status
-/// codes and reason codes only.
+/// Prometheus text exposition, on the operator listener (`admin.listen`)
+/// only. Labels hold route templates, methods, status codes and reason codes
+/// only.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state

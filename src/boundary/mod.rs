@@ -2,7 +2,8 @@
 //! the covenant. Three independent layers, each enough on its own:
 //!
 //! 1. the policy gives non-members mode `aggregate` at most (`policies/`,
-//!    and `Decision::sanitised` refuses record fields to a non-member);
+//!    and `Decision::sanitised` refuses a record to a non-member caller or
+//!    recipient);
 //! 2. this module's route gate ([`members_only`]) keeps non-member
 //!    principals off every route but their own identity, the log's hashes
 //!    and their own aggregate entries, and the phenomenon tables — before
@@ -66,14 +67,11 @@ async fn log_deny(
         .map_err(Problem::from)
 }
 
-/// Whether a principal is a covenant member: its registry entry says so AND
-/// its kind is a member kind in the covenant data (the policy's own rule).
-/// A registry entry alone never carries a RIEC principal past the boundary.
+/// Whether a principal is a covenant member, by the policies in force
+/// ([`policy::model::is_member`](crate::policy::model::is_member): the
+/// registry flag AND the kind's membership).
 pub fn is_member(s: &AppState, p: &Principal) -> bool {
-    let kind_is_member = format!("/covenant/kinds/{}/member", p.partner.kind);
-    p.partner.member
-        && s.policy.current().data().pointer(&kind_is_member)
-            == Some(&serde_json::Value::Bool(true))
+    crate::policy::model::is_member(s.policy.current().data(), p.partner.member, &p.partner.kind)
 }
 
 /// Route layer on every route a non-member may not reach (layer 2): covenant

@@ -129,7 +129,7 @@ impl Policies {
         let decision = match self.decisions.get(&key) {
             Some(d) => d,
             None => {
-                let d = self.evaluate(entry, &raw).sanitised(input);
+                let d = self.evaluate(entry, &raw).sanitised(input, &self.data);
                 self.decisions.insert(key, d.clone());
                 d
             }
@@ -336,7 +336,7 @@ mod tests {
                     model::ENTRY_EXCHANGE,
                     &serde_json::to_value(&input).unwrap(),
                 )
-                .sanitised(&input);
+                .sanitised(&input, p.data());
             for _ in 0..2 {
                 let d = p.decide(&input);
                 assert_eq!(

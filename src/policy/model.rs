@@ -149,6 +149,45 @@ pub struct Decision {
     pub revision: String,
 }
 
+/// Whether a party is a covenant member: its registry entry says so AND its
+/// kind is a member kind in the covenant data (the Rego's `is_member`). The
+/// one such test on the Rust side, for the boundary's route gate and for
+/// [`Decision::sanitised`]: a registry entry alone never makes a RIEC a
+/// member.
+pub fn is_member(data: &serde_json::Value, registry_member: bool, kind: &str) -> bool {
+    registry_member
+        && data
+            .pointer("/covenant/kinds")
+            .and_then(|kinds| kinds.get(kind))
+            .and_then(|k| k.get("member"))
+            == Some(&serde_json::Value::Bool(true))
+}
+
+/// Whether `field` is a leaf path of the field classification
+/// (`covenant.classes`). Projection copies whatever a path names, so a bare
+/// `victims` would copy every victim whole.
+fn is_classified_leaf(data: &serde_json::Value, field: &str) -> bool {
+    let classified = data
+        .pointer("/covenant/classes")
+        .and_then(serde_json::Value::as_object)
+        .into_iter()
+        .flat_map(|classes| classes.values())
+        .filter_map(serde_json::Value::as_array)
+        .flatten()
+        .filter_map(serde_json::Value::as_str);
+    let mut found = false;
+    for path in classified {
+        if path
+            .strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with('.'))
+        {
+            return false;
+        }
+        found |= path == field;
+    }
+    found
+}
+
 impl Decision {
     pub fn deny(reason: &str, revision: &str) -> Self {
         Self {
@@ -162,12 +201,24 @@ impl Decision {
         }
     }
 
-    /// Fail closed on anything a well-formed policy would not return: an
-    /// allow without a mode to serve, or record fields for a non-member.
-    pub fn sanitised(mut self, input: &Input) -> Self {
+    /// Fail closed (`policy-incoherent`) on anything a well-formed policy
+    /// would not return, whatever the Rego says: an allow without a mode to
+    /// serve; fields with `aggregate` or `deny`; a record (`full`/`masked`)
+    /// for a non-member caller, or submitted or referred to a non-member
+    /// recipient (only `aggregate` may go there); a read, list or delivery
+    /// allowed as anything but a record; a field that is not a leaf of the
+    /// field classification in `data`. Membership is [`is_member`].
+    pub fn sanitised(mut self, input: &Input, data: &serde_json::Value) -> Self {
+        let member = |p: &Party| is_member(data, p.member, &p.kind);
+        let record = matches!(self.mode, Mode::Full | Mode::Masked);
+        let to_recipient = matches!(input.action, Action::Submit | Action::Refer);
+        let serves_records = matches!(input.action, Action::Read | Action::List | Action::Deliver);
         let incoherent = (self.allow == (self.mode == Mode::Deny))
-            || (!input.principal.member && !matches!(self.mode, Mode::Aggregate | Mode::Deny))
-            || (matches!(self.mode, Mode::Aggregate | Mode::Deny) && !self.fields.is_empty());
+            || (!record && !self.fields.is_empty())
+            || (record && !member(&input.principal))
+            || (record && to_recipient && !input.recipient.as_ref().is_some_and(member))
+            || (self.allow && serves_records && !record)
+            || self.fields.iter().any(|f| !is_classified_leaf(data, f));
         if incoherent {
             return Self::deny("policy-incoherent", &self.revision);
         }
@@ -181,23 +232,40 @@ impl Decision {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
-    fn input(member: bool) -> Input {
+    /// Covenant data as the policies ship it: kinds and the field classification.
+    fn data() -> serde_json::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/data.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn party(kind: &str, member: bool) -> Party {
+        Party {
+            partner: kind.into(),
+            kind: kind.into(),
+            member,
+            role: None,
+            status: "active".into(),
+        }
+    }
+
+    fn input(action: Action, principal: Party, recipient: Option<Party>) -> Input {
         Input {
-            action: Action::Read,
+            action,
             purpose: "drieluik".into(),
-            principal: Party {
-                partner: "x".into(),
-                kind: "riec".into(),
-                member,
-                role: Some("analist".into()),
-                status: "active".into(),
-            },
-            recipient: None,
+            principal,
+            recipient,
             signal: None,
             audit: None,
         }
+    }
+
+    /// A member reading: the simplest coherent record decision.
+    fn read() -> Input {
+        input(Action::Read, party("zvhd", true), None)
     }
 
     fn decision(mode: Mode, fields: &[&str]) -> Decision {
@@ -205,44 +273,179 @@ mod tests {
             allow: mode != Mode::Deny,
             mode,
             fields: fields.iter().map(|f| f.to_string()).collect(),
-            reasons: vec![],
+            reasons: vec!["grant:x".into()],
             legal_basis: Some("x".into()),
             scope: None,
             revision: "r".into(),
         }
     }
 
+    fn incoherent(d: &Decision) -> bool {
+        !d.allow
+            && d.mode == Mode::Deny
+            && d.reasons == ["policy-incoherent"]
+            && d.fields.is_empty()
+    }
+
+    #[test]
+    fn a_coherent_decision_passes_unchanged() {
+        let d = decision(Mode::Masked, &["forms", "victims.name"]);
+        let out = d.clone().sanitised(&read(), &data());
+        assert_eq!(
+            serde_json::to_value(&out).unwrap(),
+            serde_json::to_value(&d).unwrap()
+        );
+        // A denial keeps its own reason.
+        let mut deny = Decision::deny("not-referred", "r");
+        deny.legal_basis = Some("x".into());
+        let out = deny.sanitised(&read(), &data());
+        assert_eq!(out.reasons, ["not-referred"]);
+        assert_eq!(out.legal_basis, None);
+    }
+
     #[test]
     fn a_non_member_never_gets_record_fields_whatever_the_policy_says() {
-        for mode in [Mode::Full, Mode::Masked] {
-            let d = decision(mode, &["victims.name"]).sanitised(&input(false));
-            assert!(!d.allow);
-            assert_eq!(d.mode, Mode::Deny);
-            assert_eq!(d.reasons, vec!["policy-incoherent"]);
+        for kind in ["riec", "gemeente"] {
+            let caller = input(Action::Read, party(kind, false), None);
+            for mode in [Mode::Full, Mode::Masked] {
+                let d = decision(mode, &["victims.name"]).sanitised(&caller, &data());
+                assert!(incoherent(&d), "{kind} {mode:?}");
+            }
         }
+        let audit = input(Action::AuditQuery, party("riec", false), None);
         assert!(
             decision(Mode::Aggregate, &[])
-                .sanitised(&input(false))
+                .sanitised(&audit, &data())
                 .allow
         );
+        assert!(incoherent(
+            &decision(Mode::Aggregate, &["forms"]).sanitised(&audit, &data())
+        ));
+    }
+
+    /// Membership is the registry flag AND the kind's: a RIEC registered as
+    /// a member is still none.
+    #[test]
+    fn membership_needs_the_registry_and_the_kind() {
+        let data = data();
+        assert!(is_member(&data, true, "gemeente"));
+        assert!(!is_member(&data, false, "gemeente"));
+        assert!(!is_member(&data, true, "riec"));
+        assert!(!is_member(&data, true, "marechaussee"));
+        assert!(!is_member(&json!({}), true, "gemeente"));
+        let riec_as_member = input(Action::Read, party("riec", true), None);
+        assert!(incoherent(
+            &decision(Mode::Full, &["forms"]).sanitised(&riec_as_member, &data)
+        ));
+    }
+
+    /// (a) A referral (or submit) to a non-member is `aggregate` or nothing.
+    #[test]
+    fn a_record_never_goes_to_a_non_member_recipient() {
+        let data = data();
+        let referrer = party("zvhd", true);
+        for action in [Action::Refer, Action::Submit] {
+            for recipient in [
+                Some(party("riec", false)),
+                Some(party("riec", true)),
+                Some(party("politie", false)),
+                None,
+            ] {
+                let what = format!("{action:?} to {recipient:?}");
+                let x = input(action, referrer.clone(), recipient);
+                for mode in [Mode::Full, Mode::Masked] {
+                    assert!(
+                        incoherent(&decision(mode, &["forms"]).sanitised(&x, &data)),
+                        "{what}"
+                    );
+                }
+                assert!(
+                    decision(Mode::Aggregate, &[]).sanitised(&x, &data).allow,
+                    "{what}"
+                );
+                let deny = Decision::deny("recipient-not-for-purpose", "r").sanitised(&x, &data);
+                assert_eq!(deny.reasons, ["recipient-not-for-purpose"], "{what}");
+            }
+        }
+        let to_member = input(Action::Refer, referrer, Some(party("politie", true)));
         assert!(
-            !decision(Mode::Aggregate, &["forms"])
-                .sanitised(&input(false))
+            decision(Mode::Masked, &["forms"])
+                .sanitised(&to_member, &data)
                 .allow
         );
+    }
+
+    /// (b) The routes that serve records get records or a denial.
+    #[test]
+    fn record_actions_are_full_or_masked() {
+        let data = data();
+        for action in [Action::Read, Action::List, Action::Deliver] {
+            let x = input(action, party("politie", true), None);
+            assert!(
+                incoherent(&decision(Mode::Aggregate, &[]).sanitised(&x, &data)),
+                "{action:?}"
+            );
+            for mode in [Mode::Full, Mode::Masked] {
+                assert!(
+                    decision(mode, &["forms"]).sanitised(&x, &data).allow,
+                    "{action:?}"
+                );
+            }
+        }
+    }
+
+    /// (c) Only leaf paths of the classification: never a whole list, an
+    /// unknown field, or a path below a leaf.
+    #[test]
+    fn fields_are_classified_leaves() {
+        let data = data();
+        for field in [
+            "victims",
+            "suspects",
+            "victims.",
+            "victims.name.first",
+            "victims.*",
+            "id",
+            "unclassified",
+            "",
+        ] {
+            let d = decision(Mode::Masked, &["forms", field]).sanitised(&read(), &data);
+            assert!(incoherent(&d), "{field:?}");
+        }
+        assert!(
+            decision(
+                Mode::Masked,
+                &["victims.address", "suspects.kvkNumber", "narrative"]
+            )
+            .sanitised(&read(), &data)
+            .allow
+        );
+        // A path that is classified but has classified paths below it is no leaf.
+        let nested = json!({"covenant": {"kinds": {"zvhd": {"member": true}},
+            "classes": {"D": ["victims", "victims.name"]}}});
+        assert!(incoherent(
+            &decision(Mode::Masked, &["victims"]).sanitised(&read(), &nested)
+        ));
+        assert!(
+            decision(Mode::Masked, &["victims.name"])
+                .sanitised(&read(), &nested)
+                .allow
+        );
+        // No classification at all: no field passes.
+        let none = json!({"covenant": {"kinds": {"zvhd": {"member": true}}}});
+        assert!(incoherent(
+            &decision(Mode::Masked, &["forms"]).sanitised(&read(), &none)
+        ));
     }
 
     #[test]
     fn allow_and_mode_must_agree() {
         let mut d = decision(Mode::Full, &["forms"]);
         d.allow = false;
-        assert_eq!(
-            d.clone().sanitised(&input(true)).reasons,
-            vec!["policy-incoherent"]
-        );
+        assert!(incoherent(&d.sanitised(&read(), &data())));
         let mut d = decision(Mode::Deny, &[]);
         d.allow = true;
-        assert!(!d.sanitised(&input(true)).allow);
+        assert!(incoherent(&d.sanitised(&read(), &data())));
     }
 }
 

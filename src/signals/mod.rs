@@ -172,7 +172,8 @@ impl Vault {
     }
 
     /// Re-wraps every data key under the keyring's current KEK (after
-    /// `Keyring::create_next`); returns how many were re-wrapped.
+    /// `Keyring::create_next`, or a new `KETENPOORT_KEK_<n>`); returns how
+    /// many were re-wrapped.
     pub async fn rewrap_all(&self, db: &crate::store::Db) -> anyhow::Result<usize> {
         let mut n = 0;
         for (id, kek_id, wrapped) in db.signal_keys().await? {

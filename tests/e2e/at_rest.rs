@@ -322,3 +322,96 @@ async fn after_retention_a_copy_of_the_records_cannot_be_decrypted() {
         String::from_utf8_lossy(&verify.stderr)
     );
 }
+
+/// Every data key's KEK id, by signal.
+async fn kek_ids(db: &sqlx::AnyPool) -> BTreeMap<String, String> {
+    sqlx::query("SELECT signal_id, kek_id FROM signal_keys")
+        .fetch_all(db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("signal_id"), r.get("kek_id")))
+        .collect()
+}
+
+/// The key-encryption key from the environment (`KETENPOORT_KEK_<n>`, the
+/// alternative to `keys/kek-<n>.key`), and its rotation there: nothing of
+/// it is written to `keys/`, the records open with it, and a new variable
+/// plus `keys rewrap` move every data key to the new KEK, after which the
+/// old variable is no longer needed.
+#[tokio::test]
+async fn the_kek_can_come_from_the_environment_and_rotate_there() {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let kek = || {
+        let mut k = [0u8; 32];
+        ring::rand::SystemRandom::new().fill(&mut k).unwrap();
+        (k, base64::engine::general_purpose::STANDARD.encode(k))
+    };
+    let ((_, kek1), (kek2, kek2_b64)) = (kek(), kek());
+    let data = DataDir::new().await;
+    let server = Server::start_on(data.clone(), Opts::new().env("KETENPOORT_KEK_1", &kek1));
+    let (body, _) = full_signal("emmen", &["arbeid"], false, false);
+    let id = submit(&server, "emmen", "aandachtfunctionaris-sociaal", &body).await;
+    let record = ok_json(
+        read(&server, "zvhd", "ketenregisseur", &id, "drieluik").await,
+        200,
+    )
+    .await;
+    assert_eq!(record["victims"][0]["name"], body["victims"][0]["name"]);
+    let kek_files = || -> Vec<String> {
+        std::fs::read_dir(data.file("keys"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("kek-"))
+            .collect()
+    };
+    assert_eq!(
+        kek_files(),
+        Vec::<String>::new(),
+        "a KEK file next to the variable"
+    );
+    let db = pool(&data).await;
+    assert_eq!(kek_ids(&db).await[&id], "kek-1");
+    drop(server);
+
+    // Rotation: `rotate-kek` would write a file; with KEKs in the
+    // environment it refuses and says what to do instead.
+    let out = data.cli_with_env(&["keys", "rotate-kek"], &[("KETENPOORT_KEK_1", &kek1)]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("KETENPOORT_KEK_2") && stderr.contains("keys rewrap"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&kek1), "the key in an error");
+    let out = data.cli_with_env(
+        &["keys", "rewrap"],
+        &[("KETENPOORT_KEK_1", &kek1), ("KETENPOORT_KEK_2", &kek2_b64)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("kek-2 is the key-encryption key; 1 data keys re-wrapped"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(kek_ids(&db).await[&id], "kek-2");
+    // The new KEK itself unwraps the data key, which opens the record.
+    let wrapped = &wrapped_keys(&db).await[&id];
+    assert!(open(&kek2, &id, wrapped).is_some());
+    assert_eq!(kek_files(), Vec::<String>::new());
+
+    // Without the old variable, the record still opens.
+    let server = Server::start_on(data.clone(), Opts::new().env("KETENPOORT_KEK_2", &kek2_b64));
+    let again = ok_json(
+        read(&server, "zvhd", "ketenregisseur", &id, "drieluik").await,
+        200,
+    )
+    .await;
+    assert_eq!(again["victims"], record["victims"]);
+}

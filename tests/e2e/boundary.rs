@@ -25,11 +25,10 @@ use crate::phenomena::{FEN, Rng, fetch_release, opts, publish, refer_all, submit
 const PURPOSE: &str = "ketenpoort-purpose";
 
 /// What a non-member may reach: (method, path template). The public routes
-/// answer anyone.
-const NON_MEMBER_ROUTES: [(&str, &str); 16] = [
+/// answer anyone. Not `/metrics`: it is on the operator listener only.
+const NON_MEMBER_ROUTES: [(&str, &str); 15] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
-    ("GET", "/metrics"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/v1/me"),
     ("GET", "/v1/log/checkpoint"),
@@ -418,6 +417,15 @@ async fn a_non_member_reaches_only_the_phenomenon_and_log_hash_routes() {
         }
     }
     assert!(refused_templates.len() >= 9, "{refused_templates:?}");
+    // The metrics would tell when and how many signals were referred to the
+    // RIEC: not on this listener at all.
+    for token in [None, Some(server.token("riec", "analist"))] {
+        let mut req = server.get("/metrics");
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        problem(req.send().await.unwrap(), 404, None).await;
+    }
     // Refused before the handler: the RIEC's submission was not stored,
     // its referral was not made.
     let zvhd = server.token("zvhd", "ketenregisseur");
@@ -464,7 +472,7 @@ async fn a_non_member_reaches_only_the_phenomenon_and_log_hash_routes() {
 
 #[tokio::test]
 async fn the_egress_guard_blocks_stored_values_that_reach_a_non_member() {
-    let server = Server::start(opts()).await;
+    let server = Server::start(opts().env("KETENPOORT_ADMIN__LISTEN", "127.0.0.1:0")).await;
     let mut body = example("signal.json");
     body["victims"][0]["name"] = json!("Quirinus Zandvoortbeek");
     body["suspects"][0]["phone"] = json!("+31 6 2417 3309");
@@ -607,9 +615,11 @@ async fn the_egress_guard_blocks_stored_values_that_reach_a_non_member() {
             .status(),
         200
     );
-    // The alert.
+    // The alert, on the operator listener.
+    let admin = server.admin_url().expect("admin listener");
     let metrics = server
-        .get("/metrics")
+        .client()
+        .get(format!("{admin}/metrics"))
         .send()
         .await
         .unwrap()

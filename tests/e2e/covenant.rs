@@ -375,8 +375,19 @@ pub fn request_id(res: &Response) -> String {
 /// for this request, with action `action`, the code among its reasons and
 /// no fields.
 pub async fn refused(server: &Server, res: Response, code: &str, action: &str) -> Value {
+    refused_with(server, res, 403, code, action).await
+}
+
+/// [`refused`] answered with `status`.
+async fn refused_with(
+    server: &Server,
+    res: Response,
+    status: u16,
+    code: &str,
+    action: &str,
+) -> Value {
     let rid = request_id(&res);
-    problem(res, 403, Some(code)).await;
+    problem(res, status, Some(code)).await;
     let e = entry_of(server, &rid).await;
     assert_eq!(e["outcome"], "denied", "{e}");
     assert_eq!(e["action"], action, "{e}");
@@ -911,9 +922,10 @@ async fn refusals_carry_their_reason_and_are_logged() {
     )
     .await;
 
-    // No purpose, or one the covenant does not know: refused and logged,
-    // without the caller's text as purpose.
+    // No purpose (403), or one the covenant does not know (422, bad input):
+    // refused and logged, without the caller's text as purpose.
     let token = server.token("zvhd", "ketenregisseur");
+    let fg = server.token("zvhd", "fg");
     let reporter = server.token("assen", "aandachtfunctionaris-sociaal");
     let referral = json!({"recipient": "politie", "purpose": "drieluik"});
     for (method, path, token, body, action, header) in [
@@ -958,6 +970,22 @@ async fn refusals_carry_their_reason_and_are_logged() {
             "refer",
             false,
         ),
+        (
+            Method::GET,
+            "/v1/log/entries?start=0&end=1".to_owned(),
+            &fg,
+            None,
+            "audit-query",
+            true,
+        ),
+        (
+            Method::GET,
+            "/v1/phenomena/tables".to_owned(),
+            &token,
+            None,
+            "release-aggregate",
+            true,
+        ),
     ] {
         let res = call(&server, method.clone(), &path, token, None, body).await;
         let e = refused(&server, res, "purpose-missing", action).await;
@@ -972,7 +1000,7 @@ async fn refusals_carry_their_reason_and_are_logged() {
                 body,
             )
             .await;
-            let e = refused(&server, res, "purpose-unknown", action).await;
+            let e = refused_with(&server, res, 422, "purpose-unknown", action).await;
             assert!(
                 e["purpose"].is_null(),
                 "an unknown purpose is not written to the log: {e}"

@@ -50,7 +50,6 @@ async fn headers_on_every_response() {
     let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
         ("healthz", server.get("/healthz"), 200),
         ("readyz", server.get("/readyz"), 200),
-        ("metrics", server.get("/metrics"), 200),
         ("openapi", server.get("/v1/openapi.json"), 200),
         ("me", server.get("/v1/me").bearer_auth(&token), 200),
         ("me without token", server.get("/v1/me"), 401),
@@ -83,7 +82,7 @@ async fn headers_on_every_response() {
             problem(res, status, None).await;
         }
     }
-    assert_eq!(ids.len(), 11, "request ids are unique");
+    assert_eq!(ids.len(), 10, "request ids are unique");
 
     // HTTP/2 alike.
     let h2 = server.client_h2();
@@ -91,6 +90,49 @@ async fn headers_on_every_response() {
         let res = h2.get(server.url(path)).send().await.unwrap();
         assert_eq!(res.version(), reqwest::Version::HTTP_2);
         assert_conventions(&res, path);
+    }
+}
+
+/// The metrics are on the operator listener only: on the partner listener
+/// their counters (referrals per mode, requests per route) would tell the
+/// RIEC when and how many signals were referred to it.
+#[tokio::test]
+async fn metrics_only_on_the_operator_listener() {
+    let server = Server::start(Opts::new().env("KETENPOORT_ADMIN__LISTEN", "127.0.0.1:0")).await;
+    let riec = server.token("riec", "analist");
+    for req in [
+        server.get("/metrics"),
+        server.get("/metrics").bearer_auth(&riec),
+    ] {
+        let res = req.send().await.unwrap();
+        assert_conventions(&res, "partner /metrics");
+        let p = problem(res, 404, None).await;
+        assert_eq!(p["type"], "urn:ketenpoort:problem:not-found");
+    }
+    let admin = server.admin_url().expect("admin listener");
+    let c = server.client();
+    let res = c.get(format!("{admin}/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_conventions(&res, "admin /metrics");
+    assert!(content_type(&res).starts_with("text/plain"));
+    let text = res.text().await.unwrap();
+    assert!(text.contains("ketenpoort_http_requests_total"), "{text}");
+    // The operator listener's answers follow the same conventions, errors included.
+    for (what, req, status) in [
+        ("admin policy", c.get(format!("{admin}/admin/policy")), 200),
+        ("admin miss", c.get(format!("{admin}/nope")), 404),
+        (
+            "admin wrong method",
+            c.post(format!("{admin}/metrics")),
+            405,
+        ),
+    ] {
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status().as_u16(), status, "{what}");
+        assert_conventions(&res, what);
+        if status >= 400 {
+            problem(res, status, None).await;
+        }
     }
 }
 
@@ -158,6 +200,7 @@ async fn routing_misses_are_problems() {
         "/V1/ME",
         "/v2/me",
         "/v1/me/x",
+        "/metrics",
     ] {
         for with_token in [false, true] {
             let mut req = server.get(path);
@@ -175,7 +218,7 @@ async fn routing_misses_are_problems() {
         (Method::POST, "/healthz"),
         (Method::DELETE, "/v1/me"),
         (Method::PUT, "/v1/openapi.json"),
-        (Method::PATCH, "/metrics"),
+        (Method::PATCH, "/readyz"),
         (Method::POST, "/readyz"),
     ] {
         for with_token in [false, true] {
@@ -495,7 +538,8 @@ fn samples(text: &str) -> Vec<(String, Vec<(String, String)>)> {
 
 #[tokio::test]
 async fn metrics_hold_no_personal_values() {
-    let server = Server::start(Opts::new()).await;
+    let server = Server::start(Opts::new().env("KETENPOORT_ADMIN__LISTEN", "127.0.0.1:0")).await;
+    let admin = server.admin_url().expect("admin listener");
     let mut claims = server.claims("assen", ROLE);
     claims["sub"] = json!("j.de.vries@example.org");
     let token = server.sign(&claims);
@@ -515,10 +559,29 @@ async fn metrics_hold_no_personal_values() {
     server.get_as(&format!("/v1/me/{id}"), &token).await;
     server.get_as("/v1/me", &format!("{token}x")).await;
     server.get(&format!("/{bsn}")).send().await.unwrap();
+    // An invented method is the client's own text (here digits like a BSN's).
+    let invented = "999888777";
+    let method = Method::from_bytes(invented.as_bytes()).unwrap();
+    for path in ["/v1/me", "/healthz", "/nope"] {
+        let res = server
+            .request(method.clone(), path)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{path}: {}", res.status());
+    }
     let doc = openapi(&server).await;
-    let templates: BTreeSet<String> = operations(&doc).into_iter().map(|(_, p)| p).collect();
+    let mut templates: BTreeSet<String> = operations(&doc).into_iter().map(|(_, p)| p).collect();
+    // The operator listener's own routes.
+    templates.extend(["/metrics", "/admin/policy", "/admin/policy/reload"].map(String::from));
 
-    let res = server.get("/metrics").send().await.unwrap();
+    let res = server
+        .client()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(
         content_type(&res).starts_with("text/plain"),
@@ -566,9 +629,31 @@ async fn metrics_hold_no_personal_values() {
             }
         }
     }
-    for secret in ["j.de.vries", bsn, &id] {
+    for secret in ["j.de.vries", bsn, &id, invented] {
         assert!(!text.contains(secret), "{secret} in /metrics");
     }
+    let methods: BTreeSet<&str> = samples
+        .iter()
+        .flat_map(|(_, l)| l.iter())
+        .filter(|(k, _)| k == "method")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(methods.contains("other"), "{methods:?}");
+    for m in &methods {
+        assert!(
+            [
+                "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "other"
+            ]
+            .contains(m),
+            "method label {m:?}"
+        );
+    }
+    let logs = server.logs();
+    assert!(
+        logs.contains("\"method\":\"other\""),
+        "the request span names the method"
+    );
+    assert!(!logs.contains(invented), "an invented method in the logs");
 }
 
 #[tokio::test]
@@ -656,18 +741,17 @@ async fn every_documented_operation_is_served() {
     let server = Server::start(Opts::new()).await;
     let doc = openapi(&server).await;
     let ops = operations(&doc);
-    for required in [
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/v1/openapi.json",
-        "/v1/me",
-    ] {
+    for required in ["/healthz", "/readyz", "/v1/openapi.json", "/v1/me"] {
         assert!(
             ops.iter().any(|(m, p)| m == "GET" && p == required),
             "GET {required} is not documented"
         );
     }
+    assert!(
+        !ops.iter()
+            .any(|(_, p)| p == "/metrics" || p.starts_with("/admin")),
+        "the operator routes are no partner routes: {ops:?}"
+    );
     let token = server.token("assen", ROLE);
     for (method, template) in &ops {
         let path = concrete(template);

@@ -22,6 +22,7 @@ mod boundary;
 mod cli;
 mod common;
 mod covenant;
+mod deploy;
 mod http;
 mod ledger;
 mod phenomena;

@@ -1,0 +1,144 @@
+//! The deployment files against the source: the container image's build
+//! stage copies everything the crate embeds at compile time.
+
+use std::path::{Component, Path, PathBuf};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// `a/b/../c` as `a/c`.
+fn normal(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Repository-relative paths the crate embeds outside its tests:
+/// `include_str!`/`include_bytes!` (relative to the file) and
+/// `sqlx::migrate!` (relative to the crate root).
+fn embedded() -> Vec<(String, PathBuf)> {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut out = Vec::new();
+    for f in files {
+        let source = std::fs::read_to_string(&f).unwrap();
+        let rel = f.strip_prefix(root()).unwrap().to_owned();
+        for line in source.lines() {
+            if line.trim_start().starts_with("#[cfg(test)]") {
+                break;
+            }
+            for (mac, from_file) in [
+                ("include_str!(\"", true),
+                ("include_bytes!(\"", true),
+                ("migrate!(\"", false),
+            ] {
+                let mut rest = line;
+                while let Some(i) = rest.find(mac) {
+                    let lit = &rest[i + mac.len()..];
+                    let end = lit.find('"').expect("closing quote");
+                    let path = if from_file {
+                        normal(&rel.parent().unwrap().join(&lit[..end]))
+                    } else {
+                        normal(Path::new(&lit[..end]))
+                    };
+                    out.push((
+                        format!("{}: {}", rel.display(), &mac[..mac.len() - 2]),
+                        path,
+                    ));
+                    rest = &lit[end..];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The sources of the `COPY` lines of the Dockerfile's first (build) stage.
+fn build_stage_copies(dockerfile: &str) -> Vec<String> {
+    let mut stage = 0;
+    let mut out = Vec::new();
+    for line in dockerfile.lines().map(str::trim) {
+        if line.starts_with("FROM ") {
+            stage += 1;
+            continue;
+        }
+        if stage != 1 {
+            continue;
+        }
+        if let Some(args) = line.strip_prefix("COPY ") {
+            let words: Vec<&str> = args.split_whitespace().collect();
+            if words.iter().any(|w| w.starts_with("--from")) || words.len() < 2 {
+                continue;
+            }
+            out.extend(
+                words[..words.len() - 1]
+                    .iter()
+                    .map(|w| w.trim_end_matches('/').to_owned()),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn the_image_copies_everything_the_build_embeds() {
+    let embedded = embedded();
+    let found: Vec<String> = embedded
+        .iter()
+        .map(|(_, p)| p.display().to_string())
+        .collect();
+    for expected in ["schemas/signal.v1.json", "migrations/sqlite"] {
+        assert!(
+            found.iter().any(|f| f == expected),
+            "the scanner misses {expected}: {found:?}"
+        );
+    }
+    let dockerfile = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();
+    let copies = build_stage_copies(&dockerfile);
+    assert!(copies.iter().any(|c| c == "src"), "{copies:?}");
+    let ignored = std::fs::read_to_string(root().join("deploy/Dockerfile.dockerignore")).unwrap();
+    let ignored: Vec<&str> = ignored
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    for (what, path) in &embedded {
+        assert!(
+            copies.iter().any(|c| path.starts_with(c)),
+            "{what} embeds {}, which deploy/Dockerfile's build stage does not copy (COPY lines: {copies:?})",
+            path.display()
+        );
+        let top = path
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_str()
+            .unwrap();
+        assert!(
+            !ignored.contains(&top),
+            "{what} embeds {}, but deploy/Dockerfile.dockerignore leaves {top} out of the context",
+            path.display()
+        );
+    }
+}
