@@ -139,6 +139,16 @@ enum LogCommand {
     Verify {
         #[command(flatten)]
         common: Common,
+        /// The log's verifier key as GET /v1/log/verifier-key serves it (or
+        /// a file holding it). Default: keys/log-signing.pub.pem of the data
+        /// directory. Needed with --database-url without --data-dir.
+        #[arg(long, value_name = "KEY|FILE")]
+        verifier_key: Option<String>,
+        /// A checkpoint note kept outside the database (as GET
+        /// /v1/log/checkpoint served it); the log must be consistent with
+        /// it. Repeatable.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
     },
 }
 
@@ -317,17 +327,39 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Partner { action } => return partner(action).await,
         Command::Log {
-            action: LogCommand::Verify { common },
+            action:
+                LogCommand::Verify {
+                    common,
+                    verifier_key,
+                    checkpoints,
+                },
         } => {
             let cfg = common.config(None)?;
+            let trusted = trusted_log_key(&common, &cfg, verifier_key)?;
+            let held = checkpoints
+                .iter()
+                .map(|path| {
+                    let note = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Ok(crate::ledger::verify::HeldCheckpoint {
+                        name: path.display().to_string(),
+                        note,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             // The scan opens connections of its own (see store::log_scan).
             let db = Db::connect(&cfg.database_url(), 1).await?;
-            match crate::ledger::verify::verify(&db).await {
+            match crate::ledger::verify::verify(&db, &trusted, &held).await {
                 Ok(r) => println!(
-                    "log verified: {} entries, {} checkpoints, root {}",
+                    "log verified: {} entries, {} checkpoints, root {}{}",
                     r.entries,
                     r.checkpoints,
-                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, r.root.0)
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, r.root.0),
+                    if r.held > 0 {
+                        format!("; consistent with {} held checkpoints", r.held)
+                    } else {
+                        String::new()
+                    }
                 ),
                 Err(f) => {
                     eprintln!("log verification FAILED: {f}");
@@ -443,6 +475,45 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The key `log verify` checks checkpoints with: `--verifier-key` (the key
+/// itself or a file holding it), else the data directory's log signing
+/// public key. A database named without a data directory says nothing about
+/// which key is right, so it needs `--verifier-key`.
+fn trusted_log_key(
+    common: &Common,
+    cfg: &Config,
+    explicit: Option<String>,
+) -> anyhow::Result<crate::ledger::verify::TrustedKey> {
+    use crate::ledger::verify::TrustedKey;
+    if let Some(v) = explicit {
+        let path = std::path::Path::new(&v);
+        let key = if path.is_file() {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_owned()
+        } else {
+            v
+        };
+        return Ok(TrustedKey::Note(key));
+    }
+    anyhow::ensure!(
+        common.database_url.is_none() || common.data_dir.is_some(),
+        "--database-url without --data-dir needs --verifier-key: the key the checkpoints must \
+         verify with (GET /v1/log/verifier-key), which the database cannot vouch for"
+    );
+    let public = KeyStore::new(&cfg.data_dir)
+        .ed25519_public(crate::ledger::LOG_KEY)
+        .context(
+            "no trusted log key: give --verifier-key (GET /v1/log/verifier-key) or a --data-dir \
+             holding keys/log-signing.pub.pem",
+        )?;
+    Ok(TrustedKey::Ed25519 {
+        public,
+        origin: cfg.log.origin.clone(),
+    })
 }
 
 /// The policies to load: `explicit`, or policy.path; verified as `serve`

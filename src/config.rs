@@ -155,6 +155,9 @@ pub struct LogConfig {
     /// A privacy-officer search with no filter but a period may span at most
     /// this many days.
     pub max_unfiltered_days: u32,
+    /// The most entries one CSV export holds (it is built in memory); a
+    /// search that finds more is refused, never cut short.
+    pub max_export_rows: u64,
 }
 
 impl Default for LogConfig {
@@ -164,6 +167,7 @@ impl Default for LogConfig {
             checkpoint_every: 1000,
             checkpoint_interval_secs: 60,
             max_unfiltered_days: 31,
+            max_export_rows: 100_000,
         }
     }
 }

@@ -79,6 +79,21 @@ impl KeyStore {
         })
     }
 
+    /// The public half of the Ed25519 key `name` (`<name>.pub.pem`), for
+    /// those who verify without the private key.
+    pub fn ed25519_public(&self, name: &str) -> anyhow::Result<[u8; 32]> {
+        let path = self.file(name, "pub.pem");
+        let text = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let block = pem::parse(text).with_context(|| format!("{} is not PEM", path.display()))?;
+        let der = block.contents();
+        let prefix = spki_ed25519(&[]);
+        match der.strip_prefix(&prefix[..]) {
+            Some(key) if block.tag() == "PUBLIC KEY" => key.try_into().ok(),
+            _ => None,
+        }
+        .with_context(|| format!("{} is not an Ed25519 public key", path.display()))
+    }
+
     /// Path of the public half of `name`, for configurations that verify.
     pub fn public_pem_path(&self, name: &str) -> PathBuf {
         self.file(name, "pub.pem")
@@ -204,6 +219,7 @@ mod tests {
             ks.ed25519("k").unwrap().key_pair().public_key().as_ref(),
             &first[..]
         );
+        assert_eq!(ks.ed25519_public("k").unwrap()[..], first[..]);
         ks.ensure_secret("s").unwrap();
         let s1 = *ks.secret("s").unwrap();
         ks.ensure_secret("s").unwrap();

@@ -10,7 +10,7 @@ use super::AppState;
 use super::middleware::RequestContext;
 use super::problem::Problem;
 use crate::auth::Principal;
-use crate::ledger::{Draft, LogAction, RECEIPT_HEADER, Receipt};
+use crate::ledger::{DecisionRecord, Draft, LogAction, Outcome, RECEIPT_HEADER, Receipt};
 use crate::policy::{Decision, Input, Mode, Policies, model::Party};
 
 pub const PURPOSE_HEADER: &str = "ketenpoort-purpose";
@@ -169,6 +169,33 @@ fn refusal(code: &str, detail: &str) -> Problem {
         .detail("the Ketenpoort-Purpose header names no purpose of the covenant");
     }
     Problem::forbidden(code, detail)
+}
+
+/// Logs a refusal made before any handler ran (authentication, the route
+/// gate, the egress guard): action `deny`, the route template as resource
+/// (never an id), the reasons. Without a request context there is nothing
+/// to log it under, so the request fails (fail closed).
+pub async fn log_refusal(
+    s: &AppState,
+    ctx: Option<&RequestContext>,
+    principal: &Principal,
+    route: &str,
+    reasons: Vec<String>,
+    outcome: Outcome,
+) -> Result<(), Problem> {
+    let Some(ctx) = ctx else {
+        tracing::error!("a refusal without a request context: not logged, request failed");
+        return Err(Problem::internal());
+    };
+    let mut draft = Draft::new(ctx, principal, LogAction::Deny)
+        .resources([format!("route:{route}")])
+        .outcome(outcome);
+    draft.decision = DecisionRecord {
+        mode: "deny".into(),
+        reasons,
+    };
+    s.ledger.record(draft).await?;
+    Ok(())
 }
 
 /// Adds the `Ketenpoort-Receipt` header to a disclosing response.

@@ -163,15 +163,17 @@ pub async fn consistency(
     }))
 }
 
-/// Asks the audit policy what `query` may see; refusals are logged.
+/// Asks the audit policy what `query` may see; refusals are logged with
+/// `resources`, what was asked.
 async fn audit_scope(
     x: &Exchange<'_>,
     query: AuditQuery,
+    resources: &[String],
 ) -> Result<(Visibility, crate::policy::Decision), Problem> {
     let mut input = x.input(Action::AuditQuery);
     input.audit = Some(AuditInput { query });
     let d = x
-        .decide(&input, LogAction::AuditQuery, vec!["log".into()])
+        .decide(&input, LogAction::AuditQuery, resources.to_vec())
         .await?;
     let me = x.principal.partner.id.clone();
     let vis = match d.scope {
@@ -179,6 +181,11 @@ async fn audit_scope(
         Some(Scope::Own) => Visibility::Partner(me),
         Some(Scope::OwnAggregate) => Visibility::OwnAggregate(me),
         None => {
+            let refused = crate::policy::Decision::deny("policy-incoherent", &d.revision);
+            let draft = x
+                .draft(LogAction::AuditQuery, &refused)
+                .resources(resources.to_vec());
+            x.state.ledger.record(draft).await?;
             return Err(Problem::forbidden(
                 "policy-incoherent",
                 "the audit policy gave no scope",
@@ -263,7 +270,8 @@ pub async fn entries(
             "need start < end <= the log size ({size}), at most {MAX_RANGE} entries"
         )));
     }
-    let (vis, decision) = audit_scope(&x, AuditQuery::Entries).await?;
+    let resources = vec![format!("log:{}-{}", p.start, p.end)];
+    let (vis, decision) = audit_scope(&x, AuditQuery::Entries, &resources).await?;
     let rows = s.db.log_entries(p.start, p.end).await?;
     let entries: Vec<LogEntry> = rows
         .into_iter()
@@ -274,7 +282,7 @@ pub async fn entries(
         .collect();
     let draft = x
         .draft(LogAction::AuditQuery, &decision)
-        .resources([format!("log:{}-{}", p.start, p.end)]);
+        .resources(resources);
     let receipt = s.ledger.record(draft).await?;
     Ok(with_receipt(
         receipt,
@@ -301,7 +309,7 @@ pub struct SearchParams {
     outcome: Option<String>,
     /// Paging: entries after this index.
     after: Option<u64>,
-    /// Page size, at most 500.
+    /// Page size, at most 500 (search only: an export answers everything).
     limit: Option<u32>,
 }
 
@@ -380,6 +388,48 @@ impl SearchParams {
     }
 }
 
+/// What an FG asked the log for, as the resources of the query's own entry
+/// (NEN 7513: access to the log is itself logged): `log`, then
+/// `log-query:<filter>=<value>` for each filter. A partner or purpose that
+/// the registry or the policy does not know is `?`: the caller's text is
+/// not ours to log.
+async fn query_resources(s: &AppState, q: &Search) -> Result<Vec<String>, Problem> {
+    let mut out = vec!["log".to_string()];
+    let mut add = |name: &str, value: String| out.push(format!("log-query:{name}={value}"));
+    let at = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_else(|| "?".into())
+    };
+    if let Some(f) = q.from_ms {
+        add("from", at(f));
+    }
+    if let Some(t) = q.to_ms {
+        add("to", at(t));
+    }
+    for (name, id) in [("partner", &q.actor), ("recipient", &q.recipient)] {
+        if let Some(id) = id {
+            let known = s.db.partner(id).await?.is_some();
+            add(name, if known { id.clone() } else { "?".into() });
+        }
+    }
+    if let Some(p) = &q.purpose {
+        let known = s.policy.current().is_known_purpose(p);
+        add("purpose", if known { p.clone() } else { "?".into() });
+    }
+    // Parsed against the closed lists: ours to log.
+    for (name, v) in [("action", &q.action), ("outcome", &q.outcome)] {
+        if let Some(v) = v {
+            add(name, v.clone());
+        }
+    }
+    if let Some(a) = q.after {
+        add("after", a.to_string());
+    }
+    Ok(out)
+}
+
 async fn run_search(
     s: &AppState,
     x: &Exchange<'_>,
@@ -387,7 +437,8 @@ async fn run_search(
     mut search: Search,
     subjects: Vec<String>,
 ) -> Result<(LogEntries, crate::ledger::Receipt), Problem> {
-    let (vis, decision) = audit_scope(x, query).await?;
+    let resources = query_resources(s, &search).await?;
+    let (vis, decision) = audit_scope(x, query, &resources).await?;
     search.subject = subjects.first().cloned();
     let rows = s.db.search_log(&vis, &search).await?;
     let next_after = (rows.len() as u32 == search.limit)
@@ -395,7 +446,7 @@ async fn run_search(
         .flatten();
     let draft = x
         .draft(LogAction::AuditQuery, &decision)
-        .resources(["log".to_string()])
+        .resources(resources)
         .subjects(subjects);
     let receipt = s.ledger.record(draft).await?;
     let tree_size = s.ledger.size().await?;
@@ -430,7 +481,32 @@ pub async fn search(
     Ok(with_receipt(receipt, Json(page)))
 }
 
-/// The same search as CSV, for the privacy officer's own records.
+const CSV_HEADER: [&str; 17] = [
+    "index",
+    "time",
+    "actorPartner",
+    "actorRole",
+    "actorUser",
+    "recipient",
+    "action",
+    "purpose",
+    "legalBasis",
+    "resources",
+    "subjects",
+    "fields",
+    "mode",
+    "reasons",
+    "policyRevision",
+    "outcome",
+    "leafHash",
+];
+
+/// Entries an export reads per query: a search page.
+const EXPORT_PAGE: u32 = MAX_PAGE;
+
+/// The same search as CSV, for the privacy officer's own records: every
+/// entry the search finds (no paging), up to `log.max_export_rows`; a search
+/// that finds more is refused, never cut short.
 #[utoipa::path(get, path = "/v1/log/export", tag = "log", security(("bearer" = [])), params(SearchParams),
     responses((status = 200, body = String, content_type = "text/csv"), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn export(
@@ -446,57 +522,74 @@ pub async fn export(
         principal: &principal,
         purpose,
     };
-    let search = p.to_search(&s)?;
-    let (page, receipt) = run_search(&s, &x, AuditQuery::Export, search, Vec::new()).await?;
+    if p.limit.is_some() {
+        return Err(Problem::bad_request(
+            "an export answers the whole search; limit is for /v1/log/search",
+        ));
+    }
+    let mut search = p.to_search(&s)?;
+    let resources = query_resources(&s, &search).await?;
+    let (vis, decision) = audit_scope(&x, AuditQuery::Export, &resources).await?;
+    let max = s.config.log.max_export_rows;
     let mut w = csv::Writer::from_writer(Vec::new());
-    let header = [
-        "index",
-        "time",
-        "actorPartner",
-        "actorRole",
-        "actorUser",
-        "recipient",
-        "action",
-        "purpose",
-        "legalBasis",
-        "resources",
-        "subjects",
-        "fields",
-        "mode",
-        "reasons",
-        "policyRevision",
-        "outcome",
-        "leafHash",
-    ];
-    w.write_record(header).map_err(anyhow::Error::from)?;
-    for le in page.entries {
-        let Some(e) = le.entry else { continue };
-        w.write_record([
-            e.index.to_string(),
-            e.time,
-            e.actor.partner,
-            e.actor.role,
-            e.actor.user.unwrap_or_default(),
-            e.recipient.unwrap_or_default(),
-            e.action.as_str().into(),
-            e.purpose.unwrap_or_default(),
-            e.legal_basis.unwrap_or_default(),
-            e.resources.join(" "),
-            e.subjects.join(" "),
-            e.fields.join(" "),
-            e.decision.mode,
-            e.decision.reasons.join(" "),
-            e.policy_revision.unwrap_or_default(),
-            e.outcome.as_str().into(),
-            le.leaf_hash,
-        ])
-        .map_err(anyhow::Error::from)?;
+    w.write_record(CSV_HEADER).map_err(anyhow::Error::from)?;
+    search.limit = EXPORT_PAGE;
+    let mut rows = 0u64;
+    loop {
+        let page = s.db.search_log(&vis, &search).await?;
+        rows += page.len() as u64;
+        if rows > max {
+            return Err(Problem::bad_request(format!(
+                "the search finds more than {max} entries, the most an export holds: \
+                 narrow it by period, partner, recipient, purpose, action or outcome"
+            )));
+        }
+        let last_page = page.len() < EXPORT_PAGE as usize;
+        search.after = page.last().map(|e| e.idx).or(search.after);
+        for e in page {
+            write_csv_row(&mut w, e)?;
+        }
+        if last_page {
+            break;
+        }
     }
     let body = w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?;
+    let draft = x
+        .draft(LogAction::AuditQuery, &decision)
+        .resources(resources);
+    let receipt = s.ledger.record(draft).await?;
     Ok(with_receipt(
         receipt,
         ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body),
     ))
+}
+
+/// One entry as a CSV row. An entry that does not decode fails the export
+/// (`log verify` names it) rather than go missing from it.
+fn write_csv_row(w: &mut csv::Writer<Vec<u8>>, stored: StoredEntry) -> Result<(), Problem> {
+    let e = Entry::decode(&stored.leaf)
+        .ok_or_else(|| anyhow::anyhow!("log entry {} does not decode", stored.idx))?;
+    w.write_record([
+        e.index.to_string(),
+        e.time,
+        e.actor.partner,
+        e.actor.role,
+        e.actor.user.unwrap_or_default(),
+        e.recipient.unwrap_or_default(),
+        e.action.as_str().into(),
+        e.purpose.unwrap_or_default(),
+        e.legal_basis.unwrap_or_default(),
+        e.resources.join(" "),
+        e.subjects.join(" "),
+        e.fields.join(" "),
+        e.decision.mode,
+        e.decision.reasons.join(" "),
+        e.policy_revision.unwrap_or_default(),
+        e.outcome.as_str().into(),
+        b64(&stored.leaf_hash),
+    ])
+    .map_err(anyhow::Error::from)?;
+    Ok(())
 }
 
 /// A data subject, identified in the body (never in a URI).

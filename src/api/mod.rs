@@ -82,12 +82,6 @@ pub struct Services {
     pub egress: EgressGuard,
 }
 
-impl FromRef<AppState> for Authenticator {
-    fn from_ref(s: &AppState) -> Self {
-        s.auth.clone()
-    }
-}
-
 impl FromRef<AppState> for RateLimit {
     fn from_ref(s: &AppState) -> Self {
         s.rate_limit.clone()

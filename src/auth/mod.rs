@@ -1,18 +1,24 @@
 //! Authentication: a bearer JWT (optionally bound to a TLS client
 //! certificate) becomes a [`Principal`], or the request ends here with 401/403.
+//! A refusal after the token verified and named a registered partner is a
+//! `deny` entry in the disclosure log, under the token's partner and role.
 
 pub mod token;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Serialize;
 
+use crate::api::AppState;
+use crate::api::exchange::log_refusal;
+use crate::api::middleware::RequestContext;
 use crate::api::problem::Problem;
+use crate::ledger::Outcome;
 use crate::partners::{Partner, Registry};
 use crate::tls::ClientCertificate;
 pub use token::Verifier;
@@ -44,7 +50,7 @@ impl Authenticator {
         }
     }
 
-    async fn authenticate(&self, parts: &Parts) -> Result<Principal, Problem> {
+    async fn authenticate(&self, parts: &Parts) -> Result<Principal, Refusal> {
         let token = bearer(parts).ok_or_else(|| Problem::unauthorized("token-missing"))?;
         let claims = self
             .verifier
@@ -53,15 +59,34 @@ impl Authenticator {
         let partner = self
             .registry
             .get(&claims.partner)
-            .await?
+            .await
+            .map_err(Problem::from)?
             .ok_or_else(|| Problem::unauthorized("partner-unknown"))?;
-        if !partner.is_active() {
+        let principal = Principal {
+            partner,
+            role: claims.role,
+            user: claims.sub,
+        };
+        let bound = claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref());
+        match self.admit(&principal, bound, parts) {
+            Ok(()) => Ok(principal),
+            Err(problem) => Err(Refusal {
+                problem,
+                of: Some(principal),
+            }),
+        }
+    }
+
+    /// The checks after the token verified: the partner is active, the role
+    /// is registered for it, and the certificate is the one required.
+    fn admit(&self, p: &Principal, bound: Option<&str>, parts: &Parts) -> Result<(), Problem> {
+        if !p.partner.is_active() {
             return Err(Problem::forbidden(
                 "partner-suspended",
                 "this partner is suspended in the registry",
             ));
         }
-        if !partner.roles.contains(&claims.role) {
+        if !p.partner.roles.contains(&p.role) {
             return Err(Problem::forbidden(
                 "role-not-allowed",
                 "the token's role is not registered for this partner",
@@ -71,7 +96,7 @@ impl Authenticator {
             .extensions
             .get::<ClientCertificate>()
             .and_then(|c| c.0);
-        if let Some(x5t) = claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref()) {
+        if let Some(x5t) = bound {
             // RFC 8705: a bound token is only valid with the certificate it names.
             let presented =
                 cert.map(|fp| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fp));
@@ -81,7 +106,8 @@ impl Authenticator {
         }
         if self.require_client_cert {
             let fp = cert.ok_or_else(|| Problem::unauthorized("client-certificate-missing"))?;
-            if !partner
+            if !p
+                .partner
                 .cert_fingerprints
                 .iter()
                 .any(|f| *f == hex::encode(fp))
@@ -92,11 +118,21 @@ impl Authenticator {
                 ));
             }
         }
-        Ok(Principal {
-            partner,
-            role: claims.role,
-            user: claims.sub,
-        })
+        Ok(())
+    }
+}
+
+/// Why a request was refused, and under whose name it is logged: the
+/// token's principal once the token verified and named a registered partner
+/// (before that, there is no one to log it under).
+struct Refusal {
+    problem: Problem,
+    of: Option<Principal>,
+}
+
+impl From<Problem> for Refusal {
+    fn from(problem: Problem) -> Self {
+        Self { problem, of: None }
     }
 }
 
@@ -114,21 +150,31 @@ fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 /// Middleware: authenticates and stores the [`Principal`] for the layers and
-/// handlers after it.
-pub async fn require_principal(
-    State(auth): State<Authenticator>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// handlers after it. A refusal under a principal is logged first; if that
+/// fails, the answer is the failure (503).
+pub async fn require_principal(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    match auth.authenticate(&parts).await {
+    match s.auth.authenticate(&parts).await {
         Ok(p) => {
             parts.extensions.insert(p);
             next.run(Request::from_parts(parts, body)).await
         }
-        Err(problem) => {
+        Err(Refusal { problem, of }) => {
             metrics::counter!("ketenpoort_auth_failures_total", "code" => problem.code_str().to_owned()).increment(1);
             tracing::info!(status = problem.status().as_u16(), "authentication refused");
+            if let Some(principal) = of {
+                let route = parts
+                    .extensions
+                    .get::<MatchedPath>()
+                    .map_or("", |m| m.as_str());
+                let ctx = parts.extensions.get::<RequestContext>();
+                let reasons = vec![problem.code_str().to_owned()];
+                if let Err(p) =
+                    log_refusal(&s, ctx, &principal, route, reasons, Outcome::Denied).await
+                {
+                    return p.into_response();
+                }
+            }
             problem.into_response()
         }
     }

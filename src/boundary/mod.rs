@@ -22,10 +22,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::api::AppState;
+use crate::api::exchange::log_refusal;
 use crate::api::middleware::RequestContext;
 use crate::api::problem::Problem;
 use crate::auth::Principal;
-use crate::ledger::{DecisionRecord, Draft, LogAction, Outcome};
+use crate::ledger::Outcome;
 use crate::store::Db;
 pub use fingerprint::{EGRESS_KEY, Fingerprinter, Known};
 use scan::Finding;
@@ -38,33 +39,6 @@ fn route(req: &Request) -> String {
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default()
-}
-
-/// Logs a boundary refusal or block: action `deny`, the route template as
-/// resource (never an id), the reasons.
-async fn log_deny(
-    s: &AppState,
-    ctx: Option<&RequestContext>,
-    principal: &Principal,
-    route: &str,
-    reasons: Vec<String>,
-    outcome: Outcome,
-) -> Result<(), Problem> {
-    let Some(ctx) = ctx else {
-        return Ok(());
-    };
-    let mut draft = Draft::new(ctx, principal, LogAction::Deny)
-        .resources([format!("route:{route}")])
-        .outcome(outcome);
-    draft.decision = DecisionRecord {
-        mode: "deny".into(),
-        reasons,
-    };
-    s.ledger
-        .record(draft)
-        .await
-        .map(|_| ())
-        .map_err(Problem::from)
 }
 
 /// Whether a principal is a covenant member, by the policies in force
@@ -88,7 +62,7 @@ pub async fn members_only(State(s): State<AppState>, req: Request, next: Next) -
     let route = route(&req);
     let ctx = req.extensions().get::<RequestContext>().cloned();
     let reasons = vec!["non-member-record-route".into()];
-    if let Err(p) = log_deny(
+    if let Err(p) = log_refusal(
         &s,
         ctx.as_ref(),
         &principal,
@@ -220,7 +194,7 @@ pub async fn egress_guard(State(s): State<AppState>, req: Request, next: Next) -
     metrics::counter!("ketenpoort_egress_blocked_total", "finding" => code).increment(1);
     tracing::error!(finding = code, route = %route, "egress guard blocked a response to a non-member");
     let reasons = vec!["egress-blocked".into(), format!("egress:{code}")];
-    if let Err(p) = log_deny(
+    if let Err(p) = log_refusal(
         &s,
         ctx.as_ref(),
         &principal,

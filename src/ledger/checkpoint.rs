@@ -26,7 +26,7 @@ impl NoteSigner {
             signed_note::is_key_name_valid(name),
             "invalid log origin {name:?} (no spaces or '+')"
         );
-        let id = signed_note::key_id(name, &encoded_public(&pair));
+        let id = signed_note::key_id(name, &encoded_public(public_key(&pair)));
         Ok(Self {
             name: name.to_owned(),
             id,
@@ -34,10 +34,8 @@ impl NoteSigner {
         })
     }
 
-    /// `<name>+<hex key id>+<base64(0x01 || public key)>`
     pub fn verifier_key(&self) -> String {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(encoded_public(&self.pair));
-        format!("{}+{:08x}+{b64}", self.name, self.id)
+        verifier_key(&self.name, public_key(&self.pair))
     }
 
     /// The signed checkpoint note for a tree of `size` with root `root`.
@@ -52,11 +50,30 @@ impl NoteSigner {
     }
 }
 
-fn encoded_public(pair: &Ed25519KeyPair) -> Vec<u8> {
+fn public_key(pair: &Ed25519KeyPair) -> &[u8] {
     use ring::signature::KeyPair;
+    pair.public_key().as_ref()
+}
+
+fn encoded_public(public: &[u8]) -> Vec<u8> {
     let mut v = vec![ALG_ED25519];
-    v.extend_from_slice(pair.public_key().as_ref());
+    v.extend_from_slice(public);
     v
+}
+
+/// The note verifier key of an Ed25519 public key under `name`:
+/// `<name>+<hex key id>+<base64(0x01 || public key)>`.
+pub fn verifier_key(name: &str, public: &[u8]) -> String {
+    let encoded = encoded_public(public);
+    let id = signed_note::key_id(name, &encoded);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(encoded);
+    format!("{name}+{id:08x}+{b64}")
+}
+
+/// The name of a well-formed verifier key: the origin of the log it verifies.
+pub fn key_name(verifier_key: &str) -> anyhow::Result<&str> {
+    StandardVerifier::new(verifier_key).map_err(|e| anyhow::anyhow!("verifier key: {e}"))?;
+    Ok(verifier_key.split_once('+').map_or("", |(name, _)| name))
 }
 
 impl signed_note::Signer for NoteSigner {
@@ -74,7 +91,9 @@ impl signed_note::Signer for NoteSigner {
 }
 
 /// Verifies a checkpoint note against a verifier key with the independent
-/// implementation in `signed_note` (ed25519-dalek); returns (size, root).
+/// implementation in `signed_note` (ed25519-dalek), and that its origin is
+/// the key's name (ketenpoort signs with the origin as key name); returns
+/// (size, root).
 pub fn open(note: &str, verifier_key: &str) -> anyhow::Result<(u64, Hash)> {
     let verifier =
         StandardVerifier::new(verifier_key).map_err(|e| anyhow::anyhow!("verifier key: {e}"))?;
@@ -84,6 +103,12 @@ pub fn open(note: &str, verifier_key: &str) -> anyhow::Result<(u64, Hash)> {
         .map_err(|e| anyhow::anyhow!("signature: {e}"))?;
     let cp = Checkpoint::from_bytes(parsed.text())
         .map_err(|_| anyhow::anyhow!("malformed checkpoint body"))?;
+    let origin = key_name(verifier_key)?;
+    anyhow::ensure!(
+        cp.origin() == origin,
+        "origin {:?} is not the log's origin {origin:?}",
+        cp.origin()
+    );
     Ok((cp.size(), *cp.hash()))
 }
 
@@ -135,5 +160,20 @@ mod tests {
         // Any change to the body breaks the signature.
         assert!(open(&note.replacen("\n42\n", "\n43\n", 1), &vkey).is_err());
         assert!(open(&note, &signer().verifier_key()).is_err());
+        // The key rebuilt from the public key alone is the same.
+        assert_eq!(verifier_key(&s.name, public_key(&s.pair)), vkey);
+        assert_eq!(key_name(&vkey).unwrap(), "example.org/ketenpoort/log");
+        assert!(key_name("example.org/ketenpoort/log+00000000+AQ==").is_err());
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_origin_is_refused() {
+        let s = signer();
+        let body = Checkpoint::new("example.org/other/log", 1, Hash([1; 32]), "").unwrap();
+        let mut note = Note::new(&body.to_bytes(), &[]).unwrap();
+        note.add_sigs(&[&s]).unwrap();
+        let note = String::from_utf8(note.to_bytes()).unwrap();
+        let e = open(&note, &s.verifier_key()).unwrap_err().to_string();
+        assert!(e.contains("is not the log's origin"), "{e}");
     }
 }

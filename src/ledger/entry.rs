@@ -30,7 +30,8 @@ pub struct Entry {
     pub action: LogAction,
     pub purpose: Option<String>,
     pub legal_basis: Option<String>,
-    /// `signal:<id>`, `inbox:<id>`, `release:<id>`, `log`.
+    /// `signal:<id>`, `inbox:<id>`, `release:<id>`, `route:<template>`, `log`,
+    /// `log:<start>-<end>`, `log-query:<filter>=<value>`.
     pub resources: Vec<String>,
     /// Pseudonyms (`ps1:...`) of the data subjects concerned.
     pub subjects: Vec<String>,

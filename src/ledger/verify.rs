@@ -4,6 +4,12 @@
 //! root against the recomputed tree. Reads the log in one snapshot, in
 //! batches (memory stays flat), and checks on a thread of its own while the
 //! store reads the next batch.
+//!
+//! Two things come from outside the database, since whoever can write it
+//! could otherwise rewrite the log and make it whole again: the key the
+//! checkpoints must verify with ([`TrustedKey`]), and checkpoints kept by
+//! privacy officers ([`HeldCheckpoint`]), which are what reveals a log
+//! rewritten or cut back together with its stored checkpoints.
 
 use time::format_description::well_known::Rfc3339;
 
@@ -32,7 +38,49 @@ impl std::fmt::Display for Failure {
 pub struct Report {
     pub entries: u64,
     pub checkpoints: usize,
+    /// Held checkpoints the log is consistent with.
+    pub held: usize,
     pub root: Hash,
+}
+
+/// The key checkpoints must verify with. Never the one stored with the log:
+/// a database writer could store a key of its own and re-sign everything.
+pub enum TrustedKey {
+    /// A note verifier key `<name>+<hex key id>+<base64 key>`, as `GET
+    /// /v1/log/verifier-key` serves it.
+    Note(String),
+    /// The log signing public key of the data directory, named `origin`
+    /// (`log.origin`) or, when none is configured, by the origin stored with
+    /// the log: a name proves nothing, the signatures rest on the key.
+    Ed25519 {
+        public: [u8; 32],
+        origin: Option<String>,
+    },
+}
+
+impl TrustedKey {
+    fn note_key(&self, stored_origin: &str) -> String {
+        match self {
+            Self::Note(k) => k.clone(),
+            Self::Ed25519 { public, origin } => {
+                checkpoint::verifier_key(origin.as_deref().unwrap_or(stored_origin), public)
+            }
+        }
+    }
+}
+
+/// A checkpoint note kept outside the database (as `GET /v1/log/checkpoint`
+/// served it); `name` says which one in a report.
+pub struct HeldCheckpoint {
+    pub name: String,
+    pub note: String,
+}
+
+/// A held checkpoint, opened.
+struct Held {
+    name: String,
+    size: u64,
+    root: Hash,
 }
 
 fn fail<T>(index: impl Into<Option<u64>>, reason: impl Into<String>) -> Result<T, Failure> {
@@ -49,7 +97,11 @@ fn db_err(e: impl std::fmt::Display) -> Failure {
     }
 }
 
-pub async fn verify(db: &Db) -> Result<Report, Failure> {
+pub async fn verify(
+    db: &Db,
+    trusted: &TrustedKey,
+    held: &[HeldCheckpoint],
+) -> Result<Report, Failure> {
     let mut scan = db.scan_log().await.map_err(db_err)?;
     let Some(head) = scan.head else {
         return match scan.batches.recv().await {
@@ -57,8 +109,30 @@ pub async fn verify(db: &Db) -> Result<Report, Failure> {
             _ => fail(None, "the database holds no disclosure log"),
         };
     };
+    let key = trusted.note_key(&head.origin);
+    let origin = checkpoint::key_name(&key).map_err(|e| Failure {
+        index: None,
+        reason: format!("the trusted key: {e}"),
+    })?;
+    if head.origin != origin {
+        return fail(
+            None,
+            format!(
+                "the log's origin {:?} is not {origin:?}, the trusted key's name",
+                head.origin
+            ),
+        );
+    }
+    if head.verifier_key != key {
+        return fail(
+            None,
+            "the log head holds another verifier key than the trusted one: the log was re-keyed \
+             (and its checkpoints perhaps re-signed), or the trusted key is another log's",
+        );
+    }
+    let held = open_held(held, &key)?;
     tokio::task::spawn_blocking(move || {
-        let mut v = Verifier::new(&head);
+        let mut v = Verifier::new(&head, key, held);
         v.check_checkpoints()?;
         while let Some(batch) = scan.batches.blocking_recv() {
             let batch = batch.map_err(db_err)?;
@@ -73,21 +147,46 @@ pub async fn verify(db: &Db) -> Result<Report, Failure> {
     .map_err(db_err)?
 }
 
+/// Opens every held checkpoint with the trusted key; sorted by size.
+fn open_held(held: &[HeldCheckpoint], key: &str) -> Result<Vec<Held>, Failure> {
+    let mut opened = held
+        .iter()
+        .map(|h| match checkpoint::open(&h.note, key) {
+            Ok((size, root)) => Ok(Held {
+                name: h.name.clone(),
+                size,
+                root,
+            }),
+            Err(e) => fail(None, format!("held checkpoint {}: {e}", h.name)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    opened.sort_by_key(|h| h.size);
+    Ok(opened)
+}
+
 /// The state of a verification: the tree recomputed so far and the
 /// checkpoints not yet reached.
 struct Verifier<'h> {
     head: &'h LogHead,
+    /// The trusted verifier key.
+    key: String,
+    held: Vec<Held>,
     tree: CompactRange,
-    /// Checkpoints before this one are checked.
+    /// Stored checkpoints before this one are checked.
     next_checkpoint: usize,
+    /// Held checkpoints before this one are checked.
+    next_held: usize,
 }
 
 impl<'h> Verifier<'h> {
-    fn new(head: &'h LogHead) -> Self {
+    fn new(head: &'h LogHead, key: String, held: Vec<Held>) -> Self {
         Self {
             head,
+            key,
+            held,
             tree: CompactRange::default(),
             next_checkpoint: 0,
+            next_held: 0,
         }
     }
 
@@ -102,15 +201,30 @@ impl<'h> Verifier<'h> {
         {
             self.next_checkpoint += 1;
             let at = tree.size().checked_sub(1);
-            let (size, root) =
-                checkpoint::open(&cp.note, &self.head.verifier_key).map_err(|e| Failure {
-                    index: at,
-                    reason: format!("checkpoint of size {}: {e}", cp.size),
-                })?;
+            let (size, root) = checkpoint::open(&cp.note, &self.key).map_err(|e| Failure {
+                index: at,
+                reason: format!("checkpoint of size {}: {e}", cp.size),
+            })?;
             if size != cp.size || root != tree.root() || cp.root != tree.root().0 {
                 return fail(
                     at,
                     format!("checkpoint of size {} does not match the log", cp.size),
+                );
+            }
+        }
+        while let Some(h) = self
+            .held
+            .get(self.next_held)
+            .filter(|h| h.size == tree.size())
+        {
+            self.next_held += 1;
+            if h.root != tree.root() {
+                return fail(
+                    tree.size().checked_sub(1),
+                    format!(
+                        "held checkpoint {} (size {}) does not match the log: entries were changed",
+                        h.name, h.size
+                    ),
                 );
             }
         }
@@ -188,6 +302,15 @@ impl<'h> Verifier<'h> {
                 ),
             );
         }
+        if let Some(h) = self.held.get(self.next_held) {
+            return fail(
+                n,
+                format!(
+                    "held checkpoint {} covers {} entries but the log holds {n}: entries were removed",
+                    h.name, h.size
+                ),
+            );
+        }
         if !rest.subjects.is_empty() {
             return fail(n, "the subject index refers to entries that do not exist");
         }
@@ -197,6 +320,7 @@ impl<'h> Verifier<'h> {
         Ok(Report {
             entries: n,
             checkpoints: self.head.checkpoints.len(),
+            held: self.held.len(),
             root: self.tree.root(),
         })
     }

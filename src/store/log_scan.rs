@@ -30,11 +30,12 @@ const ENTRIES: &str = "SELECT idx, ts, leaf, leaf_hash, action, actor_partner, a
      FROM log_entries ORDER BY idx";
 const SUBJECTS: &str = "SELECT idx, pseudonym FROM log_subjects ORDER BY idx, pseudonym";
 const HASHES: &str = "SELECT id, hash FROM log_hashes ORDER BY id";
-const HEAD: &str = "SELECT verifier_key, size FROM log_head WHERE id = 1";
+const HEAD: &str = "SELECT origin, verifier_key, size FROM log_head WHERE id = 1";
 const CHECKPOINTS: &str = "SELECT size, root, note FROM log_checkpoints ORDER BY size";
 
 /// The log head as the scan sees it.
 pub struct LogHead {
+    pub origin: String,
     pub verifier_key: String,
     pub size: u64,
     pub checkpoints: Vec<StoredCheckpoint>,
@@ -199,9 +200,11 @@ fn scan_sqlite(
     // copies save) and the mapped file would count as resident memory.
     conn.execute_batch("BEGIN")?;
     let head = conn
-        .query_row(HEAD, [], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+        .query_row(HEAD, [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })
         .optional()?;
-    let Some((verifier_key, size)) = head else {
+    let Some((origin, verifier_key, size)) = head else {
         let _ = head_tx.send(None);
         return Ok(());
     };
@@ -210,6 +213,7 @@ fn scan_sqlite(
         .query_map([], |r| Ok(checkpoint(r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
     let head = LogHead {
+        origin,
         verifier_key,
         size,
         checkpoints,
@@ -270,8 +274,9 @@ async fn scan_postgres(
         .map(|c| Ok(checkpoint(c.try_get(0)?, c.try_get(1)?, c.try_get(2)?)))
         .collect::<Result<_, sqlx::Error>>()?;
     let head = LogHead {
-        verifier_key: r.try_get(0)?,
-        size: r.try_get::<i64, _>(1)? as u64,
+        origin: r.try_get(0)?,
+        verifier_key: r.try_get(1)?,
+        size: r.try_get::<i64, _>(2)? as u64,
         checkpoints,
     };
     if head_tx.send(Some(head)).is_err() {

@@ -36,6 +36,48 @@ async fn refused(server: &Server, token: &str, status: u16, code: &str) -> Value
     problem(res, status, Some(code)).await
 }
 
+/// (partner, role, reason) of every `deny` entry in the log, as the ZVHD
+/// privacy officer reads it through `client`.
+async fn denials(server: &Server, client: &reqwest::Client) -> Vec<(String, String, String)> {
+    let token = server.token("zvhd", "fg");
+    let page = async |start: u64, end: u64| -> Value {
+        let res = client
+            .get(server.url(&format!("/v1/log/entries?start={start}&end={end}")))
+            .bearer_auth(&token)
+            .header("Ketenpoort-Purpose", "verantwoording")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    };
+    let size = page(0, 1).await["treeSize"].as_u64().unwrap();
+    let mut out = Vec::new();
+    for start in (0..size).step_by(1000) {
+        for e in page(start, (start + 1000).min(size)).await["entries"]
+            .as_array()
+            .unwrap()
+        {
+            let e = &e["entry"];
+            if e["action"] != "deny" {
+                continue;
+            }
+            assert_eq!(
+                (&e["outcome"], &e["decision"]["mode"], &e["resources"]),
+                (&json!("denied"), &json!("deny"), &json!(["route:/v1/me"])),
+                "{e}"
+            );
+            let s = |v: &Value| v.as_str().unwrap().to_owned();
+            out.push((
+                s(&e["actor"]["partner"]),
+                s(&e["actor"]["role"]),
+                s(&e["decision"]["reasons"][0]),
+            ));
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn demo_token_works_and_shows_the_partner() {
     let server = Server::start(Opts::new()).await;
@@ -346,6 +388,23 @@ async fn registry_checks() {
     server.cli_ok(&["partner", "activate", "--id", "emmen"]);
     assert_eq!(server.get_as(ME, &token).await.status(), 200);
     assert_eq!(server.get_as(ME, &fresh).await.status(), 200);
+
+    // Each refusal after the token verified is in the log under the
+    // token's partner and role; the unknown partner's is not (no one to
+    // log it under).
+    let logged = denials(&server, server.client()).await;
+    let expected: Vec<(String, String, String)> = [
+        ("assen", "rechercheur", "role-not-allowed"),
+        ("riec", ROLE, "role-not-allowed"),
+        ("politie", "analist", "role-not-allowed"),
+        ("assen", "FG", "role-not-allowed"),
+        ("emmen", ROLE, "partner-suspended"),
+        ("emmen", "fg", "partner-suspended"),
+    ]
+    .iter()
+    .map(|(p, r, c)| (p.to_string(), r.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(logged, expected);
 }
 
 #[tokio::test]
@@ -466,6 +525,23 @@ async fn client_certificates() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+
+    // Every refusal of a verified token is logged under its partner.
+    let logged = denials(&server, &server.client_with_cert("zvhd")).await;
+    let reasons: Vec<(&str, &str)> = logged
+        .iter()
+        .map(|(p, _, c)| (p.as_str(), c.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("assen", "client-certificate-missing"),
+            ("emmen", "client-certificate-not-registered"),
+            ("assen", "token-certificate-mismatch"),
+            ("assen", "token-certificate-mismatch"),
+            ("assen", "token-certificate-mismatch"),
+        ]
+    );
 }
 
 #[tokio::test]

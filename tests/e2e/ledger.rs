@@ -983,6 +983,11 @@ enum Tamper {
     Truncated,
     TruncatedHeadKept,
     HeadRaised,
+    /// Truncated, head lowered, the checkpoints above the cut deleted: a
+    /// log whole again, only a held checkpoint catches it.
+    TruncatedWithCheckpoints,
+    /// Rewritten with its tree and the checkpoints after it deleted: the same.
+    RewrittenWithTreeCheckpointsDeleted,
 }
 
 /// Applies `t` around entry `k` of a log of `size` entries whose
@@ -1126,7 +1131,9 @@ async fn tamper(
             .await;
             (k, "is stored at index")
         }
-        Tamper::Rewritten | Tamper::RewrittenWithTree => {
+        Tamper::Rewritten
+        | Tamper::RewrittenWithTree
+        | Tamper::RewrittenWithTreeCheckpointsDeleted => {
             // Hide a disclosure: outcome "disclosed" becomes "denied".
             let leaf = fetch_bytes(conn, "SELECT leaf FROM log_entries WHERE idx = $1", k).await;
             let forged = leaf_with(&leaf, "outcome", "denied");
@@ -1140,6 +1147,13 @@ async fn tamper(
                 .expect("update");
             if matches!(t, Tamper::Rewritten) {
                 return (k, "tree hashes");
+            }
+            if matches!(t, Tamper::RewrittenWithTreeCheckpointsDeleted) {
+                exec(
+                    conn,
+                    &format!("DELETE FROM log_checkpoints WHERE size > {k}"),
+                )
+                .await;
             }
             let rows = sqlx::query("SELECT leaf FROM log_entries ORDER BY idx")
                 .fetch_all(&mut *conn)
@@ -1163,7 +1177,10 @@ async fn tamper(
                     .await
                     .expect("insert hash");
             }
-            (next_cp - 1, "checkpoint of size")
+            match t {
+                Tamper::RewrittenWithTree => (next_cp - 1, "checkpoint of size"),
+                _ => (next_cp - 1, "held checkpoint"),
+            }
         }
         Tamper::CheckpointSignatureForged | Tamper::CheckpointSignedByAnotherKey => {
             let note = fetch_text(
@@ -1201,7 +1218,7 @@ async fn tamper(
                 .expect("update");
             (next_cp - 1, "checkpoint of size")
         }
-        Tamper::Truncated | Tamper::TruncatedHeadKept => {
+        Tamper::Truncated | Tamper::TruncatedHeadKept | Tamper::TruncatedWithCheckpoints => {
             let cut = size - 50;
             exec(conn, &format!("DELETE FROM log_entries WHERE idx >= {cut}")).await;
             exec(
@@ -1214,11 +1231,19 @@ async fn tamper(
                 &format!("DELETE FROM log_hashes WHERE id >= {}", leaf_hash_id(cut)),
             )
             .await;
-            if matches!(t, Tamper::Truncated) {
-                exec(conn, &format!("UPDATE log_head SET size = {cut}")).await;
-                return (cut, "entries were removed");
+            if matches!(t, Tamper::TruncatedHeadKept) {
+                return (cut, "log head");
             }
-            (cut, "log head")
+            exec(conn, &format!("UPDATE log_head SET size = {cut}")).await;
+            if matches!(t, Tamper::TruncatedWithCheckpoints) {
+                exec(
+                    conn,
+                    &format!("DELETE FROM log_checkpoints WHERE size > {cut}"),
+                )
+                .await;
+                return (cut, "held checkpoint");
+            }
+            (cut, "entries were removed")
         }
         Tamper::HeadRaised => {
             exec(conn, "UPDATE log_head SET size = size + 1").await;
@@ -1237,12 +1262,17 @@ async fn log_verify_names_the_first_bad_index_of_every_tampering() {
         (96..128).contains(&k),
         "the target entry is in the middle: {k}"
     );
+    let vkey = Role::of(&server, "zvhd", "fg").verifier_key().await;
     let data = server.data().clone();
     drop(server);
 
-    // The untouched log verifies, and so does an untouched copy.
-    for untouched in [data.clone(), data.copy().await] {
-        let out = untouched.cli(&["log", "verify"]);
+    // The untouched log verifies: with the data directory's public key, and
+    // a copy (without keys) with the verifier key as served.
+    let copy = data.copy().await;
+    for out in [
+        data.cli(&["log", "verify"]),
+        copy.cli(&["log", "verify", "--verifier-key", &vkey]),
+    ] {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "the untouched log verifies: {stderr}");
@@ -1312,19 +1342,199 @@ async fn log_verify_names_the_first_bad_index_of_every_tampering() {
         let mut conn = copy.connect().await;
         let (bad, why) = tamper(&mut conn, t, k, SIZE, &checkpoints).await;
         drop(conn);
-        let out = copy.cli(&["log", "verify"]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{t:?} must fail verification; stderr: {stderr}"
-        );
-        assert!(
-            stderr.contains(&format!("first bad index {bad}:")),
-            "{t:?}: expected first bad index {bad}; got: {stderr}"
-        );
-        assert!(stderr.contains(why), "{t:?}: expected {why:?} in: {stderr}");
+        let out = copy.cli(&["log", "verify", "--verifier-key", &vkey]);
+        assert_fails_at(&out, bad, why, &format!("{t:?}"));
     }
+
+    // Checkpoints a privacy officer kept (as served): the log is consistent
+    // with each, and forged ones are refused.
+    let held_dir = tempfile::tempdir().unwrap();
+    let mut conn = data.connect().await;
+    let mut held = BTreeMap::new();
+    for size in [128, SIZE] {
+        let note = fetch_text(
+            &mut conn,
+            "SELECT note FROM log_checkpoints WHERE size = $1",
+            size,
+        )
+        .await
+        .expect("a checkpoint");
+        let file = held_dir.path().join(format!("checkpoint-{size}"));
+        std::fs::write(&file, &note).unwrap();
+        held.insert(size, (file.to_str().unwrap().to_owned(), note));
+    }
+    drop(conn);
+    let held_args: Vec<&str> = held
+        .values()
+        .flat_map(|(file, _)| ["--checkpoint", file.as_str()])
+        .collect();
+    let with_held = |copy: &DataDir| {
+        let mut args = vec!["log", "verify", "--verifier-key", &vkey];
+        args.extend(&held_args);
+        copy.cli(&args)
+    };
+    let out = with_held(&data);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("consistent with 2 held checkpoints"),
+        "{stdout}"
+    );
+    let (text, _) = held[&SIZE].1.rsplit_once("\n\n").unwrap();
+    let origin = vkey.split('+').next().unwrap();
+    let (_, stranger) = sign_note(origin, &other_key(), &format!("{text}\n"));
+    let forged = held_dir.path().join("forged");
+    std::fs::write(&forged, format!("{text}\n\n{stranger}")).unwrap();
+    let out = data.cli(&["log", "verify", "--checkpoint", forged.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("held checkpoint") && stderr.contains("signature"),
+        "{stderr}"
+    );
+
+    // A log cut back or rewritten together with its tree and its stored
+    // checkpoints is whole again: nothing inside the database can tell.
+    // A held checkpoint can.
+    for t in [
+        Tamper::TruncatedWithCheckpoints,
+        Tamper::RewrittenWithTreeCheckpointsDeleted,
+    ] {
+        let copy = data.copy().await;
+        let mut conn = copy.connect().await;
+        let (bad, why) = tamper(&mut conn, t, k, SIZE, &checkpoints).await;
+        drop(conn);
+        let alone = copy.cli(&["log", "verify", "--verifier-key", &vkey]);
+        assert!(
+            alone.status.success(),
+            "{t:?} passes without outside state (the limit the README states): {}",
+            String::from_utf8_lossy(&alone.stderr)
+        );
+        assert_fails_at(
+            &with_held(&copy),
+            bad,
+            why,
+            &format!("{t:?} with held checkpoints"),
+        );
+    }
+
+    // Re-keyed: an entry rewritten with its tree, the head given a key of
+    // the forger's and every checkpoint re-signed with it. The forgery is
+    // complete (it verifies against the forger's key) and refused against
+    // the log's key, served or from the data directory.
+    let copy = data.copy().await;
+    let mut conn = copy.connect().await;
+    tamper(&mut conn, Tamper::RewrittenWithTree, k, SIZE, &checkpoints).await;
+    let forger = other_key();
+    let (forger_key, _) = sign_note(origin, &forger, "");
+    sqlx::query("UPDATE log_head SET verifier_key = $1")
+        .bind(&forger_key)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let leaves: Vec<Hash> = sqlx::query("SELECT leaf FROM log_entries ORDER BY idx")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| leaf_hash(&r.get::<Vec<u8>, _>(0)))
+        .collect();
+    let sizes: Vec<i64> = sqlx::query_scalar("SELECT size FROM log_checkpoints")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    for size in sizes {
+        let root = mth(&leaves[..size as usize]);
+        let text = format!("{origin}\n{size}\n{}\n", STANDARD.encode(root));
+        let (_, line) = sign_note(origin, &forger, &text);
+        sqlx::query("UPDATE log_checkpoints SET note = $1, root = $2 WHERE size = $3")
+            .bind(format!("{text}\n{line}"))
+            .bind(root.to_vec())
+            .bind(size)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    let out = copy.cli(&["log", "verify", "--verifier-key", &forger_key]);
+    assert!(
+        out.status.success(),
+        "the forgery is complete: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A copy has no keys: without --verifier-key there is nothing to trust.
+    let out = copy.cli(&["log", "verify"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--verifier-key"), "{stderr}");
+    std::fs::create_dir_all(copy.file("keys")).unwrap();
+    std::fs::copy(
+        data.file("keys/log-signing.pub.pem"),
+        copy.file("keys/log-signing.pub.pem"),
+    )
+    .unwrap();
+    let key_file = held_dir.path().join("verifier-key");
+    std::fs::write(&key_file, format!("{vkey}\n")).unwrap();
+    for out in [
+        copy.cli(&["log", "verify", "--verifier-key", &vkey]),
+        copy.cli(&[
+            "log",
+            "verify",
+            "--verifier-key",
+            key_file.to_str().unwrap(),
+        ]),
+        copy.cli(&["log", "verify"]),
+    ] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "re-keyed: {stderr}");
+        assert!(
+            stderr.contains("another verifier key") && !stderr.contains("first bad index"),
+            "re-keyed: {stderr}"
+        );
+    }
+
+    // A database named without a data directory gives no key to trust.
+    let url = copy.database_url();
+    let mut cmd = Command::new(bin());
+    cmd.args(["log", "verify", "--database-url", &url]);
+    hermetic(&mut cmd);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("needs --verifier-key"), "{stderr}");
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "log",
+        "verify",
+        "--database-url",
+        &url,
+        "--verifier-key",
+        &forger_key,
+    ]);
+    hermetic(&mut cmd);
+    assert!(cmd.output().unwrap().status.success());
+}
+
+/// `log verify` failed (exit 1) naming index `bad` and `why`.
+fn assert_fails_at(out: &std::process::Output, bad: u64, why: &str, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what} must fail verification; stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("first bad index {bad}:")),
+        "{what}: expected first bad index {bad}; got: {stderr}"
+    );
+    assert!(
+        stderr.contains(why),
+        "{what}: expected {why:?} in: {stderr}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1584,6 +1794,16 @@ async fn a_failing_log_append_fails_the_request_and_releases_nothing() {
         (
             "a boundary refusal",
             riec.request(Method::GET, "/v1/signals", "fenomeenanalyse"),
+        ),
+        (
+            "log export",
+            fg.request(Method::GET, "/v1/log/export?partner=zvhd", AUDIT),
+        ),
+        (
+            "an authentication refusal",
+            server
+                .request(Method::GET, "/v1/me")
+                .bearer_auth(server.sign(&server.claims("assen", "rechercheur"))),
         ),
     ];
     let record = example_signal().to_string();
@@ -2136,8 +2356,19 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
             AUDIT,
         )
         .await;
-    let (at, _) = receipt(&res);
+    let (at, at_hash) = receipt(&res);
     let page = json_body(res, 200).await;
+    let today = time::OffsetDateTime::now_utc().date();
+    let own = zvhd_fg.receipted_entry((at, at_hash)).await;
+    assert_eq!(
+        own["resources"],
+        json!([
+            "log",
+            format!("log-query:from={}T00:00:00Z", today.previous_day().unwrap()),
+            format!("log-query:to={}T00:00:00Z", today.next_day().unwrap()),
+        ]),
+        "the search's own entry says what was searched"
+    );
     let found: BTreeSet<u64> = page["entries"]
         .as_array()
         .unwrap()
@@ -2251,6 +2482,70 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
         (by_riec.len(), refused.len()),
         (6, 9),
         "every refused query is logged: {refused:?}"
+    );
+
+    // Every filter of a search is in its entry; partners and purposes the
+    // covenant does not know are not (the caller's text is not logged).
+    let res = zvhd_fg
+        .get(
+            "/v1/log/search?partner=zvhd&recipient=nla&purpose=opsporing&action=refer\
+             &outcome=disclosed&after=1&limit=5",
+            AUDIT,
+        )
+        .await;
+    let own = zvhd_fg.receipted_entry(receipt(&res)).await;
+    assert_eq!(
+        own["resources"],
+        json!([
+            "log",
+            "log-query:partner=zvhd",
+            "log-query:recipient=nla",
+            "log-query:purpose=opsporing",
+            "log-query:action=refer",
+            "log-query:outcome=disclosed",
+            "log-query:after=1",
+        ])
+    );
+    let res = zvhd_fg
+        .get(
+            "/v1/log/search?partner=jan-de-vries&recipient=piet-jansen&purpose=nieuwsgierigheid",
+            AUDIT,
+        )
+        .await;
+    let own = zvhd_fg.receipted_entry(receipt(&res)).await;
+    assert_eq!(
+        own["resources"],
+        json!([
+            "log",
+            "log-query:partner=?",
+            "log-query:recipient=?",
+            "log-query:purpose=?",
+        ])
+    );
+    // The same for an export, and for a refused query.
+    let res = zvhd_fg
+        .get("/v1/log/export?partner=emmen&action=submit", AUDIT)
+        .await;
+    let own = zvhd_fg.receipted_entry(receipt(&res)).await;
+    assert_eq!(
+        own["resources"],
+        json!(["log", "log-query:partner=emmen", "log-query:action=submit"])
+    );
+    let res = regisseur.get("/v1/log/search?partner=emmen", AUDIT).await;
+    problem(res, 403, Some("audit-query-not-for-role")).await;
+    let last = zvhd_fg.whole_log().await;
+    let refusal = last
+        .iter()
+        .rev()
+        .map(|e| &e["entry"])
+        .find(|e| e["outcome"] == "denied" && e["action"] == "audit-query")
+        .unwrap();
+    assert_eq!(
+        (&refusal["actor"]["role"], &refusal["resources"]),
+        (
+            &json!("ketenregisseur"),
+            &json!(["log", "log-query:partner=emmen"])
+        )
     );
 
     // A subject lookup's own entry names the subject.
@@ -2390,6 +2685,125 @@ async fn unfiltered_searches_are_bounded_exports_parse_and_pages_cover_everythin
             cell("legalBasis"),
             entry["legalBasis"].as_str().unwrap_or_default()
         );
+    }
+}
+
+/// An export answers the whole search, however many pages of a search it
+/// spans, up to `log.max_export_rows`; beyond that it is refused, never
+/// cut short.
+#[tokio::test]
+async fn exports_hold_the_whole_search_or_are_refused() {
+    const MAX: usize = 560;
+    let server = Server::start(quiet().env("KETENPOORT_LOG__MAX_EXPORT_ROWS", MAX)).await;
+    let fg = Role::of(&server, "zvhd", "fg");
+    let appended = async |n: usize| {
+        futures::stream::iter(0..n)
+            .map(|_| fg.append_one())
+            .buffer_unordered(4)
+            .collect::<Vec<_>>()
+            .await
+    };
+    appended(540).await;
+    let export = async |query: &str| fg.get(&format!("/v1/log/export?{query}"), AUDIT).await;
+    let res = export("partner=zvhd").await;
+    let (at, _) = receipt(&res);
+    let body = json_body_text(res, 200).await;
+    let indices: Vec<u64> = csv::Reader::from_reader(body.as_bytes())
+        .records()
+        .map(|r| r.unwrap()[0].parse().unwrap())
+        .collect();
+    let expected: Vec<u64> = fg.entries(0, at).await.iter().map(index_of).collect();
+    assert!(expected.len() > 500, "more than a search page");
+    assert_eq!(
+        indices, expected,
+        "every entry the search finds, once, in order"
+    );
+    // From a cursor on: the rest.
+    let res = export(&format!("partner=zvhd&after={}", expected[9])).await;
+    let body = json_body_text(res, 200).await;
+    let rows = csv::Reader::from_reader(body.as_bytes()).records().count();
+    assert!(rows >= expected.len() - 10, "{rows}");
+    problem(export("partner=zvhd&limit=10").await, 400, None).await;
+
+    // More than the maximum: refused, with what to do about it.
+    let mut more = appended(MAX).await;
+    more.sort();
+    let p = problem(export("partner=zvhd").await, 400, None).await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&MAX.to_string()) && detail.contains("narrow"),
+        "{detail}"
+    );
+    let res = export(&format!("partner=zvhd&after={}", more[100])).await;
+    assert_eq!(res.status(), 200, "a narrower search exports");
+}
+
+async fn json_body_text(res: Response, status: u16) -> String {
+    let got = res.status().as_u16();
+    let body = res.text().await.expect("body");
+    assert_eq!(got, status, "{body}");
+    body
+}
+
+/// An audit policy that allows a query but names no scope is refused
+/// (fail closed), and the refusal is logged like any other.
+#[tokio::test]
+async fn an_audit_grant_without_scope_is_a_logged_refusal() {
+    let data = DataDir::new().await;
+    let policies = data.file("policies");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+        &policies,
+    );
+    let audit = policies.join("audit/audit.rego");
+    let rego = std::fs::read_to_string(&audit).unwrap();
+    let broken = rego
+        .replace("\"scope\": selected.scope,", "\"scope\": null,")
+        .replace("\tselected.scope in scopes\n", "");
+    assert_ne!(broken, rego);
+    std::fs::write(&audit, broken).unwrap();
+    std::fs::remove_file(policies.join("audit/audit_test.rego")).unwrap();
+    let server = Server::start_on(
+        data.clone(),
+        quiet().env("KETENPOORT_POLICY__PATH", "{data_dir}/policies"),
+    );
+    let fg = Role::of(&server, "zvhd", "fg");
+    let res = fg.get("/v1/log/search?partner=zvhd", AUDIT).await;
+    problem(res, 403, Some("policy-incoherent")).await;
+    let mut conn = data.connect().await;
+    let leaf: Vec<u8> =
+        sqlx::query_scalar("SELECT leaf FROM log_entries ORDER BY idx DESC LIMIT 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let e: Value = serde_json::from_slice(&leaf).unwrap();
+    assert_eq!(
+        (
+            &e["action"],
+            &e["outcome"],
+            &e["decision"]["reasons"],
+            &e["resources"]
+        ),
+        (
+            &json!("audit-query"),
+            &json!("denied"),
+            &json!(["policy-incoherent"]),
+            &json!(["log", "log-query:partner=zvhd"])
+        ),
+        "{e}"
+    );
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
     }
 }
 
