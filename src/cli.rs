@@ -122,11 +122,14 @@ enum RetentionCommand {
 #[derive(Subcommand)]
 enum PhenomenaCommand {
     /// Publish the release of a closed period (default: the last one to
-    /// close). A period already released is left as it is.
+    /// close). A period already released is left as it is; one of another
+    /// cadence than phenomena.release_every, not yet ended, or not ending
+    /// after the newest release is refused.
     Release {
         #[command(flatten)]
         common: Common,
-        /// The period: a quarter (2026-Q3) or a month (2026-08).
+        /// The period: a quarter (2026-Q3) or a month (2026-08), as
+        /// phenomena.release_every says.
         #[arg(long, value_name = "PERIOD")]
         period: Option<String>,
     },

@@ -259,6 +259,9 @@ pub enum Cadence {
 pub struct PhenomenaConfig {
     /// A release at the close of every `quarter` or `month`.
     pub release_every: Cadence,
+    /// Whether the server publishes releases itself (at start and when a
+    /// period closes). Off, only `ketenpoort phenomena release` does.
+    pub auto_publish: bool,
     /// Largest difference between a published and a true count (at least 2).
     pub max_deviation: u32,
     /// Variance of the perturbation of counts large enough to move freely.
@@ -271,6 +274,7 @@ impl Default for PhenomenaConfig {
     fn default() -> Self {
         Self {
             release_every: Cadence::Quarter,
+            auto_publish: true,
             max_deviation: 3,
             variance: 1.0,
             check_interval_secs: 3600,

@@ -64,13 +64,15 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         Duration::from_secs(cfg.log.checkpoint_interval_secs.max(1)),
     ));
     let phenomena = Phenomena::new(db.clone(), policy.clone(), &cfg.phenomena, &keys)?;
-    // The release of any period that closed while no instance ran.
-    if let Err(e) = phenomena.publish_due().await {
-        tracing::error!(error = %e, "publishing the phenomenon release failed");
+    if cfg.phenomena.auto_publish {
+        // The release of any period that closed while no instance ran.
+        if let Err(e) = phenomena.publish_due().await {
+            tracing::error!(error = %e, "publishing the phenomenon release failed");
+        }
+        tokio::spawn(phenomena.clone().publisher(Duration::from_secs(
+            cfg.phenomena.check_interval_secs.max(1),
+        )));
     }
-    tokio::spawn(phenomena.clone().publisher(Duration::from_secs(
-        cfg.phenomena.check_interval_secs.max(1),
-    )));
     let state = AppState::new(Services {
         config: Arc::new(cfg.clone()),
         egress: EgressGuard::new(db.clone(), &*keys.secret(EGRESS_KEY)?),

@@ -416,11 +416,11 @@ pub async fn refer(
         .commit(work(move |mut unit| {
             Box::pin(async move {
                 let r = &stored_referral;
-                let tx = unit.tx();
-                tx.insert_referral(r).await?;
+                unit.tx().insert_referral(r).await?;
                 if let Some(c) = &contribution {
-                    phenomena::contribute(tx, &r.signal_id, c).await?;
+                    phenomena::contribute(&mut unit, &r.signal_id, c).await?;
                 }
+                let tx = unit.tx();
                 if let Some((item, sealed)) = &copy {
                     tx.insert_inbox_item(item, r, sealed).await?;
                 }

@@ -33,7 +33,7 @@ use checkpoint::NoteSigner;
 pub use entry::{Actor, DecisionRecord, Entry, LogAction, Outcome};
 pub use merkle::Hash;
 use merkle::Reader;
-pub use sequencer::{Unavailable, Work, work};
+pub use sequencer::{Unavailable, Unit, Work, work};
 
 /// Proof that an entry was logged: its index and leaf hash. Sent to the
 /// recipient in the `Ketenpoort-Receipt` header.

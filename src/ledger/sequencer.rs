@@ -29,8 +29,9 @@ const MAX_BATCH: usize = 512;
 pub struct Unavailable;
 
 /// What a unit of work gets: the batch transaction for its own state
-/// changes, and the one way to append its entry. A unit must not await
-/// anything that itself needs the log (that would wait on its own batch).
+/// changes (it holds the log head lock from its start to its commit), and
+/// the one way to append its entry. A unit must not await anything that
+/// itself needs the log (that would wait on its own batch).
 pub struct Unit<'a> {
     tx: &'a mut WriteTx,
     log: &'a mut Pending,

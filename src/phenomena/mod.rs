@@ -7,6 +7,13 @@
 //! protected by the cell key method ([`cellkey`]), and stored; it is served
 //! as stored and never recomputed. The types a release is made of hold
 //! category codes, periods and counts only.
+//!
+//! A published value depends only on the records in its cell, so a cell
+//! whose value changed between releases proves a record was added. Hence
+//! a release holds closed periods only ([`ReleasePeriod::months`]), and a
+//! contribution to a period some release already published counts in the
+//! first month none has ([`period::counted_month`]): every cell is
+//! published with one value, in every release that shows it.
 
 pub mod catalogue;
 pub mod cellkey;
@@ -24,6 +31,7 @@ use utoipa::ToSchema;
 
 use crate::config::{Cadence, PhenomenaConfig};
 use crate::keys::KeyStore;
+use crate::ledger::Unit;
 use crate::policy::PolicyEngine;
 use crate::store::phenomena::ContributionRow;
 use crate::store::{Db, WriteTx};
@@ -42,8 +50,9 @@ const UNKNOWN: &str = "onbekend";
 /// How many fictitious contributions the demo seeds.
 const DEMO_CONTRIBUTIONS: usize = 60;
 
-/// What a signal contributes to the tables: its period and category codes,
-/// read from a validated signal body (the schema's enumerations).
+/// What a signal contributes to the tables: the month it was received and
+/// its category codes, read from a validated signal body (the schema's
+/// enumerations).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Contribution {
     pub year: i32,
@@ -111,20 +120,40 @@ impl Contribution {
     }
 }
 
-/// Records a signal's contribution inside the referral's transaction
-/// (once per signal; a later referral changes nothing).
+/// Records a signal's contribution inside the referral's unit of work
+/// (once per signal; a later referral changes nothing), counted in the
+/// month [`period::counted_month`] gives against the stored releases.
+///
+/// Why a [`Unit`]: its transaction is the ledger's batch, which holds the
+/// log head lock from its start to its commit — the lock
+/// [`Phenomena::publish`] takes too. Whichever comes second sees the other
+/// committed: a release either counts the contribution or was stored
+/// before it, and then moved it past itself.
 pub async fn contribute(
-    tx: &mut WriteTx,
+    unit: &mut Unit<'_>,
     signal_id: &str,
     c: &ContributionRow,
 ) -> Result<(), sqlx::Error> {
+    let tx = unit.tx();
+    let counted = period::counted_month((c.year, c.month), &release_periods(tx).await?);
     tx.insert_contribution(
         Some(signal_id),
         RecordKey::generate().stored(),
         "referral",
         c,
+        counted,
     )
     .await
+}
+
+/// The periods of the stored releases (read under the log head lock).
+async fn release_periods(tx: &mut WriteTx) -> Result<Vec<ReleasePeriod>, sqlx::Error> {
+    Ok(tx
+        .release_ids()
+        .await?
+        .iter()
+        .filter_map(|id| id.parse().ok())
+        .collect())
 }
 
 /// An RFC 3339 time (UTC, milliseconds) set by ketenpoort.
@@ -174,8 +203,9 @@ pub struct Release {
     /// The period the release closes, also its id: `2026-Q3` or `2026-08`.
     #[schema(value_type = String, example = "2026-Q3")]
     pub id: ReleasePeriod,
-    /// The first quarter it covers (the start of the previous year). Cells
-    /// of the release's own year and quarter run up to the release period.
+    /// The first quarter it covers (the start of the year before its last
+    /// quarter's). It holds only quarters and years that had ended when
+    /// its period ended.
     #[schema(value_type = String, example = "2025-Q1")]
     pub from: Period,
     pub created_at: Timestamp,
@@ -299,11 +329,29 @@ impl Phenomena {
         Ok(ReleasePage { items, next_after })
     }
 
-    /// Publishes the release of a closed period, once: if it exists, it is
-    /// returned as stored (`false`), never recomputed.
+    /// Publishes the release of a closed period of the configured cadence,
+    /// once: if it exists, it is returned as stored (`false`), never
+    /// recomputed. A period that does not end after the newest release is
+    /// refused: it would add a cut-off between published ones to difference.
+    ///
+    /// The contributions are read and the release stored under the log
+    /// head lock (see [`contribute`]), so no contribution to a period this
+    /// release covers can commit after the release without being moved
+    /// past it.
     pub async fn publish(&self, id: ReleasePeriod) -> anyhow::Result<(bool, Release)> {
         let today = time::OffsetDateTime::now_utc().date();
-        ensure!(id.is_closed(today), "period {id} has not ended yet");
+        ensure!(
+            id.cadence() == self.cadence,
+            "period {id} is not a {} (phenomena.release_every)",
+            match self.cadence {
+                Cadence::Quarter => "quarter",
+                Cadence::Month => "month",
+            }
+        );
+        ensure!(
+            id.is_closed(today),
+            "period {id} has not ended yet: a release holds closed periods only"
+        );
         if let Some(existing) = self.release(id).await? {
             return Ok((false, existing));
         }
@@ -311,40 +359,48 @@ impl Phenomena {
         let catalogue = Catalogue::from_policy_data(policies.data())?;
         let revision = Revision(policies.revision().to_owned());
         let mut tx = self.db.begin_write().await?;
-        let (first, last) = (id.first_year(), id.last_month());
+        tx.lock_log_head().await.context("locking the log head")?;
+        let released = release_periods(&mut tx).await?;
+        if released.contains(&id) {
+            // Another instance published it first: serve theirs.
+            drop(tx);
+            let theirs = self.release(id).await?.context("release vanished")?;
+            return Ok((false, theirs));
+        }
+        if let Some(newest) = released.iter().max_by_key(|r| r.last_month()) {
+            ensure!(
+                id.last_month() > newest.last_month(),
+                "period {id} does not end after the newest release, {newest}: releases are made in order"
+            );
+        }
+        let (first, last) = id.months();
         let records = tx
-            .contributions(first, last)
+            .contributions(first.0, last)
             .await?
             .into_iter()
-            .filter_map(|(key, row)| record(key, row))
+            .filter_map(|(key, counted, row)| record(key, counted, row))
             .collect::<Vec<_>>();
         let (tables, trends) = tables::build(&catalogue, id, &records, &self.perturbation);
         let release = Release {
             id,
-            from: Period::Quarter(first, 1),
+            from: Period::Quarter(first.0, 1),
             created_at: Timestamp::now(),
             policy_revision: revision,
             tables,
             trends,
         };
         let body = serde_json::to_string(&release)?;
-        let created = tx
-            .insert_release(&id.to_string(), crate::store::now_millis(), &body)
+        tx.insert_release(&id.to_string(), crate::store::now_millis(), &body)
             .await?;
         tx.commit().await?;
-        if created {
-            metrics::counter!("ketenpoort_phenomena_releases_total").increment(1);
-            tracing::info!(release = %id, "phenomenon release published");
-            return Ok((true, release));
-        }
-        // Another instance published it first: serve theirs.
-        let theirs = self.release(id).await?.context("release vanished")?;
-        Ok((false, theirs))
+        metrics::counter!("ketenpoort_phenomena_releases_total").increment(1);
+        tracing::info!(release = %id, "phenomenon release published");
+        Ok((true, release))
     }
 
-    /// Publishes the most recently closed period, and any closed since the
-    /// newest release (periods that closed while no instance ran; at most
-    /// two years' worth), oldest first.
+    /// Publishes the periods that closed since the newest release, oldest
+    /// first: the most recently closed one, and any that closed while no
+    /// instance ran (at most two years' worth).
     pub async fn publish_due(&self) -> anyhow::Result<()> {
         let today = time::OffsetDateTime::now_utc().date();
         let newest = self
@@ -355,14 +411,11 @@ impl Phenomena {
             .filter_map(|id| id.parse::<ReleasePeriod>().ok())
             .map(ReleasePeriod::last_month)
             .max();
-        let mut due = vec![ReleasePeriod::last_closed(self.cadence, today)];
-        while let Some(newest) = newest {
-            let before = due[due.len() - 1].previous();
-            if before.last_month() <= newest || due.len() >= 24 {
-                break;
-            }
-            due.push(before);
-        }
+        let last = ReleasePeriod::last_closed(self.cadence, today);
+        let due: Vec<ReleasePeriod> = std::iter::successors(Some(last), |p| Some(p.previous()))
+            .take(if newest.is_some() { 24 } else { 1 })
+            .take_while(|p| newest.is_none_or(|n| p.last_month() > n))
+            .collect();
         for id in due.into_iter().rev() {
             self.publish(id).await?;
         }
@@ -380,14 +433,19 @@ impl Phenomena {
     }
 
     /// Seeds fictitious contributions for the demo region (origin `demo`,
-    /// no signal behind them) when there are no contributions at all, so a
-    /// release of the demo has something to protect.
+    /// no signal behind them) when there are no contributions and no
+    /// releases at all, so a release of the demo has something to protect.
     pub async fn seed_demo(
         db: &Db,
         catalogue: &Catalogue,
         today: time::Date,
     ) -> anyhow::Result<usize> {
-        if db.contribution_count().await? > 0 {
+        // Only into a database that has published nothing: the seeded
+        // months may lie in published periods. It runs before the server
+        // serves (and before the log exists), so nothing contributes
+        // meanwhile.
+        let mut tx = db.begin_write().await?;
+        if tx.contribution_count().await? > 0 || !release_periods(&mut tx).await?.is_empty() {
             return Ok(0);
         }
         use catalogue::Dimension::*;
@@ -399,7 +457,6 @@ impl Phenomena {
         // A fixed, plainly fictitious spread over the months of last year and
         // of this year up to the last closed quarter.
         let months = 12 + usize::from(last.1);
-        let mut tx = db.begin_write().await?;
         for i in 0..DEMO_CONTRIBUTIONS {
             let m = (i * 7) % months;
             let (year, month) = if m < 12 {
@@ -419,21 +476,24 @@ impl Phenomena {
                 },
             };
             let key = RecordKey::generate().stored();
-            tx.insert_contribution(None, key, "demo", &c.row()).await?;
+            let received = (c.year, c.month);
+            tx.insert_contribution(None, key, "demo", &c.row(), received)
+                .await?;
         }
         tx.commit().await?;
         Ok(DEMO_CONTRIBUTIONS)
     }
 }
 
-/// A stored contribution as a record of the tables; rows whose codes are
-/// not codes are left out (they cannot come from a validated signal).
-fn record(key: i64, row: ContributionRow) -> Option<Record> {
+/// A stored contribution as a record of the tables, in the month it counts
+/// in; rows whose codes are not codes are left out (they cannot come from a
+/// validated signal).
+fn record(key: i64, counted: (i32, u8), row: ContributionRow) -> Option<Record> {
     let codes = |v: &[String]| v.iter().map(|s| Code::new(s)).collect::<Option<Vec<_>>>();
     Some(Record {
         key: RecordKey::from_stored(key),
-        year: row.year,
-        month: row.month,
+        year: counted.0,
+        month: counted.1,
         categories: Categories {
             forms: codes(&row.forms)?,
             sector: Code::new(&row.sector)?,

@@ -1,6 +1,7 @@
 //! Periods: the year and quarter of a table cell, and the quarter or month a
 //! release closes. Nothing finer than a quarter is ever a table dimension;
-//! a month only says where a monthly release is cut off.
+//! a month only names a monthly release and the month a contribution
+//! counts in. A release holds cells of closed periods only.
 
 use std::fmt;
 use std::str::FromStr;
@@ -47,7 +48,7 @@ impl Period {
 }
 
 impl ReleasePeriod {
-    /// The last month the release covers, as (year, month).
+    /// The last month of the period, as (year, month).
     pub fn last_month(self) -> (i32, u8) {
         match self {
             ReleasePeriod::Quarter(y, q) => (y, q * 3),
@@ -55,38 +56,61 @@ impl ReleasePeriod {
         }
     }
 
-    /// A release covers the previous calendar year and its own year up to
-    /// and including its period, so every quarter has its predecessor and
-    /// its year-earlier counterpart within reach of the trends.
-    pub fn first_year(self) -> i32 {
-        self.last_month().0 - 1
-    }
-
-    /// The years of the cells of a release, oldest first (the last one runs
-    /// to the release period: year to date).
-    pub fn years(self) -> Vec<Period> {
-        let (y, _) = self.last_month();
-        (self.first_year()..=y).map(Period::Year).collect()
-    }
-
-    /// The quarters of the cells of a release, oldest first (the last one
-    /// ends with the release period).
-    pub fn quarters(self) -> Vec<Period> {
-        let (y, m) = self.last_month();
-        let mut out = Vec::new();
-        for year in self.first_year()..=y {
-            for q in 1..=4u8 {
-                if year < y || q <= quarter_of(m) {
-                    out.push(Period::Quarter(year, q));
-                }
-            }
+    /// The cadence this period belongs to.
+    pub fn cadence(self) -> Cadence {
+        match self {
+            ReleasePeriod::Quarter(..) => Cadence::Quarter,
+            ReleasePeriod::Month(..) => Cadence::Month,
         }
-        out
     }
 
-    /// Whether a record received in (year, month) counts in this release.
+    /// The newest quarter that has ended when the period ends. A release
+    /// holds closed periods only, so this is its newest quarter cell: a
+    /// monthly release inside a quarter holds the same cells as the
+    /// release of the quarter before.
+    fn last_quarter(self) -> (i32, u8) {
+        let (y, m) = self.last_month();
+        match m / 3 {
+            0 => (y - 1, 4),
+            q => (y, q),
+        }
+    }
+
+    /// A release covers the calendar year before its last quarter's and
+    /// that year up to the quarter, so every quarter has its predecessor
+    /// and its year-earlier counterpart within reach of the trends.
+    fn first_year(self) -> i32 {
+        self.last_quarter().0 - 1
+    }
+
+    /// The first and last month the cells of a release cover.
+    pub fn months(self) -> ((i32, u8), (i32, u8)) {
+        let (y, q) = self.last_quarter();
+        ((self.first_year(), 1), (y, q * 3))
+    }
+
+    /// The years of the cells of a release, oldest first: the years of its
+    /// coverage that have ended.
+    pub fn years(self) -> Vec<Period> {
+        let (y, q) = self.last_quarter();
+        let last = if q == 4 { y } else { y - 1 };
+        (self.first_year()..=last).map(Period::Year).collect()
+    }
+
+    /// The quarters of the cells of a release, oldest first.
+    pub fn quarters(self) -> Vec<Period> {
+        let (y, q) = self.last_quarter();
+        (self.first_year()..=y)
+            .flat_map(|year| (1..=4u8).map(move |q| (year, q)))
+            .filter(|&(year, quarter)| year < y || quarter <= q)
+            .map(|(year, quarter)| Period::Quarter(year, quarter))
+            .collect()
+    }
+
+    /// Whether a cell of this release counts a record of (year, month).
     pub fn covers(self, year: i32, month: u8) -> bool {
-        year >= self.first_year() && (year, month) <= self.last_month()
+        let (first, last) = self.months();
+        (first..=last).contains(&(year, month))
     }
 
     /// The period that closed most recently before `today`.
@@ -118,6 +142,23 @@ impl ReleasePeriod {
     pub fn is_closed(self, today: time::Date) -> bool {
         self.last_month() < (today.year(), today.month() as u8)
     }
+}
+
+/// The month a contribution received in `received` counts in, given the
+/// releases stored: the month received, or — when a release already
+/// published a cell of that month — the first month after it that no
+/// release has published. So a late referral never changes a published
+/// cell; it counts in the first period still open.
+pub fn counted_month(received: (i32, u8), released: &[ReleasePeriod]) -> (i32, u8) {
+    let mut month = received;
+    // Each step moves past the end of a release's coverage: it ends.
+    while let Some(r) = released.iter().find(|r| r.covers(month.0, month.1)) {
+        month = match r.months().1 {
+            (y, 12) => (y + 1, 1),
+            (y, m) => (y, m + 1),
+        };
+    }
+    month
 }
 
 impl fmt::Display for Period {
@@ -230,18 +271,67 @@ mod tests {
     }
 
     #[test]
-    fn coverage_runs_from_the_previous_year_to_the_period() {
+    fn a_release_covers_closed_periods_only() {
         let q3 = ReleasePeriod::Quarter(2026, 3);
-        assert_eq!(q3.years(), vec![Period::Year(2025), Period::Year(2026)]);
+        assert_eq!(q3.years(), vec![Period::Year(2025)], "2026 has not ended");
         let quarters = q3.quarters();
         assert_eq!(quarters.len(), 7);
         assert_eq!(quarters[0], Period::Quarter(2025, 1));
         assert_eq!(quarters[6], Period::Quarter(2026, 3));
         assert!(q3.covers(2025, 1) && q3.covers(2026, 9));
         assert!(!q3.covers(2024, 12) && !q3.covers(2026, 10));
-        let aug = ReleasePeriod::Month(2026, 8);
-        assert_eq!(aug.quarters().last(), Some(&Period::Quarter(2026, 3)));
-        assert!(aug.covers(2026, 8) && !aug.covers(2026, 9));
+        let q4 = ReleasePeriod::Quarter(2026, 4);
+        assert_eq!(q4.years(), vec![Period::Year(2025), Period::Year(2026)]);
+        assert_eq!(q4.quarters().len(), 8);
+        // A month inside a quarter adds nothing: it holds the cells of the
+        // quarter before, up to the month that closes a quarter.
+        for m in [7, 8] {
+            let month = ReleasePeriod::Month(2026, m);
+            assert_eq!(month.months(), ReleasePeriod::Quarter(2026, 2).months());
+            assert_eq!(month.quarters(), ReleasePeriod::Quarter(2026, 2).quarters());
+            assert_eq!(month.years(), vec![Period::Year(2025)]);
+            assert!(!month.covers(2026, 7));
+        }
+        let sep = ReleasePeriod::Month(2026, 9);
+        assert_eq!(sep.quarters(), q3.quarters());
+        assert_eq!(sep.years(), q3.years());
+        let feb = ReleasePeriod::Month(2027, 2);
+        assert_eq!(feb.months(), q4.months());
+        assert_eq!(feb.years(), q4.years());
+        assert_eq!(ReleasePeriod::Month(2027, 1).cadence(), Cadence::Month);
+        assert_eq!(q4.cadence(), Cadence::Quarter);
+    }
+
+    #[test]
+    fn a_late_contribution_counts_in_the_first_month_no_release_published() {
+        let none: [ReleasePeriod; 0] = [];
+        assert_eq!(counted_month((2026, 2), &none), (2026, 2));
+        let released = [
+            ReleasePeriod::Quarter(2025, 4),
+            ReleasePeriod::Quarter(2026, 1),
+        ];
+        // 2024-01 .. 2026-03 are published.
+        assert_eq!(counted_month((2026, 2), &released), (2026, 4));
+        assert_eq!(counted_month((2024, 1), &released), (2026, 4));
+        assert_eq!(counted_month((2026, 4), &released), (2026, 4));
+        assert_eq!(counted_month((2023, 12), &released), (2023, 12));
+        // A Q4 release moves a contribution into the next year.
+        assert_eq!(
+            counted_month((2025, 11), &[ReleasePeriod::Quarter(2025, 4)]),
+            (2026, 1)
+        );
+        // A monthly release inside a quarter publishes none of it.
+        let monthly = [ReleasePeriod::Month(2026, 7), ReleasePeriod::Month(2026, 8)];
+        assert_eq!(counted_month((2026, 7), &monthly), (2026, 7));
+        assert_eq!(counted_month((2026, 6), &monthly), (2026, 7));
+        // Releases far apart leave months nobody published: a contribution
+        // of such a month counts there (no later release reaches back).
+        let apart = [
+            ReleasePeriod::Quarter(2019, 4),
+            ReleasePeriod::Quarter(2024, 2),
+        ];
+        assert_eq!(counted_month((2019, 3), &apart), (2020, 1));
+        assert_eq!(counted_month((2023, 5), &apart), (2024, 7));
     }
 
     #[test]

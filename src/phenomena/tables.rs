@@ -2,11 +2,13 @@
 //! (zeros included) and every margin, each cell published through the
 //! perturbation table; trends computed from those published cells.
 //!
-//! A cell is the set of records it counts: those received in its period
+//! A cell is the set of records it counts: those counted in its period
 //! that have each of its categories (a margin, `totaal`, takes every
 //! record). Its value depends on that set only (count and cell key), so a
-//! cell that recurs — a margin of one table is a cell of another, a
-//! completed year recurs in the next release — is published alike.
+//! cell that recurs — a margin of one table is a cell of another, a closed
+//! period recurs in the next release — is published alike. Periods are
+//! closed ones only, and no record is added to a published one (see
+//! `period::counted_month`), so the set, and the value, never change.
 
 use std::collections::HashMap;
 
@@ -17,7 +19,8 @@ use super::catalogue::{Catalogue, Code, Comparison, Dimension, PeriodKind};
 use super::cellkey::{CellKey, Perturbation, RecordKey};
 use super::period::{Period, ReleasePeriod};
 
-/// One signal's contribution: its record key and its category codes.
+/// One signal's contribution: its record key, the month it counts in and
+/// its category codes.
 #[derive(Clone, Debug)]
 pub struct Record {
     pub key: RecordKey,
@@ -95,7 +98,8 @@ pub struct Trend {
     pub points: Vec<TrendPoint>,
 }
 
-/// Every table and trend of the catalogue for `release`, over `records`.
+/// Every table and trend of the catalogue for `release`, over `records`:
+/// the closed years and quarters it covers, nothing to date.
 pub fn build(
     catalogue: &Catalogue,
     release: ReleasePeriod,
@@ -306,8 +310,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             sector.cells.len(),
-            2 * 6 * 13,
-            "two years × (5 forms + total) × (12 sectors + total)"
+            6 * 13,
+            "one closed year × (5 forms + total) × (12 sectors + total)"
         );
         // The form margin of the sector table is the form-year cell, and the
         // grand totals of all tables are one cell.
@@ -341,8 +345,17 @@ mod tests {
         );
         // Every record is in arbeid and in the total: same set, same value.
         assert_eq!(form_year, total);
-        assert_eq!(cell(&tables, "vorm-jaar", "2026", &["arbeid"]).value, 0);
-        // A later release publishes the completed year alike.
+        // 2026 has not ended: no year cell of it, and no quarter to date.
+        for t in &tables {
+            assert!(
+                t.cells
+                    .iter()
+                    .all(|c| c.period != Period::Year(2026) && c.period <= Period::Quarter(2026, 3)),
+                "{}",
+                t.id.as_str()
+            );
+        }
+        // A later release publishes the closed year alike.
         let (later, _) = build(&c, ReleasePeriod::Quarter(2026, 4), &records, &p);
         assert_eq!(
             cell(&later, "vorm-jaar", "2025", &["arbeid"]).value,
@@ -385,7 +398,21 @@ mod tests {
             .collect();
         let (tables, _) = build(&c, ReleasePeriod::Quarter(2026, 3), &records, &p);
         assert!(tables.iter().all(|t| t.cells.iter().all(|c| c.value == 0)));
-        let (tables, _) = build(&c, ReleasePeriod::Month(2026, 10), &records, &p);
-        assert!(cell(&tables, "vorm-kwartaal", "2026-Q4", &["arbeid"]).value >= 27);
+        // A month inside the quarter publishes no cell of it.
+        let (tables, _) = build(&c, ReleasePeriod::Month(2026, 11), &records, &p);
+        assert!(tables.iter().all(|t| t.cells.iter().all(|c| c.value == 0)));
+        assert!(tables.iter().all(|t| {
+            t.cells
+                .iter()
+                .all(|c| c.period < Period::Quarter(2026, 4) && c.period != Period::Year(2026))
+        }));
+        for release in [
+            ReleasePeriod::Month(2026, 12),
+            ReleasePeriod::Quarter(2026, 4),
+        ] {
+            let (tables, _) = build(&c, release, &records, &p);
+            assert!(cell(&tables, "vorm-kwartaal", "2026-Q4", &["arbeid"]).value >= 27);
+            assert!(cell(&tables, "vorm-jaar", "2026", &["arbeid"]).value >= 27);
+        }
     }
 }

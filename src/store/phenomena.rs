@@ -7,7 +7,8 @@ use sqlx::Row;
 
 use super::{Db, WriteTx};
 
-/// A contribution as stored: the month received and the category codes.
+/// A contribution as stored: the month received (`dateReceived`) and the
+/// category codes. The month it counts in is stored beside it.
 pub struct ContributionRow {
     pub year: i32,
     pub month: u8,
@@ -44,15 +45,16 @@ impl WriteTx {
     }
 
     /// Records a contribution (`origin`: `referral` or `demo`) once per
-    /// record key. With a signal, its record key is used (`key` only for a
-    /// signal stored before record keys existed); without one (demo data),
-    /// `key` becomes a new record key.
+    /// record key, counted in the month `counted`. With a signal, its record
+    /// key is used (`key` only for a signal stored before record keys
+    /// existed); without one (demo data), `key` becomes a new record key.
     pub async fn insert_contribution(
         &mut self,
         signal_id: Option<&str>,
         key: i64,
         origin: &str,
         c: &ContributionRow,
+        counted: (i32, u8),
     ) -> Result<(), sqlx::Error> {
         let key_id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
@@ -74,14 +76,17 @@ impl WriteTx {
             None => key_id,
         };
         sqlx::query(
-            "INSERT INTO phenomenon_contributions (record_key_id, origin, year, month, forms, sector, \
-             location_type, municipality, victim_groups) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+            "INSERT INTO phenomenon_contributions (record_key_id, origin, year, month, counted_year, \
+             counted_month, forms, sector, location_type, municipality, victim_groups) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (record_key_id) DO NOTHING",
         )
         .bind(key_id)
         .bind(origin)
         .bind(i64::from(c.year))
         .bind(i64::from(c.month))
+        .bind(i64::from(counted.0))
+        .bind(i64::from(counted.1))
         .bind(json_list(&c.forms))
         .bind(&c.sector)
         .bind(&c.location_type)
@@ -92,17 +97,19 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Contributions received from January of `first_year` through
-    /// (year, month) `last`, each with its record key.
+    /// Contributions counted from January of `first_year` through
+    /// (year, month) `last`, each with its record key and the month it
+    /// counts in.
     pub async fn contributions(
         &mut self,
         first_year: i32,
         last: (i32, u8),
-    ) -> Result<Vec<(i64, ContributionRow)>, sqlx::Error> {
+    ) -> Result<Vec<(i64, (i32, u8), ContributionRow)>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT k.record_key, c.year, c.month, c.forms, c.sector, c.location_type, c.municipality, \
-             c.victim_groups FROM phenomenon_contributions c JOIN record_keys k ON k.id = c.record_key_id \
-             WHERE c.year >= $1 AND (c.year < $2 OR (c.year = $2 AND c.month <= $3))",
+            "SELECT k.record_key, c.year, c.month, c.counted_year, c.counted_month, c.forms, c.sector, \
+             c.location_type, c.municipality, c.victim_groups FROM phenomenon_contributions c \
+             JOIN record_keys k ON k.id = c.record_key_id WHERE c.counted_year >= $1 AND \
+             (c.counted_year < $2 OR (c.counted_year = $2 AND c.counted_month <= $3))",
         )
         .bind(i64::from(first_year))
         .bind(i64::from(last.0))
@@ -120,28 +127,43 @@ impl WriteTx {
                     municipality: r.try_get("municipality")?,
                     victim_groups: list(r, "victim_groups")?,
                 };
-                Ok((r.try_get("record_key")?, row))
+                let counted = (
+                    r.try_get::<i64, _>("counted_year")? as i32,
+                    r.try_get::<i64, _>("counted_month")? as u8,
+                );
+                Ok((r.try_get("record_key")?, counted, row))
             })
             .collect()
     }
 
-    /// Stores a release; false when one with this id exists already.
+    /// Stores a release (under the log head lock, after `release_ids`
+    /// found none with this id).
     pub async fn insert_release(
         &mut self,
         id: &str,
         created_at: i64,
         body: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let res = sqlx::query(
-            "INSERT INTO phenomenon_releases (id, created_at, body) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(created_at)
-        .bind(body)
-        .execute(self.conn())
-        .await?;
-        Ok(res.rows_affected() == 1)
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO phenomenon_releases (id, created_at, body) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(created_at)
+            .bind(body)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The ids of the stored releases, in this transaction.
+    pub async fn release_ids(&mut self) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT id FROM phenomenon_releases")
+            .fetch_all(self.conn())
+            .await
+    }
+
+    pub async fn contribution_count(&mut self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT count(*) FROM phenomenon_contributions")
+            .fetch_one(self.conn())
+            .await
     }
 
     /// The egress guard's fingerprints of a signal's values and ids.
@@ -197,12 +219,6 @@ impl Db {
     pub async fn release_ids(&self) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar("SELECT id FROM phenomenon_releases")
             .fetch_all(self.pool())
-            .await
-    }
-
-    pub async fn contribution_count(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT count(*) FROM phenomenon_contributions")
-            .fetch_one(self.pool())
             .await
     }
 
