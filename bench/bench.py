@@ -397,10 +397,10 @@ def gaps(r):
             f"Policy decisions: p50 {kp['p50_us']:.0f} µs (target ≤ 20 µs), "
             f"{opa['eval_only_p50_us'] / kp['p50_us']:.1f}× OPA's evaluation (target ≥ 10×). regorus is a "
             "tree-walking interpreter: callgrind counts ~1.7 million instructions per exchange decision, spread "
-            "over rule lookup, value comparison and allocation (no hot spot in ketenpoort's code; the input "
-            "conversion is under 1%). Restructuring the Rego (memoising the repeated helper calls as rules) "
-            "changed the count by +4%, so it was not kept. regorus' bytecode VM is faster but gave decisions "
-            "that differ from OPA's on the conformance corpus, so it is not used. On the request path a "
+            "over rule lookup, value comparison and allocation (no hot spot in ketenpoort's code; converting "
+            "the input and the decision is under 2%). Restructuring the Rego (memoising the repeated helper calls as rules) "
+            "changed the count by +4%, so it was not kept. In a trial regorus' bytecode VM was faster but "
+            "gave decisions that differ from OPA's on the conformance corpus, so it is not used. On the request path a "
             "decision is a pure function of its input and revision and is cached per revision, so the "
             "engine's latency is paid once per distinct input.")
     for b, x in r["backends"].items():

@@ -338,7 +338,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let cfg = common.config(None)?;
-            let trusted = trusted_log_key(&common, &cfg, verifier_key)?;
+            let trusted = trusted_log_key(&cfg, verifier_key)?;
             let held = checkpoints
                 .iter()
                 .map(|path| {
@@ -482,10 +482,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 /// The key `log verify` checks checkpoints with: `--verifier-key` (the key
 /// itself or a file holding it), else the data directory's log signing
-/// public key. A database named without a data directory says nothing about
-/// which key is right, so it needs `--verifier-key`.
+/// public key (never the key stored in the database, which whoever can
+/// rewrite the log can replace).
 fn trusted_log_key(
-    common: &Common,
     cfg: &Config,
     explicit: Option<String>,
 ) -> anyhow::Result<crate::ledger::verify::TrustedKey> {
@@ -502,11 +501,6 @@ fn trusted_log_key(
         };
         return Ok(TrustedKey::Note(key));
     }
-    anyhow::ensure!(
-        common.database_url.is_none() || common.data_dir.is_some(),
-        "--database-url without --data-dir needs --verifier-key: the key the checkpoints must \
-         verify with (GET /v1/log/verifier-key), which the database cannot vouch for"
-    );
     let public = KeyStore::new(&cfg.data_dir)
         .ed25519_public(crate::ledger::LOG_KEY)
         .context(

@@ -14,6 +14,7 @@ pub async fn purge_expired(db: &Db, cfg: &RetentionConfig) -> Result<usize, sqlx
     loop {
         let batch = db.signals_created_before(cutoff, 500).await?;
         if batch.is_empty() {
+            db.erase_deleted().await?;
             return Ok(purged);
         }
         for id in &batch {

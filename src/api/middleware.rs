@@ -156,6 +156,17 @@ impl RateLimit {
     }
 }
 
+impl RateLimit {
+    /// Takes one request from the partner's bucket, or says when to retry.
+    pub fn check(&self, partner: &str) -> Result<(), Problem> {
+        self.0.check_key(&partner.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            metrics::counter!("ketenpoort_rate_limited_total").increment(1);
+            Problem::too_many_requests(wait.as_secs_f64().ceil() as u64)
+        })
+    }
+}
+
 pub async fn rate_limit(
     State(limit): State<RateLimit>,
     req: Request<Body>,
@@ -164,13 +175,9 @@ pub async fn rate_limit(
     let Some(principal) = req.extensions().get::<Principal>() else {
         return Problem::unauthorized("token-missing").into_response();
     };
-    match limit.0.check_key(&principal.partner.id) {
+    match limit.check(&principal.partner.id) {
         Ok(()) => next.run(req).await,
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            metrics::counter!("ketenpoort_rate_limited_total").increment(1);
-            Problem::too_many_requests(wait.as_secs_f64().ceil() as u64).into_response()
-        }
+        Err(problem) => problem.into_response(),
     }
 }
 

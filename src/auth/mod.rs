@@ -163,6 +163,11 @@ pub async fn require_principal(State(s): State<AppState>, req: Request, next: Ne
             metrics::counter!("ketenpoort_auth_failures_total", "code" => problem.code_str().to_owned()).increment(1);
             tracing::info!(status = problem.status().as_u16(), "authentication refused");
             if let Some(principal) = of {
+                // A refusal is a durable log entry: it draws on the partner's
+                // rate limit, so a stolen token cannot grow the log unbounded.
+                if let Err(limited) = s.rate_limit.check(&principal.partner.id) {
+                    return limited.into_response();
+                }
                 let route = parts
                     .extensions
                     .get::<MatchedPath>()

@@ -284,6 +284,18 @@ async fn after_retention_a_copy_of_the_records_cannot_be_decrypted() {
         "submit, two referrals, a read: {entries_about}"
     );
 
+    // The wrapped key as the raw database shows it (PostgreSQL: bytea as hex).
+    let wrapped = wrapped_keys(&db).await[&id].clone();
+    let wrapped = if data.is_postgres() {
+        hex::encode(&wrapped).into_bytes()
+    } else {
+        wrapped
+    };
+    assert!(contains(&raw_database(&data).await, &wrapped));
+    // This test's own connection would hold a read snapshot, which keeps
+    // SQLite from truncating its WAL: close it during the purge.
+    db.close().await;
+
     // Retention: everything older than 0 days goes.
     let out = data.cli_with_env(
         &["retention", "run"],
@@ -296,7 +308,10 @@ async fn after_retention_a_copy_of_the_records_cannot_be_decrypted() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("purged 1 signals"));
 
-    // The rows and the wrapped key are gone...
+    // The rows and the wrapped key are gone, also from the files (SQLite:
+    // the database and its WAL)...
+    assert!(!contains(&raw_database(&data).await, &wrapped));
+    let db = pool(&data).await;
     assert!(copy_record_tables(&db).await.is_empty());
     assert!(wrapped_keys(&db).await.is_empty());
     assert_eq!(

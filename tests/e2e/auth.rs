@@ -594,3 +594,27 @@ async fn no_tokens_or_user_ids_in_logs() {
         "a user identifier appears in the logs"
     );
 }
+
+/// A refusal after the token verified is a durable log entry, so it draws on
+/// the partner's rate limit: a stolen token of a suspended partner cannot
+/// grow the log without bound.
+#[tokio::test]
+async fn logged_refusals_draw_on_the_rate_limit() {
+    let opts = Opts::new()
+        .env("KETENPOORT_HTTP__RATE_LIMIT_PER_SECOND", 2)
+        .env("KETENPOORT_HTTP__RATE_LIMIT_BURST", 3);
+    let server = Server::start(opts).await;
+    let token = server.token("emmen", ROLE);
+    server.cli_ok(&["partner", "suspend", "--id", "emmen"]);
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(server.get_as(ME, &token).await.status().as_u16());
+    }
+    assert!(statuses.contains(&403), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let logged = denials(&server, server.client()).await;
+    let refused = statuses.iter().filter(|s| **s == 403).count();
+    assert_eq!(logged.len(), refused, "one entry per 403, none per 429");
+    assert!(refused < 10, "{refused} refusals logged out of 20 requests");
+}
