@@ -67,6 +67,10 @@ class Server:
             "KETENPOORT_POLICY__PATH": str(ROOT / "policies"),
             # The metrics are on the operator listener only.
             "KETENPOORT_ADMIN__LISTEN": "127.0.0.1:0",
+            # The bench publishes its own release (2025-Q4); the server would
+            # otherwise publish the last closed quarter at start, and a release
+            # may not be older than the newest.
+            "KETENPOORT_PHENOMENA__AUTO_PUBLISH": "false",
         })
         self.stderr = open(self.dir / "server.log", "w")
         self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
@@ -265,9 +269,10 @@ def load_contributions(s, n):
         batch = list(rows)
         db.executemany("INSERT INTO record_keys (id, signal_id, record_key) VALUES (?, NULL, ?)",
                        [(r[0], r[1]) for r in batch])
-        db.executemany("INSERT INTO phenomenon_contributions (record_key_id, origin, year, month, forms, sector, "
-                       "location_type, municipality, victim_groups) VALUES (?, 'referral', ?, ?, ?, ?, ?, ?, ?)",
-                       [(r[0], *r[2:]) for r in batch])
+        db.executemany("INSERT INTO phenomenon_contributions (record_key_id, origin, year, month, counted_year, "
+                       "counted_month, forms, sector, location_type, municipality, victim_groups) "
+                       "VALUES (?, 'referral', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(r[0], r[2], r[3], r[2], r[3], *r[4:]) for r in batch])
         db.commit()
         db.close()
     else:
@@ -276,10 +281,10 @@ def load_contributions(s, n):
         with open(keys, "w") as k, open(contrib, "w") as c:
             for r in rows:
                 k.write(f"{r[0]}\t{r[1]}\n")
-                c.write("\t".join([r[0], "referral", str(r[2]), str(r[3]), *r[4:]]) + "\n")
+                c.write("\t".join([r[0], "referral", str(r[2]), str(r[3]), str(r[2]), str(r[3]), *r[4:]]) + "\n")
         psql(f"\\copy record_keys (id, record_key) FROM '{keys}'", s.schema)
-        psql(f"\\copy phenomenon_contributions (record_key_id, origin, year, month, forms, sector, "
-             f"location_type, municipality, victim_groups) FROM '{contrib}'", s.schema)
+        psql(f"\\copy phenomenon_contributions (record_key_id, origin, year, month, counted_year, counted_month, "
+             f"forms, sector, location_type, municipality, victim_groups) FROM '{contrib}'", s.schema)
 
 
 def work_file(s, name):
