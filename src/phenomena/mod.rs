@@ -148,12 +148,16 @@ pub async fn contribute(
 
 /// The periods of the stored releases (read under the log head lock).
 async fn release_periods(tx: &mut WriteTx) -> Result<Vec<ReleasePeriod>, sqlx::Error> {
-    Ok(tx
-        .release_ids()
-        .await?
-        .iter()
-        .filter_map(|id| id.parse().ok())
-        .collect())
+    Ok(periods(tx.release_ids().await?))
+}
+
+fn periods(ids: Vec<String>) -> Vec<ReleasePeriod> {
+    ids.iter().filter_map(|id| id.parse().ok()).collect()
+}
+
+/// The release that ends last.
+fn newest(released: &[ReleasePeriod]) -> Option<&ReleasePeriod> {
+    released.iter().max_by_key(|r| r.last_month())
 }
 
 /// An RFC 3339 time (UTC, milliseconds) set by ketenpoort.
@@ -367,7 +371,7 @@ impl Phenomena {
             let theirs = self.release(id).await?.context("release vanished")?;
             return Ok((false, theirs));
         }
-        if let Some(newest) = released.iter().max_by_key(|r| r.last_month()) {
+        if let Some(newest) = newest(&released) {
             ensure!(
                 id.last_month() > newest.last_month(),
                 "period {id} does not end after the newest release, {newest}: releases are made in order"
@@ -403,14 +407,8 @@ impl Phenomena {
     /// instance ran (at most two years' worth).
     pub async fn publish_due(&self) -> anyhow::Result<()> {
         let today = time::OffsetDateTime::now_utc().date();
-        let newest = self
-            .db
-            .release_ids()
-            .await?
-            .iter()
-            .filter_map(|id| id.parse::<ReleasePeriod>().ok())
-            .map(ReleasePeriod::last_month)
-            .max();
+        let released = periods(self.db.release_ids().await?);
+        let newest = newest(&released).map(|r| r.last_month());
         let last = ReleasePeriod::last_closed(self.cadence, today);
         let due: Vec<ReleasePeriod> = std::iter::successors(Some(last), |p| Some(p.previous()))
             .take(if newest.is_some() { 24 } else { 1 })
