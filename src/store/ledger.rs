@@ -228,13 +228,12 @@ impl Db {
         origin: &str,
         verifier_key: &str,
     ) -> Result<(String, String), sqlx::Error> {
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO log_head (id, size, origin, verifier_key) VALUES (1, 0, $1, $2) ON CONFLICT (id) DO NOTHING",
         )
         .bind(origin)
-        .bind(verifier_key)
-        .execute(self.pool())
-        .await?;
+        .bind(verifier_key);
+        self.execute_write(q).await?;
         let row = sqlx::query("SELECT origin, verifier_key FROM log_head WHERE id = 1")
             .fetch_one(self.pool())
             .await?;
@@ -332,15 +331,14 @@ impl Db {
         root: &Hash,
         note: &str,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO log_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING",
         )
         .bind(size as i64)
         .bind(&root.0[..])
         .bind(note)
-        .bind(super::now_millis())
-        .execute(self.pool())
-        .await?;
+        .bind(super::now_millis());
+        self.execute_write(q).await?;
         Ok(())
     }
 

@@ -119,6 +119,21 @@ impl Db {
         &self.pool
     }
 
+    /// Runs one writing statement outside a write transaction. On SQLite it
+    /// first waits its turn behind the in-process writer: a statement that
+    /// meets SQLite's lock instead sleeps in SQLite's busy handler (up to
+    /// 100 ms at a time), and every request waiting on the log waits with it.
+    pub(crate) async fn execute_write(
+        &self,
+        q: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>,
+    ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
+        let _writer = match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.lock().await),
+            Backend::Postgres => None,
+        };
+        q.execute(&self.pool).await
+    }
+
     /// Begins a write transaction. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`) so a transaction never fails half-way on a busy file.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {

@@ -28,7 +28,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Partner, sqlx::Error> {
 impl Db {
     /// Inserts `p`; returns false (and changes nothing) when the id exists.
     pub async fn insert_partner(&self, p: &Partner) -> Result<bool, sqlx::Error> {
-        let res = sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO partners (id, display_name, kind, member, oin, roles, cert_fingerprints, status, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
         )
@@ -40,10 +40,8 @@ impl Db {
         .bind(serde_json::to_string(&p.roles).expect("json"))
         .bind(serde_json::to_string(&p.cert_fingerprints).expect("json"))
         .bind(p.status.as_str())
-        .bind(super::now_millis())
-        .execute(self.pool())
-        .await?;
-        Ok(res.rows_affected() == 1)
+        .bind(super::now_millis());
+        Ok(self.execute_write(q).await?.rows_affected() == 1)
     }
 
     pub async fn partner(&self, id: &str) -> Result<Option<Partner>, sqlx::Error> {
@@ -69,11 +67,9 @@ impl Db {
         id: &str,
         status: PartnerStatus,
     ) -> Result<bool, sqlx::Error> {
-        let res = sqlx::query("UPDATE partners SET status = $1 WHERE id = $2")
+        let q = sqlx::query("UPDATE partners SET status = $1 WHERE id = $2")
             .bind(status.as_str())
-            .bind(id)
-            .execute(self.pool())
-            .await?;
-        Ok(res.rows_affected() == 1)
+            .bind(id);
+        Ok(self.execute_write(q).await?.rows_affected() == 1)
     }
 }

@@ -292,14 +292,13 @@ impl Db {
 
     /// Marks an item of `recipient` as received; false if there is none.
     pub async fn ack_inbox_item(&self, id: &str, recipient: &str) -> Result<bool, sqlx::Error> {
-        let res = sqlx::query(
+        let q = sqlx::query(
             "UPDATE inbox SET acked_at = $1 WHERE id = $2 AND recipient = $3 AND acked_at IS NULL",
         )
         .bind(super::now_millis())
         .bind(id)
-        .bind(recipient)
-        .execute(self.pool())
-        .await?;
+        .bind(recipient);
+        let res = self.execute_write(q).await?;
         if res.rows_affected() == 1 {
             return Ok(true);
         }

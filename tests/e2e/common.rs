@@ -322,6 +322,34 @@ impl DataDir {
             .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
     }
 
+    /// Row counts of the tables a request can change, and the log size:
+    /// equal before and after a request that must change nothing.
+    pub async fn row_counts(&self) -> std::collections::BTreeMap<&'static str, i64> {
+        use sqlx::Row;
+        let mut conn = self.connect().await;
+        let mut out = std::collections::BTreeMap::new();
+        for (name, sql) in [
+            ("signals", "SELECT COUNT(*) FROM signals"),
+            ("signal_keys", "SELECT COUNT(*) FROM signal_keys"),
+            ("referrals", "SELECT COUNT(*) FROM referrals"),
+            ("inbox", "SELECT COUNT(*) FROM inbox"),
+            ("record_keys", "SELECT COUNT(*) FROM record_keys"),
+            (
+                "phenomenon_contributions",
+                "SELECT COUNT(*) FROM phenomenon_contributions",
+            ),
+            ("log_entries", "SELECT COUNT(*) FROM log_entries"),
+            ("log_subjects", "SELECT COUNT(*) FROM log_subjects"),
+            ("log_hashes", "SELECT COUNT(*) FROM log_hashes"),
+            ("log_checkpoints", "SELECT COUNT(*) FROM log_checkpoints"),
+            ("log_head.size", "SELECT size FROM log_head"),
+        ] {
+            let row = sqlx::query(sql).fetch_one(&mut conn).await.unwrap();
+            out.insert(name, row.get(0));
+        }
+        out
+    }
+
     /// A fresh data directory holding a copy of this one's database (not
     /// its keys): a consistent snapshot, also while a server writes.
     pub async fn copy(&self) -> Arc<DataDir> {

@@ -1,5 +1,6 @@
 //! The deployment files against the source: the container image's build
-//! stage copies everything the crate embeds at compile time.
+//! stage copies everything the crate embeds at compile time, and every local
+//! path dependency before it builds the dependencies.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -75,9 +76,17 @@ fn embedded() -> Vec<(String, PathBuf)> {
 
 /// The sources of the `COPY` lines of the Dockerfile's first (build) stage.
 fn build_stage_copies(dockerfile: &str) -> Vec<String> {
+    copies_until(dockerfile, |_| false)
+}
+
+/// The build stage's `COPY` sources up to the first line `stop` accepts.
+fn copies_until(dockerfile: &str, stop: impl Fn(&str) -> bool) -> Vec<String> {
     let mut stage = 0;
     let mut out = Vec::new();
     for line in dockerfile.lines().map(str::trim) {
+        if stage == 1 && stop(line) {
+            break;
+        }
         if line.starts_with("FROM ") {
             stage += 1;
             continue;
@@ -139,6 +148,43 @@ fn the_image_copies_everything_the_build_embeds() {
             !ignored.contains(&top),
             "{what} embeds {}, but deploy/Dockerfile.dockerignore leaves {top} out of the context",
             path.display()
+        );
+    }
+}
+
+/// `path = "…"` dependencies (and patches) of Cargo.toml.
+fn path_dependencies() -> Vec<String> {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let mut out = Vec::new();
+    for line in manifest
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+    {
+        let mut rest = line;
+        while let Some(i) = rest.find("path = \"") {
+            let lit = &rest[i + 8..];
+            let end = lit.find('"').expect("closing quote");
+            out.push(lit[..end].trim_end_matches('/').to_owned());
+            rest = &lit[end..];
+        }
+    }
+    out
+}
+
+#[test]
+fn the_dependency_layer_copies_every_path_dependency() {
+    let deps = path_dependencies();
+    assert!(
+        deps.iter().any(|d| d == "vendor/sqlx-core"),
+        "the scanner misses the sqlx-core patch: {deps:?}"
+    );
+    let dockerfile = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();
+    let before_build = copies_until(&dockerfile, |l| l.contains("cargo build"));
+    for dep in &deps {
+        assert!(
+            before_build.iter().any(|c| Path::new(dep).starts_with(c)),
+            "Cargo.toml depends on {dep}, which deploy/Dockerfile does not copy before its first \
+             cargo build (COPY lines: {before_build:?})"
         );
     }
 }

@@ -384,6 +384,15 @@ async fn post_routes_reject_bad_bodies() {
                 seen.join("\n")
             )
         });
+        // From here on every request is refused for its body: none may
+        // store anything or leave a log entry. (Checkpoints are left out: the
+        // checkpointer may sign one for the refusals of the search above.)
+        let counts = || async {
+            let mut c = server.data().row_counts().await;
+            c.remove("log_checkpoints");
+            c
+        };
+        let before = counts().await;
         for ct in [
             "application/x-www-form-urlencoded",
             "application/xml",
@@ -422,6 +431,11 @@ async fn post_routes_reject_bad_bodies() {
             .await
             .unwrap();
         problem(res, 413, None).await;
+        assert_eq!(
+            counts().await,
+            before,
+            "POST {template}: a refused body changed the database"
+        );
         // Still serving, and the caller is still welcome.
         assert_eq!(server.get("/healthz").send().await.unwrap().status(), 200);
         assert_eq!(server.get_as("/v1/me", &token).await.status(), 200);

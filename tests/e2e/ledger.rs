@@ -1700,26 +1700,6 @@ async fn sixty_four_concurrent_writers_get_contiguous_indices() {
 // ---------------------------------------------------------------------------
 // 5. Fail closed when the log cannot be written.
 
-async fn counts(data: &DataDir) -> BTreeMap<&'static str, i64> {
-    let mut conn = data.connect().await;
-    let mut out = BTreeMap::new();
-    for (name, sql) in [
-        ("signals", "SELECT COUNT(*) FROM signals"),
-        ("signal_keys", "SELECT COUNT(*) FROM signal_keys"),
-        ("referrals", "SELECT COUNT(*) FROM referrals"),
-        ("inbox", "SELECT COUNT(*) FROM inbox"),
-        ("log_entries", "SELECT COUNT(*) FROM log_entries"),
-        ("log_subjects", "SELECT COUNT(*) FROM log_subjects"),
-        ("log_hashes", "SELECT COUNT(*) FROM log_hashes"),
-        ("log_checkpoints", "SELECT COUNT(*) FROM log_checkpoints"),
-        ("log_head.size", "SELECT size FROM log_head"),
-    ] {
-        let row = sqlx::query(sql).fetch_one(&mut conn).await.unwrap();
-        out.insert(name, row.get(0));
-    }
-    out
-}
-
 #[tokio::test]
 async fn a_failing_log_append_fails_the_request_and_releases_nothing() {
     let server = Server::start(quiet()).await;
@@ -1729,7 +1709,7 @@ async fn a_failing_log_append_fails_the_request_and_releases_nothing() {
     let fg = Role::of(&server, "zvhd", "fg");
     let (id, _) = melder.submit(&example_signal()).await;
     assert_eq!(regisseur.refer(&id, "nla", "opsporing").await.status(), 201);
-    let before = counts(&data).await;
+    let before = data.row_counts().await;
 
     let mut conn = data.connect().await;
     if data.is_postgres() {
@@ -1836,7 +1816,7 @@ async fn a_failing_log_append_fails_the_request_and_releases_nothing() {
         }
     }
     assert_eq!(
-        counts(&data).await,
+        data.row_counts().await,
         before,
         "nothing stored: no signal, referral, copy or entry"
     );
