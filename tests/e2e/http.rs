@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use futures::StreamExt;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
@@ -923,4 +924,49 @@ fn routes_are_registered_only_through_the_openapi_router() {
         api.contains("routes!("),
         "src/api/mod.rs registers no routes"
     );
+}
+
+/// A request that outlasts `http.request_timeout_secs` (here: a submit whose
+/// body stops arriving half-way) is answered 503 with a problem, under the
+/// conventions, and stores nothing.
+#[tokio::test]
+async fn a_request_past_the_timeout_is_503_and_changes_nothing() {
+    let server = Server::start(Opts::new().env("KETENPOORT_HTTP__REQUEST_TIMEOUT_SECS", 1)).await;
+    let token = server.token("emmen", "aandachtfunctionaris-sociaal");
+    let before = server.data().row_counts().await;
+    let body = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/signal.json"))
+        .expect("examples/signal.json");
+    let (head, tail) = body.split_at(body.len() / 2);
+    let (head, tail) = (head.to_vec(), tail.to_vec());
+    let stalled = futures::stream::iter([Ok::<_, std::io::Error>(head)]).chain(
+        futures::stream::once(async move {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            Ok(tail)
+        }),
+    );
+    // Had the server waited for the whole body, this would be a 201.
+    let res = server
+        .post("/v1/signals")
+        .bearer_auth(&token)
+        .header("ketenpoort-purpose", "signalering")
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stalled))
+        .send()
+        .await
+        .unwrap();
+    assert_conventions(&res, "timed out");
+    let p = problem(res, 503, None).await;
+    assert_eq!(p["type"], "urn:ketenpoort:problem:unavailable", "{p}");
+    assert_eq!(server.data().row_counts().await, before);
+    // The same submit, sent whole, still goes through.
+    let res = server
+        .post("/v1/signals")
+        .bearer_auth(&token)
+        .header("ketenpoort-purpose", "signalering")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
 }
