@@ -1,7 +1,7 @@
 //! What every exchange handler does between authentication and response:
 //! read the purpose, ask the policy, log a refusal, attach the receipt.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -171,24 +171,47 @@ fn refusal(code: &str, detail: &str) -> Problem {
     Problem::forbidden(code, detail)
 }
 
+/// Where a request was refused before any handler ran, read from its
+/// extensions (before the request moves on): the route template, never the
+/// path (it may hold an id), and the request's context.
+pub struct RefusalSite {
+    route: String,
+    ctx: Option<RequestContext>,
+}
+
+impl RefusalSite {
+    pub fn of(extensions: &axum::http::Extensions) -> Self {
+        Self {
+            route: extensions
+                .get::<MatchedPath>()
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_default(),
+            ctx: extensions.get::<RequestContext>().cloned(),
+        }
+    }
+
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+}
+
 /// Logs a refusal made before any handler ran (authentication, the route
-/// gate, the egress guard): action `deny`, the route template as resource
-/// (never an id), the reasons. Without a request context there is nothing
-/// to log it under, so the request fails (fail closed).
+/// gate, the egress guard): action `deny`, the route template as resource,
+/// the reasons. Without a request context there is nothing to log it
+/// under, so the request fails (fail closed).
 pub async fn log_refusal(
     s: &AppState,
-    ctx: Option<&RequestContext>,
+    site: &RefusalSite,
     principal: &Principal,
-    route: &str,
     reasons: Vec<String>,
     outcome: Outcome,
 ) -> Result<(), Problem> {
-    let Some(ctx) = ctx else {
+    let Some(ctx) = &site.ctx else {
         tracing::error!("a refusal without a request context: not logged, request failed");
         return Err(Problem::internal());
     };
     let mut draft = Draft::new(ctx, principal, LogAction::Deny)
-        .resources([format!("route:{route}")])
+        .resources([format!("route:{}", site.route)])
         .outcome(outcome);
     draft.decision = DecisionRecord {
         mode: "deny".into(),

@@ -154,9 +154,7 @@ impl RateLimit {
             Quota::per_second(rate).allow_burst(burst),
         )))
     }
-}
 
-impl RateLimit {
     /// Takes one request from the partner's bucket, or says when to retry.
     pub fn check(&self, partner: &str) -> Result<(), Problem> {
         self.0.check_key(&partner.to_owned()).map_err(|not_until| {

@@ -7,7 +7,7 @@ pub mod token;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,8 +15,7 @@ use base64::Engine;
 use serde::Serialize;
 
 use crate::api::AppState;
-use crate::api::exchange::log_refusal;
-use crate::api::middleware::RequestContext;
+use crate::api::exchange::{RefusalSite, log_refusal};
 use crate::api::problem::Problem;
 use crate::ledger::Outcome;
 use crate::partners::{Partner, Registry};
@@ -168,15 +167,9 @@ pub async fn require_principal(State(s): State<AppState>, req: Request, next: Ne
                 if let Err(limited) = s.rate_limit.check(&principal.partner.id) {
                     return limited.into_response();
                 }
-                let route = parts
-                    .extensions
-                    .get::<MatchedPath>()
-                    .map_or("", |m| m.as_str());
-                let ctx = parts.extensions.get::<RequestContext>();
+                let site = RefusalSite::of(&parts.extensions);
                 let reasons = vec![problem.code_str().to_owned()];
-                if let Err(p) =
-                    log_refusal(&s, ctx, &principal, route, reasons, Outcome::Denied).await
-                {
+                if let Err(p) = log_refusal(&s, &site, &principal, reasons, Outcome::Denied).await {
                     return p.into_response();
                 }
             }

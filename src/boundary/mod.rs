@@ -17,13 +17,12 @@ pub mod fingerprint;
 pub mod scan;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::api::AppState;
-use crate::api::exchange::log_refusal;
-use crate::api::middleware::RequestContext;
+use crate::api::exchange::{RefusalSite, log_refusal};
 use crate::api::problem::Problem;
 use crate::auth::Principal;
 use crate::ledger::Outcome;
@@ -33,13 +32,6 @@ use scan::Finding;
 
 /// The largest body the guard inspects; a larger one is blocked.
 const MAX_INSPECTED: usize = 32 * 1024 * 1024;
-
-fn route(req: &Request) -> String {
-    req.extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_default()
-}
 
 /// Whether a principal is a covenant member, by the policies in force
 /// ([`policy::model::is_member`](crate::policy::model::is_member): the
@@ -59,19 +51,9 @@ pub async fn members_only(State(s): State<AppState>, req: Request, next: Next) -
     }
     metrics::counter!("ketenpoort_boundary_refusals_total").increment(1);
     tracing::warn!("non-member principal refused on a members-only route");
-    let route = route(&req);
-    let ctx = req.extensions().get::<RequestContext>().cloned();
+    let site = RefusalSite::of(req.extensions());
     let reasons = vec!["non-member-record-route".into()];
-    if let Err(p) = log_refusal(
-        &s,
-        ctx.as_ref(),
-        &principal,
-        &route,
-        reasons,
-        Outcome::Denied,
-    )
-    .await
-    {
+    if let Err(p) = log_refusal(&s, &site, &principal, reasons, Outcome::Denied).await {
         return p.into_response();
     }
     Problem::forbidden(
@@ -175,8 +157,7 @@ pub async fn egress_guard(State(s): State<AppState>, req: Request, next: Next) -
     else {
         return next.run(req).await;
     };
-    let route = route(&req);
-    let ctx = req.extensions().get::<RequestContext>().cloned();
+    let site = RefusalSite::of(req.extensions());
     let (parts, body) = next.run(req).await.into_parts();
     let finding = match axum::body::to_bytes(body, MAX_INSPECTED).await {
         Err(_) => Some(Finding::Unreadable),
@@ -192,18 +173,13 @@ pub async fn egress_guard(State(s): State<AppState>, req: Request, next: Next) -
     };
     let code = finding.map_or("unknown", Finding::code);
     metrics::counter!("ketenpoort_egress_blocked_total", "finding" => code).increment(1);
-    tracing::error!(finding = code, route = %route, "egress guard blocked a response to a non-member");
+    tracing::error!(
+        finding = code,
+        route = site.route(),
+        "egress guard blocked a response to a non-member"
+    );
     let reasons = vec!["egress-blocked".into(), format!("egress:{code}")];
-    if let Err(p) = log_refusal(
-        &s,
-        ctx.as_ref(),
-        &principal,
-        &route,
-        reasons,
-        Outcome::Blocked,
-    )
-    .await
-    {
+    if let Err(p) = log_refusal(&s, &site, &principal, reasons, Outcome::Blocked).await {
         return p.into_response();
     }
     Problem::forbidden(

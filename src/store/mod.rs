@@ -119,30 +119,34 @@ impl Db {
         &self.pool
     }
 
-    /// Runs one writing statement outside a write transaction. On SQLite it
-    /// first waits its turn behind the in-process writer: a statement that
-    /// meets SQLite's lock instead sleeps in SQLite's busy handler (up to
-    /// 100 ms at a time), and every request waiting on the log waits with it.
+    /// On SQLite, the in-process writer's turn, which every write takes
+    /// first: a write that meets SQLite's lock instead sleeps in SQLite's
+    /// busy handler (up to 100 ms at a time), and every request waiting on
+    /// the log waits with it. PostgreSQL needs none.
+    async fn writer_turn(&self) -> Option<OwnedMutexGuard<()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
+            Backend::Postgres => None,
+        }
+    }
+
+    /// Runs one writing statement outside a write transaction, in the
+    /// writer's turn.
     pub(crate) async fn execute_write(
         &self,
         q: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>,
     ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
-        let _writer = match self.backend {
-            Backend::Sqlite => Some(self.sqlite_writer.lock().await),
-            Backend::Postgres => None,
-        };
+        let _turn = self.writer_turn().await;
         q.execute(&self.pool).await
     }
 
     /// Begins a write transaction. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`) so a transaction never fails half-way on a busy file.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
-        let (writer, tx) = match self.backend {
-            Backend::Sqlite => {
-                let guard = self.sqlite_writer.clone().lock_owned().await;
-                (Some(guard), self.pool.begin_with("BEGIN IMMEDIATE").await?)
-            }
-            Backend::Postgres => (None, self.pool.begin().await?),
+        let writer = self.writer_turn().await;
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
         };
         Ok(WriteTx {
             tx,
@@ -160,6 +164,7 @@ impl Db {
     /// (see the README); there is nothing to run here for it.
     pub async fn erase_deleted(&self) -> Result<(), sqlx::Error> {
         if self.backend == Backend::Sqlite {
+            let _turn = self.writer_turn().await;
             let busy: i64 = sqlx::query_scalar("PRAGMA wal_checkpoint(TRUNCATE)")
                 .fetch_one(&self.pool)
                 .await?;
