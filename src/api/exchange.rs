@@ -190,7 +190,7 @@ impl RefusalSite {
         }
     }
 
-    pub fn route(&self) -> &str {
+    pub fn template(&self) -> &str {
         &self.route
     }
 }

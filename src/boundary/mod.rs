@@ -175,7 +175,7 @@ pub async fn egress_guard(State(s): State<AppState>, req: Request, next: Next) -
     metrics::counter!("ketenpoort_egress_blocked_total", "finding" => code).increment(1);
     tracing::error!(
         finding = code,
-        route = site.route(),
+        route = site.template(),
         "egress guard blocked a response to a non-member"
     );
     let reasons = vec!["egress-blocked".into(), format!("egress:{code}")];
