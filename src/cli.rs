@@ -417,7 +417,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             action: KeysCommand::Init { common },
         } => {
             let cfg = common.config(None)?;
-            crate::keys::init_service_keys(&KeyStore::new(&cfg.data_dir))?;
+            crate::server::init_service_keys(&KeyStore::new(&cfg.data_dir))?;
             println!("keys in {}", cfg.data_dir.join("keys").display());
         }
         Command::Keys {

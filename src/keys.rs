@@ -142,21 +142,6 @@ impl KeyStore {
     }
 }
 
-/// Creates every key `serve` needs, never replacing one: the token issuer,
-/// the log signing key, the pseudonym key, the egress guard's fingerprint
-/// key, the perturbation secret of the phenomenon tables and the first KEK.
-/// After this, `serve` writes nothing into the key directory, so several
-/// instances can share one prepared (read-only) copy of it.
-pub fn init_service_keys(store: &KeyStore) -> anyhow::Result<()> {
-    store.ensure_ed25519(TOKEN_ISSUER)?;
-    store.ensure_ed25519(crate::ledger::LOG_KEY)?;
-    store.ensure_secret(crate::crypto::PSEUDONYM_KEY)?;
-    store.ensure_secret(crate::boundary::EGRESS_KEY)?;
-    store.ensure_secret(crate::phenomena::PERTURBATION_KEY)?;
-    crate::crypto::envelope::Keyring::load(store)?;
-    Ok(())
-}
-
 /// SubjectPublicKeyInfo DER of an Ed25519 public key (RFC 8410).
 pub fn spki_ed25519(public: &[u8]) -> Vec<u8> {
     let mut der = vec![
@@ -263,7 +248,7 @@ mod tests {
             all.sort();
             all
         };
-        init_service_keys(&ks).unwrap();
+        crate::server::init_service_keys(&ks).unwrap();
         let created = files();
         let names: Vec<&str> = created.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
@@ -296,7 +281,7 @@ mod tests {
         }
         ks.ensure_ed25519(LOG_KEY).unwrap();
         Keyring::load(&ks).unwrap();
-        init_service_keys(&ks).unwrap();
+        crate::server::init_service_keys(&ks).unwrap();
         assert_eq!(files(), created);
 
         use std::os::unix::fs::PermissionsExt;

@@ -1,15 +1,50 @@
 //! Projection: a record cut down to exactly the fields a decision allows.
 //! Whitelist only — a field the decision does not name, or a field with no
-//! classification at all, never leaves.
+//! classification at all, never leaves. A [`Projection`] is made only under
+//! a [`Granted`] decision and leaves the process only through a log
+//! receipt ([`Projection::released`]): what a handler discloses of a record
+//! cannot skip the disclosure log (invariant 2).
 
 use serde_json::{Map, Value};
 
+use crate::crypto::Pseudonymizer;
+use crate::crypto::envelope::DataKey;
+use crate::ledger::Receipt;
+use crate::policy::Granted;
 use crate::signals::ENVELOPE;
+
+/// What a recipient may receive of a record, not yet released: no
+/// `Serialize`, no access to the value but through a receipt.
+#[derive(Debug)]
+pub struct Projection(Value);
+
+/// The record (envelope and body) as the granted decision allows it.
+pub fn project(record: &Value, granted: &Granted) -> Projection {
+    Projection(cut(record, &granted.fields))
+}
+
+impl Projection {
+    /// The value, once its disclosure is in the log.
+    pub fn released(self, _logged: &Receipt) -> Value {
+        self.0
+    }
+
+    /// Pseudonyms of the persons of `body` this projection says anything
+    /// about (see [`crate::signals::subjects`]).
+    pub fn subjects(&self, body: &Value, pseudonyms: &Pseudonymizer) -> Vec<String> {
+        crate::signals::subjects(body, &self.0, pseudonyms)
+    }
+
+    /// The projection sealed under `key` (a recipient's inbox copy at rest).
+    pub fn sealed(&self, key: &DataKey, aad: &[u8]) -> Vec<u8> {
+        key.seal(aad, &serde_json::to_vec(&self.0).expect("json"))
+    }
+}
 
 /// The record as `fields` (dotted paths; `victims.name` applies to every
 /// victim) allow it, plus the non-personal envelope. A list of persons none
 /// of whose fields is allowed is left out entirely.
-pub fn project(record: &Value, fields: &[String]) -> Value {
+fn cut(record: &Value, fields: &[String]) -> Value {
     let Some(obj) = record.as_object() else {
         return Value::Object(Map::new());
     };
@@ -45,6 +80,12 @@ pub fn project(record: &Value, fields: &[String]) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// [`cut`] for the tests of other modules: projections by field list.
+#[cfg(test)]
+pub(crate) fn cut_for_tests(record: &Value, fields: &[String]) -> Value {
+    cut(record, fields)
 }
 
 #[cfg(test)]
@@ -132,7 +173,7 @@ mod tests {
         let fields: Vec<String> = ["forms", "victims.name", "victims.careNeeds"]
             .map(String::from)
             .to_vec();
-        let p = project(&record(2, 1), &fields);
+        let p = cut(&record(2, 1), &fields);
         assert_eq!(
             p["victims"],
             json!([{"name": "v0", "careNeeds": "x"}, {"name": "v1", "careNeeds": "x"}])
@@ -155,7 +196,7 @@ mod tests {
             mask in proptest::collection::vec(any::<bool>(), ALL_FIELDS.len()),
         ) {
             let allowed: Vec<String> = ALL_FIELDS.iter().zip(&mask).filter(|(_, m)| **m).map(|(f, _)| f.to_string()).collect();
-            let p = project(&record(victims, suspects), &allowed);
+            let p = cut(&record(victims, suspects), &allowed);
             for path in paths(&p) {
                 let ok = match path.strip_suffix(".*") {
                     Some(list) => allowed.iter().any(|a| a.starts_with(&format!("{list}."))),

@@ -15,9 +15,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::api::{self, AppState, Services, middleware::RateLimit};
-use crate::auth::{Authenticator, Verifier};
-use crate::boundary::{EGRESS_KEY, EgressGuard};
+use crate::api::{self, AppState, Services};
+use crate::auth::{Authenticator, Gate, RateLimit, Verifier};
+use crate::boundary::{Boundary, EGRESS_KEY, EgressGuard};
 use crate::config::Config;
 use crate::crypto::cursor::Cursors;
 use crate::crypto::envelope::Keyring;
@@ -30,6 +30,21 @@ use crate::policy::{PolicyEngine, VerificationKeys};
 use crate::signals::Vault;
 use crate::store::Db;
 use crate::{demo, retention, telemetry, tls};
+
+/// Creates every key `serve` needs, never replacing one: the token issuer,
+/// the log signing key, the pseudonym key, the egress guard's fingerprint
+/// key, the perturbation secret of the phenomenon tables and the first KEK.
+/// After this, `serve` writes nothing into the key directory, so several
+/// instances can share one prepared (read-only) copy of it.
+pub fn init_service_keys(store: &KeyStore) -> anyhow::Result<()> {
+    store.ensure_ed25519(crate::keys::TOKEN_ISSUER)?;
+    store.ensure_ed25519(crate::ledger::LOG_KEY)?;
+    store.ensure_secret(PSEUDONYM_KEY)?;
+    store.ensure_secret(EGRESS_KEY)?;
+    store.ensure_secret(PERTURBATION_KEY)?;
+    Keyring::load(store)?;
+    Ok(())
+}
 
 /// `ketenpoort serve`: open storage, (with `--demo`) initialise the demo
 /// region, then serve until told to stop.
@@ -73,12 +88,14 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
             cfg.phenomena.check_interval_secs.max(1),
         )));
     }
+    let egress = EgressGuard::new(db.clone(), &*keys.secret(EGRESS_KEY)?);
+    let rate_limit = RateLimit::new(cfg.http.rate_limit_per_second, cfg.http.rate_limit_burst);
     let state = AppState::new(Services {
         config: Arc::new(cfg.clone()),
-        egress: EgressGuard::new(db.clone(), &*keys.secret(EGRESS_KEY)?),
+        gate: Gate::new(auth, rate_limit, ledger.clone()),
+        boundary: Boundary::new(policy.clone(), egress.clone(), ledger.clone()),
+        egress,
         db,
-        auth,
-        rate_limit: RateLimit::new(cfg.http.rate_limit_per_second, cfg.http.rate_limit_burst),
         metrics: Some(telemetry::install_metrics()?),
         policy,
         ledger,

@@ -12,8 +12,8 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::problem::Problem;
 use crate::policy::Policies;
+use crate::problem::Problem;
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -8,12 +8,12 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::exchange::party;
 use super::extract;
-use super::problem::{FieldError, Problem};
+use super::purpose::{self, party};
 use crate::auth::Principal;
 use crate::policy::model::{Party, ReferralFact, SignalFacts};
 use crate::policy::{Action, Decision, Input};
+use crate::problem::{FieldError, Problem};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -45,14 +45,15 @@ pub enum DryRunAction {
 #[utoipa::path(post, path = "/v1/decisions", tag = "decisions", security(("bearer" = [])), request_body = DryRun,
     responses((status = 200, body = Decision), (status = 422, body = Problem)))]
 pub async fn dry_run(
-    State(s): State<AppState>,
+    State(state): State<AppState>,
     principal: Principal,
     extract::Json(q): extract::Json<DryRun>,
 ) -> Result<Json<Decision>, Problem> {
-    let Some(recipient) =
-        s.db.partner(&q.recipient)
-            .await?
-            .filter(|_| crate::partners::is_slug(&q.recipient))
+    let Some(recipient) = state
+        .db
+        .partner(&q.recipient)
+        .await?
+        .filter(|_| crate::partners::is_slug(&q.recipient))
     else {
         return Err(Problem::unprocessable(
             "unknown recipient",
@@ -62,14 +63,8 @@ pub async fn dry_run(
             }],
         ));
     };
-    if !s.policy.current().is_known_purpose(&q.purpose) {
-        return Err(Problem::unprocessable(
-            "unknown purpose",
-            vec![FieldError {
-                pointer: "/purpose".into(),
-                reason: "unknown purpose".into(),
-            }],
-        ));
+    if let Some(e) = purpose::body_error(&state.policy.current(), None, &q.purpose) {
+        return Err(Problem::unprocessable("unknown purpose", vec![e]));
     }
     let facts = SignalFacts {
         reporter: principal.partner.id.clone(),
@@ -102,5 +97,5 @@ pub async fn dry_run(
             audit: None,
         },
     };
-    Ok(Json(s.policy.decide(&input)))
+    Ok(Json(state.policy.decide(&input)))
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::problem::Problem;
+use crate::problem::Problem;
 
 /// A JSON body. Wrong content type: 415; not JSON: 400; too large: 413;
 /// wrong shape: 422 naming the location, not the value.
@@ -23,7 +23,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 T::deserialize(de).map(Json).map_err(|_| {
                     Problem::unprocessable(
                         "the body does not have the expected structure",
-                        vec![super::problem::FieldError {
+                        vec![crate::problem::FieldError {
                             pointer: pointer(&track.path()),
                             reason: "missing, unknown or of the wrong type".into(),
                         }],

@@ -11,16 +11,17 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::exchange::{Exchange, PageLog, Purpose, with_receipt};
 use super::extract::Query;
-use super::middleware::RequestContext;
-use super::problem::Problem;
+use super::page::PageLog;
+use super::purpose::Exchange;
 use super::signals::parse_id;
 use crate::auth::Principal;
-use crate::ledger::LogAction;
+use crate::ledger::Disclosed;
 use crate::policy::Action;
-use crate::projection::project;
-use crate::signals::{self, Vault};
+use crate::problem::Problem;
+use crate::projection::{Projection, project};
+use crate::signals::Vault;
+use crate::store::signals::StoredInboxItem;
 
 #[derive(Deserialize, IntoParams, Default)]
 #[serde(deny_unknown_fields)]
@@ -55,70 +56,67 @@ pub struct InboxPage {
 #[utoipa::path(get, path = "/v1/inbox", tag = "inbox", operation_id = "list_inbox", security(("bearer" = [])), params(InboxParams),
     responses((status = 200, body = InboxPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list(
-    State(s): State<AppState>,
-    ctx: RequestContext,
-    principal: Principal,
-    Purpose(purpose): Purpose,
-    Query(p): Query<InboxParams>,
-) -> Result<Response, Problem> {
-    let x = Exchange {
-        state: &s,
-        ctx: &ctx,
-        principal: &principal,
-        purpose,
-    };
-    let purpose = x.known_purpose(LogAction::Deliver).await?;
-    let after = p
+    State(state): State<AppState>,
+    exchange: Exchange,
+    Query(params): Query<InboxParams>,
+) -> Result<Disclosed<Json<InboxPage>>, Problem> {
+    let purpose = exchange.known_purpose(Action::Deliver).await?;
+    let after = params
         .after
         .as_deref()
         .map(parse_id)
         .transpose()
         .map_err(|_| Problem::bad_request("invalid cursor"))?;
-    let limit = p.limit.unwrap_or(50).clamp(1, 100);
-    let rows =
-        s.db.inbox(&principal.partner.id, &purpose, after.as_deref(), limit)
-            .await?;
+    let limit = params.limit.unwrap_or(50).clamp(1, 100);
+    let partner = &exchange.principal.partner.id;
+    let rows = state
+        .db
+        .inbox(partner, &purpose, after.as_deref(), limit)
+        .await?;
     let next_after = (rows.len() as u32 == limit)
         .then(|| rows.last().map(|r| r.id.clone()))
         .flatten();
-    let ids: Vec<&str> = rows.iter().map(|r| r.signal.meta.id.as_str()).collect();
-    let referrals = s.db.referrals_of(&ids).await?;
+    let ids: Vec<&str> = rows.iter().map(|r| r.signal.facts.id.as_str()).collect();
+    let referrals = state.db.referrals_of(&ids).await?;
     let mut items = Vec::new();
     let mut page = PageLog::default();
     for row in rows {
-        let sid = row.signal.meta.id.clone();
-        let mut input = x.input(Action::Deliver);
-        input.signal = Some(
-            row.signal
-                .meta
-                .facts(referrals.get(&sid).cloned().unwrap_or_default()),
-        );
-        let d = s.policy.decide(&input);
-        if !d.allow {
+        let facts = &row.signal.facts;
+        let mut input = exchange.input(Action::Deliver);
+        input.signal =
+            Some(facts.for_policy(referrals.get(&facts.id).cloned().unwrap_or_default()));
+        let Some(granted) = exchange.decide_record(&input) else {
             continue;
-        }
-        let key = s.vault.key(&row.signal)?;
-        let copy = Vault::open(&key, &row.id, &row.body)?;
-        let record = project(&copy, &d.fields);
-        // Named from the signal itself: one pseudonym per person, whatever
-        // identifiers the copy carries.
-        let body = Vault::open(&key, &sid, &row.signal.body)?;
-        let subjects = signals::subjects(&body, &record, &s.pseudonyms);
-        page.disclosed(format!("inbox:{}", row.id), subjects, d);
-        items.push(InboxItem {
-            record,
+        };
+        let key = state.vault.key(&row.signal)?;
+        let record = project(&Vault::open(&key, &row.id, &row.body)?, &granted);
+        let body = Vault::open(&key, &facts.id, &row.signal.body)?;
+        let subjects = record.subjects(&body, &state.pseudonyms);
+        page.disclosed(format!("inbox:{}", row.id), subjects, granted);
+        items.push((row, record));
+    }
+    let draft = page.draft(&exchange, Action::Deliver);
+    let receipt = state.ledger.record(draft).await?;
+    let items = items
+        .into_iter()
+        .map(|(row, record)| InboxItem::of(row, record, &receipt))
+        .collect();
+    Ok(receipt.disclose(Json(InboxPage { items, next_after })))
+}
+
+impl InboxItem {
+    fn of(row: StoredInboxItem, record: Projection, logged: &crate::ledger::Receipt) -> Self {
+        Self {
+            record: record.released(logged),
+            signal_id: row.signal.facts.id,
             id: row.id,
-            signal_id: sid,
             purpose: row.purpose,
             received_at: row.created_at,
             acknowledged: row.acked,
-        });
+        }
     }
-    let receipt = s.ledger.record(page.draft(&x, LogAction::Deliver)).await?;
-    Ok(with_receipt(receipt, Json(InboxPage { items, next_after })))
 }
 
-/// Acknowledge receipt of an inbox item.
 #[utoipa::path(post, path = "/v1/inbox/{id}/ack", tag = "inbox", security(("bearer" = [])),
     params(("id" = String, Path, description = "inbox item id")),
     responses((status = 204), (status = 404, body = Problem)))]

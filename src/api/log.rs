@@ -14,15 +14,13 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::exchange::{Exchange, Purpose, with_receipt};
 use super::extract::{self, Query};
-use super::middleware::RequestContext;
-use super::problem::{FieldError, Problem};
-use crate::auth::Principal;
+use super::purpose::{self, Exchange};
 use crate::crypto::SubjectId;
-use crate::ledger::{Entry, LogAction};
-use crate::policy::Action;
+use crate::ledger::{Disclosed, Entry, LogAction, Receipt};
 use crate::policy::model::{AuditInput, AuditQuery, Scope};
+use crate::policy::{Action, Granted};
+use crate::problem::{FieldError, Problem};
 use crate::store::ledger::{Search, StoredEntry, Visibility};
 
 const MAX_RANGE: u64 = 1000;
@@ -166,33 +164,30 @@ pub async fn consistency(
 /// Asks the audit policy what `query` may see; refusals are logged with
 /// `resources`, what was asked.
 async fn audit_scope(
-    x: &Exchange<'_>,
+    exchange: &Exchange,
     query: AuditQuery,
     resources: &[String],
-) -> Result<(Visibility, crate::policy::Decision), Problem> {
-    let mut input = x.input(Action::AuditQuery);
+) -> Result<(Visibility, Granted), Problem> {
+    let mut input = exchange.input(Action::AuditQuery);
     input.audit = Some(AuditInput { query });
-    let d = x
-        .decide(&input, LogAction::AuditQuery, resources.to_vec())
-        .await?;
-    let me = x.principal.partner.id.clone();
-    let vis = match d.scope {
+    let granted = exchange.decide(&input, resources.to_vec()).await?;
+    let me = exchange.principal.partner.id.clone();
+    let vis = match granted.scope {
         Some(Scope::All) => Visibility::All,
         Some(Scope::Own) => Visibility::Partner(me),
         Some(Scope::OwnAggregate) => Visibility::OwnAggregate(me),
         None => {
-            let refused = crate::policy::Decision::deny("policy-incoherent", &d.revision);
-            let draft = x
-                .draft(LogAction::AuditQuery, &refused)
-                .resources(resources.to_vec());
-            x.state.ledger.record(draft).await?;
+            let refused = crate::policy::Decision::deny("policy-incoherent", &granted.revision);
+            exchange
+                .log_refusal(Action::AuditQuery, &refused, resources.to_vec())
+                .await?;
             return Err(Problem::forbidden(
                 "policy-incoherent",
                 "the audit policy gave no scope",
             ));
         }
     };
-    Ok((vis, d))
+    Ok((vis, granted))
 }
 
 fn visible(vis: &Visibility, e: &StoredEntry) -> bool {
@@ -253,17 +248,9 @@ fn shown(e: StoredEntry, full: bool) -> LogEntry {
     responses((status = 200, body = LogEntries), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn entries(
     State(s): State<AppState>,
-    ctx: RequestContext,
-    principal: Principal,
-    Purpose(purpose): Purpose,
+    exchange: Exchange,
     Query(p): Query<RangeParams>,
-) -> Result<Response, Problem> {
-    let x = Exchange {
-        state: &s,
-        ctx: &ctx,
-        principal: &principal,
-        purpose,
-    };
+) -> Result<Disclosed<Json<LogEntries>>, Problem> {
     let size = s.ledger.size().await?;
     if p.start >= p.end || p.end - p.start > MAX_RANGE || p.end > size {
         return Err(Problem::bad_request(format!(
@@ -271,7 +258,7 @@ pub async fn entries(
         )));
     }
     let resources = vec![format!("log:{}-{}", p.start, p.end)];
-    let (vis, decision) = audit_scope(&x, AuditQuery::Entries, &resources).await?;
+    let (vis, decision) = audit_scope(&exchange, AuditQuery::Entries, &resources).await?;
     let rows = s.db.log_entries(p.start, p.end).await?;
     let entries: Vec<LogEntry> = rows
         .into_iter()
@@ -280,18 +267,13 @@ pub async fn entries(
             shown(e, full)
         })
         .collect();
-    let draft = x
-        .draft(LogAction::AuditQuery, &decision)
-        .resources(resources);
+    let draft = exchange.draft(&decision).resources(resources);
     let receipt = s.ledger.record(draft).await?;
-    Ok(with_receipt(
-        receipt,
-        Json(LogEntries {
-            tree_size: size,
-            entries,
-            next_after: None,
-        }),
-    ))
+    Ok(receipt.disclose(Json(LogEntries {
+        tree_size: size,
+        entries,
+        next_after: None,
+    })))
 }
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -415,7 +397,7 @@ async fn query_resources(s: &AppState, q: &Search) -> Result<Vec<String>, Proble
         }
     }
     if let Some(p) = &q.purpose {
-        let known = s.policy.current().is_known_purpose(p);
+        let known = purpose::check(&s.policy.current(), Some(p), None).is_ok();
         add("purpose", if known { p.clone() } else { "?".into() });
     }
     // Parsed against the closed lists: ours to log.
@@ -432,32 +414,29 @@ async fn query_resources(s: &AppState, q: &Search) -> Result<Vec<String>, Proble
 
 async fn run_search(
     s: &AppState,
-    x: &Exchange<'_>,
+    exchange: &Exchange,
     query: AuditQuery,
     mut search: Search,
     subjects: Vec<String>,
-) -> Result<(LogEntries, crate::ledger::Receipt), Problem> {
+) -> Result<Disclosed<Json<LogEntries>>, Problem> {
     let resources = query_resources(s, &search).await?;
-    let (vis, decision) = audit_scope(x, query, &resources).await?;
+    let (vis, decision) = audit_scope(exchange, query, &resources).await?;
     search.subject = subjects.first().cloned();
     let rows = s.db.search_log(&vis, &search).await?;
     let next_after = (rows.len() as u32 == search.limit)
         .then(|| rows.last().map(|e| e.idx))
         .flatten();
-    let draft = x
-        .draft(LogAction::AuditQuery, &decision)
+    let draft = exchange
+        .draft(&decision)
         .resources(resources)
         .subjects(subjects);
-    let receipt = s.ledger.record(draft).await?;
+    let receipt: Receipt = s.ledger.record(draft).await?;
     let tree_size = s.ledger.size().await?;
-    Ok((
-        LogEntries {
-            tree_size,
-            entries: rows.into_iter().map(|e| shown(e, true)).collect(),
-            next_after,
-        },
-        receipt,
-    ))
+    Ok(receipt.disclose(Json(LogEntries {
+        tree_size,
+        entries: rows.into_iter().map(|e| shown(e, true)).collect(),
+        next_after,
+    })))
 }
 
 /// The privacy officer's search (paged). Needs `Ketenpoort-Purpose: verantwoording`.
@@ -465,20 +444,11 @@ async fn run_search(
     responses((status = 200, body = LogEntries), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn search(
     State(s): State<AppState>,
-    ctx: RequestContext,
-    principal: Principal,
-    Purpose(purpose): Purpose,
+    exchange: Exchange,
     Query(p): Query<SearchParams>,
-) -> Result<Response, Problem> {
-    let x = Exchange {
-        state: &s,
-        ctx: &ctx,
-        principal: &principal,
-        purpose,
-    };
+) -> Result<Disclosed<Json<LogEntries>>, Problem> {
     let search = p.to_search(&s)?;
-    let (page, receipt) = run_search(&s, &x, AuditQuery::Search, search, Vec::new()).await?;
-    Ok(with_receipt(receipt, Json(page)))
+    run_search(&s, &exchange, AuditQuery::Search, search, Vec::new()).await
 }
 
 const CSV_HEADER: [&str; 17] = [
@@ -511,17 +481,9 @@ const EXPORT_PAGE: u32 = MAX_PAGE;
     responses((status = 200, body = String, content_type = "text/csv"), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn export(
     State(s): State<AppState>,
-    ctx: RequestContext,
-    principal: Principal,
-    Purpose(purpose): Purpose,
+    exchange: Exchange,
     Query(p): Query<SearchParams>,
-) -> Result<Response, Problem> {
-    let x = Exchange {
-        state: &s,
-        ctx: &ctx,
-        principal: &principal,
-        purpose,
-    };
+) -> Result<Disclosed<impl IntoResponse>, Problem> {
     if p.limit.is_some() {
         return Err(Problem::bad_request(
             "an export answers the whole search; limit is for /v1/log/search",
@@ -529,7 +491,7 @@ pub async fn export(
     }
     let mut search = p.to_search(&s)?;
     let resources = query_resources(&s, &search).await?;
-    let (vis, decision) = audit_scope(&x, AuditQuery::Export, &resources).await?;
+    let (vis, decision) = audit_scope(&exchange, AuditQuery::Export, &resources).await?;
     let max = s.config.log.max_export_rows;
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(CSV_HEADER).map_err(anyhow::Error::from)?;
@@ -554,14 +516,9 @@ pub async fn export(
         }
     }
     let body = w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?;
-    let draft = x
-        .draft(LogAction::AuditQuery, &decision)
-        .resources(resources);
+    let draft = exchange.draft(&decision).resources(resources);
     let receipt = s.ledger.record(draft).await?;
-    Ok(with_receipt(
-        receipt,
-        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body),
-    ))
+    Ok(receipt.disclose(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body)))
 }
 
 /// One entry as a CSV row. An entry that does not decode fails the export
@@ -609,17 +566,9 @@ pub struct SubjectQuery {
     responses((status = 200, body = LogEntries), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn subject(
     State(s): State<AppState>,
-    ctx: RequestContext,
-    principal: Principal,
-    Purpose(purpose): Purpose,
+    exchange: Exchange,
     extract::Json(q): extract::Json<SubjectQuery>,
-) -> Result<Response, Problem> {
-    let x = Exchange {
-        state: &s,
-        ctx: &ctx,
-        principal: &principal,
-        purpose,
-    };
+) -> Result<Disclosed<Json<LogEntries>>, Problem> {
     if let Some(bsn) = &q.bsn
         && !crate::identifiers::is_valid_bsn(bsn)
     {
@@ -660,6 +609,5 @@ pub async fn subject(
         limit: MAX_PAGE,
         ..Default::default()
     };
-    let (page, receipt) = run_search(&s, &x, AuditQuery::Subject, search, vec![pseudonym]).await?;
-    Ok(with_receipt(receipt, Json(page)))
+    run_search(&s, &exchange, AuditQuery::Subject, search, vec![pseudonym]).await
 }

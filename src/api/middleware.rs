@@ -1,32 +1,21 @@
 //! The tower layers every request passes: request id and W3C trace context,
-//! access logging and metrics, problem+json for bare error statuses, and the
-//! per-partner rate limit.
+//! access logging and metrics, and problem+json for bare error statuses.
+//! Invariant 8 at the edge: logs and metric labels carry route templates
+//! and standard method names, never a path or a client's text.
 
-use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ring::rand::{SecureRandom, SystemRandom};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::problem::{CONTENT_TYPE, Problem};
-use crate::auth::Principal;
-
-/// Identifies one request in logs, the disclosure log and the response.
-#[derive(Clone, Debug)]
-pub struct RequestContext {
-    pub id: Uuid,
-    /// W3C trace id (32 lowercase hex): the caller's, or a new one.
-    pub trace_id: String,
-}
+use crate::problem::{CONTENT_TYPE, Problem};
+pub use crate::request::RequestContext;
+use crate::telemetry;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -48,20 +37,6 @@ fn incoming_trace_id(v: &HeaderValue) -> Option<String> {
     valid.then(|| trace.to_owned())
 }
 
-/// The method as logs and metric labels carry it: a standard method by
-/// name, anything else `other`. An extension method is the client's own
-/// text (it could be a BSN), and one label value per invented method would
-/// let any client grow the metrics without bound (invariant 8).
-fn method_label(method: &axum::http::Method) -> &'static str {
-    const STANDARD: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-    ];
-    STANDARD
-        .into_iter()
-        .find(|m| *m == method.as_str())
-        .unwrap_or("other")
-}
-
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     SystemRandom::new().fill(&mut b).expect("system random");
@@ -81,14 +56,14 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
-    let method = method_label(req.method());
+    let method = telemetry::method_label(req.method());
     req.extensions_mut().insert(RequestContext {
         id,
         trace_id: trace_id.clone(),
     });
     // Only the route template is logged: a URI never carries personal data by
     // design, and logging templates keeps it that way even if one did.
-    let route_label = route.unwrap_or_else(|| "unmatched".into());
+    let route_label = telemetry::route_label(route);
     let span = tracing::info_span!("request", request_id = %id, trace_id = %trace_id, method = %method, route = %route_label);
     let mut res = next.run(req).instrument(span.clone()).await;
     let status = res.status().as_u16();
@@ -142,43 +117,6 @@ pub async fn problem_json(req: Request, next: Next) -> Response {
     fresh
 }
 
-/// Per-partner request budget (GCRA), per instance.
-#[derive(Clone)]
-pub struct RateLimit(Arc<DefaultKeyedRateLimiter<String>>);
-
-impl RateLimit {
-    pub fn new(per_second: u32, burst: u32) -> Self {
-        let rate = NonZeroU32::new(per_second.max(1)).expect("non-zero");
-        let burst = NonZeroU32::new(burst.max(per_second).max(1)).expect("non-zero");
-        Self(Arc::new(RateLimiter::keyed(
-            Quota::per_second(rate).allow_burst(burst),
-        )))
-    }
-
-    /// Takes one request from the partner's bucket, or says when to retry.
-    pub fn check(&self, partner: &str) -> Result<(), Problem> {
-        self.0.check_key(&partner.to_owned()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            metrics::counter!("ketenpoort_rate_limited_total").increment(1);
-            Problem::too_many_requests(wait.as_secs_f64().ceil() as u64)
-        })
-    }
-}
-
-pub async fn rate_limit(
-    State(limit): State<RateLimit>,
-    req: Request<Body>,
-    next: Next,
-) -> Response {
-    let Some(principal) = req.extensions().get::<Principal>() else {
-        return Problem::unauthorized("token-missing").into_response();
-    };
-    match limit.check(&principal.partner.id) {
-        Ok(()) => next.run(req).await,
-        Err(problem) => problem.into_response(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,17 +141,6 @@ mod tests {
                 None,
                 "{bad}"
             );
-        }
-    }
-
-    #[test]
-    fn invented_methods_are_other() {
-        use axum::http::Method;
-        assert_eq!(method_label(&Method::GET), "GET");
-        assert_eq!(method_label(&Method::PATCH), "PATCH");
-        for invented in ["111222333", "get", "PROPFIND", "J.DE.VRIES"] {
-            let m = Method::from_bytes(invented.as_bytes()).unwrap();
-            assert_eq!(method_label(&m), "other", "{invented}");
         }
     }
 }

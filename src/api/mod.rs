@@ -4,13 +4,13 @@
 
 mod admin;
 mod decisions;
-pub mod exchange;
 pub mod extract;
 mod inbox;
 mod log;
 pub mod middleware;
+mod page;
 mod phenomena;
-pub mod problem;
+pub mod purpose;
 mod signals;
 mod system;
 
@@ -32,18 +32,18 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Authenticator, require_principal};
-use crate::boundary::{self, EgressGuard};
+use crate::auth::{Gate, RateLimit, require_principal};
+use crate::boundary::{self, Boundary, EgressGuard};
 use crate::config::Config;
 use crate::crypto::Pseudonymizer;
 use crate::crypto::cursor::Cursors;
 use crate::ledger::Ledger;
 use crate::phenomena::Phenomena;
 use crate::policy::PolicyEngine;
+use crate::problem::Problem;
 use crate::signals::Vault;
+use crate::signals::exchange::Desk;
 use crate::store::Db;
-use middleware::RateLimit;
-use problem::Problem;
 
 /// The version in the `API-Version` header (Dutch API Design Rules).
 pub const API_VERSION: &str = "1.0.0";
@@ -71,8 +71,8 @@ pub struct Services {
     pub cursors: Cursors,
     pub config: Arc<Config>,
     pub db: Db,
-    pub auth: Authenticator,
-    pub rate_limit: RateLimit,
+    pub gate: Gate,
+    pub boundary: Boundary,
     pub metrics: Option<PrometheusHandle>,
     pub policy: PolicyEngine,
     pub ledger: Ledger,
@@ -82,9 +82,32 @@ pub struct Services {
     pub egress: EgressGuard,
 }
 
+impl Services {
+    /// What a signal's state changes go through.
+    pub fn desk(&self) -> Desk<'_> {
+        Desk {
+            vault: &self.vault,
+            egress: &self.egress,
+            ledger: &self.ledger,
+        }
+    }
+}
+
+impl FromRef<AppState> for Gate {
+    fn from_ref(s: &AppState) -> Self {
+        s.gate.clone()
+    }
+}
+
 impl FromRef<AppState> for RateLimit {
     fn from_ref(s: &AppState) -> Self {
-        s.rate_limit.clone()
+        s.gate.rate_limit().clone()
+    }
+}
+
+impl FromRef<AppState> for Boundary {
+    fn from_ref(s: &AppState) -> Self {
+        s.boundary.clone()
     }
 }
 
@@ -170,7 +193,7 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(members)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::rate_limit,
+            crate::auth::rate_limit::rate_limit,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -330,7 +353,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("no {name} on a panic's 500"))
                 .to_owned()
         };
-        assert_eq!(h("content-type"), problem::CONTENT_TYPE);
+        assert_eq!(h("content-type"), crate::problem::CONTENT_TYPE);
         assert_eq!(h("api-version"), API_VERSION);
         assert_eq!(h("cache-control"), "no-store");
         assert_eq!(h("content-security-policy"), "frame-ancestors 'none'");

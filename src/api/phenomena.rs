@@ -8,19 +8,16 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::response::Response;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::AppState;
-use super::exchange::{Exchange, Purpose, with_receipt};
 use super::extract::Query;
-use super::middleware::RequestContext;
-use super::problem::Problem;
-use crate::auth::Principal;
-use crate::ledger::LogAction;
+use super::purpose::Exchange;
+use crate::ledger::Disclosed;
 use crate::phenomena::{Catalogue, Code, Release, ReleasePage, ReleasePeriod};
-use crate::policy::{Action, Decision};
+use crate::policy::{Action, Granted};
+use crate::problem::Problem;
 
 /// No query parameters: any parameter (a dimension, a filter) is refused.
 #[derive(Deserialize, Default)]
@@ -38,13 +35,9 @@ pub struct FeedParams {
 
 /// The policy's decision on releasing tables to the caller; a refusal is
 /// logged against `resources`.
-async fn decide(x: &Exchange<'_>, resources: Vec<String>) -> Result<Decision, Problem> {
-    x.decide(
-        &x.input(Action::ReleaseAggregate),
-        LogAction::ReleaseAggregate,
-        resources,
-    )
-    .await
+async fn decide(exchange: &Exchange, resources: Vec<String>) -> Result<Granted, Problem> {
+    let input = exchange.input(Action::ReleaseAggregate);
+    exchange.decide(&input, resources).await
 }
 
 fn release_id(id: &str) -> Result<ReleasePeriod, Problem> {
@@ -56,41 +49,25 @@ fn release_id(id: &str) -> Result<ReleasePeriod, Problem> {
 #[utoipa::path(get, path = "/v1/phenomena/tables", tag = "phenomena", security(("bearer" = [])),
     responses((status = 200, body = Catalogue), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn catalogue(
-    State(s): State<AppState>,
-    ctx: RequestContext,
-    principal: Principal,
-    Purpose(purpose): Purpose,
+    State(state): State<AppState>,
+    exchange: Exchange,
     Query(NoParams {}): Query<NoParams>,
 ) -> Result<Json<Catalogue>, Problem> {
-    let x = Exchange {
-        state: &s,
-        ctx: &ctx,
-        principal: &principal,
-        purpose,
-    };
-    decide(&x, vec!["catalogue".into()]).await?;
-    Ok(Json(s.phenomena.catalogue()?))
+    decide(&exchange, vec!["catalogue".into()]).await?;
+    Ok(Json(state.phenomena.catalogue()?))
 }
 
 /// The releases, oldest first (paged): their ids, periods and tables.
 #[utoipa::path(get, path = "/v1/phenomena/releases", tag = "phenomena", security(("bearer" = [])), params(FeedParams),
     responses((status = 200, body = ReleasePage), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn releases(
-    State(s): State<AppState>,
-    ctx: RequestContext,
-    principal: Principal,
-    Purpose(purpose): Purpose,
+    State(state): State<AppState>,
+    exchange: Exchange,
     Query(p): Query<FeedParams>,
 ) -> Result<Json<ReleasePage>, Problem> {
-    let x = Exchange {
-        state: &s,
-        ctx: &ctx,
-        principal: &principal,
-        purpose,
-    };
-    decide(&x, vec!["release".into()]).await?;
+    decide(&exchange, vec!["release".into()]).await?;
     let limit = p.limit.unwrap_or(50).clamp(1, 100);
-    Ok(Json(s.phenomena.releases(p.after, limit).await?))
+    Ok(Json(state.phenomena.releases(p.after, limit).await?))
 }
 
 /// One release: every table and trend, as published.
@@ -99,32 +76,22 @@ pub async fn releases(
     responses((status = 200, body = Release), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem),
         (status = 404, body = Problem)))]
 pub async fn release(
-    State(s): State<AppState>,
-    ctx: RequestContext,
-    principal: Principal,
-    Purpose(purpose): Purpose,
+    State(state): State<AppState>,
+    exchange: Exchange,
     Path(id): Path<String>,
     Query(NoParams {}): Query<NoParams>,
-) -> Result<Response, Problem> {
-    let x = Exchange {
-        state: &s,
-        ctx: &ctx,
-        principal: &principal,
-        purpose,
-    };
+) -> Result<Disclosed<Json<Release>>, Problem> {
     let id = release_id(&id)?;
     let resources = vec![format!("release:{id}")];
-    let decision = decide(&x, resources.clone()).await?;
-    let release = s
+    let granted = decide(&exchange, resources.clone()).await?;
+    let release = state
         .phenomena
         .release(id)
         .await?
         .ok_or_else(Problem::not_found)?;
-    let draft = x
-        .draft(LogAction::ReleaseAggregate, &decision)
-        .resources(resources);
-    let receipt = s.ledger.record(draft).await?;
-    Ok(with_receipt(receipt, Json(release)))
+    let draft = exchange.draft(&granted).resources(resources);
+    let receipt = state.ledger.record(draft).await?;
+    Ok(receipt.disclose(Json(release)))
 }
 
 /// One table (or trend) of a release.
@@ -134,32 +101,24 @@ pub async fn release(
     responses((status = 200, body = Release), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem),
         (status = 404, body = Problem)))]
 pub async fn release_table(
-    State(s): State<AppState>,
-    ctx: RequestContext,
-    principal: Principal,
-    Purpose(purpose): Purpose,
+    State(state): State<AppState>,
+    exchange: Exchange,
     Path((id, table)): Path<(String, String)>,
     Query(NoParams {}): Query<NoParams>,
-) -> Result<Response, Problem> {
-    let x = Exchange {
-        state: &s,
-        ctx: &ctx,
-        principal: &principal,
-        purpose,
-    };
+) -> Result<Disclosed<Json<Release>>, Problem> {
     let id = release_id(&id)?;
     let table = Code::new(&table).ok_or_else(Problem::not_found)?;
     // Only ids of ours are logged: the table once it is known to exist.
-    let decision = decide(&x, vec![format!("release:{id}")]).await?;
-    let release = s
+    let granted = decide(&exchange, vec![format!("release:{id}")]).await?;
+    let release = state
         .phenomena
         .release(id)
         .await?
         .ok_or_else(Problem::not_found)?;
     let one = release.only(&table).ok_or_else(Problem::not_found)?;
-    let draft = x
-        .draft(LogAction::ReleaseAggregate, &decision)
+    let draft = exchange
+        .draft(&granted)
         .resources([format!("release:{id}"), format!("table:{table}")]);
-    let receipt = s.ledger.record(draft).await?;
-    Ok(with_receipt(receipt, Json(one)))
+    let receipt = state.ledger.record(draft).await?;
+    Ok(receipt.disclose(Json(one)))
 }

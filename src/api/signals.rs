@@ -5,24 +5,22 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::Response;
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
-use super::exchange::{Exchange, PageLog, Purpose, party, with_receipt};
 use super::extract::{self, Query};
-use super::middleware::RequestContext;
-use super::problem::{FieldError, Problem};
-use crate::auth::Principal;
-use crate::boundary;
-use crate::ledger::{LogAction, work};
-use crate::phenomena::{self, RecordKey};
+use super::page::PageLog;
+use super::purpose::{self, Exchange, party};
+use crate::boundary::Delivery;
+use crate::ledger::Disclosed;
 use crate::policy::{Action, Mode};
+use crate::problem::{FieldError, Problem};
 use crate::projection::project;
-use crate::signals::{self, Meta, Vault};
+use crate::signals::{self, Facts, Vault};
 use crate::store::signals::{Referral, SignalFilter, StoredSignal};
 
 /// What signal-list cursors are sealed for.
@@ -35,11 +33,11 @@ pub fn parse_id(id: &str) -> Result<String, Problem> {
         .map_err(|_| Problem::not_found())
 }
 
-/// Opens a stored signal into its full record (envelope + body).
-fn open_record(s: &AppState, stored: &StoredSignal) -> Result<(Value, Value), Problem> {
-    let key = s.vault.key(stored)?;
-    let body = Vault::open(&key, &stored.meta.id, &stored.body)?;
-    Ok((stored.meta.record(&body), body))
+/// Opens a stored signal into its full record (envelope + body) and body.
+fn open_record(state: &AppState, stored: &StoredSignal) -> Result<(Value, Value), Problem> {
+    let key = state.vault.key(stored)?;
+    let body = Vault::open(&key, &stored.facts.id, &stored.body)?;
+    Ok((stored.facts.record(&body), body))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -58,70 +56,38 @@ pub struct SignalCreated {
     request_body(content = Object, description = "A signal, JSON Schema `schemas/signal.v1.json` (see examples/signal.json)"),
     responses((status = 201, body = SignalCreated), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn submit(
-    State(s): State<AppState>,
-    ctx: RequestContext,
-    principal: Principal,
-    Purpose(purpose): Purpose,
+    State(state): State<AppState>,
+    exchange: Exchange,
     extract::Json(body): extract::Json<Value>,
-) -> Result<Response, Problem> {
-    let x = Exchange {
-        state: &s,
-        ctx: &ctx,
-        principal: &principal,
-        purpose,
-    };
+) -> Result<Disclosed<impl IntoResponse>, Problem> {
     let body = signals::validate(body)
         .map_err(|e| Problem::unprocessable("the signal does not match schema v1", e))?;
-    let intake =
-        s.db.partner(&s.config.signals.intake_partner)
-            .await?
-            .ok_or_else(|| Problem::unavailable("the intake partner is not in the registry"))?;
+    let intake = state
+        .db
+        .partner(&state.config.signals.intake_partner)
+        .await?
+        .ok_or_else(|| Problem::unavailable("the intake partner is not in the registry"))?;
     let id = Uuid::now_v7().to_string();
-    let meta = Meta::of(
-        &id,
-        &principal.partner.id,
-        &body,
-        crate::store::now_millis(),
-    );
-    let mut input = x.input(Action::Submit);
+    let reporter = &exchange.principal.partner.id;
+    let facts = Facts::of(&id, reporter, &body, crate::store::now_millis());
+    let mut input = exchange.input(Action::Submit);
     input.recipient = Some(party(&intake, None));
-    input.signal = Some(meta.facts(Vec::new()));
-    let decision = x.decide(&input, LogAction::Submit, Vec::new()).await?;
-    let sealed = s.vault.seal_new(&id, &body);
-    let subjects = signals::subjects(&body, &body, &s.pseudonyms);
-    let known = boundary::fingerprint::of_signal(&id, &body, &subjects);
-    let fingerprints = s.egress.fingerprints(&known);
-    let draft = x
-        .draft(LogAction::Submit, &decision)
+    input.signal = Some(facts.for_policy(Vec::new()));
+    let granted = exchange.decide(&input, Vec::new()).await?;
+    let subjects = signals::subjects(&body, &body, &state.pseudonyms);
+    let draft = exchange
+        .draft(&granted)
         .recipient(Some(&intake.id))
         .resources([format!("signal:{id}")])
-        .subjects(subjects);
-    let stored = meta.clone();
-    let receipt = s
-        .ledger
-        .commit(work(move |mut unit| {
-            Box::pin(async move {
-                let tx = unit.tx();
-                tx.insert_signal(&stored, &sealed.body, &sealed.kek_id, &sealed.wrapped)
-                    .await?;
-                tx.insert_record_key(&stored.id, RecordKey::generate().stored())
-                    .await?;
-                tx.insert_fingerprints(&stored.id, &fingerprints).await?;
-                Ok(unit.append(draft))
-            })
-        }))
-        .await?;
+        .subjects(subjects.clone());
+    let receipt = state.desk().intake(&facts, &body, &subjects, draft).await?;
     let created = SignalCreated {
         id: id.clone(),
-        status: meta.status,
+        status: facts.status,
         recipient: intake.id,
     };
-    let mut res = with_receipt(receipt, (StatusCode::CREATED, Json(created)));
-    res.headers_mut().insert(
-        header::LOCATION,
-        format!("/v1/signals/{id}").parse().expect("location"),
-    );
-    Ok(res)
+    let location = [(header::LOCATION, format!("/v1/signals/{id}"))];
+    Ok(receipt.disclose((StatusCode::CREATED, location, Json(created))))
 }
 
 /// One signal, projected for the caller by the covenant policy.
@@ -129,33 +95,24 @@ pub async fn submit(
     params(("id" = String, Path, description = "signal id")),
     responses((status = 200, body = Object), (status = 403, body = Problem), (status = 422, body = Problem), (status = 404, body = Problem)))]
 pub async fn read(
-    State(s): State<AppState>,
-    ctx: RequestContext,
-    principal: Principal,
-    Purpose(purpose): Purpose,
+    State(state): State<AppState>,
+    exchange: Exchange,
     Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let x = Exchange {
-        state: &s,
-        ctx: &ctx,
-        principal: &principal,
-        purpose,
-    };
+) -> Result<Disclosed<Json<Value>>, Problem> {
     let id = parse_id(&id)?;
-    let (stored, referrals) = s.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
-    let mut input = x.input(Action::Read);
-    input.signal = Some(stored.meta.facts(referrals));
-    let decision = x
-        .decide(&input, LogAction::Read, vec![format!("signal:{id}")])
-        .await?;
-    let (record, body) = open_record(&s, &stored)?;
-    let projected = project(&record, &decision.fields);
-    let draft = x
-        .draft(LogAction::Read, &decision)
-        .resources([format!("signal:{id}")])
-        .subjects(signals::subjects(&body, &projected, &s.pseudonyms));
-    let receipt = s.ledger.record(draft).await?;
-    Ok(with_receipt(receipt, Json(projected)))
+    let (stored, referrals) = state.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
+    let mut input = exchange.input(Action::Read);
+    input.signal = Some(stored.facts.for_policy(referrals));
+    let resources = vec![format!("signal:{id}")];
+    let granted = exchange.decide(&input, resources.clone()).await?;
+    let (record, body) = open_record(&state, &stored)?;
+    let projection = project(&record, &granted);
+    let draft = exchange
+        .draft(&granted)
+        .resources(resources)
+        .subjects(projection.subjects(&body, &state.pseudonyms));
+    let receipt = state.ledger.record(draft).await?;
+    Ok(receipt.disclose(Json(projection.released(&receipt))))
 }
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -203,84 +160,82 @@ fn date_param(name: &str, v: &Option<String>) -> Result<(), Problem> {
 #[utoipa::path(get, path = "/v1/signals", tag = "signals", operation_id = "list_signals", security(("bearer" = [])), params(ListParams),
     responses((status = 200, body = SignalPage), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list(
-    State(s): State<AppState>,
-    ctx: RequestContext,
-    principal: Principal,
-    Purpose(purpose): Purpose,
-    Query(p): Query<ListParams>,
-) -> Result<Response, Problem> {
-    let x = Exchange {
-        state: &s,
-        ctx: &ctx,
-        principal: &principal,
-        purpose,
-    };
-    x.known_purpose(LogAction::List).await?;
-    for (name, v) in [
-        ("status", &p.status),
-        ("municipality", &p.municipality),
-        ("form", &p.form),
-    ] {
-        if v.as_deref().is_some_and(|v| !crate::partners::is_slug(v)) {
-            return Err(Problem::bad_request(format!("{name} must be a code")));
-        }
-    }
-    date_param("receivedFrom", &p.received_from)?;
-    date_param("receivedTo", &p.received_to)?;
-    let after = match p.after.as_deref() {
-        Some(c) => Some(
-            s.cursors
-                .open(CURSOR_SCOPE, c)
-                .ok_or_else(|| Problem::bad_request("invalid cursor"))?,
-        ),
-        None => None,
-    };
-    let limit = p.limit.unwrap_or(50).clamp(1, 100);
-    let filter = SignalFilter {
-        status: p.status,
-        municipality: p.municipality,
-        form: p.form,
-        received_from: p.received_from,
-        received_to: p.received_to,
-        reporter: None,
-        after,
-        limit,
-    };
-    let candidates = s.db.signals(&filter).await?;
+    State(state): State<AppState>,
+    exchange: Exchange,
+    Query(params): Query<ListParams>,
+) -> Result<Disclosed<Json<SignalPage>>, Problem> {
+    exchange.known_purpose(Action::List).await?;
+    let filter = params.filter(&state)?;
+    let candidates = state.db.signals(&filter).await?;
     // The page ends at the last candidate, which the caller may not be
     // allowed to see: the cursor is sealed, never the bare id.
-    let next_after = (candidates.len() as u32 == limit)
+    let next_after = (candidates.len() as u32 == filter.limit)
         .then(|| {
             candidates
                 .last()
-                .map(|c| s.cursors.seal(CURSOR_SCOPE, &c.meta.id))
+                .map(|c| state.cursors.seal(CURSOR_SCOPE, &c.facts.id))
         })
         .flatten();
-    let ids: Vec<&str> = candidates.iter().map(|c| c.meta.id.as_str()).collect();
-    let mut referrals = s.db.referrals_of(&ids).await?;
+    let ids: Vec<&str> = candidates.iter().map(|c| c.facts.id.as_str()).collect();
+    let mut referrals = state.db.referrals_of(&ids).await?;
     let mut items = Vec::new();
     let mut page = PageLog::default();
-    for c in &candidates {
-        let mut input = x.input(Action::List);
-        input.signal = Some(
-            c.meta
-                .facts(referrals.remove(&c.meta.id).unwrap_or_default()),
-        );
-        let d = s.policy.decide(&input);
-        if !d.allow {
+    for candidate in &candidates {
+        let facts = &candidate.facts;
+        let mut input = exchange.input(Action::List);
+        input.signal = Some(facts.for_policy(referrals.remove(&facts.id).unwrap_or_default()));
+        let Some(granted) = exchange.decide_record(&input) else {
             continue;
-        }
-        let (record, body) = open_record(&s, c)?;
-        let item = project(&record, &d.fields);
-        let subjects = signals::subjects(&body, &item, &s.pseudonyms);
-        page.disclosed(format!("signal:{}", c.meta.id), subjects, d);
+        };
+        let (record, body) = open_record(&state, candidate)?;
+        let item = project(&record, &granted);
+        let subjects = item.subjects(&body, &state.pseudonyms);
+        page.disclosed(format!("signal:{}", facts.id), subjects, granted);
         items.push(item);
     }
-    let receipt = s.ledger.record(page.draft(&x, LogAction::List)).await?;
-    Ok(with_receipt(
-        receipt,
-        Json(SignalPage { items, next_after }),
-    ))
+    let receipt = state
+        .ledger
+        .record(page.draft(&exchange, Action::List))
+        .await?;
+    let items = items.into_iter().map(|i| i.released(&receipt)).collect();
+    Ok(receipt.disclose(Json(SignalPage { items, next_after })))
+}
+
+impl ListParams {
+    /// The store's filter for these parameters: codes, dates and the
+    /// sealed cursor checked.
+    fn filter(self, state: &AppState) -> Result<SignalFilter, Problem> {
+        for (name, v) in [
+            ("status", &self.status),
+            ("municipality", &self.municipality),
+            ("form", &self.form),
+        ] {
+            if v.as_deref().is_some_and(|v| !crate::partners::is_slug(v)) {
+                return Err(Problem::bad_request(format!("{name} must be a code")));
+            }
+        }
+        date_param("receivedFrom", &self.received_from)?;
+        date_param("receivedTo", &self.received_to)?;
+        let after = match self.after.as_deref() {
+            Some(c) => Some(
+                state
+                    .cursors
+                    .open(CURSOR_SCOPE, c)
+                    .ok_or_else(|| Problem::bad_request("invalid cursor"))?,
+            ),
+            None => None,
+        };
+        Ok(SignalFilter {
+            status: self.status,
+            municipality: self.municipality,
+            form: self.form,
+            received_from: self.received_from,
+            received_to: self.received_to,
+            reporter: None,
+            after,
+            limit: self.limit.unwrap_or(50).clamp(1, 100),
+        })
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -314,129 +269,91 @@ pub struct ReferralCreated {
     responses((status = 201, body = ReferralCreated), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn refer(
-    State(s): State<AppState>,
-    ctx: RequestContext,
-    principal: Principal,
-    Purpose(purpose): Purpose,
+    State(state): State<AppState>,
+    exchange: Exchange,
     Path(id): Path<String>,
     extract::Json(req): extract::Json<ReferralRequest>,
-) -> Result<Response, Problem> {
+) -> Result<Disclosed<impl IntoResponse>, Problem> {
     let id = parse_id(&id)?;
-    let policies = s.policy.current();
-    let mut errors = Vec::new();
-    let recipient = match s.db.partner(&req.recipient).await? {
-        Some(r) if crate::partners::is_slug(&req.recipient) => Some(r),
-        _ => {
-            errors.push(FieldError {
-                pointer: "/recipient".into(),
-                reason: "unknown partner".into(),
-            });
-            None
-        }
-    };
-    if !policies.is_known_purpose(&req.purpose) {
-        errors.push(FieldError {
-            pointer: "/purpose".into(),
-            reason: "unknown purpose".into(),
-        });
-    } else if purpose.as_deref().is_some_and(|h| h != req.purpose) {
-        errors.push(FieldError {
-            pointer: "/purpose".into(),
-            reason: "differs from the Ketenpoort-Purpose header".into(),
-        });
-    }
-    let Some(recipient) = recipient.filter(|_| errors.is_empty()) else {
-        return Err(Problem::unprocessable(
-            "the referral names an unknown recipient or purpose",
-            errors,
-        ));
-    };
-    let x = Exchange {
-        state: &s,
-        ctx: &ctx,
-        principal: &principal,
-        purpose,
-    };
-    let (stored, referrals) = s.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
-    if s.db.referred(&id, &recipient.id, &req.purpose).await? {
+    let recipient = req.recipient(&state, &exchange).await?;
+    let (stored, referrals) = state.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
+    if state.db.referred(&id, &recipient.id, &req.purpose).await? {
         return Err(
             Problem::new(StatusCode::CONFLICT, "already-referred", "Already referred")
                 .detail("this signal was already referred to this recipient for this purpose"),
         );
     }
-    let mut input = x.input(Action::Refer);
+    let mut input = exchange.input(Action::Refer);
     input.recipient = Some(party(&recipient, None));
-    input.signal = Some(stored.meta.facts(referrals));
-    let decision = x
-        .decide(&input, LogAction::Refer, vec![format!("signal:{id}")])
+    input.signal = Some(stored.facts.for_policy(referrals));
+    let granted = exchange
+        .decide(&input, vec![format!("signal:{id}")])
         .await?;
-    let (record, body) = open_record(&s, &stored)?;
+    let (record, body) = open_record(&state, &stored)?;
+    let disclosed = project(&record, &granted);
     let referral = Referral {
         id: Uuid::now_v7().to_string(),
-        signal_id: id.clone(),
+        signal_id: id,
         recipient: recipient.id.clone(),
         purpose: req.purpose.clone(),
-        referred_by: principal.partner.id.clone(),
+        referred_by: exchange.principal.partner.id.clone(),
     };
-    let mut resources = vec![format!("signal:{id}"), format!("referral:{}", referral.id)];
-    // A member gets a copy in its inbox: the projection made for it now,
-    // sealed under the signal's data key. A non-member gets nothing; the
-    // signal counts towards the phenomenon tables instead.
-    let disclosed = project(&record, &decision.fields);
-    let aggregate = decision.mode == Mode::Aggregate;
-    let contribution = aggregate
-        .then(|| phenomena::Contribution::of(&body).map(|c| c.row()))
-        .transpose()?;
-    let copy = if aggregate {
-        None
-    } else {
-        let item = Uuid::now_v7().to_string();
-        let sealed = s.vault.key(&stored)?.seal(
-            item.as_bytes(),
-            &serde_json::to_vec(&disclosed).expect("json"),
-        );
-        resources.push(format!("inbox:{item}"));
-        Some((item, sealed))
-    };
-    let inbox_item = copy.as_ref().map(|(item, _)| item.clone());
-    let ids: Vec<_> = [Some(&referral.id), inbox_item.as_ref()]
-        .into_iter()
-        .flatten()
-        .filter_map(|i| boundary::fingerprint::id(i))
-        .collect();
-    let fingerprints = s.egress.fingerprints(&ids);
-    let draft = x
-        .draft(LogAction::Refer, &decision)
+    let referral_id = referral.id.clone();
+    let draft = exchange
+        .draft(&granted)
         .recipient(Some(&recipient.id))
-        .resources(resources)
-        .subjects(signals::subjects(&body, &disclosed, &s.pseudonyms));
-    let stored_referral = referral.clone();
-    let receipt = s
-        .ledger
-        .commit(work(move |mut unit| {
-            Box::pin(async move {
-                let r = &stored_referral;
-                unit.tx().insert_referral(r).await?;
-                if let Some(c) = &contribution {
-                    phenomena::contribute(&mut unit, &r.signal_id, c).await?;
-                }
-                let tx = unit.tx();
-                if let Some((item, sealed)) = &copy {
-                    tx.insert_inbox_item(item, r, sealed).await?;
-                }
-                tx.insert_fingerprints(&r.signal_id, &fingerprints).await?;
-                Ok(unit.append(draft))
-            })
-        }))
+        .subjects(disclosed.subjects(&body, &state.pseudonyms));
+    let delivery = Delivery::of(&granted);
+    let referred = state
+        .desk()
+        .refer(&stored, &body, referral, &disclosed, delivery, draft)
         .await?;
-    let referral_id = referral.id;
+    let granted = granted.into_decision();
     let created = ReferralCreated {
         id: referral_id,
         recipient: recipient.id.clone(),
         purpose: req.purpose,
-        mode: decision.mode,
-        inbox_item,
-        fields: decision.fields,
+        mode: granted.mode,
+        inbox_item: referred.inbox_item,
+        fields: granted.fields,
     };
-    Ok(with_receipt(receipt, (StatusCode::CREATED, Json(created))))
+    Ok(referred
+        .receipt
+        .disclose((StatusCode::CREATED, Json(created))))
+}
+
+impl ReferralRequest {
+    /// The recipient, once the body names a registered partner and a
+    /// purpose of the covenant that the header does not contradict (422
+    /// listing each failing field otherwise).
+    async fn recipient(
+        &self,
+        state: &AppState,
+        exchange: &Exchange,
+    ) -> Result<crate::partners::Partner, Problem> {
+        let mut errors = Vec::new();
+        let recipient = match state.db.partner(&self.recipient).await? {
+            Some(r) if crate::partners::is_slug(&self.recipient) => Some(r),
+            _ => {
+                errors.push(FieldError {
+                    pointer: "/recipient".into(),
+                    reason: "unknown partner".into(),
+                });
+                None
+            }
+        };
+        let policies = state.policy.current();
+        errors.extend(purpose::body_error(
+            &policies,
+            exchange.named_purpose(),
+            &self.purpose,
+        ));
+        match recipient.filter(|_| errors.is_empty()) {
+            Some(r) => Ok(r),
+            None => Err(Problem::unprocessable(
+                "the referral names an unknown recipient or purpose",
+                errors,
+            )),
+        }
+    }
 }

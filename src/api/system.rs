@@ -10,8 +10,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::problem::Problem;
 use crate::auth::Principal;
+use crate::problem::Problem;
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

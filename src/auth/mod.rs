@@ -3,6 +3,7 @@
 //! A refusal after the token verified and named a registered partner is a
 //! `deny` entry in the disclosure log, under the token's partner and role.
 
+pub mod rate_limit;
 pub mod token;
 
 use std::sync::Arc;
@@ -14,12 +15,11 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Serialize;
 
-use crate::api::AppState;
-use crate::api::exchange::{RefusalSite, log_refusal};
-use crate::api::problem::Problem;
-use crate::ledger::Outcome;
+use crate::ledger::{Actor, Ledger, Outcome, RefusalSite, log_refusal};
 use crate::partners::{Partner, Registry};
+use crate::problem::Problem;
 use crate::tls::ClientCertificate;
+pub use rate_limit::RateLimit;
 pub use token::Verifier;
 
 /// The authenticated caller: a partner organisation acting in one role.
@@ -29,6 +29,42 @@ pub struct Principal {
     pub role: String,
     /// The user within the partner, when the token names one.
     pub user: Option<String>,
+}
+
+/// The principal as the disclosure log names it.
+impl From<&Principal> for Actor {
+    fn from(p: &Principal) -> Self {
+        Actor {
+            partner: p.partner.id.clone(),
+            role: p.role.clone(),
+            user: p.user.clone(),
+        }
+    }
+}
+
+/// What the authentication layer needs: the authenticator, the rate limit
+/// its logged refusals draw on, and the log they are written to.
+#[derive(Clone)]
+pub struct Gate(Arc<GateParts>);
+
+struct GateParts {
+    authenticator: Authenticator,
+    rate_limit: RateLimit,
+    ledger: Ledger,
+}
+
+impl Gate {
+    pub fn new(authenticator: Authenticator, rate_limit: RateLimit, ledger: Ledger) -> Self {
+        Self(Arc::new(GateParts {
+            authenticator,
+            rate_limit,
+            ledger,
+        }))
+    }
+
+    pub fn rate_limit(&self) -> &RateLimit {
+        &self.0.rate_limit
+    }
 }
 
 #[derive(Clone)]
@@ -151,9 +187,10 @@ fn bearer(parts: &Parts) -> Option<&str> {
 /// Middleware: authenticates and stores the [`Principal`] for the layers and
 /// handlers after it. A refusal under a principal is logged first; if that
 /// fails, the answer is the failure (503).
-pub async fn require_principal(State(s): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn require_principal(State(gate): State<Gate>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    match s.auth.authenticate(&parts).await {
+    let gate = &gate.0;
+    match gate.authenticator.authenticate(&parts).await {
         Ok(p) => {
             parts.extensions.insert(p);
             next.run(Request::from_parts(parts, body)).await
@@ -164,12 +201,15 @@ pub async fn require_principal(State(s): State<AppState>, req: Request, next: Ne
             if let Some(principal) = of {
                 // A refusal is a durable log entry: it draws on the partner's
                 // rate limit, so a stolen token cannot grow the log unbounded.
-                if let Err(limited) = s.rate_limit.check(&principal.partner.id) {
+                if let Err(limited) = gate.rate_limit.check(&principal.partner.id) {
                     return limited.into_response();
                 }
                 let site = RefusalSite::of(&parts.extensions);
                 let reasons = vec![problem.code_str().to_owned()];
-                if let Err(p) = log_refusal(&s, &site, &principal, reasons, Outcome::Denied).await {
+                let actor = Actor::from(&principal);
+                if let Err(p) =
+                    log_refusal(&gate.ledger, &site, actor, reasons, Outcome::Denied).await
+                {
                     return p.into_response();
                 }
             }

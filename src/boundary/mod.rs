@@ -21,14 +21,33 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::AppState;
-use crate::api::exchange::{RefusalSite, log_refusal};
-use crate::api::problem::Problem;
 use crate::auth::Principal;
-use crate::ledger::Outcome;
+use crate::ledger::{Actor, Ledger, Outcome, RefusalSite, log_refusal};
+use crate::policy::PolicyEngine;
+use crate::problem::Problem;
 use crate::store::Db;
 pub use fingerprint::{EGRESS_KEY, Fingerprinter, Known};
 use scan::Finding;
+
+/// What a referral delivers to its recipient — the policy's mode carried
+/// out (layer 1): a member gets a copy of its projection in its inbox; a
+/// non-member gets no record at all, the signal only counts towards the
+/// phenomenon tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    InboxCopy,
+    PhenomenonCount,
+}
+
+impl Delivery {
+    pub fn of(decision: &crate::policy::Decision) -> Self {
+        if decision.mode == crate::policy::Mode::Aggregate {
+            Self::PhenomenonCount
+        } else {
+            Self::InboxCopy
+        }
+    }
+}
 
 /// The largest body the guard inspects; a larger one is blocked.
 const MAX_INSPECTED: usize = 32 * 1024 * 1024;
@@ -36,24 +55,47 @@ const MAX_INSPECTED: usize = 32 * 1024 * 1024;
 /// Whether a principal is a covenant member, by the policies in force
 /// ([`policy::model::is_member`](crate::policy::model::is_member): the
 /// registry flag AND the kind's membership).
-pub fn is_member(s: &AppState, p: &Principal) -> bool {
-    crate::policy::model::is_member(s.policy.current().data(), p.partner.member, &p.partner.kind)
+pub fn is_member(policy: &PolicyEngine, p: &Principal) -> bool {
+    crate::policy::model::is_member(policy.current().data(), p.partner.member, &p.partner.kind)
+}
+
+/// What the boundary's layers need: the policies in force (membership), the
+/// egress guard, and the log their refusals are written to.
+#[derive(Clone)]
+pub struct Boundary(std::sync::Arc<BoundaryParts>);
+
+struct BoundaryParts {
+    policy: PolicyEngine,
+    egress: EgressGuard,
+    ledger: Ledger,
+}
+
+impl Boundary {
+    pub fn new(policy: PolicyEngine, egress: EgressGuard, ledger: Ledger) -> Self {
+        Self(std::sync::Arc::new(BoundaryParts {
+            policy,
+            egress,
+            ledger,
+        }))
+    }
 }
 
 /// Route layer on every route a non-member may not reach (layer 2): covenant
 /// members only. A refusal is logged.
-pub async fn members_only(State(s): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn members_only(State(b): State<Boundary>, req: Request, next: Next) -> Response {
+    let b = &b.0;
     let Some(principal) = req.extensions().get::<Principal>().cloned() else {
         return Problem::unauthorized("token-missing").into_response();
     };
-    if is_member(&s, &principal) {
+    if is_member(&b.policy, &principal) {
         return next.run(req).await;
     }
     metrics::counter!("ketenpoort_boundary_refusals_total").increment(1);
     tracing::warn!("non-member principal refused on a members-only route");
     let site = RefusalSite::of(req.extensions());
     let reasons = vec!["non-member-record-route".into()];
-    if let Err(p) = log_refusal(&s, &site, &principal, reasons, Outcome::Denied).await {
+    let actor = Actor::from(&principal);
+    if let Err(p) = log_refusal(&b.ledger, &site, actor, reasons, Outcome::Denied).await {
         return p.into_response();
     }
     Problem::forbidden(
@@ -148,11 +190,12 @@ impl EgressGuard {
 /// problem, raises `ketenpoort_egress_blocked_total` and logs a `deny`
 /// entry with outcome `blocked` (after the handler's own entry for the same
 /// request id, which recorded what was decided, not what left).
-pub async fn egress_guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn egress_guard(State(b): State<Boundary>, req: Request, next: Next) -> Response {
+    let b = &b.0;
     let Some(principal) = req
         .extensions()
         .get::<Principal>()
-        .filter(|p| !is_member(&s, p))
+        .filter(|p| !is_member(&b.policy, p))
         .cloned()
     else {
         return next.run(req).await;
@@ -161,7 +204,7 @@ pub async fn egress_guard(State(s): State<AppState>, req: Request, next: Next) -
     let (parts, body) = next.run(req).await.into_parts();
     let finding = match axum::body::to_bytes(body, MAX_INSPECTED).await {
         Err(_) => Some(Finding::Unreadable),
-        Ok(bytes) => match s.egress.inspect(&parts.headers, &bytes).await {
+        Ok(bytes) => match b.egress.inspect(&parts.headers, &bytes).await {
             Ok(None) => return Response::from_parts(parts, Body::from(bytes)),
             Ok(finding) => finding,
             Err(e) => {
@@ -179,7 +222,8 @@ pub async fn egress_guard(State(s): State<AppState>, req: Request, next: Next) -
         "egress guard blocked a response to a non-member"
     );
     let reasons = vec!["egress-blocked".into(), format!("egress:{code}")];
-    if let Err(p) = log_refusal(&s, &site, &principal, reasons, Outcome::Blocked).await {
+    let actor = Actor::from(&principal);
+    if let Err(p) = log_refusal(&b.ledger, &site, actor, reasons, Outcome::Blocked).await {
         return p.into_response();
     }
     Problem::forbidden(

@@ -72,6 +72,23 @@ pub enum LogAction {
     Deny,
 }
 
+/// The log's name for what was attempted: the policy's action, or `deny`
+/// for a refusal before any decision (authentication, the route gate).
+impl From<crate::policy::Action> for LogAction {
+    fn from(a: crate::policy::Action) -> Self {
+        use crate::policy::Action;
+        match a {
+            Action::Submit => Self::Submit,
+            Action::Read => Self::Read,
+            Action::List => Self::List,
+            Action::Refer => Self::Refer,
+            Action::Deliver => Self::Deliver,
+            Action::AuditQuery => Self::AuditQuery,
+            Action::ReleaseAggregate => Self::ReleaseAggregate,
+        }
+    }
+}
+
 impl LogAction {
     pub const ALL: [Self; 8] = [
         Self::Submit,

@@ -10,9 +10,11 @@
 //! or the commit fails, the caller gets [`Unavailable`] and releases nothing.
 
 mod checkpoint;
+mod disclosed;
 pub mod entry;
 mod leaf;
 mod merkle;
+mod refusal;
 mod sequencer;
 pub mod verify;
 
@@ -22,25 +24,28 @@ use std::time::Duration;
 use base64::Engine;
 use time::format_description::well_known::Rfc3339;
 
-use crate::api::middleware::RequestContext;
-use crate::auth::Principal;
 use crate::keys::KeyStore;
 use crate::policy::Decision;
+use crate::request::RequestContext;
 use crate::store::Db;
 use crate::store::ledger::StoredCheckpoint;
 pub use checkpoint::LOG_KEY;
 use checkpoint::NoteSigner;
+pub use disclosed::Disclosed;
 pub use entry::{Actor, DecisionRecord, Entry, LogAction, Outcome};
 pub use merkle::Hash;
 use merkle::Reader;
+pub use refusal::{RefusalSite, log_refusal};
 pub use sequencer::{Unavailable, Unit, Work, work};
 
 /// Proof that an entry was logged: its index and leaf hash. Sent to the
-/// recipient in the `Ketenpoort-Receipt` header.
+/// recipient in the `Ketenpoort-Receipt` header. Only the log makes one
+/// (its fields are private), and only a receipt turns a granted answer
+/// into a response ([`Receipt::disclose`]): invariant 2 by type.
 #[derive(Clone, Copy, Debug)]
 pub struct Receipt {
-    pub index: u64,
-    pub leaf_hash: Hash,
+    index: u64,
+    leaf_hash: Hash,
 }
 
 pub const RECEIPT_HEADER: &str = "ketenpoort-receipt";
@@ -74,18 +79,14 @@ pub struct Draft {
 }
 
 impl Draft {
-    /// A draft for a request of `principal`, received by its own partner
+    /// A draft for a request of `actor`, received by its own partner
     /// unless [`Draft::recipient`] says otherwise.
-    pub fn new(ctx: &RequestContext, principal: &Principal, action: LogAction) -> Self {
+    pub fn new(ctx: &RequestContext, actor: Actor, action: LogAction) -> Self {
         Self {
             request_id: ctx.id.to_string(),
             trace_id: ctx.trace_id.clone(),
-            actor: Actor {
-                partner: principal.partner.id.clone(),
-                role: principal.role.clone(),
-                user: principal.user.clone(),
-            },
-            recipient: Some(principal.partner.id.clone()),
+            recipient: Some(actor.partner.clone()),
+            actor,
             action,
             purpose: None,
             legal_basis: None,

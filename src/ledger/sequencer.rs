@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use sqlx::Executor;
 use tokio::sync::{mpsc, oneshot};
 
 use super::merkle::{CompactRange, leaf_hash};
@@ -27,6 +26,12 @@ const MAX_BATCH: usize = 512;
 /// nothing. The cause is in the operator's log.
 #[derive(Debug, Clone, Copy)]
 pub struct Unavailable;
+
+impl From<Unavailable> for crate::problem::Problem {
+    fn from(_: Unavailable) -> Self {
+        Self::unavailable("the disclosure log could not be written; nothing was disclosed")
+    }
+}
 
 /// What a unit of work gets: the batch transaction for its own state
 /// changes (it holds the log head lock from its start to its commit), and
@@ -225,19 +230,18 @@ async fn begin(
 
 /// One unit under its own savepoint; a failed unit leaves no entry behind.
 async fn run_unit(tx: &mut WriteTx, log: &mut Pending, f: UnitFn) -> Result<Receipt, sqlx::Error> {
-    tx.conn().execute("SAVEPOINT unit").await?;
+    tx.savepoint().await?;
     let mark = (log.rows.len(), log.tree.clone());
     let result = f(Unit { tx, log }).await;
     match result {
         Ok(receipt) => {
-            tx.conn().execute("RELEASE SAVEPOINT unit").await?;
+            tx.release_savepoint().await?;
             Ok(receipt)
         }
         Err(e) => {
             log.rows.truncate(mark.0);
             log.tree = mark.1;
-            tx.conn().execute("ROLLBACK TO SAVEPOINT unit").await?;
-            tx.conn().execute("RELEASE SAVEPOINT unit").await?;
+            tx.rollback_to_savepoint().await?;
             Err(e)
         }
     }

@@ -1,8 +1,11 @@
-//! The policy module only loads and evaluates: the covenant itself is Rego
-//! and data in `policies/`. Any error, undefined result or incoherent answer
-//! is a deny (invariant 5). The running policies are swapped atomically on
-//! reload; a bundle that fails to compile or to pass its tests never replaces
-//! them.
+//! The policy module loads and evaluates the covenant, which is Rego and
+//! data in `policies/`; the one rule it adds on the Rust side is the
+//! coherence check of every decision (`model::Decision::sanitised`: a
+//! record never to a non-member, only classified fields). Any error,
+//! undefined result or incoherent answer is a deny: this module is the home
+//! of invariant 5, fail closed. The running policies are swapped atomically
+//! on reload; a bundle that fails to compile or to pass its tests never
+//! replaces them.
 
 mod bundle;
 pub mod model;
@@ -17,7 +20,7 @@ use regorus::{CompiledPolicy, Value};
 use time::OffsetDateTime;
 
 pub use bundle::Bundle;
-pub use model::{Action, Decision, Input, Mode};
+pub use model::{Action, Decision, Granted, Input, Mode};
 pub use signing::{Signer, VerificationKeys};
 
 /// Why a bundle was refused (at start, or on reload while the running

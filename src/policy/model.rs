@@ -188,6 +188,46 @@ fn is_classified_leaf(data: &serde_json::Value, field: &str) -> bool {
     found
 }
 
+/// A decision that allows `action`: the only thing a record can be
+/// projected under ([`crate::projection::project`]), and what a disclosure's
+/// log entry records. Made only from an allowing decision.
+#[derive(Clone, Debug)]
+pub struct Granted {
+    decision: Decision,
+    action: Action,
+}
+
+impl Granted {
+    /// The decision as a grant of `action`, or the refusal it is.
+    pub fn of(decision: Decision, action: Action) -> Result<Self, Decision> {
+        if decision.allow {
+            Ok(Self { decision, action })
+        } else {
+            Err(decision)
+        }
+    }
+
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    pub fn into_decision(self) -> Decision {
+        self.decision
+    }
+}
+
+impl std::ops::Deref for Granted {
+    type Target = Decision;
+
+    fn deref(&self) -> &Decision {
+        &self.decision
+    }
+}
+
 impl Decision {
     pub fn deny(reason: &str, revision: &str) -> Self {
         Self {

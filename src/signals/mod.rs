@@ -2,6 +2,7 @@
 //! the data subjects the log pseudonymises. A record is kept as JSON (the
 //! validated body plus what ketenpoort derives), encrypted at rest.
 
+pub mod exchange;
 mod validate;
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::crypto::envelope::{DataKey, Keyring};
 use crate::crypto::{Pseudonymizer, SubjectId};
+pub use crate::model::signal::Facts;
 use crate::policy::model::{ReferralFact, SignalFacts};
 pub use validate::validate;
 
@@ -23,22 +25,7 @@ pub const STATUS_REFERRED: &str = "doorverwezen";
 /// always present in a projection.
 pub const ENVELOPE: [&str; 4] = ["id", "schemaVersion", "reporter", "createdAt"];
 
-/// What the tables beside the ciphertext hold, in plaintext, for filtering
-/// and for the policy: no names, numbers or free text.
-#[derive(Clone, Debug)]
-pub struct Meta {
-    pub id: String,
-    pub reporter: String,
-    pub municipality: String,
-    pub forms: Vec<String>,
-    pub date_received: String,
-    pub victim_minor: bool,
-    pub domestic_setting: bool,
-    pub status: String,
-    pub created_at: i64,
-}
-
-impl Meta {
+impl Facts {
     /// Reads the plaintext facts out of a validated body.
     pub fn of(id: &str, reporter: &str, body: &Value, created_at: i64) -> Self {
         let s = |k: &str| {
@@ -67,7 +54,7 @@ impl Meta {
     }
 
     /// The policy's view of this signal.
-    pub fn facts(&self, referrals: Vec<ReferralFact>) -> SignalFacts {
+    pub fn for_policy(&self, referrals: Vec<ReferralFact>) -> SignalFacts {
         SignalFacts {
             reporter: self.reporter.clone(),
             municipality: self.municipality.clone(),
@@ -168,7 +155,7 @@ impl Vault {
     }
 
     pub fn key(&self, s: &crate::store::signals::StoredSignal) -> anyhow::Result<DataKey> {
-        self.keyring.unwrap(&s.kek_id, &s.meta.id, &s.wrapped)
+        self.keyring.unwrap(&s.kek_id, &s.facts.id, &s.wrapped)
     }
 
     /// Re-wraps every data key under the keyring's current KEK (after
@@ -199,7 +186,7 @@ impl Vault {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::projection::project;
+    use crate::projection::cut_for_tests as project;
 
     #[test]
     fn subjects_are_the_persons_a_projection_tells_about() {

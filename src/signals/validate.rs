@@ -8,8 +8,8 @@ use serde_json::Value;
 use time::Date;
 use time::macros::format_description;
 
-use crate::api::problem::FieldError;
 use crate::identifiers::is_valid_bsn;
+use crate::problem::FieldError;
 
 static SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
     let schema: Value =

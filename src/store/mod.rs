@@ -51,6 +51,28 @@ impl WriteTx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
     }
+
+    /// Opens a savepoint inside the transaction (one unit of a batch).
+    pub async fn savepoint(&mut self) -> Result<(), sqlx::Error> {
+        self.conn().execute("SAVEPOINT unit").await.map(drop)
+    }
+
+    /// Keeps what happened since [`WriteTx::savepoint`].
+    pub async fn release_savepoint(&mut self) -> Result<(), sqlx::Error> {
+        self.conn()
+            .execute("RELEASE SAVEPOINT unit")
+            .await
+            .map(drop)
+    }
+
+    /// Undoes what happened since [`WriteTx::savepoint`].
+    pub async fn rollback_to_savepoint(&mut self) -> Result<(), sqlx::Error> {
+        self.conn()
+            .execute("ROLLBACK TO SAVEPOINT unit")
+            .await
+            .map(drop)?;
+        self.release_savepoint().await
+    }
 }
 
 impl Db {

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::Db;
-use crate::partners::{Partner, PartnerStatus};
+use crate::model::partner::{Partner, PartnerStatus};
 
 const COLUMNS: &str = "id, display_name, kind, member, oin, roles, cert_fingerprints, status";
 

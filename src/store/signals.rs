@@ -3,12 +3,12 @@
 use sqlx::Row;
 
 use super::{Db, WriteTx};
+use crate::model::signal::Facts;
 use crate::policy::model::ReferralFact;
-use crate::signals::Meta;
 
 /// A signal row: plaintext facts, the sealed body and its wrapped key.
 pub struct StoredSignal {
-    pub meta: Meta,
+    pub facts: Facts,
     pub body: Vec<u8>,
     pub kek_id: String,
     pub wrapped: Vec<u8>,
@@ -53,7 +53,7 @@ const SIGNAL_COLUMNS: &str = "s.id, s.reporter, s.municipality, s.forms, s.date_
 fn signal_from_row(r: &sqlx::any::AnyRow) -> Result<StoredSignal, sqlx::Error> {
     let forms: String = r.try_get("forms")?;
     Ok(StoredSignal {
-        meta: Meta {
+        facts: Facts {
             id: r.try_get("id")?,
             reporter: r.try_get("reporter")?,
             municipality: r.try_get("municipality")?,
@@ -73,7 +73,7 @@ fn signal_from_row(r: &sqlx::any::AnyRow) -> Result<StoredSignal, sqlx::Error> {
 impl WriteTx {
     pub async fn insert_signal(
         &mut self,
-        m: &Meta,
+        m: &Facts,
         body: &[u8],
         kek_id: &str,
         wrapped: &[u8],

@@ -197,12 +197,6 @@ impl From<sqlx::Error> for Problem {
     }
 }
 
-impl From<crate::ledger::Unavailable> for Problem {
-    fn from(_: crate::ledger::Unavailable) -> Self {
-        Self::unavailable("the disclosure log could not be written; nothing was disclosed")
-    }
-}
-
 impl From<anyhow::Error> for Problem {
     fn from(e: anyhow::Error) -> Self {
         tracing::error!(error = %e, "internal error");
