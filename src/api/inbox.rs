@@ -117,6 +117,7 @@ impl InboxItem {
     }
 }
 
+/// Acknowledge receipt of an inbox item.
 #[utoipa::path(post, path = "/v1/inbox/{id}/ack", tag = "inbox", security(("bearer" = [])),
     params(("id" = String, Path, description = "inbox item id")),
     responses((status = 204), (status = 404, body = Problem)))]
