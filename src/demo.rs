@@ -7,10 +7,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::auth::token::{self, TokenRequest};
-use crate::config::Config;
+use crate::config::{Cadence, Config};
 use crate::keys::{KeyStore, TOKEN_ISSUER, write_secret};
 use crate::partners::{Partner, PartnerStatus};
-use crate::phenomena::{Catalogue, Phenomena};
+use crate::phenomena::catalogue::Dimension;
+use crate::phenomena::tables::Categories;
+use crate::phenomena::{Catalogue, Contribution, RecordKey, ReleasePeriod, release_periods};
 use crate::store::Db;
 use crate::tls::DevPki;
 
@@ -123,6 +125,8 @@ const GEMEENTE: &[&str] = &[
 
 /// Demo tokens live this long; each demo start signs fresh ones.
 const TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How many fictitious contributions the demo seeds.
+const DEMO_CONTRIBUTIONS: usize = 60;
 
 pub async fn init(cfg: &Config, db: &Db, policy_data: &serde_json::Value) -> anyhow::Result<()> {
     let dir = &cfg.data_dir;
@@ -159,8 +163,65 @@ pub async fn init(cfg: &Config, db: &Db, policy_data: &serde_json::Value) -> any
     }
     // Only into a database without contributions: never mixed with real ones.
     let catalogue = Catalogue::from_policy_data(policy_data)?;
-    Phenomena::seed_demo(db, &catalogue, time::OffsetDateTime::now_utc().date()).await?;
+    seed_contributions(db, &catalogue, time::OffsetDateTime::now_utc().date()).await?;
     Ok(())
+}
+
+/// Seeds fictitious contributions for the demo region (origin `demo`,
+/// no signal behind them) when there are no contributions and no
+/// releases at all, so a release of the demo has something to protect.
+async fn seed_contributions(
+    db: &Db,
+    catalogue: &Catalogue,
+    today: time::Date,
+) -> anyhow::Result<usize> {
+    // Only into a database that has published nothing: the seeded
+    // months may lie in published periods. It runs before the server
+    // serves (and before the log exists), so nothing contributes
+    // meanwhile.
+    let mut tx = db.begin_write().await?;
+    if tx.contribution_count().await? > 0 || !release_periods(&mut tx).await?.is_empty() {
+        return Ok(0);
+    }
+    let last = ReleasePeriod::last_closed(Cadence::Quarter, today).last_month();
+    for i in 0..DEMO_CONTRIBUTIONS {
+        let c = demo_contribution(catalogue, last, i);
+        let key = RecordKey::generate().stored();
+        let received = (c.year, c.month);
+        tx.insert_contribution(None, key, "demo", &c.row(), received)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(DEMO_CONTRIBUTIONS)
+}
+
+/// The `i`th fictitious contribution: a fixed, plainly fictitious spread
+/// over the months of last year and of this year up to `last`, the last
+/// month of the last closed quarter.
+fn demo_contribution(catalogue: &Catalogue, last: (i32, u8), i: usize) -> Contribution {
+    use Dimension::*;
+    let pick = |d, i: usize| {
+        let codes = catalogue.codes(d);
+        codes[i % codes.len()].clone()
+    };
+    let months = 12 + usize::from(last.1);
+    let m = (i * 7) % months;
+    let (year, month) = if m < 12 {
+        (last.0 - 1, m as u8 + 1)
+    } else {
+        (last.0, (m - 12) as u8 + 1)
+    };
+    Contribution {
+        year,
+        month,
+        categories: Categories {
+            forms: vec![pick(Form, [1, 0, 1, 2, 0, 1, 4][i % 7])],
+            sector: pick(Sector, i * 7 / 3),
+            location_type: pick(LocationType, i * 3 / 2),
+            municipality: pick(Municipality, i * 5),
+            victim_groups: vec![pick(VictimGroup, i % 3)],
+        },
+    }
 }
 
 pub fn print_banner(cfg: &Config, addr: SocketAddr) {

@@ -39,16 +39,16 @@ impl PolicyStatus {
 
 /// The policies in force.
 #[utoipa::path(get, path = "/admin/policy", tag = "admin", responses((status = 200, body = PolicyStatus)))]
-pub async fn policy(State(s): State<AppState>) -> Json<PolicyStatus> {
-    Json(PolicyStatus::of(&s.policy.current()))
+pub async fn policy(State(state): State<AppState>) -> Json<PolicyStatus> {
+    Json(PolicyStatus::of(&state.policy.current()))
 }
 
 /// Reload the policies from `policy.path`: verified, compiled and tested
 /// first, then swapped in whole; a refused bundle changes nothing.
 #[utoipa::path(post, path = "/admin/policy/reload", tag = "admin",
     responses((status = 200, body = PolicyStatus), (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn reload(State(s): State<AppState>) -> Result<Json<PolicyStatus>, Problem> {
-    let engine = s.policy.clone();
+pub async fn reload(State(state): State<AppState>) -> Result<Json<PolicyStatus>, Problem> {
+    let engine = state.policy.clone();
     // Compiling and running the Rego tests takes a while: off the async threads.
     let reloaded = tokio::task::spawn_blocking(move || engine.reload())
         .await

@@ -122,12 +122,12 @@ impl InboxItem {
     params(("id" = String, Path, description = "inbox item id")),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn ack(
-    State(s): State<AppState>,
+    State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = parse_id(&id)?;
-    if s.db.ack_inbox_item(&id, &principal.partner.id).await? {
+    if state.db.ack_inbox_item(&id, &principal.partner.id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(Problem::not_found())

@@ -1,169 +1,32 @@
-//! The disclosure log over HTTP. Checkpoints, the verifier key and proofs
-//! are hashes: any partner may fetch them. Entries are personal data (they
-//! hold pseudonyms): which ones a caller sees is the audit policy's scope, and
-//! every read of entries is itself logged.
+//! The privacy officer's reads of the log: entries by index range, the
+//! paged search and the lookup of one data subject's entries. Which entries
+//! a caller sees is the audit policy's scope, and every read is itself
+//! logged before its body is released (invariant 2, NEN 7513). A subject is
+//! looked up by its pseudonym, never named in a URI or the log (invariants
+//! 4 and 8).
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
-use super::extract::{self, Query};
-use super::purpose::{self, Exchange};
+use super::{MAX_PAGE, b64};
+use crate::api::AppState;
+use crate::api::extract::{self, Query};
+use crate::api::purpose::{self, Exchange};
 use crate::crypto::SubjectId;
-use crate::ledger::{Disclosed, Entry, LogAction, Receipt};
+use crate::ledger::{Disclosed, Entry, LogAction};
 use crate::policy::model::{AuditInput, AuditQuery, Scope};
 use crate::policy::{Action, Granted};
 use crate::problem::{FieldError, Problem};
 use crate::store::ledger::{Search, StoredEntry, Visibility};
 
 const MAX_RANGE: u64 = 1000;
-const MAX_PAGE: u32 = 500;
-
-fn b64(bytes: &[u8]) -> String {
-    B64.encode(bytes)
-}
-
-/// The newest signed checkpoint (C2SP tlog-checkpoint in a signed note).
-#[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log", security(("bearer" = [])),
-    responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem)))]
-pub async fn checkpoint(State(s): State<AppState>) -> Result<Response, Problem> {
-    let cp = match s.db.latest_checkpoint().await? {
-        Some(cp) => cp,
-        None => s.ledger.checkpoint().await?,
-    };
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        cp.note,
-    )
-        .into_response())
-}
-
-/// Signs a checkpoint for the current tree now (if it grew) and returns it.
-#[utoipa::path(post, path = "/v1/log/checkpoint", tag = "log", security(("bearer" = [])),
-    responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem)))]
-pub async fn sign_checkpoint(State(s): State<AppState>) -> Result<Response, Problem> {
-    let cp = s.ledger.checkpoint().await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        cp.note,
-    )
-        .into_response())
-}
-
-/// The signed-note verifier key of the log: `<name>+<key id>+<base64 key>`.
-#[utoipa::path(get, path = "/v1/log/verifier-key", tag = "log", security(("bearer" = [])),
-    responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem)))]
-pub async fn verifier_key(State(s): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{}\n", s.ledger.verifier_key()),
-    )
-        .into_response()
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct InclusionParams {
-    index: u64,
-    tree_size: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InclusionProof {
-    index: u64,
-    tree_size: u64,
-    /// base64 RFC 6962 leaf hash of the entry.
-    leaf_hash: String,
-    /// base64 root of the tree of `treeSize` entries.
-    root_hash: String,
-    /// base64 audit path, bottom-up (RFC 6962 §2.1.1).
-    proof: Vec<String>,
-}
-
-/// Inclusion proof of entry `index` in the tree of `treeSize` entries.
-#[utoipa::path(get, path = "/v1/log/proofs/inclusion", tag = "log", security(("bearer" = [])), params(InclusionParams),
-    responses((status = 200, body = InclusionProof), (status = 400, body = Problem), (status = 404, body = Problem)))]
-pub async fn inclusion(
-    State(s): State<AppState>,
-    Query(p): Query<InclusionParams>,
-) -> Result<Json<InclusionProof>, Problem> {
-    let size = s.ledger.size().await?;
-    if p.index >= size {
-        return Err(Problem::not_found().detail("no entry with this index"));
-    }
-    if p.tree_size > size || p.index >= p.tree_size {
-        return Err(Problem::bad_request(
-            "need index < treeSize <= the current log size",
-        ));
-    }
-    let entry =
-        s.db.log_entries(p.index, p.index + 1)
-            .await?
-            .pop()
-            .ok_or_else(Problem::not_found)?;
-    let proof = s.ledger.inclusion_proof(p.index, p.tree_size).await?;
-    let root = s.ledger.root(p.tree_size).await?;
-    Ok(Json(InclusionProof {
-        index: p.index,
-        tree_size: p.tree_size,
-        leaf_hash: b64(&entry.leaf_hash),
-        root_hash: b64(&root.0),
-        proof: proof.iter().map(|h| b64(&h.0)).collect(),
-    }))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ConsistencyParams {
-    from: u64,
-    to: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ConsistencyProof {
-    from: u64,
-    to: u64,
-    from_root: String,
-    to_root: String,
-    /// base64 consistency proof (RFC 6962 §2.1.2).
-    proof: Vec<String>,
-}
-
-/// Proof that the tree of `from` entries is a prefix of the tree of `to`.
-#[utoipa::path(get, path = "/v1/log/proofs/consistency", tag = "log", security(("bearer" = [])), params(ConsistencyParams),
-    responses((status = 200, body = ConsistencyProof), (status = 400, body = Problem)))]
-pub async fn consistency(
-    State(s): State<AppState>,
-    Query(p): Query<ConsistencyParams>,
-) -> Result<Json<ConsistencyProof>, Problem> {
-    let size = s.ledger.size().await?;
-    if p.from == 0 || p.from > p.to || p.to > size {
-        return Err(Problem::bad_request(
-            "need 0 < from <= to <= the current log size",
-        ));
-    }
-    let proof = s.ledger.consistency_proof(p.from, p.to).await?;
-    Ok(Json(ConsistencyProof {
-        from: p.from,
-        to: p.to,
-        from_root: b64(&s.ledger.root(p.from).await?.0),
-        to_root: b64(&s.ledger.root(p.to).await?.0),
-        proof: proof.iter().map(|h| b64(&h.0)).collect(),
-    }))
-}
 
 /// Asks the audit policy what `query` may see; refusals are logged with
 /// `resources`, what was asked.
-async fn audit_scope(
+pub(super) async fn audit_scope(
     exchange: &Exchange,
     query: AuditQuery,
     resources: &[String],
@@ -247,19 +110,19 @@ fn shown(e: StoredEntry, full: bool) -> LogEntry {
 #[utoipa::path(get, path = "/v1/log/entries", tag = "log", security(("bearer" = [])), params(RangeParams),
     responses((status = 200, body = LogEntries), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn entries(
-    State(s): State<AppState>,
+    State(state): State<AppState>,
     exchange: Exchange,
     Query(p): Query<RangeParams>,
 ) -> Result<Disclosed<Json<LogEntries>>, Problem> {
-    let size = s.ledger.size().await?;
+    let size = state.ledger.size().await?;
     if p.start >= p.end || p.end - p.start > MAX_RANGE || p.end > size {
         return Err(Problem::bad_request(format!(
             "need start < end <= the log size ({size}), at most {MAX_RANGE} entries"
         )));
     }
     let resources = vec![format!("log:{}-{}", p.start, p.end)];
-    let (vis, decision) = audit_scope(&exchange, AuditQuery::Entries, &resources).await?;
-    let rows = s.db.log_entries(p.start, p.end).await?;
+    let (vis, granted) = audit_scope(&exchange, AuditQuery::Entries, &resources).await?;
+    let rows = state.db.log_entries(p.start, p.end).await?;
     let entries: Vec<LogEntry> = rows
         .into_iter()
         .map(|e| {
@@ -267,8 +130,8 @@ pub async fn entries(
             shown(e, full)
         })
         .collect();
-    let draft = exchange.draft(&decision).resources(resources);
-    let receipt = s.ledger.record(draft).await?;
+    let draft = exchange.draft(&granted).resources(resources);
+    let receipt = state.ledger.record(draft).await?;
     Ok(receipt.disclose(Json(LogEntries {
         tree_size: size,
         entries,
@@ -292,7 +155,7 @@ pub struct SearchParams {
     /// Paging: entries after this index.
     after: Option<u64>,
     /// Page size, at most 500 (search only: an export answers everything).
-    limit: Option<u32>,
+    pub(super) limit: Option<u32>,
 }
 
 fn parse_time(field: &str, v: &str) -> Result<i64, Problem> {
@@ -310,7 +173,7 @@ fn parse_time(field: &str, v: &str) -> Result<i64, Problem> {
 }
 
 impl SearchParams {
-    fn to_search(&self, s: &AppState) -> Result<Search, Problem> {
+    pub(super) fn to_search(&self, state: &AppState) -> Result<Search, Problem> {
         let slug = |name: &str, v: &Option<String>| -> Result<Option<String>, Problem> {
             match v {
                 Some(v) if !crate::partners::is_slug(v) => {
@@ -349,25 +212,32 @@ impl SearchParams {
             after: self.after,
             limit: self.limit.unwrap_or(100).clamp(1, MAX_PAGE),
         };
-        let narrowed = search.actor.is_some()
-            || search.recipient.is_some()
-            || search.purpose.is_some()
-            || search.action.is_some()
-            || search.outcome.is_some();
-        let max_ms = i64::from(s.config.log.max_unfiltered_days) * 86_400_000;
-        let span = match (search.from_ms, search.to_ms) {
-            (Some(f), Some(t)) => Some(t - f),
-            _ => None,
-        };
-        if !narrowed && span.is_none_or(|d| d > max_ms) {
-            return Err(Problem::bad_request(format!(
-                "a search without a partner, recipient, purpose, action or outcome filter needs a period \
-                 (from and to) of at most {} days",
-                s.config.log.max_unfiltered_days
-            )));
-        }
+        check_unfiltered_period(state, &search)?;
         Ok(search)
     }
+}
+
+/// A search without a partner, recipient, purpose, action or outcome filter
+/// must name a period of at most `log.max_unfiltered_days`.
+fn check_unfiltered_period(state: &AppState, search: &Search) -> Result<(), Problem> {
+    let narrowed = search.actor.is_some()
+        || search.recipient.is_some()
+        || search.purpose.is_some()
+        || search.action.is_some()
+        || search.outcome.is_some();
+    let max_ms = i64::from(state.config.log.max_unfiltered_days) * 86_400_000;
+    let span = match (search.from_ms, search.to_ms) {
+        (Some(f), Some(t)) => Some(t - f),
+        _ => None,
+    };
+    if !narrowed && span.is_none_or(|d| d > max_ms) {
+        return Err(Problem::bad_request(format!(
+            "a search without a partner, recipient, purpose, action or outcome filter needs a period \
+             (from and to) of at most {} days",
+            state.config.log.max_unfiltered_days
+        )));
+    }
+    Ok(())
 }
 
 /// What an FG asked the log for, as the resources of the query's own entry
@@ -375,7 +245,7 @@ impl SearchParams {
 /// `log-query:<filter>=<value>` for each filter. A partner or purpose that
 /// the registry or the policy does not know is `?`: the caller's text is
 /// not ours to log.
-async fn query_resources(s: &AppState, q: &Search) -> Result<Vec<String>, Problem> {
+pub(super) async fn query_resources(state: &AppState, q: &Search) -> Result<Vec<String>, Problem> {
     let mut out = vec!["log".to_string()];
     let mut add = |name: &str, value: String| out.push(format!("log-query:{name}={value}"));
     let at = |ms: i64| {
@@ -392,12 +262,12 @@ async fn query_resources(s: &AppState, q: &Search) -> Result<Vec<String>, Proble
     }
     for (name, id) in [("partner", &q.actor), ("recipient", &q.recipient)] {
         if let Some(id) = id {
-            let known = s.db.partner(id).await?.is_some();
+            let known = state.db.partner(id).await?.is_some();
             add(name, if known { id.clone() } else { "?".into() });
         }
     }
     if let Some(p) = &q.purpose {
-        let known = purpose::check(&s.policy.current(), Some(p), None).is_ok();
+        let known = purpose::check(&state.policy.current(), Some(p), None).is_ok();
         add("purpose", if known { p.clone() } else { "?".into() });
     }
     // Parsed against the closed lists: ours to log.
@@ -413,25 +283,25 @@ async fn query_resources(s: &AppState, q: &Search) -> Result<Vec<String>, Proble
 }
 
 async fn run_search(
-    s: &AppState,
+    state: &AppState,
     exchange: &Exchange,
     query: AuditQuery,
     mut search: Search,
     subjects: Vec<String>,
 ) -> Result<Disclosed<Json<LogEntries>>, Problem> {
-    let resources = query_resources(s, &search).await?;
-    let (vis, decision) = audit_scope(exchange, query, &resources).await?;
+    let resources = query_resources(state, &search).await?;
+    let (vis, granted) = audit_scope(exchange, query, &resources).await?;
     search.subject = subjects.first().cloned();
-    let rows = s.db.search_log(&vis, &search).await?;
+    let rows = state.db.search_log(&vis, &search).await?;
     let next_after = (rows.len() as u32 == search.limit)
         .then(|| rows.last().map(|e| e.idx))
         .flatten();
     let draft = exchange
-        .draft(&decision)
+        .draft(&granted)
         .resources(resources)
         .subjects(subjects);
-    let receipt: Receipt = s.ledger.record(draft).await?;
-    let tree_size = s.ledger.size().await?;
+    let receipt = state.ledger.record(draft).await?;
+    let tree_size = state.ledger.size().await?;
     Ok(receipt.disclose(Json(LogEntries {
         tree_size,
         entries: rows.into_iter().map(|e| shown(e, true)).collect(),
@@ -443,110 +313,12 @@ async fn run_search(
 #[utoipa::path(get, path = "/v1/log/search", tag = "log", security(("bearer" = [])), params(SearchParams),
     responses((status = 200, body = LogEntries), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn search(
-    State(s): State<AppState>,
+    State(state): State<AppState>,
     exchange: Exchange,
     Query(p): Query<SearchParams>,
 ) -> Result<Disclosed<Json<LogEntries>>, Problem> {
-    let search = p.to_search(&s)?;
-    run_search(&s, &exchange, AuditQuery::Search, search, Vec::new()).await
-}
-
-const CSV_HEADER: [&str; 17] = [
-    "index",
-    "time",
-    "actorPartner",
-    "actorRole",
-    "actorUser",
-    "recipient",
-    "action",
-    "purpose",
-    "legalBasis",
-    "resources",
-    "subjects",
-    "fields",
-    "mode",
-    "reasons",
-    "policyRevision",
-    "outcome",
-    "leafHash",
-];
-
-/// Entries an export reads per query: a search page.
-const EXPORT_PAGE: u32 = MAX_PAGE;
-
-/// The same search as CSV, for the privacy officer's own records: every
-/// entry the search finds (no paging), up to `log.max_export_rows`; a search
-/// that finds more is refused, never cut short.
-#[utoipa::path(get, path = "/v1/log/export", tag = "log", security(("bearer" = [])), params(SearchParams),
-    responses((status = 200, body = String, content_type = "text/csv"), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
-pub async fn export(
-    State(s): State<AppState>,
-    exchange: Exchange,
-    Query(p): Query<SearchParams>,
-) -> Result<Disclosed<impl IntoResponse>, Problem> {
-    if p.limit.is_some() {
-        return Err(Problem::bad_request(
-            "an export answers the whole search; limit is for /v1/log/search",
-        ));
-    }
-    let mut search = p.to_search(&s)?;
-    let resources = query_resources(&s, &search).await?;
-    let (vis, decision) = audit_scope(&exchange, AuditQuery::Export, &resources).await?;
-    let max = s.config.log.max_export_rows;
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(CSV_HEADER).map_err(anyhow::Error::from)?;
-    search.limit = EXPORT_PAGE;
-    let mut rows = 0u64;
-    loop {
-        let page = s.db.search_log(&vis, &search).await?;
-        rows += page.len() as u64;
-        if rows > max {
-            return Err(Problem::bad_request(format!(
-                "the search finds more than {max} entries, the most an export holds: \
-                 narrow it by period, partner, recipient, purpose, action or outcome"
-            )));
-        }
-        let last_page = page.len() < EXPORT_PAGE as usize;
-        search.after = page.last().map(|e| e.idx).or(search.after);
-        for e in page {
-            write_csv_row(&mut w, e)?;
-        }
-        if last_page {
-            break;
-        }
-    }
-    let body = w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?;
-    let draft = exchange.draft(&decision).resources(resources);
-    let receipt = s.ledger.record(draft).await?;
-    Ok(receipt.disclose(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body)))
-}
-
-/// One entry as a CSV row. An entry that does not decode fails the export
-/// (`log verify` names it) rather than go missing from it.
-fn write_csv_row(w: &mut csv::Writer<Vec<u8>>, stored: StoredEntry) -> Result<(), Problem> {
-    let e = Entry::decode(&stored.leaf)
-        .ok_or_else(|| anyhow::anyhow!("log entry {} does not decode", stored.idx))?;
-    w.write_record([
-        e.index.to_string(),
-        e.time,
-        e.actor.partner,
-        e.actor.role,
-        e.actor.user.unwrap_or_default(),
-        e.recipient.unwrap_or_default(),
-        e.action.as_str().into(),
-        e.purpose.unwrap_or_default(),
-        e.legal_basis.unwrap_or_default(),
-        e.resources.join(" "),
-        e.subjects.join(" "),
-        e.fields.join(" "),
-        e.decision.mode,
-        e.decision.reasons.join(" "),
-        e.policy_revision.unwrap_or_default(),
-        e.outcome.as_str().into(),
-        b64(&stored.leaf_hash),
-    ])
-    .map_err(anyhow::Error::from)?;
-    Ok(())
+    let search = p.to_search(&state)?;
+    run_search(&state, &exchange, AuditQuery::Search, search, Vec::new()).await
 }
 
 /// A data subject, identified in the body (never in a URI).
@@ -565,10 +337,27 @@ pub struct SubjectQuery {
 #[utoipa::path(post, path = "/v1/log/subjects", tag = "log", security(("bearer" = [])), request_body = SubjectQuery,
     responses((status = 200, body = LogEntries), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn subject(
-    State(s): State<AppState>,
+    State(state): State<AppState>,
     exchange: Exchange,
     extract::Json(q): extract::Json<SubjectQuery>,
 ) -> Result<Disclosed<Json<LogEntries>>, Problem> {
+    let pseudonym = subject_pseudonym(&state, &q)?;
+    let search = Search {
+        limit: MAX_PAGE,
+        ..Default::default()
+    };
+    run_search(
+        &state,
+        &exchange,
+        AuditQuery::Subject,
+        search,
+        vec![pseudonym],
+    )
+    .await
+}
+
+/// The pseudonym of the subject `q` names, after checking what it gives.
+fn subject_pseudonym(state: &AppState, q: &SubjectQuery) -> Result<String, Problem> {
     if let Some(bsn) = &q.bsn
         && !crate::identifiers::is_valid_bsn(bsn)
     {
@@ -596,7 +385,7 @@ pub async fn subject(
         name: q.name.as_deref(),
         date_of_birth: q.date_of_birth.as_deref(),
     };
-    let Some(pseudonym) = s.pseudonyms.pseudonym(&id) else {
+    let Some(pseudonym) = state.pseudonyms.pseudonym(&id) else {
         return Err(Problem::unprocessable(
             "give a BSN, or a name (and date of birth)",
             vec![FieldError {
@@ -605,9 +394,5 @@ pub async fn subject(
             }],
         ));
     };
-    let search = Search {
-        limit: MAX_PAGE,
-        ..Default::default()
-    };
-    run_search(&s, &exchange, AuditQuery::Subject, search, vec![pseudonym]).await
+    Ok(pseudonym)
 }

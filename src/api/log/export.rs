@@ -1,0 +1,126 @@
+//! The log search as CSV (`GET /v1/log/export`), for the privacy officer's
+//! own records: every entry the search finds, in the audit policy's scope,
+//! and the export itself logged before its body is released (invariant 2).
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::audit::{SearchParams, audit_scope, query_resources};
+use super::{MAX_PAGE, b64};
+use crate::api::AppState;
+use crate::api::extract::Query;
+use crate::api::purpose::Exchange;
+use crate::ledger::{Disclosed, Entry};
+use crate::policy::model::AuditQuery;
+use crate::problem::Problem;
+use crate::store::ledger::{Search, StoredEntry, Visibility};
+
+const CSV_HEADER: [&str; 17] = [
+    "index",
+    "time",
+    "actorPartner",
+    "actorRole",
+    "actorUser",
+    "recipient",
+    "action",
+    "purpose",
+    "legalBasis",
+    "resources",
+    "subjects",
+    "fields",
+    "mode",
+    "reasons",
+    "policyRevision",
+    "outcome",
+    "leafHash",
+];
+
+/// Entries an export reads per query: a search page.
+const EXPORT_PAGE: u32 = MAX_PAGE;
+
+/// The same search as CSV, for the privacy officer's own records: every
+/// entry the search finds (no paging), up to `log.max_export_rows`; a search
+/// that finds more is refused, never cut short.
+#[utoipa::path(get, path = "/v1/log/export", tag = "log", security(("bearer" = [])), params(SearchParams),
+    responses((status = 200, body = String, content_type = "text/csv"), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn export(
+    State(state): State<AppState>,
+    exchange: Exchange,
+    Query(p): Query<SearchParams>,
+) -> Result<Disclosed<impl IntoResponse>, Problem> {
+    if p.limit.is_some() {
+        return Err(Problem::bad_request(
+            "an export answers the whole search; limit is for /v1/log/search",
+        ));
+    }
+    let search = p.to_search(&state)?;
+    let resources = query_resources(&state, &search).await?;
+    let (vis, granted) = audit_scope(&exchange, AuditQuery::Export, &resources).await?;
+    let body = csv_body(&state, &vis, search).await?;
+    let draft = exchange.draft(&granted).resources(resources);
+    let receipt = state.ledger.record(draft).await?;
+    Ok(receipt.disclose(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body)))
+}
+
+/// Every entry `search` finds in `vis`, as CSV, a search page at a time; a
+/// search that finds more than `log.max_export_rows` is refused.
+async fn csv_body(
+    state: &AppState,
+    vis: &Visibility,
+    mut search: Search,
+) -> Result<Vec<u8>, Problem> {
+    let max = state.config.log.max_export_rows;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(CSV_HEADER).map_err(anyhow::Error::from)?;
+    search.limit = EXPORT_PAGE;
+    let mut rows = 0u64;
+    loop {
+        let page = state.db.search_log(vis, &search).await?;
+        rows += page.len() as u64;
+        if rows > max {
+            return Err(Problem::bad_request(format!(
+                "the search finds more than {max} entries, the most an export holds: \
+                 narrow it by period, partner, recipient, purpose, action or outcome"
+            )));
+        }
+        let last_page = page.len() < EXPORT_PAGE as usize;
+        search.after = page.last().map(|e| e.idx).or(search.after);
+        for e in page {
+            write_csv_row(&mut w, e)?;
+        }
+        if last_page {
+            break;
+        }
+    }
+    let body = w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?;
+    Ok(body)
+}
+
+/// One entry as a CSV row. An entry that does not decode fails the export
+/// (`log verify` names it) rather than go missing from it.
+fn write_csv_row(w: &mut csv::Writer<Vec<u8>>, stored: StoredEntry) -> Result<(), Problem> {
+    let e = Entry::decode(&stored.leaf)
+        .ok_or_else(|| anyhow::anyhow!("log entry {} does not decode", stored.idx))?;
+    w.write_record([
+        e.index.to_string(),
+        e.time,
+        e.actor.partner,
+        e.actor.role,
+        e.actor.user.unwrap_or_default(),
+        e.recipient.unwrap_or_default(),
+        e.action.as_str().into(),
+        e.purpose.unwrap_or_default(),
+        e.legal_basis.unwrap_or_default(),
+        e.resources.join(" "),
+        e.subjects.join(" "),
+        e.fields.join(" "),
+        e.decision.mode,
+        e.decision.reasons.join(" "),
+        e.policy_revision.unwrap_or_default(),
+        e.outcome.as_str().into(),
+        b64(&stored.leaf_hash),
+    ])
+    .map_err(anyhow::Error::from)?;
+    Ok(())
+}
