@@ -5,13 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use reqwest::Method;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde_json::{Value, json};
 use sqlx::Row;
 
+use super::client::*;
 use super::common::*;
-use super::covenant::{call, full_signal, log_by_request, ok_json, read, refer, submit};
 
 async fn pool(data: &DataDir) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
@@ -103,15 +102,9 @@ async fn no_personal_value_is_stored_in_plaintext() {
         .find(|m| m.len() == 9 && m.bytes().all(|b| b.is_ascii_digit()))
         .unwrap()
         .clone();
-    let res = call(
-        &server,
-        Method::POST,
-        "/v1/log/subjects",
-        &server.token("zvhd", "fg"),
-        Some("verantwoording"),
-        Some(&json!({"bsn": bsn})),
-    )
-    .await;
+    let res = Role::of(&server, "zvhd", "fg")
+        .post("/v1/log/subjects", AUDIT, &json!({"bsn": bsn}))
+        .await;
     assert!(
         !ok_json(res, 200).await["entries"]
             .as_array()

@@ -19,10 +19,8 @@ use aho_corasick::AhoCorasick;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::client::*;
 use crate::common::*;
-use crate::phenomena::{FEN, Rng, fetch_release, opts, publish, refer_all, submit_all};
-
-const PURPOSE: &str = "ketenpoort-purpose";
 
 /// What a non-member may reach: (method, path template). The public routes
 /// answer anyone. Not `/metrics`: it is on the operator listener only.
@@ -268,15 +266,10 @@ struct Answer {
     text: String,
 }
 
-async fn send(server: &Server, token: &str, r: &Req) -> Answer {
-    let mut b = server.request(r.method.clone(), &r.path).bearer_auth(token);
-    if let Some(p) = r.purpose {
-        b = b.header(PURPOSE, p);
-    }
-    if let Some(body) = &r.body {
-        b = b.json(body);
-    }
-    let res = b.send().await.expect("request");
+async fn answer(role: &Role<'_>, r: &Req) -> Answer {
+    let res = role
+        .call(r.method.clone(), &r.path, r.purpose, r.body.as_ref())
+        .await;
     let status = res.status();
     let mut text = format!("{:?} {status}\n", res.version());
     for (k, v) in res.headers() {
@@ -295,17 +288,9 @@ async fn send(server: &Server, token: &str, r: &Req) -> Answer {
     }
 }
 
-async fn log_size(server: &Server, token: &str) -> u64 {
-    let res = server
-        .post("/v1/log/checkpoint")
-        .bearer_auth(token)
-        .send()
+async fn log_size(role: &Role<'_>) -> u64 {
+    role.sign_checkpoint()
         .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.text()
-        .await
-        .unwrap()
         .lines()
         .nth(1)
         .unwrap()
@@ -320,8 +305,9 @@ async fn world(
     signal_body: Value,
     bsn: String,
 ) -> World {
-    let riec = server.token("riec", "analist");
-    let page: Value = crate::phenomena::get_fen(server, &riec, "/v1/phenomena/releases?limit=100")
+    let riec = Role::of(server, "riec", "analist");
+    let page: Value = riec
+        .get("/v1/phenomena/releases?limit=100", FEN)
         .await
         .json()
         .await
@@ -343,7 +329,7 @@ async fn world(
         inbox,
         releases,
         tables,
-        log_size: log_size(server, &riec).await,
+        log_size: log_size(&riec).await,
         signal_body,
         bsn,
     }
@@ -351,10 +337,10 @@ async fn world(
 
 #[tokio::test]
 async fn a_non_member_reaches_only_the_phenomenon_and_log_hash_routes() {
-    let server = Server::start(opts()).await;
+    let server = Server::start(phenomena_opts()).await;
     let mut rng = Rng::new(3);
     let bodies: Vec<Value> = (0..6)
-        .map(|i| crate::phenomena::plain_signal(&mut rng, 2024, 1 + i))
+        .map(|i| plain_signal(&mut rng, 2024, 1 + i))
         .collect();
     let ids = submit_all(&server, &bodies).await;
     refer_all(&server, &ids[..3], "riec", FEN).await;
@@ -387,12 +373,12 @@ async fn a_non_member_reaches_only_the_phenomenon_and_log_hash_routes() {
         .collect();
     let mut refused_templates = BTreeSet::new();
     for role in ["analist", "fg"] {
-        let token = server.token("riec", role);
+        let riec = Role::of(&server, "riec", role);
         for (method, template) in &ops {
             let reqs = requests(method, template, &w, false);
             assert!(!reqs.is_empty());
             for r in reqs {
-                let a = send(&server, &token, &r).await;
+                let a = answer(&riec, &r).await;
                 let what = format!(
                     "riec {role}: {} {} (purpose {:?})",
                     r.method, r.path, r.purpose
@@ -428,27 +414,19 @@ async fn a_non_member_reaches_only_the_phenomenon_and_log_hash_routes() {
     }
     // Refused before the handler: the RIEC's submission was not stored,
     // its referral was not made.
-    let zvhd = server.token("zvhd", "ketenregisseur");
-    let page: Value = server
-        .get("/v1/signals?limit=100")
-        .bearer_auth(&zvhd)
-        .header(PURPOSE, "drieluik")
-        .send()
+    let zvhd = Role::of(&server, "zvhd", "ketenregisseur");
+    let page: Value = zvhd
+        .get("/v1/signals?limit=100", "drieluik")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), ids.len());
     // Every refusal is in the log: action deny, the route template, no id.
-    let fg = server.token("zvhd", "fg");
-    let res = server
-        .get("/v1/log/search?action=deny&partner=riec&limit=500")
-        .bearer_auth(&fg)
-        .header(PURPOSE, "verantwoording")
-        .send()
-        .await
-        .unwrap();
+    let fg = Role::of(&server, "zvhd", "fg");
+    let res = fg
+        .get("/v1/log/search?action=deny&partner=riec&limit=500", AUDIT)
+        .await;
     assert_eq!(res.status(), 200);
     let found: Value = res.json().await.unwrap();
     let mut logged = BTreeSet::new();
@@ -472,12 +450,13 @@ async fn a_non_member_reaches_only_the_phenomenon_and_log_hash_routes() {
 
 #[tokio::test]
 async fn the_egress_guard_blocks_stored_values_that_reach_a_non_member() {
-    let server = Server::start(opts().env("KETENPOORT_ADMIN__LISTEN", "127.0.0.1:0")).await;
+    let server =
+        Server::start(phenomena_opts().env("KETENPOORT_ADMIN__LISTEN", "127.0.0.1:0")).await;
     let mut body = example("signal.json");
     body["victims"][0]["name"] = json!("Quirinus Zandvoortbeek");
     body["suspects"][0]["phone"] = json!("+31 6 2417 3309");
     let ids = submit_all(&server, &[body]).await;
-    let fg = server.token("zvhd", "fg");
+    let fg = Role::of(&server, "zvhd", "fg");
     // A value reaches the RIEC by an honest channel the layers do not
     // police: its own user id (the token's subject), shown by /v1/me and in
     // its own log entries. The guard does not know how it got there.
@@ -492,13 +471,7 @@ async fn the_egress_guard_blocks_stored_values_that_reach_a_non_member() {
     for (user, finding) in cases {
         let mut claims = server.claims("riec", "analist");
         claims["sub"] = json!(user);
-        let token = server.sign(&claims);
-        let res = server
-            .get("/v1/me")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let res = server.get_as("/v1/me", &server.sign(&claims)).await;
         let text = res
             .headers()
             .iter()
@@ -511,13 +484,12 @@ async fn the_egress_guard_blocks_stored_values_that_reach_a_non_member() {
             !shown.contains(&user.to_lowercase()),
             "the blocked value is not echoed"
         );
-        let found = server
-            .get("/v1/log/search?action=deny&outcome=blocked&partner=riec&limit=500")
-            .bearer_auth(&fg)
-            .header(PURPOSE, "verantwoording")
-            .send()
+        let found = fg
+            .get(
+                "/v1/log/search?action=deny&outcome=blocked&partner=riec&limit=500",
+                AUDIT,
+            )
             .await
-            .unwrap()
             .json::<Value>()
             .await
             .unwrap();
@@ -542,10 +514,11 @@ async fn the_egress_guard_blocks_stored_values_that_reach_a_non_member() {
     // one request.
     let mut claims = server.claims("riec", "analist");
     claims["sub"] = json!("Quirinus Zandvoortbeek");
-    let token = server.sign(&claims);
-    let riec = server.token("riec", "analist");
+    let named = Role::with_token(&server, server.sign(&claims));
+    let riec = Role::of(&server, "riec", "analist");
     publish(&server, "2024-Q2");
-    let release = crate::phenomena::get_fen(&server, &riec, "/v1/phenomena/releases")
+    let release = riec
+        .get("/v1/phenomena/releases", FEN)
         .await
         .json::<Value>()
         .await
@@ -553,37 +526,29 @@ async fn the_egress_guard_blocks_stored_values_that_reach_a_non_member() {
         .as_str()
         .unwrap()
         .to_owned();
-    let res = crate::phenomena::get_fen(
-        &server,
-        &token,
-        &format!("/v1/phenomena/releases/{release}"),
-    )
-    .await;
+    let res = named
+        .get(&format!("/v1/phenomena/releases/{release}"), FEN)
+        .await;
     assert_eq!(res.status(), 200);
-    let size = log_size(&server, &riec).await;
-    let res = server
-        .get(&format!(
-            "/v1/log/entries?start={}&end={size}",
-            size.saturating_sub(1000)
-        ))
-        .bearer_auth(&riec)
-        .header(PURPOSE, "verantwoording")
-        .send()
-        .await
-        .unwrap();
+    let size = log_size(&riec).await;
+    let res = riec
+        .get(
+            &format!(
+                "/v1/log/entries?start={}&end={size}",
+                size.saturating_sub(1000)
+            ),
+            AUDIT,
+        )
+        .await;
     let request_id = header(&res, "x-request-id").unwrap();
     assert!(
         header(&res, "ketenpoort-receipt").is_none(),
         "the blocked answer carries nothing of the original"
     );
     problem(res, 403, Some("egress-blocked")).await;
-    let found: Value = server
-        .get("/v1/log/search?partner=riec&limit=500")
-        .bearer_auth(&fg)
-        .header(PURPOSE, "verantwoording")
-        .send()
+    let found: Value = fg
+        .get("/v1/log/search?partner=riec&limit=500", AUDIT)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -747,11 +712,11 @@ fn canary(rng: &mut Rng, used: &mut HashSet<String>, i: usize) -> (Value, Vec<St
     let tale = word(rng);
     markers.push(tale.clone());
     let body = json!({
-        "municipality": crate::phenomena::MUNICIPALITIES[i % 12],
+        "municipality": MUNICIPALITIES[i % 12],
         "dateReceived": format!("{}-{:02}-{:02}", 2023 + (i % 2), 1 + rng.below(12), 1 + rng.below(28)),
-        "forms": [crate::phenomena::FORMS[i % 5]],
-        "sector": crate::phenomena::SECTORS[i % 12],
-        "locationType": crate::phenomena::LOCATIONS[i % 10],
+        "forms": [FORMS[i % 5]],
+        "sector": SECTORS[i % 12],
+        "locationType": LOCATIONS[i % 10],
         "domesticSetting": i.is_multiple_of(7),
         "indicators": ["A-3"],
         "urgency": "hoog",
@@ -823,7 +788,7 @@ impl Markers {
 #[tokio::test]
 async fn canary_no_marker_id_or_pseudonym_crosses_to_the_riec() {
     const SIGNALS: usize = 1000;
-    let server = Server::start(opts()).await;
+    let server = Server::start(phenomena_opts()).await;
     let mut rng = Rng::new(0xca_4a41);
     let mut used = HashSet::new();
     let (bodies, values): (Vec<Value>, Vec<Vec<String>>) =
@@ -851,7 +816,7 @@ async fn canary_no_marker_id_or_pseudonym_crosses_to_the_riec() {
         publish(&server, p);
     }
     // The pseudonyms of the canary subjects, as the ZVHD privacy officer sees them.
-    let fg = server.token("zvhd", "fg");
+    let fg = Role::of(&server, "zvhd", "fg");
     let mut pseudonyms = BTreeSet::new();
     let mut after = None;
     loop {
@@ -859,16 +824,7 @@ async fn canary_no_marker_id_or_pseudonym_crosses_to_the_riec() {
             Some(a) => format!("/v1/log/search?action=submit&limit=500&after={a}"),
             None => "/v1/log/search?action=submit&limit=500".to_owned(),
         };
-        let page: Value = server
-            .get(&path)
-            .bearer_auth(&fg)
-            .header(PURPOSE, "verantwoording")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = fg.get(&path, AUDIT).await.json().await.unwrap();
         for e in page["entries"].as_array().unwrap() {
             for s in e["entry"]["subjects"].as_array().unwrap() {
                 pseudonyms.insert(s.as_str().unwrap().to_owned());
@@ -894,14 +850,9 @@ async fn canary_no_marker_id_or_pseudonym_crosses_to_the_riec() {
     }
     let markers = Markers::new(&values);
     // The search finds what it must find (a member's view of a record).
-    let zvhd = server.token("zvhd", "ketenregisseur");
-    let own = server
-        .get(&format!("/v1/signals/{}", ids[0]))
-        .bearer_auth(&zvhd)
-        .header(PURPOSE, "drieluik")
-        .send()
+    let own = Role::of(&server, "zvhd", "ketenregisseur")
+        .read(&ids[0], "drieluik")
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -934,10 +885,10 @@ async fn canary_no_marker_id_or_pseudonym_crosses_to_the_riec() {
         extra.push(("GET".into(), path.into()));
     }
     for role in ["analist", "fg"] {
-        let token = server.token("riec", role);
+        let riec = Role::of(&server, "riec", role);
         for (method, template) in &extra {
             for r in requests(method, template, &w, true) {
-                let a = send(&server, &token, &r).await;
+                let a = answer(&riec, &r).await;
                 asked += 1;
                 *statuses.entry(a.status).or_default() += 1;
                 assert!(a.status < 500, "{} {}: {}", r.method, r.path, a.text);
@@ -966,7 +917,7 @@ async fn canary_no_marker_id_or_pseudonym_crosses_to_the_riec() {
         "{statuses:?}"
     );
     // The release the RIEC receives counts the canary signals.
-    let release = fetch_release(&server, &server.token("riec", "analist"), "2024-Q4").await;
+    let release = fetch_release(&Role::of(&server, "riec", "analist"), "2024-Q4").await;
     let total: i64 = release["tables"][0]["cells"]
         .as_array()
         .unwrap()
@@ -993,7 +944,7 @@ async fn canary_no_marker_id_or_pseudonym_crosses_to_the_riec() {
 
 #[tokio::test]
 async fn a_registry_entry_does_not_make_a_riec_a_member() {
-    let server = Server::start(opts()).await;
+    let server = Server::start(phenomena_opts()).await;
     // Registered without --non-member: the registry says member, the
     // covenant says the kind is not. Both layers go by the covenant.
     server.cli_ok(&[
@@ -1011,24 +962,16 @@ async fn a_registry_entry_does_not_make_a_riec_a_member() {
     let listed = server.data().partners();
     let entry = listed.iter().find(|p| p["id"] == "riec-twee").unwrap();
     assert_eq!(entry["member"], json!(true));
-    let token = server.issue(&["--partner", "riec-twee", "--role", "analist"]);
-    let res = server
-        .get("/v1/signals")
-        .bearer_auth(&token)
-        .header(PURPOSE, "drieluik")
-        .send()
-        .await
-        .unwrap();
+    let riec_twee = Role::with_token(
+        &server,
+        server.issue(&["--partner", "riec-twee", "--role", "analist"]),
+    );
+    let res = riec_twee.get("/v1/signals", "drieluik").await;
     problem(res, 403, Some("non-member-record-route")).await;
     let mut claims = server.claims("riec-twee", "analist");
     claims["sub"] = json!("123456782");
-    let res = server
-        .get("/v1/me")
-        .bearer_auth(server.sign(&claims))
-        .send()
-        .await
-        .unwrap();
+    let res = server.get_as("/v1/me", &server.sign(&claims)).await;
     problem(res, 403, Some("egress-blocked")).await;
-    let res = crate::phenomena::get_fen(&server, &token, "/v1/phenomena/releases").await;
+    let res = riec_twee.get("/v1/phenomena/releases", FEN).await;
     assert_eq!(res.status(), 200);
 }

@@ -13,21 +13,6 @@ use crate::common::*;
 
 const ROLE: &str = "aandachtfunctionaris-veiligheid";
 
-const MUNICIPALITIES: [&str; 12] = [
-    "aa-en-hunze",
-    "assen",
-    "borger-odoorn",
-    "coevorden",
-    "de-wolden",
-    "emmen",
-    "hoogeveen",
-    "meppel",
-    "midden-drenthe",
-    "noordenveld",
-    "tynaarlo",
-    "westerveld",
-];
-
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }

@@ -698,25 +698,6 @@ impl Server {
         self.client.request(method, self.url(path))
     }
 
-    /// GET with a bearer token.
-    pub async fn get_as(&self, path: &str, token: &str) -> Response {
-        self.get(path)
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// POST JSON with a bearer token.
-    pub async fn post_as(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.post(path)
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
-    }
-
     /// The demo token of `partner` in `role`.
     pub fn token(&self, partner: &str, role: &str) -> String {
         let path = self.data.file(&format!("demo/tokens/{partner}.{role}.jwt"));
@@ -931,6 +912,248 @@ pub fn concrete(template: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+// ---------------------------------------------------------------------------
+// Test data shared by the feature files.
+
+/// A valid BSN (11-proef) from 8 random digits.
+pub fn bsn() -> String {
+    loop {
+        let digits: Vec<u32> = uuid::Uuid::new_v4()
+            .as_bytes()
+            .iter()
+            .take(8)
+            .map(|b| u32::from(*b) % 10)
+            .collect();
+        let sum: u32 = digits
+            .iter()
+            .enumerate()
+            .map(|(i, d)| d * (9 - i as u32))
+            .sum();
+        let check = sum % 11;
+        if check < 10 && digits[0] != 0 {
+            let mut s: String = digits.iter().map(|d| d.to_string()).collect();
+            s.push_str(&check.to_string());
+            return s;
+        }
+    }
+}
+
+/// A unique value that must never show up where it does not belong.
+pub fn marker() -> String {
+    format!("mrk{}", &random_id()[..20])
+}
+
+/// A signal with every classified field present. Returns the body and the
+/// unique markers in its personal values (names, numbers, free text).
+pub fn full_signal(
+    municipality: &str,
+    forms: &[&str],
+    minor: bool,
+    domestic: bool,
+) -> (Value, Vec<String>) {
+    let m: Vec<String> = (0..9).map(|_| marker()).collect();
+    let (victim_bsn, suspect_bsn) = (bsn(), bsn());
+    let body = json!({
+        "municipality": municipality,
+        "dateReceived": "2026-01-15",
+        "forms": forms,
+        "sector": "horeca",
+        "locationType": "woning",
+        "domesticSetting": domestic,
+        "indicators": ["A-3", "S-12"],
+        "urgency": "hoog",
+        "victims": [{
+            "name": format!("Slachtoffer {}", m[0]),
+            "bsn": victim_bsn,
+            "dateOfBirth": if minor { "2012-05-01" } else { "1990-03-04" },
+            "nationality": "RO",
+            "gender": "vrouw",
+            "address": {"street": m[1], "houseNumber": "12", "postcode": "9401 AB", "city": "Assen", "country": "NL"},
+            "phone": "+31 6 12345678",
+            "email": format!("{}@example.invalid", m[2]),
+            "labourMigrant": true,
+            "mildIntellectualDisability": true,
+            "careNeeds": format!("Zorgbehoefte {}", m[3]),
+        }],
+        "suspects": [{
+            "name": format!("Verdachte {}", m[4]),
+            "bsn": suspect_bsn,
+            "dateOfBirth": "1975-07-08",
+            "nationality": "NL",
+            "gender": "man",
+            "address": {"street": m[5], "houseNumber": "3", "postcode": "7811 AA", "city": "Emmen", "country": "NL"},
+            "phone": "+31 6 87654321",
+            "email": format!("{}@example.invalid", m[6]),
+            "companyName": format!("Uitzendbureau {} B.V.", m[7]),
+            "kvkNumber": "12345678",
+            "allegedConduct": format!("Houdt paspoorten in {}", m[8]),
+        }],
+        "narrative": format!("Vrije tekst over iedereen {}", m[0]),
+    });
+    let mut markers = m;
+    markers.extend([victim_bsn, suspect_bsn]);
+    (body, markers)
+}
+
+pub const MUNICIPALITIES: [&str; 12] = [
+    "aa-en-hunze",
+    "assen",
+    "borger-odoorn",
+    "coevorden",
+    "de-wolden",
+    "emmen",
+    "hoogeveen",
+    "meppel",
+    "midden-drenthe",
+    "noordenveld",
+    "tynaarlo",
+    "westerveld",
+];
+pub const FORMS: [&str; 5] = ["seksueel", "arbeid", "crimineel", "orgaan", "onbekend"];
+pub const SECTORS: [&str; 12] = [
+    "land-en-tuinbouw",
+    "bouw",
+    "horeca",
+    "logistiek",
+    "schoonmaak",
+    "vleesverwerking",
+    "prostitutie",
+    "huishoudelijk",
+    "industrie",
+    "zorg",
+    "overig",
+    "onbekend",
+];
+pub const LOCATIONS: [&str; 10] = [
+    "woning",
+    "bedrijfspand",
+    "horeca",
+    "seksinrichting",
+    "agrarisch",
+    "huisvesting-arbeidsmigranten",
+    "online",
+    "openbare-ruimte",
+    "overig",
+    "onbekend",
+];
+
+/// A small deterministic generator (xorshift64*), so a failing data set can
+/// be reproduced.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len())]
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// A signal without personal values: only what the tables count varies.
+pub fn plain_signal(rng: &mut Rng, year: i32, month: u8) -> Value {
+    let day = 1 + rng.below(28);
+    let mut forms = vec![rng.pick(&FORMS)];
+    if rng.chance(25) {
+        let second = rng.pick(&FORMS);
+        if !forms.contains(&second) {
+            forms.push(second);
+        }
+    }
+    let minor = rng.chance(25);
+    let born = if minor { year - 15 } else { year - 30 };
+    let mut victim = json!({
+        "dateOfBirth": format!("{born:04}-{month:02}-{day:02}"),
+        "labourMigrant": rng.chance(30),
+    });
+    if rng.chance(15) {
+        victim.as_object_mut().unwrap().remove("dateOfBirth");
+    }
+    let mut victims = vec![victim];
+    if rng.chance(15) {
+        victims.push(json!({"labourMigrant": false}));
+    }
+    let mut body = json!({
+        "municipality": if rng.chance(8) { "buiten-drenthe" } else { rng.pick(&MUNICIPALITIES) },
+        "dateReceived": format!("{year:04}-{month:02}-{day:02}"),
+        "forms": forms,
+        "urgency": "normaal",
+        "victims": victims,
+        "narrative": "Fictief testsignaal zonder persoonsgegevens."
+    });
+    if !rng.chance(20) {
+        body["sector"] = json!(rng.pick(&SECTORS));
+    }
+    if !rng.chance(20) {
+        body["locationType"] = json!(rng.pick(&LOCATIONS));
+    }
+    body
+}
+
+/// The configuration every server and CLI run of these tests shares.
+pub const PHENOMENA_ENV: [(&str, &str); 2] = [
+    ("KETENPOORT_PHENOMENA__MAX_DEVIATION", "3"),
+    ("KETENPOORT_PHENOMENA__VARIANCE", "1.0"),
+];
+
+/// A server for the tests of the phenomenon tables: the shared perturbation settings, no rate
+/// limit in the way of bulk submissions, and no release of its own — the
+/// tests publish past periods in order, and the last closed quarter,
+/// published at start, would be newer than all of them.
+pub fn phenomena_opts() -> Opts {
+    let mut o = Opts::new()
+        .env("KETENPOORT_HTTP__RATE_LIMIT_PER_SECOND", 100_000)
+        .env("KETENPOORT_HTTP__RATE_LIMIT_BURST", 100_000)
+        .env("KETENPOORT_PHENOMENA__AUTO_PUBLISH", "false");
+    for (k, v) in PHENOMENA_ENV {
+        o = o.env(k, v);
+    }
+    o
+}
+
+/// `ketenpoort phenomena release --period P`; returns its output.
+pub fn publish(server: &Server, period: &str) -> String {
+    let out = server.data().cli_with_env(
+        &["phenomena", "release", "--period", period],
+        &PHENOMENA_ENV,
+    );
+    assert!(
+        out.status.success(),
+        "phenomena release {period}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The last month of a cell period (`2021`, `2021-Q3`) or of a release
+/// period (`2021-Q3`, `2021-08`).
+pub fn end_of(period: &str) -> (i32, u8) {
+    let year: i32 = period[..4].parse().unwrap();
+    match period.get(5..) {
+        None => (year, 12),
+        Some(rest) => match rest.strip_prefix('Q') {
+            Some(q) => (year, q.parse::<u8>().unwrap() * 3),
+            None => (year, rest.parse().unwrap()),
+        },
+    }
 }
 
 #[tokio::test]

@@ -13,27 +13,21 @@ use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
+use super::client::*;
 use super::common::*;
 
 /// Keys ketenpoort puts on every record it returns (not personal).
-pub const ENVELOPE: [&str; 4] = ["id", "schemaVersion", "reporter", "createdAt"];
+const ENVELOPE: [&str; 4] = ["id", "schemaVersion", "reporter", "createdAt"];
 
 /// `policies/data.json`, the covenant as data.
-pub fn covenant() -> Value {
+fn covenant() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/data.json");
     serde_json::from_str(&std::fs::read_to_string(path).expect("policies/data.json"))
         .expect("data.json is JSON")
 }
 
-fn strings(v: &Value) -> impl Iterator<Item = String> + '_ {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_owned))
-}
-
 /// The fields grant `id` gives: its classes' fields less `excludeFields`.
-pub fn grant_fields(id: &str) -> BTreeSet<String> {
+fn grant_fields(id: &str) -> BTreeSet<String> {
     let c = covenant();
     let grant = c["covenant"]["grants"]
         .as_array()
@@ -64,7 +58,7 @@ fn all_fields() -> BTreeSet<String> {
 
 /// The envelope plus `fields`: the exact key set of a projection of a
 /// signal that has every field.
-pub fn with_envelope(fields: &BTreeSet<String>) -> BTreeSet<String> {
+fn with_envelope(fields: &BTreeSet<String>) -> BTreeSet<String> {
     let mut out = fields.clone();
     out.extend(ENVELOPE.map(String::from));
     out
@@ -72,7 +66,7 @@ pub fn with_envelope(fields: &BTreeSet<String>) -> BTreeSet<String> {
 
 /// Every field path of a record: top-level keys, and `victims.x`/`suspects.x`
 /// for the keys of each person.
-pub fn paths(record: &Value) -> BTreeSet<String> {
+fn paths(record: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for (k, v) in record.as_object().expect("a record is an object") {
         match (k.as_str(), v.as_array()) {
@@ -137,172 +131,11 @@ fn assert_projection(
     }
 }
 
-/// A valid BSN (11-proef) from 8 random digits.
-pub fn bsn() -> String {
-    loop {
-        let digits: Vec<u32> = uuid::Uuid::new_v4()
-            .as_bytes()
-            .iter()
-            .take(8)
-            .map(|b| u32::from(*b) % 10)
-            .collect();
-        let sum: u32 = digits
-            .iter()
-            .enumerate()
-            .map(|(i, d)| d * (9 - i as u32))
-            .sum();
-        let check = sum % 11;
-        if check < 10 && digits[0] != 0 {
-            let mut s: String = digits.iter().map(|d| d.to_string()).collect();
-            s.push_str(&check.to_string());
-            return s;
-        }
-    }
-}
-
-/// A unique value that must never show up where it does not belong.
-pub fn marker() -> String {
-    format!("mrk{}", &random_id()[..20])
-}
-
-/// A signal with every classified field present. Returns the body and the
-/// unique markers in its personal values (names, numbers, free text).
-pub fn full_signal(
-    municipality: &str,
-    forms: &[&str],
-    minor: bool,
-    domestic: bool,
-) -> (Value, Vec<String>) {
-    let m: Vec<String> = (0..9).map(|_| marker()).collect();
-    let (victim_bsn, suspect_bsn) = (bsn(), bsn());
-    let body = json!({
-        "municipality": municipality,
-        "dateReceived": "2026-01-15",
-        "forms": forms,
-        "sector": "horeca",
-        "locationType": "woning",
-        "domesticSetting": domestic,
-        "indicators": ["A-3", "S-12"],
-        "urgency": "hoog",
-        "victims": [{
-            "name": format!("Slachtoffer {}", m[0]),
-            "bsn": victim_bsn,
-            "dateOfBirth": if minor { "2012-05-01" } else { "1990-03-04" },
-            "nationality": "RO",
-            "gender": "vrouw",
-            "address": {"street": m[1], "houseNumber": "12", "postcode": "9401 AB", "city": "Assen", "country": "NL"},
-            "phone": "+31 6 12345678",
-            "email": format!("{}@example.invalid", m[2]),
-            "labourMigrant": true,
-            "mildIntellectualDisability": true,
-            "careNeeds": format!("Zorgbehoefte {}", m[3]),
-        }],
-        "suspects": [{
-            "name": format!("Verdachte {}", m[4]),
-            "bsn": suspect_bsn,
-            "dateOfBirth": "1975-07-08",
-            "nationality": "NL",
-            "gender": "man",
-            "address": {"street": m[5], "houseNumber": "3", "postcode": "7811 AA", "city": "Emmen", "country": "NL"},
-            "phone": "+31 6 87654321",
-            "email": format!("{}@example.invalid", m[6]),
-            "companyName": format!("Uitzendbureau {} B.V.", m[7]),
-            "kvkNumber": "12345678",
-            "allegedConduct": format!("Houdt paspoorten in {}", m[8]),
-        }],
-        "narrative": format!("Vrije tekst over iedereen {}", m[0]),
-    });
-    let mut markers = m;
-    markers.extend([victim_bsn, suspect_bsn]);
-    (body, markers)
-}
-
-/// A request with a token and, when given, a purpose header and JSON body.
-pub async fn call(
-    server: &Server,
-    method: Method,
-    path: &str,
-    token: &str,
-    purpose: Option<&str>,
-    body: Option<&Value>,
-) -> Response {
-    let mut req = server.request(method, path).bearer_auth(token);
-    if let Some(p) = purpose {
-        req = req.header("ketenpoort-purpose", p);
-    }
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    req.send().await.expect("request")
-}
-
-/// A 2xx response's JSON body (panics with the body otherwise).
-pub async fn ok_json(res: Response, status: u16) -> Value {
-    let got = res.status();
-    let text = res.text().await.expect("body");
-    assert_eq!(got.as_u16(), status, "{text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-/// Submits a signal as `partner`.`role`; returns its id.
-pub async fn submit(server: &Server, partner: &str, role: &str, body: &Value) -> String {
-    let res = call(
-        server,
-        Method::POST,
-        "/v1/signals",
-        &server.token(partner, role),
-        Some("signalering"),
-        Some(body),
-    )
-    .await;
-    let created = ok_json(res, 201).await;
-    assert_eq!(created["recipient"], "zvhd");
-    created["id"].as_str().expect("signal id").to_owned()
-}
-
-/// Refers signal `id` as `by` (a ZVHD role) to `recipient` for `purpose`.
-pub async fn refer(
-    server: &Server,
-    by: &str,
-    id: &str,
-    recipient: &str,
-    purpose: &str,
-) -> Response {
-    call(
-        server,
-        Method::POST,
-        &format!("/v1/signals/{id}/referrals"),
-        &server.token("zvhd", by),
-        Some(purpose),
-        Some(&json!({"recipient": recipient, "purpose": purpose})),
-    )
-    .await
-}
-
-/// `GET /v1/signals/{id}` as `partner`.`role` for `purpose`.
-pub async fn read(server: &Server, partner: &str, role: &str, id: &str, purpose: &str) -> Response {
-    call(
-        server,
-        Method::GET,
-        &format!("/v1/signals/{id}"),
-        &server.token(partner, role),
-        Some(purpose),
-        None,
-    )
-    .await
-}
-
 /// The recipient's inbox copy of signal `id` for `purpose`.
 async fn inbox_copy(server: &Server, partner: &str, role: &str, id: &str, purpose: &str) -> Value {
-    let res = call(
-        server,
-        Method::GET,
-        "/v1/inbox",
-        &server.token(partner, role),
-        Some(purpose),
-        None,
-    )
-    .await;
+    let res = Role::of(server, partner, role)
+        .get("/v1/inbox", purpose)
+        .await;
     let page = ok_json(res, 200).await;
     let items: Vec<&Value> = page["items"]
         .as_array()
@@ -313,90 +146,6 @@ async fn inbox_copy(server: &Server, partner: &str, role: &str, id: &str, purpos
     assert_eq!(items.len(), 1, "{partner}: inbox items for {id}: {page}");
     assert_eq!(items[0]["purpose"], purpose);
     items[0]["record"].clone()
-}
-
-/// Every log entry so far, by request id (through the ZVHD FG's search).
-pub async fn log_by_request(server: &Server) -> BTreeMap<String, Vec<Value>> {
-    let fg = server.token("zvhd", "fg");
-    let today = time::OffsetDateTime::now_utc().date();
-    let (from, to) = (
-        today.previous_day().unwrap(),
-        today.next_day().unwrap().next_day().unwrap(),
-    );
-    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    let mut after: Option<u64> = None;
-    loop {
-        let mut path = format!("/v1/log/search?from={from}&to={to}&limit=500");
-        if let Some(a) = after {
-            path.push_str(&format!("&after={a}"));
-        }
-        let page = ok_json(
-            call(
-                server,
-                Method::GET,
-                &path,
-                &fg,
-                Some("verantwoording"),
-                None,
-            )
-            .await,
-            200,
-        )
-        .await;
-        for e in page["entries"].as_array().expect("entries") {
-            let entry = e["entry"].clone();
-            let rid = entry["requestId"].as_str().expect("requestId").to_owned();
-            out.entry(rid).or_default().push(entry);
-        }
-        match page["nextAfter"].as_u64() {
-            Some(n) => after = Some(n),
-            None => return out,
-        }
-    }
-}
-
-/// The one log entry of the request that got `res`.
-async fn entry_of(server: &Server, request_id: &str) -> Value {
-    let mut all = log_by_request(server).await;
-    let entries = all.remove(request_id).unwrap_or_default();
-    assert_eq!(
-        entries.len(),
-        1,
-        "log entries of request {request_id}: {entries:?}"
-    );
-    entries.into_iter().next().unwrap()
-}
-
-pub fn request_id(res: &Response) -> String {
-    header(res, "x-request-id").expect("x-request-id")
-}
-
-/// A policy refusal: 403 with `code`, and exactly one `denied` log entry
-/// for this request, with action `action`, the code among its reasons and
-/// no fields.
-pub async fn refused(server: &Server, res: Response, code: &str, action: &str) -> Value {
-    refused_with(server, res, 403, code, action).await
-}
-
-/// [`refused`] answered with `status`.
-async fn refused_with(
-    server: &Server,
-    res: Response,
-    status: u16,
-    code: &str,
-    action: &str,
-) -> Value {
-    let rid = request_id(&res);
-    problem(res, status, Some(code)).await;
-    let e = entry_of(server, &rid).await;
-    assert_eq!(e["outcome"], "denied", "{e}");
-    assert_eq!(e["action"], action, "{e}");
-    assert!(
-        strings(&e["decision"]["reasons"]).any(|r| r == code),
-        "{code} not among the logged reasons: {e}"
-    );
-    assert_eq!(e["fields"], json!([]), "{e}");
-    e
 }
 
 /// A referral that went through: 201, mode masked, the recipient grant's
@@ -428,7 +177,7 @@ async fn referred(server: &Server, res: Response, recipient: &str, grant: &str) 
 }
 
 /// What `POST /v1/decisions` says a recipient gets on delivery.
-pub async fn dry_run_fields(
+async fn dry_run_fields(
     server: &Server,
     recipient: &str,
     role: &str,
@@ -442,15 +191,9 @@ pub async fn dry_run_fields(
             q[k] = v.clone();
         }
     }
-    let res = call(
-        server,
-        Method::POST,
-        "/v1/decisions",
-        &server.token("zvhd", "ketenregisseur"),
-        None,
-        Some(&q),
-    )
-    .await;
+    let res = Role::of(server, "zvhd", "ketenregisseur")
+        .post("/v1/decisions", None, &q)
+        .await;
     ok_json(res, 200).await
 }
 
@@ -461,15 +204,9 @@ async fn meldroute_gives_each_recipient_exactly_its_fields() {
 
     // 1. A municipality reports a labour-exploitation signal to the ZVHD.
     let (labour, _) = full_signal("emmen", &["arbeid"], false, false);
-    let res = call(
-        &server,
-        Method::POST,
-        "/v1/signals",
-        &server.token("emmen", "aandachtfunctionaris-sociaal"),
-        Some("signalering"),
-        Some(&labour),
-    )
-    .await;
+    let res = Role::of(&server, "emmen", "aandachtfunctionaris-sociaal")
+        .post("/v1/signals", "signalering", &labour)
+        .await;
     let rid = request_id(&res);
     assert!(header(&res, "ketenpoort-receipt").is_some());
     let created = ok_json(res, 201).await;
@@ -768,15 +505,9 @@ async fn meldroute_gives_each_recipient_exactly_its_fields() {
     // The ketenregisseur's list shows all three in full; the police list
     // shows only what was referred to them, cut to their grant.
     let page = ok_json(
-        call(
-            &server,
-            Method::GET,
-            "/v1/signals",
-            &server.token("zvhd", "ketenregisseur"),
-            Some("drieluik"),
-            None,
-        )
-        .await,
+        Role::of(&server, "zvhd", "ketenregisseur")
+            .get("/v1/signals", "drieluik")
+            .await,
         200,
     )
     .await;
@@ -794,15 +525,9 @@ async fn meldroute_gives_each_recipient_exactly_its_fields() {
         assert_eq!(paths(item), with_envelope(&all));
     }
     let page = ok_json(
-        call(
-            &server,
-            Method::GET,
-            "/v1/signals",
-            &server.token("politie", "rechercheur"),
-            Some("opsporing"),
-            None,
-        )
-        .await,
+        Role::of(&server, "politie", "rechercheur")
+            .get("/v1/signals", "opsporing")
+            .await,
         200,
     )
     .await;
@@ -863,15 +588,9 @@ async fn refusals_carry_their_reason_and_are_logged() {
     )
     .await;
     // A municipality does not refer (it reports to the ZVHD by submitting).
-    let res = call(
-        &server,
-        Method::POST,
-        &format!("/v1/signals/{s}/referrals"),
-        &server.token("emmen", "aandachtfunctionaris-sociaal"),
-        Some("opsporing"),
-        Some(&json!({"recipient": "politie", "purpose": "opsporing"})),
-    )
-    .await;
+    let res = Role::of(&server, "emmen", "aandachtfunctionaris-sociaal")
+        .refer(&s, "politie", "opsporing")
+        .await;
     refused(&server, res, "not-a-referrer", "refer").await;
     // Form `onbekend` reaches no investigator until the Drieluik sets a form.
     for recipient in ["politie", "nla", "om"] {
@@ -924,15 +643,15 @@ async fn refusals_carry_their_reason_and_are_logged() {
 
     // No purpose (403), or one the covenant does not know (422, bad input):
     // refused and logged, without the caller's text as purpose.
-    let token = server.token("zvhd", "ketenregisseur");
-    let fg = server.token("zvhd", "fg");
-    let reporter = server.token("assen", "aandachtfunctionaris-sociaal");
+    let regisseur = Role::of(&server, "zvhd", "ketenregisseur");
+    let fg = Role::of(&server, "zvhd", "fg");
+    let reporter = Role::of(&server, "assen", "aandachtfunctionaris-sociaal");
     let referral = json!({"recipient": "politie", "purpose": "drieluik"});
-    for (method, path, token, body, action, header) in [
+    for (method, path, role, body, action, header) in [
         (
             Method::GET,
             format!("/v1/signals/{s}"),
-            &token,
+            &regisseur,
             None,
             "read",
             true,
@@ -940,7 +659,7 @@ async fn refusals_carry_their_reason_and_are_logged() {
         (
             Method::GET,
             "/v1/signals".to_owned(),
-            &token,
+            &regisseur,
             None,
             "list",
             true,
@@ -948,7 +667,7 @@ async fn refusals_carry_their_reason_and_are_logged() {
         (
             Method::GET,
             "/v1/inbox".to_owned(),
-            &token,
+            &regisseur,
             None,
             "deliver",
             true,
@@ -965,7 +684,7 @@ async fn refusals_carry_their_reason_and_are_logged() {
         (
             Method::POST,
             format!("/v1/signals/{s}/referrals"),
-            &token,
+            &regisseur,
             Some(&referral),
             "refer",
             false,
@@ -981,25 +700,17 @@ async fn refusals_carry_their_reason_and_are_logged() {
         (
             Method::GET,
             "/v1/phenomena/tables".to_owned(),
-            &token,
+            &regisseur,
             None,
             "release-aggregate",
             true,
         ),
     ] {
-        let res = call(&server, method.clone(), &path, token, None, body).await;
+        let res = role.call(method.clone(), &path, None, body).await;
         let e = refused(&server, res, "purpose-missing", action).await;
         assert!(e["purpose"].is_null(), "{e}");
         if header {
-            let res = call(
-                &server,
-                method,
-                &path,
-                token,
-                Some("nieuwsgierigheid"),
-                body,
-            )
-            .await;
+            let res = role.call(method, &path, "nieuwsgierigheid", body).await;
             let e = refused_with(&server, res, 422, "purpose-unknown", action).await;
             assert!(
                 e["purpose"].is_null(),
@@ -1024,7 +735,7 @@ async fn riec_is_refused_on_every_record_route() {
         .collect();
     assert!(record_routes.len() >= 7, "{record_routes:?}");
     for role in ["analist", "fg"] {
-        let token = server.token("riec", role);
+        let riec = Role::of(&server, "riec", role);
         for (method, template) in &record_routes {
             // A real signal id where the route takes one: the refusal comes
             // before any handler could look it up.
@@ -1033,15 +744,9 @@ async fn riec_is_refused_on_every_record_route() {
                 let method: Method = method.parse().unwrap();
                 let body = (method == Method::POST)
                     .then(|| json!({"recipient": "riec", "purpose": "fenomeenanalyse"}));
-                let res = call(
-                    &server,
-                    method.clone(),
-                    &path,
-                    &token,
-                    purpose,
-                    body.as_ref(),
-                )
-                .await;
+                let res = riec
+                    .call(method.clone(), &path, purpose, body.as_ref())
+                    .await;
                 let rid = request_id(&res);
                 problem(res, 403, Some("non-member-record-route")).await;
                 let e = entry_of(&server, &rid).await;
@@ -1064,25 +769,13 @@ async fn riec_is_refused_on_every_record_route() {
 #[tokio::test]
 async fn bad_input_is_refused_and_leaves_nothing_behind() {
     let server = Server::start(Opts::new()).await;
-    let reporter = server.token("emmen", "aandachtfunctionaris-sociaal");
-    let regisseur = server.token("zvhd", "ketenregisseur");
+    let reporter = Role::of(&server, "emmen", "aandachtfunctionaris-sociaal");
+    let regisseur = Role::of(&server, "zvhd", "ketenregisseur");
     let (good, _) = full_signal("emmen", &["arbeid"], false, false);
     let s = submit(&server, "emmen", "aandachtfunctionaris-sociaal", &good).await;
     let before = log_by_request(&server).await;
     let count_signals = || async {
-        let page = ok_json(
-            call(
-                &server,
-                Method::GET,
-                "/v1/signals",
-                &regisseur,
-                Some("drieluik"),
-                None,
-            )
-            .await,
-            200,
-        )
-        .await;
+        let page = ok_json(regisseur.get("/v1/signals", "drieluik").await, 200).await;
         page["items"].as_array().unwrap().len()
     };
     assert_eq!(count_signals().await, 1);
@@ -1097,15 +790,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
     bad["suspects"][0]["kvkNumber"] = json!(m[4]);
     bad["sector"] = json!(m[5]);
     bad.as_object_mut().unwrap().remove("urgency");
-    let res = call(
-        &server,
-        Method::POST,
-        "/v1/signals",
-        &reporter,
-        Some("signalering"),
-        Some(&bad),
-    )
-    .await;
+    let res = reporter.post("/v1/signals", "signalering", &bad).await;
     let rid = request_id(&res);
     let text = res.text().await.unwrap();
     for marker in &m {
@@ -1143,15 +828,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
     let valid = good["victims"][0]["bsn"].as_str().unwrap();
     let wrong = format!("{}{}", &valid[..8], (valid.as_bytes()[8] - b'0' + 1) % 10);
     bad["victims"][0]["bsn"] = json!(wrong);
-    let res = call(
-        &server,
-        Method::POST,
-        "/v1/signals",
-        &reporter,
-        Some("signalering"),
-        Some(&bad),
-    )
-    .await;
+    let res = reporter.post("/v1/signals", "signalering", &bad).await;
     let rid = request_id(&res);
     let text = res.text().await.unwrap();
     assert!(!text.contains(&wrong), "{text}");
@@ -1169,15 +846,13 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
         ("politie", "nieuwsgierigheid", "/purpose"),
         ("../zvhd", "opsporing", "/recipient"),
     ] {
-        let res = call(
-            &server,
-            Method::POST,
-            &format!("/v1/signals/{s}/referrals"),
-            &regisseur,
-            Some("opsporing"),
-            Some(&json!({"recipient": recipient, "purpose": purpose})),
-        )
-        .await;
+        let res = regisseur
+            .post(
+                &format!("/v1/signals/{s}/referrals"),
+                "opsporing",
+                &json!({"recipient": recipient, "purpose": purpose}),
+            )
+            .await;
         let rid = request_id(&res);
         let p = problem(res, 422, None).await;
         assert!(
@@ -1403,13 +1078,13 @@ async fn no_response_holds_more_than_the_policy_allows() {
             }
         }
         for ((partner, role), purpose) in readers {
-            let token = server.token(&partner, &role);
+            let reader = Role::of(&server, &partner, &role);
             for (path, action) in [
                 (format!("/v1/signals/{id}"), "read"),
                 ("/v1/signals".to_owned(), "list"),
                 ("/v1/inbox".to_owned(), "deliver"),
             ] {
-                let res = call(&server, Method::GET, &path, &token, Some(&purpose), None).await;
+                let res = reader.get(&path, purpose.as_str()).await;
                 let rid = request_id(&res);
                 match res.status().as_u16() {
                     200 => {
@@ -1519,15 +1194,9 @@ async fn a_repeated_referral_is_a_conflict() {
         "nothing was logged"
     );
     let inbox = ok_json(
-        call(
-            &server,
-            Method::GET,
-            "/v1/inbox",
-            &server.token("nla", "inspecteur"),
-            Some("opsporing"),
-            None,
-        )
-        .await,
+        Role::of(&server, "nla", "inspecteur")
+            .get("/v1/inbox", "opsporing")
+            .await,
         200,
     )
     .await;
@@ -1556,26 +1225,14 @@ async fn list_cursors_reveal_no_ids() {
         emmen.push(submit(&server, "emmen", "aandachtfunctionaris-sociaal", &body).await);
         assen.push(submit(&server, "assen", "aandachtfunctionaris-sociaal", &body).await);
     }
-    let token = server.token("assen", "aandachtfunctionaris-sociaal");
+    let reporter = Role::of(&server, "assen", "aandachtfunctionaris-sociaal");
     let (mut seen, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
     loop {
         let path = match &cursor {
             Some(c) => format!("/v1/signals?limit=1&after={c}"),
             None => "/v1/signals?limit=1".to_owned(),
         };
-        let page = ok_json(
-            call(
-                &server,
-                Method::GET,
-                &path,
-                &token,
-                Some("signalering"),
-                None,
-            )
-            .await,
-            200,
-        )
-        .await;
+        let page = ok_json(reporter.get(&path, "signalering").await, 200).await;
         let text = page.to_string();
         assert!(
             emmen.iter().all(|id| !text.contains(id.as_str())),
@@ -1604,14 +1261,8 @@ async fn list_cursors_reveal_no_ids() {
     seen.sort();
     assen.sort();
     assert_eq!(seen, assen, "every visible signal once");
-    let forged = call(
-        &server,
-        Method::GET,
-        &format!("/v1/signals?after={}", emmen[0]),
-        &token,
-        Some("signalering"),
-        None,
-    )
-    .await;
+    let forged = reporter
+        .get(&format!("/v1/signals?after={}", emmen[0]), "signalering")
+        .await;
     assert_eq!(forged.status().as_u16(), 400);
 }

@@ -15,16 +15,14 @@ use std::process::Command;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use futures::StreamExt;
-use reqwest::{Method, RequestBuilder, Response};
+use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 
+use crate::client::*;
 use crate::common::*;
 
-const AUDIT: &str = "verantwoording";
 const MELDER: &str = "aandachtfunctionaris-sociaal";
-
-type Hash = [u8; 32];
 
 // ---------------------------------------------------------------------------
 // RFC 6962 / RFC 9162, written here from the RFCs (not ketenpoort's code).
@@ -330,150 +328,26 @@ fn sign_note(name: &str, pair: &ring::signature::Ed25519KeyPair, text: &str) -> 
 }
 
 // ---------------------------------------------------------------------------
-// Requests.
+// Entries as the API returns them.
 
-/// A partner role talking to a server with its demo token.
-struct Role<'a> {
-    server: &'a Server,
-    token: String,
-}
-
-impl<'a> Role<'a> {
-    fn of(server: &'a Server, partner: &str, role: &str) -> Self {
-        Self {
-            server,
-            token: server.token(partner, role),
-        }
-    }
-
-    /// A request naming `purpose` in `Ketenpoort-Purpose` (when given).
-    fn request<'p>(
-        &self,
-        method: Method,
-        path: &str,
-        purpose: impl Into<Option<&'p str>>,
-    ) -> RequestBuilder {
-        let rb = self.server.request(method, path).bearer_auth(&self.token);
-        match purpose.into() {
-            Some(p) => rb.header("Ketenpoort-Purpose", p),
-            None => rb,
-        }
-    }
-
-    async fn get<'p>(&self, path: &str, purpose: impl Into<Option<&'p str>>) -> Response {
-        send(self.request(Method::GET, path, purpose)).await
-    }
-
-    async fn post<'p>(
-        &self,
-        path: &str,
-        purpose: impl Into<Option<&'p str>>,
-        body: &Value,
-    ) -> Response {
-        send(self.request(Method::POST, path, purpose).json(body)).await
-    }
-
-    /// Submits `body`; returns (signal id, receipt).
-    async fn submit(&self, body: &Value) -> (String, (u64, Hash)) {
-        let res = self.post("/v1/signals", "signalering", body).await;
-        let r = receipt(&res);
-        let created = json_body(res, 201).await;
-        (created["id"].as_str().expect("id").to_owned(), r)
-    }
-
-    async fn refer(&self, id: &str, recipient: &str, purpose: &str) -> Response {
-        let body = json!({"recipient": recipient, "purpose": purpose});
-        self.post(&format!("/v1/signals/{id}/referrals"), purpose, &body)
-            .await
-    }
-
-    /// Appends exactly one entry (an audit query: a privacy officer's
-    /// search); returns its index.
-    async fn append_one(&self) -> u64 {
-        let res = self.get("/v1/log/search?partner=zvhd&limit=1", AUDIT).await;
-        assert_eq!(res.status(), 200);
-        receipt(&res).0
-    }
-
-    /// Entries `[start, end)` as this role sees them; each page read
-    /// appends an entry after `end`.
-    async fn entries(&self, start: u64, end: u64) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut at = start;
-        while at < end {
-            let to = (at + 1000).min(end);
-            let res = self
-                .get(&format!("/v1/log/entries?start={at}&end={to}"), AUDIT)
-                .await;
-            let page = json_body(res, 200).await;
-            out.extend(page["entries"].as_array().expect("entries").iter().cloned());
-            at = to;
-        }
-        assert_eq!(out.len() as u64, end - start);
-        out
-    }
-
-    /// The whole log up to now (reading it appends one more entry).
-    async fn whole_log(&self) -> Vec<Value> {
-        let size = self.append_one().await + 1;
-        self.entries(0, size).await
-    }
-
-    /// The entry `receipt` names, read by this role (the ZVHD privacy
-    /// officer): its leaf hash is the receipt's and the SHA-256 of its leaf
-    /// bytes. Returns the decoded entry.
-    async fn receipted_entry(&self, (index, hash): (u64, Hash)) -> Value {
-        let e = self.entries(index, index + 1).await.remove(0);
-        assert_eq!(e["index"], json!(index));
-        assert_eq!(
-            hash_of(&e["leafHash"]),
-            hash,
-            "receipt leaf hash of entry {index}"
-        );
-        assert_eq!(
-            leaf_hash(&leaf_of(&e)),
-            hash,
-            "SHA-256(0x00 || leaf) of {index}"
-        );
-        assert_eq!(e["entry"]["index"], json!(index));
-        e["entry"].clone()
-    }
-
-    async fn sign_checkpoint(&self) -> String {
-        let res = send(self.request(Method::POST, "/v1/log/checkpoint", None)).await;
-        assert_eq!(res.status(), 200);
-        res.text().await.expect("note")
-    }
-
-    async fn verifier_key(&self) -> String {
-        let res = self.get("/v1/log/verifier-key", None).await;
-        assert_eq!(res.status(), 200);
-        res.text().await.expect("key").trim().to_owned()
-    }
-}
-
-async fn send(rb: RequestBuilder) -> Response {
-    rb.send().await.expect("request")
-}
-
-/// Asserts `status`; returns the body as JSON.
-async fn json_body(res: Response, status: u16) -> Value {
-    let got = res.status().as_u16();
-    let body = res.text().await.expect("body");
-    assert_eq!(got, status, "{body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-/// `Ketenpoort-Receipt: index=<n>, leaf-hash=:<base64>:`, parsed strictly.
-fn receipt(res: &Response) -> (u64, Hash) {
-    let v = header(res, "ketenpoort-receipt")
-        .unwrap_or_else(|| panic!("a {} response without Ketenpoort-Receipt", res.status()));
-    let parsed = v.split_once(", ").and_then(|(index, hash)| {
-        let index = index.strip_prefix("index=")?.parse().ok()?;
-        let hash = hash.strip_prefix("leaf-hash=:")?.strip_suffix(':')?;
-        Some((index, STANDARD.decode(hash).ok()?.try_into().ok()?))
-    });
-    parsed.unwrap_or_else(|| panic!("malformed receipt {v}"))
+/// The entry `receipt` names, read by this role (the ZVHD privacy
+/// officer): its leaf hash is the receipt's and the SHA-256 of its leaf
+/// bytes. Returns the decoded entry.
+async fn receipted_entry(role: &Role<'_>, (index, hash): (u64, Hash)) -> Value {
+    let e = role.entries(index, index + 1).await.remove(0);
+    assert_eq!(e["index"], json!(index));
+    assert_eq!(
+        hash_of(&e["leafHash"]),
+        hash,
+        "receipt leaf hash of entry {index}"
+    );
+    assert_eq!(
+        leaf_hash(&leaf_of(&e)),
+        hash,
+        "SHA-256(0x00 || leaf) of {index}"
+    );
+    assert_eq!(e["entry"]["index"], json!(index));
+    e["entry"].clone()
 }
 
 fn hash_of(v: &Value) -> Hash {
@@ -518,7 +392,7 @@ fn quiet() -> Opts {
 /// Fetches `paths` (a few at a time) as JSON, in order.
 async fn fetch_all(role: &Role<'_>, paths: Vec<String>) -> Vec<Value> {
     futures::stream::iter(paths)
-        .map(|path| async move { json_body(role.get(&path, None).await, 200).await })
+        .map(|path| async move { ok_json(role.get(&path, None).await, 200).await })
         .buffered(4)
         .collect()
         .await
@@ -2052,7 +1926,7 @@ fn naming(log: &[Value], pseudonym: &str) -> BTreeSet<u64> {
 async fn subject_lookup(fg: &Role<'_>, who: &Value) -> ((u64, Hash), BTreeSet<u64>) {
     let res = fg.post("/v1/log/subjects", AUDIT, who).await;
     let r = receipt(&res);
-    let page = json_body(res, 200).await;
+    let page = ok_json(res, 200).await;
     (
         r,
         page["entries"]
@@ -2292,7 +2166,7 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
     // The ZVHD privacy officer sees every entry.
     let res = zvhd_fg.get(&range, AUDIT).await;
     let r = receipt(&res);
-    let all = json_body(res, 200).await["entries"]
+    let all = ok_json(res, 200).await["entries"]
         .as_array()
         .unwrap()
         .clone();
@@ -2300,7 +2174,7 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
         all.iter()
             .all(|e| e["entry"].is_object() && e["leaf"].is_string())
     );
-    let own = zvhd_fg.receipted_entry(r).await;
+    let own = receipted_entry(&zvhd_fg, r).await;
     assert_audit_entry(&own, "zvhd", "fg", &format!("log:0-{size}"), "fg-zvhd-alle");
 
     // A municipality's privacy officer: entries where it is actor or recipient.
@@ -2309,7 +2183,7 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
     assert!(all.iter().any(mine) && !all.iter().all(mine));
     let res = emmen_fg.get(&range, AUDIT).await;
     let r = receipt(&res);
-    let seen = json_body(res, 200).await["entries"]
+    let seen = ok_json(res, 200).await["entries"]
         .as_array()
         .unwrap()
         .clone();
@@ -2325,7 +2199,7 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
             );
         }
     }
-    let own = zvhd_fg.receipted_entry(r).await;
+    let own = receipted_entry(&zvhd_fg, r).await;
     assert_audit_entry(
         &own,
         "emmen",
@@ -2340,9 +2214,9 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
         )
         .await;
     let (at, at_hash) = receipt(&res);
-    let page = json_body(res, 200).await;
+    let page = ok_json(res, 200).await;
     let today = time::OffsetDateTime::now_utc().date();
-    let own = zvhd_fg.receipted_entry((at, at_hash)).await;
+    let own = receipted_entry(&zvhd_fg, (at, at_hash)).await;
     assert_eq!(
         own["resources"],
         json!([
@@ -2375,7 +2249,7 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
         let riec = Role::of(&server, "riec", role);
         let res = riec.get(&range, AUDIT).await;
         receipt(&res);
-        for e in json_body(res, 200).await["entries"].as_array().unwrap() {
+        for e in ok_json(res, 200).await["entries"].as_array().unwrap() {
             assert!(e["leafHash"].is_string(), "riec {role}: {e}");
             assert!(
                 e.get("entry").is_none() && e.get("leaf").is_none(),
@@ -2476,7 +2350,7 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
             AUDIT,
         )
         .await;
-    let own = zvhd_fg.receipted_entry(receipt(&res)).await;
+    let own = receipted_entry(&zvhd_fg, receipt(&res)).await;
     assert_eq!(
         own["resources"],
         json!([
@@ -2495,7 +2369,7 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
             AUDIT,
         )
         .await;
-    let own = zvhd_fg.receipted_entry(receipt(&res)).await;
+    let own = receipted_entry(&zvhd_fg, receipt(&res)).await;
     assert_eq!(
         own["resources"],
         json!([
@@ -2509,7 +2383,7 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
     let res = zvhd_fg
         .get("/v1/log/export?partner=emmen&action=submit", AUDIT)
         .await;
-    let own = zvhd_fg.receipted_entry(receipt(&res)).await;
+    let own = receipted_entry(&zvhd_fg, receipt(&res)).await;
     assert_eq!(
         own["resources"],
         json!(["log", "log-query:partner=emmen", "log-query:action=submit"])
@@ -2533,7 +2407,7 @@ async fn privacy_officers_see_their_scope_and_every_query_is_logged() {
 
     // A subject lookup's own entry names the subject.
     let (r, _) = subject_lookup(&zvhd_fg, &lookup).await;
-    let own = zvhd_fg.receipted_entry(r).await;
+    let own = receipted_entry(&zvhd_fg, r).await;
     assert_audit_entry(&own, "zvhd", "fg", "log", "fg-zvhd-alle");
     assert_eq!(
         own["subjects"],
@@ -2592,7 +2466,7 @@ async fn unfiltered_searches_are_bounded_exports_parse_and_pages_cover_everythin
     let (mut paged, mut after) = (Vec::new(), None::<u64>);
     loop {
         let cursor = after.map(|a| format!("&after={a}")).unwrap_or_default();
-        let page = json_body(search(&format!("partner=zvhd&limit=3{cursor}")).await, 200).await;
+        let page = ok_json(search(&format!("partner=zvhd&limit=3{cursor}")).await, 200).await;
         let indices = page["entries"].as_array().unwrap().iter().map(index_of);
         paged.extend(indices.filter(|i| *i <= last));
         after = page["nextAfter"].as_u64();
@@ -2611,7 +2485,7 @@ async fn unfiltered_searches_are_bounded_exports_parse_and_pages_cover_everythin
     );
     let r = receipt(&res);
     let body = res.bytes().await.unwrap();
-    fg.receipted_entry(r).await;
+    receipted_entry(&fg, r).await;
     let mut csv = csv::Reader::from_reader(body.as_ref());
     let headers: Vec<String> = csv.headers().unwrap().iter().map(str::to_owned).collect();
     let expected = [
@@ -2802,7 +2676,7 @@ async fn every_disclosing_response_carries_the_receipt_of_its_entry() {
     let (id, r) = Role::of(&server, "emmen", MELDER)
         .submit(&example_signal())
         .await;
-    let e = fg.receipted_entry(r).await;
+    let e = receipted_entry(&fg, r).await;
     assert_eq!(
         (e["action"].as_str(), e["recipient"].as_str()),
         (Some("submit"), Some("zvhd"))
@@ -2857,7 +2731,7 @@ async fn every_disclosing_response_carries_the_receipt_of_its_entry() {
         assert!(res.status().is_success(), "{action}: {}", res.status());
         let r = receipt(&res);
         assert!(seen.insert(r.0), "{action}: a fresh index");
-        let e = fg.receipted_entry(r).await;
+        let e = receipted_entry(&fg, r).await;
         assert_eq!(
             (e["action"].as_str(), e["outcome"].as_str()),
             (Some(action), Some("disclosed"))

@@ -20,6 +20,7 @@ mod at_rest;
 mod auth;
 mod boundary;
 mod cli;
+mod client;
 mod common;
 mod covenant;
 mod deploy;

@@ -15,223 +15,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 
+use crate::client::*;
 use crate::common::*;
 
 /// The perturbation's largest deviation, as the tests configure it.
-pub const MAX_DEVIATION: i64 = 3;
-/// The configuration every server and CLI run of these tests shares.
-pub const PHENOMENA_ENV: [(&str, &str); 2] = [
-    ("KETENPOORT_PHENOMENA__MAX_DEVIATION", "3"),
-    ("KETENPOORT_PHENOMENA__VARIANCE", "1.0"),
-];
-pub const FEN: &str = "fenomeenanalyse";
-const PURPOSE: &str = "ketenpoort-purpose";
-const REPORTER_ROLE: &str = "aandachtfunctionaris-sociaal";
-
-pub const MUNICIPALITIES: [&str; 12] = [
-    "aa-en-hunze",
-    "assen",
-    "borger-odoorn",
-    "coevorden",
-    "de-wolden",
-    "emmen",
-    "hoogeveen",
-    "meppel",
-    "midden-drenthe",
-    "noordenveld",
-    "tynaarlo",
-    "westerveld",
-];
-pub const FORMS: [&str; 5] = ["seksueel", "arbeid", "crimineel", "orgaan", "onbekend"];
-pub const SECTORS: [&str; 12] = [
-    "land-en-tuinbouw",
-    "bouw",
-    "horeca",
-    "logistiek",
-    "schoonmaak",
-    "vleesverwerking",
-    "prostitutie",
-    "huishoudelijk",
-    "industrie",
-    "zorg",
-    "overig",
-    "onbekend",
-];
-pub const LOCATIONS: [&str; 10] = [
-    "woning",
-    "bedrijfspand",
-    "horeca",
-    "seksinrichting",
-    "agrarisch",
-    "huisvesting-arbeidsmigranten",
-    "online",
-    "openbare-ruimte",
-    "overig",
-    "onbekend",
-];
-
-/// A server for these tests: the shared perturbation settings, no rate
-/// limit in the way of bulk submissions, and no release of its own — the
-/// tests publish past periods in order, and the last closed quarter,
-/// published at start, would be newer than all of them.
-pub fn opts() -> Opts {
-    let mut o = Opts::new()
-        .env("KETENPOORT_HTTP__RATE_LIMIT_PER_SECOND", 100_000)
-        .env("KETENPOORT_HTTP__RATE_LIMIT_BURST", 100_000)
-        .env("KETENPOORT_PHENOMENA__AUTO_PUBLISH", "false");
-    for (k, v) in PHENOMENA_ENV {
-        o = o.env(k, v);
-    }
-    o
-}
-
-/// A small deterministic generator (xorshift64*), so a failing data set can
-/// be reproduced.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.max(1))
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    pub fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len())]
-    }
-
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
-
-/// A signal without personal values: only what the tables count varies.
-pub fn plain_signal(rng: &mut Rng, year: i32, month: u8) -> Value {
-    let day = 1 + rng.below(28);
-    let mut forms = vec![rng.pick(&FORMS)];
-    if rng.chance(25) {
-        let second = rng.pick(&FORMS);
-        if !forms.contains(&second) {
-            forms.push(second);
-        }
-    }
-    let minor = rng.chance(25);
-    let born = if minor { year - 15 } else { year - 30 };
-    let mut victim = json!({
-        "dateOfBirth": format!("{born:04}-{month:02}-{day:02}"),
-        "labourMigrant": rng.chance(30),
-    });
-    if rng.chance(15) {
-        victim.as_object_mut().unwrap().remove("dateOfBirth");
-    }
-    let mut victims = vec![victim];
-    if rng.chance(15) {
-        victims.push(json!({"labourMigrant": false}));
-    }
-    let mut body = json!({
-        "municipality": if rng.chance(8) { "buiten-drenthe" } else { rng.pick(&MUNICIPALITIES) },
-        "dateReceived": format!("{year:04}-{month:02}-{day:02}"),
-        "forms": forms,
-        "urgency": "normaal",
-        "victims": victims,
-        "narrative": "Fictief testsignaal zonder persoonsgegevens."
-    });
-    if !rng.chance(20) {
-        body["sector"] = json!(rng.pick(&SECTORS));
-    }
-    if !rng.chance(20) {
-        body["locationType"] = json!(rng.pick(&LOCATIONS));
-    }
-    body
-}
-
-/// Submits every body (sixteen at a time, reported by the municipalities in
-/// turn); returns the signal ids in order.
-pub async fn submit_all(server: &Server, bodies: &[Value]) -> Vec<String> {
-    let tokens: Vec<String> = MUNICIPALITIES
-        .iter()
-        .map(|m| server.token(m, REPORTER_ROLE))
-        .collect();
-    futures::stream::iter(bodies.iter().enumerate())
-        .map(|(i, body)| {
-            let token = tokens[i % tokens.len()].clone();
-            async move {
-                let res = server
-                    .post("/v1/signals")
-                    .bearer_auth(token)
-                    .header(PURPOSE, "signalering")
-                    .json(body)
-                    .send()
-                    .await
-                    .expect("submit");
-                let status = res.status();
-                let v: Value = res.json().await.expect("submit answer");
-                assert_eq!(status, 201, "submit: {v}");
-                v["id"].as_str().expect("signal id").to_owned()
-            }
-        })
-        .buffered(16)
-        .collect()
-        .await
-}
-
-/// Refers every signal to `recipient` for `purpose` as the ketenregisseur;
-/// returns the referral answers in order.
-pub async fn refer_all(
-    server: &Server,
-    ids: &[String],
-    recipient: &str,
-    purpose: &str,
-) -> Vec<Value> {
-    let token = server.token("zvhd", "ketenregisseur");
-    futures::stream::iter(ids.iter())
-        .map(|id| {
-            let token = token.clone();
-            async move {
-                let res = server
-                    .post(&format!("/v1/signals/{id}/referrals"))
-                    .bearer_auth(token)
-                    .header(PURPOSE, purpose)
-                    .json(&json!({"recipient": recipient, "purpose": purpose}))
-                    .send()
-                    .await
-                    .expect("refer");
-                let status = res.status();
-                let v: Value = res.json().await.expect("referral answer");
-                assert_eq!(status, 201, "referral: {v}");
-                v
-            }
-        })
-        .buffered(16)
-        .collect()
-        .await
-}
-
-/// `ketenpoort phenomena release --period P`; returns its output.
-pub fn publish(server: &Server, period: &str) -> String {
-    let out = server.data().cli_with_env(
-        &["phenomena", "release", "--period", period],
-        &PHENOMENA_ENV,
-    );
-    assert!(
-        out.status.success(),
-        "phenomena release {period}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+const MAX_DEVIATION: i64 = 3;
 
 /// `ketenpoort phenomena release [--period P]` expected to fail (with the
 /// extra environment `env`); returns its error output.
@@ -246,68 +36,6 @@ fn refused(data: &DataDir, period: Option<&str>, env: &[(&str, &str)]) -> String
         "{period:?}: nothing printed but the error"
     );
     err
-}
-
-pub async fn get_fen(server: &Server, token: &str, path: &str) -> reqwest::Response {
-    server
-        .get(path)
-        .bearer_auth(token)
-        .header(PURPOSE, FEN)
-        .send()
-        .await
-        .expect("request")
-}
-
-pub async fn fetch_release(server: &Server, token: &str, id: &str) -> Value {
-    let res = get_fen(server, token, &format!("/v1/phenomena/releases/{id}")).await;
-    assert_eq!(res.status(), 200, "release {id}");
-    assert!(
-        header(&res, "ketenpoort-receipt").is_some(),
-        "a release read is logged"
-    );
-    let release: Value = res.json().await.unwrap();
-    assert_only_closed_periods(&release);
-    release
-}
-
-/// The last month of a cell period (`2021`, `2021-Q3`) or of a release
-/// period (`2021-Q3`, `2021-08`).
-fn end_of(period: &str) -> (i32, u8) {
-    let year: i32 = period[..4].parse().unwrap();
-    match period.get(5..) {
-        None => (year, 12),
-        Some(rest) => match rest.strip_prefix('Q') {
-            Some(q) => (year, q.parse::<u8>().unwrap() * 3),
-            None => (year, rest.parse().unwrap()),
-        },
-    }
-}
-
-/// No cell, no trend point of a release is of a period still open at its
-/// moment: every one ended by the end of the release period, which ended
-/// before the release was made.
-fn assert_only_closed_periods(release: &Value) {
-    let id = release["id"].as_str().unwrap();
-    let made = release["createdAt"].as_str().unwrap();
-    let made = (made[..4].parse().unwrap(), made[5..7].parse().unwrap());
-    assert!(end_of(id) < made, "release {id} made at {made:?}");
-    let cells = release["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|t| t["cells"].as_array().unwrap());
-    let points = release["trends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|t| t["points"].as_array().unwrap());
-    for c in cells.chain(points) {
-        let period = c["period"].as_str().unwrap();
-        assert!(
-            end_of(period) <= end_of(id),
-            "release {id} holds {period}, still open at its end"
-        );
-    }
 }
 
 /// Every cell of a release by (table, period, categories).
@@ -577,9 +305,10 @@ fn pins_down_a_small_count(a: i64, b: i64) -> bool {
 
 #[tokio::test]
 async fn disclosure_control_over_the_catalogue_and_several_releases() {
-    let server = Server::start(opts()).await;
-    let riec = server.token("riec", "analist");
-    let catalogue: Value = get_fen(&server, &riec, "/v1/phenomena/tables")
+    let server = Server::start(phenomena_opts()).await;
+    let riec = Role::of(&server, "riec", "analist");
+    let catalogue: Value = riec
+        .get("/v1/phenomena/tables", FEN)
         .await
         .json()
         .await
@@ -609,16 +338,9 @@ async fn disclosure_control_over_the_catalogue_and_several_releases() {
         assert_eq!(r["fields"], json!([]));
     }
     // Referring again is refused (409): a signal contributes once.
-    let token = server.token("zvhd", "ketenregisseur");
+    let regisseur = Role::of(&server, "zvhd", "ketenregisseur");
     for id in &to_riec[..10] {
-        let res = server
-            .post(&format!("/v1/signals/{id}/referrals"))
-            .bearer_auth(&token)
-            .header(PURPOSE, FEN)
-            .json(&json!({"recipient": "riec", "purpose": FEN}))
-            .send()
-            .await
-            .expect("refer again");
+        let res = regisseur.refer(id, "riec", FEN).await;
         assert_eq!(res.status(), 409);
     }
     let phase1 = referred.clone();
@@ -644,9 +366,9 @@ async fn disclosure_control_over_the_catalogue_and_several_releases() {
     let all: BTreeSet<usize> = phase1.union(&phase2).copied().collect();
     assert!(publish(&server, "2020-Q4").contains("published"));
     // A release is made once: publishing again changes nothing.
-    let first = fetch_release(&server, &riec, "2019-Q4").await;
+    let first = fetch_release(&riec, "2019-Q4").await;
     assert!(publish(&server, "2019-Q4").contains("already published"));
-    assert_eq!(fetch_release(&server, &riec, "2019-Q4").await, first);
+    assert_eq!(fetch_release(&riec, "2019-Q4").await, first);
 
     let facts: Vec<Facts> = bodies
         .iter()
@@ -668,7 +390,7 @@ async fn disclosure_control_over_the_catalogue_and_several_releases() {
         ("2020-Q2", &phase1),
         ("2020-Q4", &all),
     ] {
-        let release = fetch_release(&server, &riec, id).await;
+        let release = fetch_release(&riec, id).await;
         assert_eq!(release["id"], id);
         // A cell shown before is shown alike, whatever came in between.
         for earlier in &releases {
@@ -844,8 +566,8 @@ async fn disclosure_control_over_the_catalogue_and_several_releases() {
 
 #[tokio::test]
 async fn releases_api_feed_errors_and_log_entries() {
-    let server = Server::start(opts()).await;
-    let riec = server.token("riec", "analist");
+    let server = Server::start(phenomena_opts()).await;
+    let riec = Role::of(&server, "riec", "analist");
     let mut rng = Rng::new(7);
     let bodies: Vec<Value> = (0..12)
         .map(|i| plain_signal(&mut rng, 2021, 1 + i as u8))
@@ -863,7 +585,7 @@ async fn releases_api_feed_errors_and_log_entries() {
             Some(a) => format!("/v1/phenomena/releases?limit=1&after={a}"),
             None => "/v1/phenomena/releases?limit=1".to_owned(),
         };
-        let page: Value = get_fen(&server, &riec, &path).await.json().await.unwrap();
+        let page: Value = riec.get(&path, FEN).await.json().await.unwrap();
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 1);
         seen.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
@@ -873,25 +595,22 @@ async fn releases_api_feed_errors_and_log_entries() {
         }
     }
     assert_eq!(seen, ["2021-Q1", "2021-Q2", "2021-Q3"]);
-    let q3 = fetch_release(&server, &riec, "2021-Q3").await;
+    let q3 = fetch_release(&riec, "2021-Q3").await;
     assert_eq!(q3["from"], "2020-Q1");
     // One table of a release; a trend too.
-    let res = get_fen(
-        &server,
-        &riec,
-        "/v1/phenomena/releases/2021-Q3/tables/gemeente-jaar",
-    )
-    .await;
+    let res = riec
+        .get("/v1/phenomena/releases/2021-Q3/tables/gemeente-jaar", FEN)
+        .await;
     assert_eq!(res.status(), 200);
     let one: Value = res.json().await.unwrap();
     assert_eq!(one["tables"].as_array().unwrap().len(), 1);
     assert_eq!(one["trends"], json!([]));
-    let res = get_fen(
-        &server,
-        &riec,
-        "/v1/phenomena/releases/2021-Q3/tables/vorm-kwartaal-op-kwartaal",
-    )
-    .await;
+    let res = riec
+        .get(
+            "/v1/phenomena/releases/2021-Q3/tables/vorm-kwartaal-op-kwartaal",
+            FEN,
+        )
+        .await;
     assert_eq!(res.status(), 200);
     // Unknown releases and tables: 404. Any other question: 400.
     for path in [
@@ -901,7 +620,7 @@ async fn releases_api_feed_errors_and_log_entries() {
         "/v1/phenomena/releases/2021-Q3/tables/Vorm-Jaar",
         "/v1/phenomena/releases/2017-Q1/tables/vorm-jaar",
     ] {
-        problem(get_fen(&server, &riec, path).await, 404, None).await;
+        problem(riec.get(path, FEN).await, 404, None).await;
     }
     for path in [
         "/v1/phenomena/tables?form=arbeid",
@@ -912,49 +631,36 @@ async fn releases_api_feed_errors_and_log_entries() {
         "/v1/phenomena/releases?form=arbeid",
         "/v1/phenomena/releases?limit=x",
     ] {
-        problem(get_fen(&server, &riec, path).await, 400, None).await;
+        problem(riec.get(path, FEN).await, 400, None).await;
     }
     // Another purpose: refused by the policy, and logged.
-    let res = server
-        .get("/v1/phenomena/releases/2021-Q3")
-        .bearer_auth(&riec)
-        .header(PURPOSE, "opsporing")
-        .send()
-        .await
-        .unwrap();
+    let res = riec
+        .get("/v1/phenomena/releases/2021-Q3", "opsporing")
+        .await;
     problem(res, 403, Some("purpose-not-for-action")).await;
     // A member reads the same tables.
-    let zvhd = server.token("zvhd", "ketenregisseur");
-    assert_eq!(fetch_release(&server, &zvhd, "2021-Q3").await, q3);
+    let zvhd = Role::of(&server, "zvhd", "ketenregisseur");
+    assert_eq!(fetch_release(&zvhd, "2021-Q3").await, q3);
 
     // Every release read is an entry: release-aggregate, no subjects, no
     // record ids. The RIEC sees its own entries in full.
-    let res = server
-        .post("/v1/log/checkpoint")
-        .bearer_auth(&riec)
-        .send()
+    let size: u64 = riec
+        .sign_checkpoint()
         .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let size: u64 = res
-        .text()
-        .await
-        .unwrap()
         .lines()
         .nth(1)
         .unwrap()
         .parse()
         .unwrap();
-    let res = server
-        .get(&format!(
-            "/v1/log/entries?start={}&end={size}",
-            size.saturating_sub(1000)
-        ))
-        .bearer_auth(&riec)
-        .header(PURPOSE, "verantwoording")
-        .send()
-        .await
-        .unwrap();
+    let res = riec
+        .get(
+            &format!(
+                "/v1/log/entries?start={}&end={size}",
+                size.saturating_sub(1000)
+            ),
+            AUDIT,
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let page: Value = res.json().await.unwrap();
     let mine: Vec<&Value> = page["entries"]
@@ -991,7 +697,7 @@ async fn retention_keeps_the_tables_stable() {
     let data = DataDir::new().await;
     let mut rng = Rng::new(11);
     let (ids, before) = {
-        let server = Server::start_on(data.clone(), opts());
+        let server = Server::start_on(data.clone(), phenomena_opts());
         let bodies: Vec<Value> = (0..40)
             .map(|i| plain_signal(&mut rng, 2022, 1 + (i % 12) as u8))
             .collect();
@@ -1000,26 +706,20 @@ async fn retention_keeps_the_tables_stable() {
         publish(&server, "2022-Q4");
         (
             ids,
-            fetch_release(&server, &server.token("riec", "analist"), "2022-Q4").await,
+            fetch_release(&Role::of(&server, "riec", "analist"), "2022-Q4").await,
         )
     };
     // Retention purges every signal (all are older than zero days).
     let server = Server::start_on(
         data.clone(),
-        opts()
+        phenomena_opts()
             .env("KETENPOORT_RETENTION__SIGNAL_DAYS", 0)
             .env("KETENPOORT_RETENTION__INTERVAL_SECS", 1),
     );
-    let zvhd = server.token("zvhd", "ketenregisseur");
+    let zvhd = Role::of(&server, "zvhd", "ketenregisseur");
     let mut gone = false;
     for _ in 0..200 {
-        let res = server
-            .get(&format!("/v1/signals/{}", ids[ids.len() - 1]))
-            .bearer_auth(&zvhd)
-            .header(PURPOSE, "drieluik")
-            .send()
-            .await
-            .unwrap();
+        let res = zvhd.read(&ids[ids.len() - 1], "drieluik").await;
         if res.status() == 404 {
             gone = true;
             break;
@@ -1029,7 +729,7 @@ async fn retention_keeps_the_tables_stable() {
     assert!(gone, "retention did not purge the signals");
     // A later release covers 2022 again: the same records, the same values.
     publish(&server, "2023-Q2");
-    let after = fetch_release(&server, &server.token("riec", "analist"), "2023-Q2").await;
+    let after = fetch_release(&Role::of(&server, "riec", "analist"), "2023-Q2").await;
     let cells = |r: &Value| -> BTreeMap<(String, String, String), i64> {
         r["tables"]
             .as_array()
@@ -1070,8 +770,9 @@ async fn the_riec_demo_token_pulls_a_release_of_protected_tables() {
     };
     let release = {
         let server = Server::start_on(data.clone(), Opts::new());
-        let riec = server.token("riec", "analist");
-        let page: Value = get_fen(&server, &riec, "/v1/phenomena/releases")
+        let riec = Role::of(&server, "riec", "analist");
+        let page: Value = riec
+            .get("/v1/phenomena/releases", FEN)
             .await
             .json()
             .await
@@ -1087,7 +788,7 @@ async fn the_riec_demo_token_pulls_a_release_of_protected_tables() {
             [last_quarter.as_str()],
             "the server publishes the last closed quarter"
         );
-        let release = fetch_release(&server, &riec, &last_quarter).await;
+        let release = fetch_release(&riec, &last_quarter).await;
         let values: Vec<i64> = release["tables"]
             .as_array()
             .unwrap()
@@ -1110,8 +811,8 @@ async fn the_riec_demo_token_pulls_a_release_of_protected_tables() {
     };
     // Again on the same data: nothing seeded twice, nothing recomputed.
     let server = Server::start_on(data.clone(), Opts::new());
-    let riec = server.token("riec", "analist");
-    assert_eq!(fetch_release(&server, &riec, &last_quarter).await, release);
+    let riec = Role::of(&server, "riec", "analist");
+    assert_eq!(fetch_release(&riec, &last_quarter).await, release);
     assert!(
         server
             .cli_ok(&["phenomena", "release"])
@@ -1125,23 +826,20 @@ async fn the_riec_demo_token_pulls_a_release_of_protected_tables() {
     } else {
         format!("{y}-{:02}", m - 1)
     };
-    let page: Value = get_fen(
-        &server,
-        &server.token("riec", "fg"),
-        "/v1/phenomena/releases",
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let page: Value = Role::of(&server, "riec", "fg")
+        .get("/v1/phenomena/releases", FEN)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["items"][0]["id"], last_month.as_str());
-    fetch_release(&server, &server.token("riec", "fg"), &last_month).await;
+    fetch_release(&Role::of(&server, "riec", "fg"), &last_month).await;
 }
 
 #[tokio::test]
 async fn consecutive_releases_agree_on_every_cell_they_share() {
-    let server = Server::start(opts()).await;
-    let riec = server.token("riec", "analist");
+    let server = Server::start(phenomena_opts()).await;
+    let riec = Role::of(&server, "riec", "analist");
     let mut rng = Rng::new(0xa11c);
     let bodies: Vec<Value> = (0..40)
         .map(|i| plain_signal(&mut rng, 2021, 1 + (i % 6) as u8))
@@ -1149,14 +847,14 @@ async fn consecutive_releases_agree_on_every_cell_they_share() {
     let ids = submit_all(&server, &bodies).await;
     refer_all(&server, &ids, "riec", FEN).await;
     publish(&server, "2021-Q2");
-    let before = fetch_release(&server, &riec, "2021-Q2").await;
+    let before = fetch_release(&riec, "2021-Q2").await;
     // One new referral in a quiet quarter: it shows in no cell the next
     // release shares with this one (to-date cells of 2021 would have
     // shown it: there are none).
     let one = submit_all(&server, &[plain_signal(&mut rng, 2021, 8)]).await;
     refer_all(&server, &one, "riec", FEN).await;
     publish(&server, "2021-Q3");
-    let after = fetch_release(&server, &riec, "2021-Q3").await;
+    let after = fetch_release(&riec, "2021-Q3").await;
     assert_eq!(
         assert_shared_cells_agree(&before, &after),
         cell_values(&before).len(),
@@ -1219,8 +917,8 @@ fn value(release: &Value, table: &str, period: &str, categories: &[&str]) -> i64
 
 #[tokio::test]
 async fn a_late_referral_changes_no_published_cell_and_counts_in_the_first_open_period() {
-    let server = Server::start(opts()).await;
-    let riec = server.token("riec", "analist");
+    let server = Server::start(phenomena_opts()).await;
+    let riec = Role::of(&server, "riec", "analist");
     let mut rng = Rng::new(0x1a7e);
     let early: Vec<Value> = (0..30)
         .map(|i| plain_signal(&mut rng, 2021, 1 + (i % 6) as u8))
@@ -1228,7 +926,7 @@ async fn a_late_referral_changes_no_published_cell_and_counts_in_the_first_open_
     let ids = submit_all(&server, &early).await;
     refer_all(&server, &ids, "riec", FEN).await;
     publish(&server, "2021-Q2");
-    let q2 = fetch_release(&server, &riec, "2021-Q2").await;
+    let q2 = fetch_release(&riec, "2021-Q2").await;
     // Late: received in February (published), referred now; and one of
     // August (open), which counts where it was received.
     let late: Vec<Value> = (0..25).map(|_| plain_signal(&mut rng, 2021, 2)).collect();
@@ -1236,7 +934,7 @@ async fn a_late_referral_changes_no_published_cell_and_counts_in_the_first_open_
     ids.extend(submit_all(&server, &[plain_signal(&mut rng, 2021, 8)]).await);
     refer_all(&server, &ids, "riec", FEN).await;
     publish(&server, "2021-Q3");
-    let q3 = fetch_release(&server, &riec, "2021-Q3").await;
+    let q3 = fetch_release(&riec, "2021-Q3").await;
     assert_eq!(assert_shared_cells_agree(&q2, &q3), cell_values(&q2).len());
     let months = counted_months(&server).await;
     assert_eq!(months[&(202102, 202107)], 25, "{months:?}");
@@ -1254,12 +952,12 @@ async fn a_late_referral_changes_no_published_cell_and_counts_in_the_first_open_
     // Into a published year: after the release that closes 2021, a signal
     // of May 2021 counts in January 2022.
     publish(&server, "2021-Q4");
-    let q4 = fetch_release(&server, &riec, "2021-Q4").await;
+    let q4 = fetch_release(&riec, "2021-Q4").await;
     let late: Vec<Value> = (0..20).map(|_| plain_signal(&mut rng, 2021, 5)).collect();
     let ids = submit_all(&server, &late).await;
     refer_all(&server, &ids, "riec", FEN).await;
     publish(&server, "2022-Q1");
-    let next = fetch_release(&server, &riec, "2022-Q1").await;
+    let next = fetch_release(&riec, "2022-Q1").await;
     assert!(assert_shared_cells_agree(&q4, &next) > 200);
     for earlier in [&q2, &q3] {
         assert!(assert_shared_cells_agree(earlier, &next) > 0);
@@ -1275,8 +973,8 @@ async fn a_late_referral_changes_no_published_cell_and_counts_in_the_first_open_
 
 #[tokio::test]
 async fn a_release_made_while_referrals_commit_misses_none_and_changes_none() {
-    let server = Server::start(opts()).await;
-    let riec = server.token("riec", "analist");
+    let server = Server::start(phenomena_opts()).await;
+    let riec = Role::of(&server, "riec", "analist");
     let mut rng = Rng::new(0xc0de);
     let bodies: Vec<Value> = (0..120)
         .map(|i| plain_signal(&mut rng, 2022, 4 + (i % 3) as u8))
@@ -1313,8 +1011,8 @@ async fn a_release_made_while_referrals_commit_misses_none_and_changes_none() {
     assert_eq!(in_q2 + moved, 120, "{months:?}");
     publish(&server, "2022-Q3");
     let (q2, q3) = (
-        fetch_release(&server, &riec, "2022-Q2").await,
-        fetch_release(&server, &riec, "2022-Q3").await,
+        fetch_release(&riec, "2022-Q2").await,
+        fetch_release(&riec, "2022-Q3").await,
     );
     assert_eq!(assert_shared_cells_agree(&q2, &q3), cell_values(&q2).len());
     let total = |r: &Value, p| value(r, "vorm-kwartaal", p, &["totaal"]);
@@ -1324,8 +1022,9 @@ async fn a_release_made_while_referrals_commit_misses_none_and_changes_none() {
 
 #[tokio::test]
 async fn a_monthly_release_adds_nothing_until_a_quarter_closes() {
-    let server = Server::start(opts().env("KETENPOORT_PHENOMENA__RELEASE_EVERY", "month")).await;
-    let riec = server.token("riec", "analist");
+    let server =
+        Server::start(phenomena_opts().env("KETENPOORT_PHENOMENA__RELEASE_EVERY", "month")).await;
+    let riec = Role::of(&server, "riec", "analist");
     let mut rng = Rng::new(0x3011);
     let bodies: Vec<Value> = (0..36)
         .map(|i| plain_signal(&mut rng, 2021, 4 + (i % 6) as u8))
@@ -1352,13 +1051,13 @@ async fn a_monthly_release_adds_nothing_until_a_quarter_closes() {
     refer_all(&server, &ids[30..], "riec", FEN).await;
     release("2021-08");
     release("2021-09");
-    let june = fetch_release(&server, &riec, "2021-06").await;
+    let june = fetch_release(&riec, "2021-06").await;
     for id in ["2021-07", "2021-08"] {
-        let r = fetch_release(&server, &riec, id).await;
+        let r = fetch_release(&riec, id).await;
         assert_eq!(r["tables"], june["tables"], "{id}");
         assert_eq!(r["trends"], june["trends"], "{id}");
     }
-    let september = fetch_release(&server, &riec, "2021-09").await;
+    let september = fetch_release(&riec, "2021-09").await;
     assert_shared_cells_agree(&june, &september);
     assert!(
         cell_values(&september)
@@ -1422,10 +1121,10 @@ async fn the_cli_refuses_periods_a_release_may_not_have() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let riec = server.token("riec", "analist");
+    let riec = Role::of(&server, "riec", "analist");
     let (a, b) = (
-        fetch_release(&server, &riec, &last).await,
-        fetch_release(&server, &riec, &last_month).await,
+        fetch_release(&riec, &last).await,
+        fetch_release(&riec, &last_month).await,
     );
     assert_eq!(a["tables"], b["tables"]);
 }

@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::client::*;
 use super::common::*;
-use super::covenant::{call, full_signal, ok_json, read, refer, refused, submit};
 
 fn repo_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
@@ -146,15 +145,13 @@ async fn revision_in_force(server: &Server) -> String {
 /// May the ketenregisseur refer an organ-trade signal to the police?
 async fn police_may_have_organ_trade(server: &Server) -> bool {
     let d = ok_json(
-        call(
-            server,
-            Method::POST,
-            "/v1/decisions",
-            &server.token("zvhd", "ketenregisseur"),
-            None,
-            Some(&json!({"action": "refer", "purpose": "opsporing", "recipient": "politie", "forms": ["orgaan"]})),
-        )
-        .await,
+        Role::of(server, "zvhd", "ketenregisseur")
+            .post(
+                "/v1/decisions",
+                None,
+                &json!({"action": "refer", "purpose": "opsporing", "recipient": "politie", "forms": ["orgaan"]}),
+            )
+            .await,
         200,
     )
     .await;
@@ -438,7 +435,7 @@ async fn admin_reload_swaps_the_policies_whole_or_refuses_them() {
     )
     .await;
     // Decisions and log entries name the revision in force.
-    let log = super::covenant::log_by_request(&server).await;
+    let log = log_by_request(&server).await;
     let revisions: std::collections::BTreeSet<&str> = log
         .values()
         .flatten()
