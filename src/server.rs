@@ -61,13 +61,14 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     }
     let admin_tls = admin_tls(&cfg)?;
     let registry = Registry::new(db.clone(), Duration::from_secs(cfg.auth.partner_cache_secs));
+    let keys = KeyStore::new(&cfg.data_dir);
+    keys.ensure_secret(PSEUDONYM_KEY)?;
     let auth = Authenticator::new(
         Verifier::from_config(&cfg)?,
         registry,
+        Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?),
         cfg.tls.client_ca.is_some(),
     );
-    let keys = KeyStore::new(&cfg.data_dir);
-    keys.ensure_secret(PSEUDONYM_KEY)?;
     keys.ensure_secret(EGRESS_KEY)?;
     keys.ensure_secret(PERTURBATION_KEY)?;
     let ledger = Ledger::open(db.clone(), &keys, &cfg.log_origin()).await?;
@@ -92,7 +93,7 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     let rate_limit = RateLimit::new(cfg.http.rate_limit_per_second, cfg.http.rate_limit_burst);
     let state = AppState::new(Services {
         config: Arc::new(cfg.clone()),
-        gate: Gate::new(auth, rate_limit, ledger.clone()),
+        gate: Gate::new(auth, rate_limit, ledger.clone(), policy.clone()),
         boundary: Boundary::new(policy.clone(), egress.clone(), ledger.clone()),
         egress,
         db,

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use crate::auth::Principal;
+use crate::crypto::UserRef;
 use crate::problem::Problem;
 
 #[derive(Serialize, ToSchema)]
@@ -85,8 +86,11 @@ pub struct Me {
     kind: String,
     member: bool,
     role: String,
+    /// The user's reference (`usr1:...`, a keyed hash of the token's `sub`):
+    /// ketenpoort never echoes a token's own text.
     #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<String>,
+    #[schema(value_type = Option<String>)]
+    user: Option<UserRef>,
 }
 
 /// The caller as the gateway sees it: partner, kind, membership and role.

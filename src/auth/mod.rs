@@ -15,8 +15,10 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Serialize;
 
+use crate::crypto::{Pseudonymizer, UserRef};
 use crate::ledger::{Actor, Ledger, Outcome, RefusalSite, log_refusal};
 use crate::partners::{Partner, Registry};
+use crate::policy::PolicyEngine;
 use crate::problem::Problem;
 use crate::tls::ClientCertificate;
 pub use rate_limit::RateLimit;
@@ -27,8 +29,9 @@ pub use token::Verifier;
 pub struct Principal {
     pub partner: Arc<Partner>,
     pub role: String,
-    /// The user within the partner, when the token names one.
-    pub user: Option<String>,
+    /// The user within the partner, when the token names one: as its
+    /// keyed reference, never the token's `sub` (the caller's own text).
+    pub user: Option<UserRef>,
 }
 
 /// The principal as the disclosure log names it.
@@ -51,14 +54,21 @@ struct GateParts {
     authenticator: Authenticator,
     rate_limit: RateLimit,
     ledger: Ledger,
+    policy: PolicyEngine,
 }
 
 impl Gate {
-    pub fn new(authenticator: Authenticator, rate_limit: RateLimit, ledger: Ledger) -> Self {
+    pub fn new(
+        authenticator: Authenticator,
+        rate_limit: RateLimit,
+        ledger: Ledger,
+        policy: PolicyEngine,
+    ) -> Self {
         Self(Arc::new(GateParts {
             authenticator,
             rate_limit,
             ledger,
+            policy,
         }))
     }
 
@@ -71,16 +81,24 @@ impl Gate {
 pub struct Authenticator {
     verifier: Arc<Verifier>,
     registry: Registry,
+    /// Makes the user's reference from a token's `sub`.
+    refs: Pseudonymizer,
     /// Whether `tls.client_ca` is configured: then a registered client
     /// certificate is required on every authenticated request.
     require_client_cert: bool,
 }
 
 impl Authenticator {
-    pub fn new(verifier: Verifier, registry: Registry, require_client_cert: bool) -> Self {
+    pub fn new(
+        verifier: Verifier,
+        registry: Registry,
+        refs: Pseudonymizer,
+        require_client_cert: bool,
+    ) -> Self {
         Self {
             verifier: Arc::new(verifier),
             registry,
+            refs,
             require_client_cert,
         }
     }
@@ -97,10 +115,11 @@ impl Authenticator {
             .await
             .map_err(Problem::from)?
             .ok_or_else(|| Problem::unauthorized("partner-unknown"))?;
+        let user = claims.sub.map(|sub| self.refs.user_ref(&partner.id, &sub));
         let principal = Principal {
             partner,
             role: claims.role,
-            user: claims.sub,
+            user,
         };
         let bound = claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref());
         match self.admit(&principal, bound, parts) {
@@ -206,7 +225,15 @@ pub async fn require_principal(State(gate): State<Gate>, req: Request, next: Nex
                 }
                 let site = RefusalSite::of(&parts.extensions);
                 let reasons = vec![problem.code_str().to_owned()];
-                let actor = Actor::from(&principal);
+                let mut actor = Actor::from(&principal);
+                // An unregistered role is the token's text: logged only if
+                // it is a role of the covenant, otherwise as `?`.
+                let data = gate.policy.current();
+                if !principal.partner.roles.contains(&principal.role)
+                    && !crate::policy::model::is_covenant_role(data.data(), &principal.role)
+                {
+                    actor.role = "?".into();
+                }
                 if let Err(p) =
                     log_refusal(&gate.ledger, &site, actor, reasons, Outcome::Denied).await
                 {

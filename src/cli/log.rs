@@ -1,6 +1,8 @@
 //! `log verify`: recomputes the whole disclosure log and checks every
 //! checkpoint against a key kept outside the database, and the log against
 //! checkpoints kept outside it (invariant 3: the log is tamper-evident).
+//! `log user-ref`: the reference under which the log names a partner's
+//! user, for a privacy officer looking for that user's entries.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,14 +34,34 @@ pub(super) enum LogCommand {
         #[arg(long = "checkpoint", value_name = "FILE")]
         checkpoints: Vec<PathBuf>,
     },
+    /// Print the reference (`usr1:...`) under which the log, `/v1/me` and
+    /// the export name a partner's user (a token's `sub`); the user id
+    /// itself is never kept.
+    UserRef {
+        #[command(flatten)]
+        common: Common,
+        /// Partner id.
+        #[arg(long)]
+        partner: String,
+        /// The user id as the partner's tokens carry it (`sub`).
+        #[arg(long)]
+        user: String,
+    },
 }
 
 pub(super) async fn run(action: LogCommand) -> anyhow::Result<ExitCode> {
-    let LogCommand::Verify {
-        common,
-        verifier_key,
-        checkpoints,
-    } = action;
+    let (common, verifier_key, checkpoints) = match action {
+        LogCommand::Verify {
+            common,
+            verifier_key,
+            checkpoints,
+        } => (common, verifier_key, checkpoints),
+        LogCommand::UserRef {
+            common,
+            partner,
+            user,
+        } => return user_ref(common, &partner, &user),
+    };
     let cfg = common.config(None)?;
     let trusted = trusted_log_key(&cfg, verifier_key)?;
     let held = held_checkpoints(&checkpoints)?;
@@ -107,4 +129,14 @@ fn trusted_log_key(cfg: &Config, explicit: Option<String>) -> anyhow::Result<Tru
         public,
         origin: cfg.log.origin.clone(),
     })
+}
+
+/// `log user-ref`: the user's reference, made with the data directory's
+/// pseudonym key as the server makes it.
+fn user_ref(common: Common, partner: &str, user: &str) -> anyhow::Result<ExitCode> {
+    let cfg = common.config(None)?;
+    let keys = KeyStore::new(&cfg.data_dir);
+    let refs = crate::crypto::Pseudonymizer::new(&*keys.secret(crate::crypto::PSEUDONYM_KEY)?);
+    println!("{}", refs.user_ref(partner, user).as_str());
+    Ok(ExitCode::SUCCESS)
 }

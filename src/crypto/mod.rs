@@ -1,7 +1,10 @@
 //! Keyed cryptography over personal data: envelope encryption at rest
 //! (invariant 7, [`envelope`]) and pseudonyms for the disclosure log
 //! (invariant 4). One function makes every pseudonym, so the same person is
-//! the same pseudonym in every entry.
+//! the same pseudonym in every entry. The same key makes the references by
+//! which the log keeps what a caller chose — the token's user and the W3C
+//! trace id ([`UserRef`], [`TraceRef`]) — so no text a caller chose is ever
+//! kept or shown in the clear.
 
 pub mod cursor;
 pub mod envelope;
@@ -20,6 +23,44 @@ pub struct SubjectId<'a> {
     pub name: Option<&'a str>,
     /// `YYYY-MM-DD`
     pub date_of_birth: Option<&'a str>,
+}
+
+/// A caller's user as ketenpoort keeps and shows it: `usr1:` and a keyed
+/// hash of the partner and the token's `sub`. The `sub` is the caller's
+/// text (it could be anything, a name included): it is never stored, never
+/// logged, never echoed. Made only by [`Pseudonymizer::user_ref`]; the same
+/// user of the same partner is the same reference in every entry.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct UserRef(String);
+
+/// A caller's W3C trace id as the disclosure log keeps it: a keyed hash in
+/// the trace id's own shape (32 lowercase hex). The same trace id gives the
+/// same reference, so the entries of one trace stay together; the caller's
+/// 32 characters (which could spell a BSN or a record id) never reach the
+/// log. Made only by [`Pseudonymizer::trace_ref`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct TraceRef(String);
+
+impl UserRef {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Any text, as a stored entry may hold it (tests of the decoder).
+    #[cfg(test)]
+    pub fn stored(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+}
+
+impl TraceRef {
+    /// Any text, as a stored entry may hold it (tests of the decoder).
+    #[cfg(test)]
+    pub fn stored(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
 }
 
 #[derive(Clone)]
@@ -44,6 +85,23 @@ impl Pseudonymizer {
             "ps1:{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
         ))
+    }
+}
+
+impl Pseudonymizer {
+    /// The reference of `partner`'s user `subject` (a token's `sub`).
+    pub fn user_ref(&self, partner: &str, subject: &str) -> UserRef {
+        let tag = hmac::sign(&self.key, format!("user:{partner}\n{subject}").as_bytes());
+        UserRef(format!(
+            "usr1:{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag.as_ref()[..16])
+        ))
+    }
+
+    /// The reference of a trace id.
+    pub fn trace_ref(&self, trace_id: &str) -> TraceRef {
+        let tag = hmac::sign(&self.key, format!("trace:{trace_id}").as_bytes());
+        TraceRef(hex::encode(&tag.as_ref()[..16]))
     }
 }
 

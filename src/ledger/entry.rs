@@ -10,6 +10,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::crypto::{TraceRef, UserRef};
+
 pub const VERSION: u8 = 1;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -22,8 +24,10 @@ pub struct Entry {
     /// RFC 3339, UTC, milliseconds.
     pub time: String,
     pub request_id: String,
-    /// W3C trace id of the request.
-    pub trace_id: String,
+    /// The reference of the request's W3C trace id (a keyed hash in the
+    /// trace id's shape; never the caller's 32 characters).
+    #[schema(value_type = String)]
+    pub trace_id: TraceRef,
     pub actor: Actor,
     /// The partner that received data (for reads, the actor's partner).
     pub recipient: Option<String>,
@@ -46,8 +50,11 @@ pub struct Entry {
 #[serde(deny_unknown_fields)]
 pub struct Actor {
     pub partner: String,
+    /// A role of the covenant, or `?` for a token's unknown role.
     pub role: String,
-    pub user: Option<String>,
+    /// The user's reference (`usr1:...`), never the token's `sub`.
+    #[schema(value_type = Option<String>)]
+    pub user: Option<UserRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -168,11 +175,12 @@ pub(crate) mod tests {
             index,
             time: "2026-11-28T18:00:00.000Z".into(),
             request_id: "01933a4e-0000-7000-8000-000000000000".into(),
-            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            trace_id: crate::crypto::Pseudonymizer::new(&[1; 32])
+                .trace_ref("4bf92f3577b34da6a3ce929d0e0e4736"),
             actor: Actor {
                 partner: "assen".into(),
                 role: "aandachtfunctionaris-sociaal".into(),
-                user: Some("u1".into()),
+                user: Some(crate::crypto::Pseudonymizer::new(&[1; 32]).user_ref("assen", "u1")),
             },
             recipient: Some("zvhd".into()),
             action: LogAction::Submit,

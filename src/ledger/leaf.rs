@@ -270,7 +270,9 @@ mod tests {
     #[test]
     fn rejects_what_decode_rejects() {
         let mut e = sample(7);
-        e.actor.user = Some("q\"b\\c\u{1}\u{1f}\n\t\r\u{8}\u{c}é/\u{7f}".into());
+        e.actor.user = Some(crate::crypto::UserRef::stored(
+            "q\"b\\c\u{1}\u{1f}\n\t\r\u{8}\u{c}é/\u{7f}",
+        ));
         let text = String::from_utf8(e.encode()).unwrap();
         for escaped in [r#"q\"b\\c"#, r"\u0001\u001f\n\t\r\b\f", "é/\u{7f}"] {
             assert!(text.contains(escaped), "{escaped} in {text}");
@@ -343,11 +345,11 @@ mod tests {
                     index,
                     time,
                     request_id,
-                    trace_id,
+                    trace_id: crate::crypto::TraceRef::stored(trace_id),
                     actor: Actor {
                         partner,
                         role,
-                        user,
+                        user: user.map(crate::crypto::UserRef::stored),
                     },
                     recipient,
                     action,

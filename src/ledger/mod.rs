@@ -24,6 +24,7 @@ use std::time::Duration;
 use base64::Engine;
 use time::format_description::well_known::Rfc3339;
 
+use crate::crypto::{PSEUDONYM_KEY, Pseudonymizer};
 use crate::keys::KeyStore;
 use crate::policy::Decision;
 use crate::request::RequestContext;
@@ -64,7 +65,8 @@ impl Receipt {
 /// An entry before the log gives it an index and a time.
 pub struct Draft {
     pub request_id: String,
-    pub trace_id: String,
+    /// The caller's trace id: the log keeps only its reference.
+    trace_id: String,
     pub actor: Actor,
     pub recipient: Option<String>,
     pub action: LogAction,
@@ -145,7 +147,7 @@ impl Draft {
 
     /// The entry at `index`, stamped `now` (milliseconds, UTC); subjects and
     /// fields sorted and without repeats.
-    fn into_entry(self, index: u64, now: time::OffsetDateTime) -> Entry {
+    fn into_entry(self, index: u64, now: time::OffsetDateTime, refs: &Pseudonymizer) -> Entry {
         let mut subjects = self.subjects;
         subjects.sort();
         subjects.dedup();
@@ -160,7 +162,7 @@ impl Draft {
             index,
             time: ms.format(&Rfc3339).expect("RFC 3339"),
             request_id: self.request_id,
-            trace_id: self.trace_id,
+            trace_id: refs.trace_ref(&self.trace_id),
             actor: self.actor,
             recipient: self.recipient,
             action: self.action,
@@ -187,6 +189,8 @@ struct Core {
     db: Db,
     signer: NoteSigner,
     verifier_key: String,
+    /// Makes the references of what callers chose (trace ids).
+    refs: Pseudonymizer,
 }
 
 impl Ledger {
@@ -202,10 +206,12 @@ impl Ledger {
             "this database's log was created with origin {stored_origin:?} and key {stored_key:?}; \
              configure log.origin and the log signing key accordingly"
         );
+        keys.ensure_secret(PSEUDONYM_KEY)?;
         let core = Arc::new(Core {
             db,
             verifier_key: signer.verifier_key(),
             signer,
+            refs: Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?),
         });
         Ok(Self {
             queue: sequencer::start(core.clone()),

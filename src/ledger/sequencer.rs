@@ -94,13 +94,14 @@ pub(super) async fn submit(queue: &mpsc::Sender<Job>, work: Work) -> Result<Rece
 pub struct Pending {
     tree: CompactRange,
     rows: Vec<EntryRow>,
+    refs: crate::crypto::Pseudonymizer,
 }
 
 impl Pending {
     fn append(&mut self, draft: Draft) -> Receipt {
         let now = time::OffsetDateTime::now_utc();
         let index = self.tree.size();
-        let entry = draft.into_entry(index, now);
+        let entry = draft.into_entry(index, now, &self.refs);
         let leaf = entry.encode();
         let hash = leaf_hash(&leaf);
         let hashes = self.tree.push(hash);
@@ -160,6 +161,7 @@ async fn commit_batch(
     let mut log = Pending {
         tree,
         rows: Vec::with_capacity(size),
+        refs: core.refs.clone(),
     };
     let mut done = Vec::with_capacity(size);
     for job in batch {

@@ -163,6 +163,17 @@ pub fn is_member(data: &serde_json::Value, registry_member: bool, kind: &str) ->
             == Some(&serde_json::Value::Bool(true))
 }
 
+/// Whether `role` is a role of some partner kind in the covenant data.
+pub fn is_covenant_role(data: &serde_json::Value, role: &str) -> bool {
+    data.pointer("/covenant/kinds")
+        .and_then(serde_json::Value::as_object)
+        .into_iter()
+        .flat_map(|kinds| kinds.values())
+        .filter_map(|k| k.get("roles").and_then(serde_json::Value::as_array))
+        .flatten()
+        .any(|r| r.as_str() == Some(role))
+}
+
 /// Whether `field` is a leaf path of the field classification
 /// (`covenant.classes`). Projection copies whatever a path names, so a bare
 /// `victims` would copy every victim whole.

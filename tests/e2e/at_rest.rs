@@ -12,59 +12,6 @@ use sqlx::Row;
 use super::client::*;
 use super::common::*;
 
-async fn pool(data: &DataDir) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&data.database_url())
-        .await
-        .expect("the test database")
-}
-
-/// Everything the database holds, as bytes: on SQLite the database file
-/// and its WAL; on PostgreSQL every row of every table of the schema as
-/// text (bytea as hex).
-async fn raw_database(data: &DataDir) -> Vec<u8> {
-    if !data.is_postgres() {
-        let mut out = Vec::new();
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            if let Ok(bytes) = std::fs::read(data.file(&format!("ketenpoort.db{suffix}"))) {
-                out.extend(bytes);
-            }
-        }
-        return out;
-    }
-    let db = pool(data).await;
-    let tables: Vec<String> = sqlx::query(
-        "SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = current_schema()",
-    )
-    .fetch_all(&db)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get("t"))
-    .collect();
-    assert!(tables.iter().any(|t| t == "signals"), "{tables:?}");
-    let mut out = Vec::new();
-    for t in tables {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT x::text AS line FROM {t} x"
-        )))
-        .fetch_all(&db)
-        .await
-        .unwrap();
-        for r in rows {
-            out.extend(r.get::<String, _>("line").into_bytes());
-            out.push(b'\n');
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 #[tokio::test]
 async fn no_personal_value_is_stored_in_plaintext() {
     let server = Server::start(Opts::new()).await;

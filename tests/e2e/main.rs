@@ -26,5 +26,6 @@ mod covenant;
 mod deploy;
 mod http;
 mod ledger;
+mod oracle;
 mod phenomena;
 mod policy;

@@ -107,7 +107,10 @@ fn write_csv_row(w: &mut csv::Writer<Vec<u8>>, stored: StoredEntry) -> Result<()
         e.time,
         e.actor.partner,
         e.actor.role,
-        e.actor.user.unwrap_or_default(),
+        e.actor
+            .user
+            .map(|u| u.as_str().to_owned())
+            .unwrap_or_default(),
         e.recipient.unwrap_or_default(),
         e.action.as_str().into(),
         e.purpose.unwrap_or_default(),
