@@ -11,6 +11,7 @@ use super::AppState;
 use super::extract;
 use super::purpose::{self, party};
 use crate::auth::Principal;
+use crate::partners::Partner;
 use crate::policy::model::{Party, ReferralFact, SignalFacts};
 use crate::policy::{Action, Decision, Input};
 use crate::problem::{FieldError, Problem};
@@ -66,36 +67,42 @@ pub async fn dry_run(
     if let Some(e) = purpose::body_error(&state.policy.current(), None, &q.purpose) {
         return Err(Problem::unprocessable("unknown purpose", vec![e]));
     }
-    let facts = SignalFacts {
-        reporter: principal.partner.id.clone(),
-        municipality: "buiten-drenthe".into(),
-        forms: q.forms,
-        victim_minor: q.victim_minor,
-        domestic_setting: q.domestic_setting,
-        referrals: vec![ReferralFact {
-            partner: recipient.id.clone(),
-            purpose: q.purpose.clone(),
-        }],
-        status: crate::signals::STATUS_REFERRED.into(),
-    };
-    let caller: Party = party(&principal.partner, Some(&principal.role));
-    let input = match q.action {
-        DryRunAction::Refer => Input {
-            action: Action::Refer,
-            purpose: q.purpose,
-            principal: caller,
-            recipient: Some(party(&recipient, None)),
-            signal: Some(facts),
-            audit: None,
-        },
-        DryRunAction::Deliver => Input {
-            action: Action::Deliver,
-            purpose: q.purpose,
-            principal: party(&recipient, q.role.as_deref()),
-            recipient: None,
-            signal: Some(facts),
-            audit: None,
-        },
-    };
+    let input = q.input(&principal, &recipient);
     Ok(Json(state.policy.decide(&input)))
+}
+
+impl DryRun {
+    /// The policy input of the dry run: a signal with these facts, referred
+    /// by the caller's partner, or delivered to the recipient in `role`.
+    fn input(self, principal: &Principal, recipient: &Partner) -> Input {
+        let facts = SignalFacts {
+            reporter: principal.partner.id.clone(),
+            municipality: "buiten-drenthe".into(),
+            forms: self.forms,
+            victim_minor: self.victim_minor,
+            domestic_setting: self.domestic_setting,
+            referrals: vec![ReferralFact {
+                partner: recipient.id.clone(),
+                purpose: self.purpose.clone(),
+            }],
+            status: crate::signals::STATUS_REFERRED.into(),
+        };
+        let caller: Party = party(&principal.partner, Some(&principal.role));
+        let (action, principal, recipient) = match self.action {
+            DryRunAction::Refer => (Action::Refer, caller, Some(party(recipient, None))),
+            DryRunAction::Deliver => (
+                Action::Deliver,
+                party(recipient, self.role.as_deref()),
+                None,
+            ),
+        };
+        Input {
+            action,
+            purpose: self.purpose,
+            principal,
+            recipient,
+            signal: Some(facts),
+            audit: None,
+        }
+    }
 }

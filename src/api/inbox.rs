@@ -61,13 +61,7 @@ pub async fn list(
     Query(params): Query<InboxParams>,
 ) -> Result<Disclosed<Json<InboxPage>>, Problem> {
     let purpose = exchange.known_purpose(Action::Deliver).await?;
-    let after = params
-        .after
-        .as_deref()
-        .map(parse_id)
-        .transpose()
-        .map_err(|_| Problem::bad_request("invalid cursor"))?;
-    let limit = params.limit.unwrap_or(50).clamp(1, 100);
+    let (after, limit) = params.page()?;
     let partner = &exchange.principal.partner.id;
     let rows = state
         .db
@@ -96,12 +90,25 @@ pub async fn list(
         items.push((row, record));
     }
     let draft = page.draft(&exchange, Action::Deliver);
-    let receipt = state.ledger.record(draft).await?;
+    let receipt = state.ledger.log(draft).await?;
     let items = items
         .into_iter()
         .map(|(row, record)| InboxItem::of(row, record, &receipt))
         .collect();
     Ok(receipt.disclose(Json(InboxPage { items, next_after })))
+}
+
+impl InboxParams {
+    /// The cursor (an item id) and the page size (at most 100).
+    fn page(&self) -> Result<(Option<String>, u32), Problem> {
+        let after = self
+            .after
+            .as_deref()
+            .map(parse_id)
+            .transpose()
+            .map_err(|_| Problem::bad_request("invalid cursor"))?;
+        Ok((after, self.limit.unwrap_or(50).clamp(1, 100)))
+    }
 }
 
 impl InboxItem {

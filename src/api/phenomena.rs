@@ -90,7 +90,7 @@ pub async fn release(
         .await?
         .ok_or_else(Problem::not_found)?;
     let draft = exchange.draft(&granted).resources(resources);
-    let receipt = state.ledger.record(draft).await?;
+    let receipt = state.ledger.log(draft).await?;
     Ok(receipt.disclose(Json(release)))
 }
 
@@ -119,6 +119,6 @@ pub async fn release_table(
     let draft = exchange
         .draft(&granted)
         .resources([format!("release:{id}"), format!("table:{table}")]);
-    let receipt = state.ledger.record(draft).await?;
+    let receipt = state.ledger.log(draft).await?;
     Ok(receipt.disclose(Json(one)))
 }

@@ -196,7 +196,7 @@ impl Exchange {
         resources: Vec<String>,
     ) -> Result<(), Problem> {
         let draft = self.draft_for(action, decision).resources(resources);
-        self.state.ledger.record(draft).await?;
+        self.state.ledger.log(draft).await?;
         Ok(())
     }
 

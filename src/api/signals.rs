@@ -111,7 +111,7 @@ pub async fn read(
         .draft(&granted)
         .resources(resources)
         .subjects(projection.subjects(&body, &state.pseudonyms));
-    let receipt = state.ledger.record(draft).await?;
+    let receipt = state.ledger.log(draft).await?;
     Ok(receipt.disclose(Json(projection.released(&receipt))))
 }
 
@@ -195,7 +195,7 @@ pub async fn list(
     }
     let receipt = state
         .ledger
-        .record(page.draft(&exchange, Action::List))
+        .log(page.draft(&exchange, Action::List))
         .await?;
     let items = items.into_iter().map(|i| i.released(&receipt)).collect();
     Ok(receipt.disclose(Json(SignalPage { items, next_after })))
@@ -277,12 +277,7 @@ pub async fn refer(
     let id = parse_id(&id)?;
     let recipient = req.recipient(&state, &exchange).await?;
     let (stored, referrals) = state.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
-    if state.db.referred(&id, &recipient.id, &req.purpose).await? {
-        return Err(
-            Problem::new(StatusCode::CONFLICT, "already-referred", "Already referred")
-                .detail("this signal was already referred to this recipient for this purpose"),
-        );
-    }
+    req.not_yet_referred(&state, &id, &recipient.id).await?;
     let mut input = exchange.input(Action::Refer);
     input.recipient = Some(party(&recipient, None));
     input.signal = Some(stored.facts.for_policy(referrals));
@@ -303,15 +298,14 @@ pub async fn refer(
         .draft(&granted)
         .recipient(Some(&recipient.id))
         .subjects(disclosed.subjects(&body, &state.pseudonyms));
-    let delivery = Delivery::of(&granted);
-    let referred = state
-        .desk()
+    let (desk, delivery) = (state.desk(), Delivery::of(&granted));
+    let referred = desk
         .refer(&stored, &body, referral, &disclosed, delivery, draft)
         .await?;
     let granted = granted.into_decision();
     let created = ReferralCreated {
         id: referral_id,
-        recipient: recipient.id.clone(),
+        recipient: recipient.id,
         purpose: req.purpose,
         mode: granted.mode,
         inbox_item: referred.inbox_item,
@@ -323,6 +317,23 @@ pub async fn refer(
 }
 
 impl ReferralRequest {
+    /// 409 if the signal was referred to this recipient for this purpose
+    /// before.
+    async fn not_yet_referred(
+        &self,
+        state: &AppState,
+        signal: &str,
+        recipient: &str,
+    ) -> Result<(), Problem> {
+        if state.db.referred(signal, recipient, &self.purpose).await? {
+            return Err(
+                Problem::new(StatusCode::CONFLICT, "already-referred", "Already referred")
+                    .detail("this signal was already referred to this recipient for this purpose"),
+            );
+        }
+        Ok(())
+    }
+
     /// The recipient, once the body names a registered partner and a
     /// purpose of the covenant that the header does not contradict (422
     /// listing each failing field otherwise).

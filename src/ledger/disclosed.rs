@@ -1,6 +1,6 @@
 //! Invariant 2 by type: an answer that discloses leaves only with the
 //! receipt of its log entry. A [`Receipt`] comes only from the log
-//! ([`Ledger::record`](super::Ledger::record) and
+//! ([`Ledger::log`](super::Ledger::log) and
 //! [`Ledger::commit`](super::Ledger::commit)), and [`Disclosed`] — the
 //! response type of every disclosing handler — only from a receipt. What a
 //! handler discloses of a record is a

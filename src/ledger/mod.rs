@@ -5,7 +5,7 @@
 //! There is one way in: [`Ledger::commit`] runs the caller's unit of work —
 //! its state changes and the entry that records them — in one database
 //! transaction, and answers only once that transaction is durable
-//! ([`Ledger::record`] for a bare entry). Units arriving together share one
+//! ([`Ledger::log`] for a bare entry). Units arriving together share one
 //! transaction and one fsync (group commit, see `sequencer`). If the append
 //! or the commit fails, the caller gets [`Unavailable`] and releases nothing.
 
@@ -230,7 +230,7 @@ impl Ledger {
     }
 
     /// Appends a bare entry (a read, a refusal: nothing else changes).
-    pub async fn record(&self, draft: Draft) -> Result<Receipt, Unavailable> {
+    pub async fn log(&self, draft: Draft) -> Result<Receipt, Unavailable> {
         self.commit(Work::Entry(Box::new(draft))).await
     }
 }

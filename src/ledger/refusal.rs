@@ -54,6 +54,6 @@ pub async fn log_refusal(
         mode: "deny".into(),
         reasons,
     };
-    ledger.record(draft).await?;
+    ledger.log(draft).await?;
     Ok(())
 }

@@ -1,5 +1,9 @@
 //! What is stored of a signal in plaintext beside its ciphertext.
 
+/// Statuses a signal moves through.
+pub const STATUS_NEW: &str = "nieuw";
+pub const STATUS_REFERRED: &str = "doorverwezen";
+
 /// What the tables beside the ciphertext hold, in plaintext, for filtering
 /// and for the policy: no names, numbers or free text.
 #[derive(Clone, Debug)]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
-use super::tables::{self, Categories, Record, Table, Trend};
+use super::tables::{self, Case, Categories, Table, Trend};
 use super::{Catalogue, Code, PERTURBATION_KEY, Period, Perturbation, RecordKey, ReleasePeriod};
 use crate::config::{Cadence, PhenomenaConfig};
 use crate::keys::KeyStore;
@@ -243,7 +243,7 @@ impl Phenomena {
             .contributions(first.0, last)
             .await?
             .into_iter()
-            .filter_map(|(key, counted, row)| record(key, counted, row))
+            .filter_map(|(key, counted, row)| case(key, counted, row))
             .collect::<Vec<_>>();
         let (tables, trends) = tables::build(&catalogue, id, &records, &self.perturbation);
         let release = Release {
@@ -310,12 +310,12 @@ impl Phenomena {
     }
 }
 
-/// A stored contribution as a record of the tables, in the month it counts
+/// A stored contribution as a case of the tables, in the month it counts
 /// in; rows whose codes are not codes are left out (they cannot come from a
 /// validated signal).
-fn record(key: i64, counted: (i32, u8), row: ContributionRow) -> Option<Record> {
+fn case(key: i64, counted: (i32, u8), row: ContributionRow) -> Option<Case> {
     let codes = |v: &[String]| v.iter().map(|s| Code::new(s)).collect::<Option<Vec<_>>>();
-    Some(Record {
+    Some(Case {
         key: RecordKey::from_stored(key),
         year: counted.0,
         month: counted.1,

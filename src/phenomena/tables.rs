@@ -2,7 +2,7 @@
 //! (zeros included) and every margin, each cell published through the
 //! perturbation table; trends computed from those published cells.
 //!
-//! A cell is the set of records it counts: those counted in its period
+//! A cell is the set of cases (signals) it counts: those counted in its period
 //! that have each of its categories (a margin, `totaal`, takes every
 //! record). Its value depends on that set only (count and cell key), so a
 //! cell that recurs — a margin of one table is a cell of another, a closed
@@ -19,10 +19,10 @@ use super::catalogue::{Catalogue, Code, Comparison, Dimension, PeriodKind};
 use super::cellkey::{CellKey, Perturbation, RecordKey};
 use super::period::{Period, ReleasePeriod};
 
-/// One signal's contribution: its record key, the month it counts in and
-/// its category codes.
+/// One case the tables count: a signal's contribution, its record key,
+/// the month it counts in and its category codes.
 #[derive(Clone, Debug)]
-pub struct Record {
+pub struct Case {
     pub key: RecordKey,
     pub year: i32,
     pub month: u8,
@@ -98,15 +98,15 @@ pub struct Trend {
     pub points: Vec<TrendPoint>,
 }
 
-/// Every table and trend of the catalogue for `release`, over `records`:
+/// Every table and trend of the catalogue for `release`, over `cases`:
 /// the closed years and quarters it covers, nothing to date.
 pub fn build(
     catalogue: &Catalogue,
     release: ReleasePeriod,
-    records: &[Record],
+    cases: &[Case],
     perturbation: &Perturbation,
 ) -> (Vec<Table>, Vec<Trend>) {
-    let covered: Vec<&Record> = records
+    let covered: Vec<&Case> = cases
         .iter()
         .filter(|r| release.covers(r.year, r.month))
         .collect();
@@ -252,8 +252,8 @@ mod tests {
         Catalogue::from_policy_data(&data).unwrap()
     }
 
-    fn record(key: u64, year: i32, month: u8, forms: &[&str], sector: &str) -> Record {
-        Record {
+    fn case(key: u64, year: i32, month: u8, forms: &[&str], sector: &str) -> Case {
+        Case {
             key: RecordKey(key),
             year,
             month,
@@ -285,7 +285,7 @@ mod tests {
     fn every_category_and_margin_is_a_cell_and_recurring_cells_agree() {
         let c = catalogue();
         let p = Perturbation::new(3, 1.0, &[3; 32]).unwrap();
-        let mut records = Vec::new();
+        let mut cases = Vec::new();
         for i in 0..40u64 {
             let forms: &[&str] = if i % 3 == 0 {
                 &["arbeid", "seksueel"]
@@ -293,7 +293,7 @@ mod tests {
                 &["arbeid"]
             };
             let sector = if i % 2 == 0 { "bouw" } else { "horeca" };
-            records.push(record(
+            cases.push(case(
                 i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
                 2025,
                 1 + (i % 12) as u8,
@@ -302,7 +302,7 @@ mod tests {
             ));
         }
         let release = ReleasePeriod::Quarter(2026, 3);
-        let (tables, trends) = build(&c, release, &records, &p);
+        let (tables, trends) = build(&c, release, &cases, &p);
         assert_eq!(tables.len(), c.tables.len());
         let sector = tables
             .iter()
@@ -356,7 +356,7 @@ mod tests {
             );
         }
         // A later release publishes the closed year alike.
-        let (later, _) = build(&c, ReleasePeriod::Quarter(2026, 4), &records, &p);
+        let (later, _) = build(&c, ReleasePeriod::Quarter(2026, 4), &cases, &p);
         assert_eq!(
             cell(&later, "vorm-jaar", "2025", &["arbeid"]).value,
             form_year
@@ -393,13 +393,13 @@ mod tests {
     fn records_outside_the_release_do_not_count() {
         let c = catalogue();
         let p = Perturbation::new(3, 1.0, &[3; 32]).unwrap();
-        let records: Vec<Record> = (0..30u64)
-            .map(|i| record(i * 77 + 1, 2026, 10, &["arbeid"], "bouw"))
+        let cases: Vec<Case> = (0..30u64)
+            .map(|i| case(i * 77 + 1, 2026, 10, &["arbeid"], "bouw"))
             .collect();
-        let (tables, _) = build(&c, ReleasePeriod::Quarter(2026, 3), &records, &p);
+        let (tables, _) = build(&c, ReleasePeriod::Quarter(2026, 3), &cases, &p);
         assert!(tables.iter().all(|t| t.cells.iter().all(|c| c.value == 0)));
         // A month inside the quarter publishes no cell of it.
-        let (tables, _) = build(&c, ReleasePeriod::Month(2026, 11), &records, &p);
+        let (tables, _) = build(&c, ReleasePeriod::Month(2026, 11), &cases, &p);
         assert!(tables.iter().all(|t| t.cells.iter().all(|c| c.value == 0)));
         assert!(tables.iter().all(|t| {
             t.cells
@@ -410,7 +410,7 @@ mod tests {
             ReleasePeriod::Month(2026, 12),
             ReleasePeriod::Quarter(2026, 4),
         ] {
-            let (tables, _) = build(&c, release, &records, &p);
+            let (tables, _) = build(&c, release, &cases, &p);
             assert!(cell(&tables, "vorm-kwartaal", "2026-Q4", &["arbeid"]).value >= 27);
             assert!(cell(&tables, "vorm-jaar", "2026", &["arbeid"]).value >= 27);
         }

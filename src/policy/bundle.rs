@@ -18,6 +18,7 @@ use ring::digest;
 use serde::Deserialize;
 
 use super::Refusal;
+use super::signing::strip_bom;
 use super::signing::{MANIFEST_FILE, SIGNATURES_FILE, Signer, VerificationKeys};
 
 /// The most a bundle may hold uncompressed (a gzip bomb stops here).
@@ -267,11 +268,6 @@ fn check_kinds(files: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// JSON files may start with a UTF-8 byte order mark (RFC 8259 §8.1).
-pub fn strip_bom(bytes: &[u8]) -> &[u8] {
-    bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)
 }
 
 /// Whether root segments `root` contain the path `path` (OPA's rule: the

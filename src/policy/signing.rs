@@ -14,7 +14,6 @@ use ring::digest;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::bundle::strip_bom;
 use crate::config::PolicyConfig;
 
 pub const SIGNATURES_FILE: &str = ".signatures.json";
@@ -278,6 +277,11 @@ fn go_string(s: &str, out: &mut Vec<u8>) {
             .replace('\u{2029}', "\\u2029")
             .as_bytes(),
     );
+}
+
+/// JSON files may start with a UTF-8 byte order mark (RFC 8259 §8.1).
+pub fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)
 }
 
 #[cfg(test)]

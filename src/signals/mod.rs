@@ -17,9 +17,7 @@ pub use validate::validate;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Statuses a signal moves through.
-pub const STATUS_NEW: &str = "nieuw";
-pub const STATUS_REFERRED: &str = "doorverwezen";
+pub use crate::model::signal::{STATUS_NEW, STATUS_REFERRED};
 
 /// Envelope keys set by ketenpoort on every record it returns: not personal,
 /// always present in a projection.

@@ -117,9 +117,9 @@ impl WriteTx {
         .execute(self.conn())
         .await?;
         sqlx::query("UPDATE signals SET status = $1 WHERE id = $2 AND status = $3")
-            .bind(crate::signals::STATUS_REFERRED)
+            .bind(crate::model::signal::STATUS_REFERRED)
             .bind(&r.signal_id)
-            .bind(crate::signals::STATUS_NEW)
+            .bind(crate::model::signal::STATUS_NEW)
             .execute(self.conn())
             .await?;
         Ok(())

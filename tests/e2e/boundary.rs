@@ -457,9 +457,10 @@ async fn the_egress_guard_blocks_stored_values_that_reach_a_non_member() {
     body["suspects"][0]["phone"] = json!("+31 6 2417 3309");
     let ids = submit_all(&server, &[body]).await;
     let fg = Role::of(&server, "zvhd", "fg");
-    // A value reaches the RIEC by an honest channel the layers do not
-    // police: its own user id (the token's subject), shown by /v1/me and in
-    // its own log entries. The guard does not know how it got there.
+    // A value reaches the RIEC by a channel the layers do not police and no
+    // caller can steer: the registry, where an operator registered a RIEC
+    // partner under a name that is also a stored value. `/v1/me` shows it.
+    // The guard does not know how it got there.
     let cases: [(&str, &str); 6] = [
         ("QUIRINUS  zandvoortbeek", "known-value"),
         ("quirinuszandvoortbeek", "known-value"),
@@ -468,9 +469,13 @@ async fn the_egress_guard_blocks_stored_values_that_reach_a_non_member() {
         ("123456782", "bsn"),
         ("analist@riec.example", "email"),
     ];
-    for (user, finding) in cases {
-        let mut claims = server.claims("riec", "analist");
-        claims["sub"] = json!(user);
+    for (i, (user, finding)) in cases.into_iter().enumerate() {
+        let partner = format!("riec-naam-{i}");
+        server.cli_ok(&[
+            "partner", "add", "--id", &partner, "--name", user, "--kind", "riec", "--roles",
+            "analist",
+        ]);
+        let claims = server.claims(&partner, "analist");
         let res = server.get_as("/v1/me", &server.sign(&claims)).await;
         let text = res
             .headers()
@@ -486,7 +491,7 @@ async fn the_egress_guard_blocks_stored_values_that_reach_a_non_member() {
         );
         let found = fg
             .get(
-                "/v1/log/search?action=deny&outcome=blocked&partner=riec&limit=500",
+                &format!("/v1/log/search?action=deny&outcome=blocked&partner={partner}&limit=500"),
                 AUDIT,
             )
             .await
@@ -507,15 +512,31 @@ async fn the_egress_guard_blocks_stored_values_that_reach_a_non_member() {
         assert_eq!(last["resources"], json!(["route:/v1/me"]));
         assert_eq!(last["action"], "deny");
     }
-    // Such a principal reads a release: the tables hold no name, they pass,
-    // and the read is logged under its user id. From then on the RIEC's own
-    // log entries hold a stored name: reading them is decided and logged as
-    // disclosed by the handler, then withheld by the guard — two entries,
-    // one request.
-    let mut claims = server.claims("riec", "analist");
-    claims["sub"] = json!("Quirinus Zandvoortbeek");
-    let named = Role::with_token(&server, server.sign(&claims));
-    let riec = Role::of(&server, "riec", "analist");
+    // A RIEC partner registered under an id that spells a stored name reads
+    // a release: the tables hold no name, they pass, and the read is logged
+    // under its partner id. From then on its own log entries hold a stored
+    // name: reading them is decided and logged as disclosed by the handler,
+    // then withheld by the guard — two entries, one request.
+    server.cli_ok(&[
+        "partner",
+        "add",
+        "--id",
+        "quirinus-zandvoortbeek",
+        "--name",
+        "RIEC",
+        "--kind",
+        "riec",
+        "--roles",
+        "analist",
+    ]);
+    let named = Role::with_token(
+        &server,
+        server.issue(&["--partner", "quirinus-zandvoortbeek", "--role", "analist"]),
+    );
+    let riec = Role::with_token(
+        &server,
+        server.issue(&["--partner", "quirinus-zandvoortbeek", "--role", "analist"]),
+    );
     publish(&server, "2024-Q2");
     let release = riec
         .get("/v1/phenomena/releases", FEN)
@@ -547,7 +568,10 @@ async fn the_egress_guard_blocks_stored_values_that_reach_a_non_member() {
     );
     problem(res, 403, Some("egress-blocked")).await;
     let found: Value = fg
-        .get("/v1/log/search?partner=riec&limit=500", AUDIT)
+        .get(
+            "/v1/log/search?partner=quirinus-zandvoortbeek&limit=500",
+            AUDIT,
+        )
         .await
         .json()
         .await
@@ -968,9 +992,22 @@ async fn a_registry_entry_does_not_make_a_riec_a_member() {
     );
     let res = riec_twee.get("/v1/signals", "drieluik").await;
     problem(res, 403, Some("non-member-record-route")).await;
-    let mut claims = server.claims("riec-twee", "analist");
-    claims["sub"] = json!("123456782");
-    let res = server.get_as("/v1/me", &server.sign(&claims)).await;
+    // Its answers pass the egress guard like every non-member's: a BSN in
+    // its registered name is withheld.
+    server.cli_ok(&[
+        "partner",
+        "add",
+        "--id",
+        "riec-drie",
+        "--name",
+        "123456782",
+        "--kind",
+        "riec",
+        "--roles",
+        "analist",
+    ]);
+    let token = server.issue(&["--partner", "riec-drie", "--role", "analist"]);
+    let res = server.get_as("/v1/me", &token).await;
     problem(res, 403, Some("egress-blocked")).await;
     let res = riec_twee.get("/v1/phenomena/releases", FEN).await;
     assert_eq!(res.status(), 200);

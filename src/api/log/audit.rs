@@ -131,7 +131,7 @@ pub async fn entries(
         })
         .collect();
     let draft = exchange.draft(&granted).resources(resources);
-    let receipt = state.ledger.record(draft).await?;
+    let receipt = state.ledger.log(draft).await?;
     Ok(receipt.disclose(Json(LogEntries {
         tree_size: size,
         entries,
@@ -300,7 +300,7 @@ async fn run_search(
         .draft(&granted)
         .resources(resources)
         .subjects(subjects);
-    let receipt = state.ledger.record(draft).await?;
+    let receipt = state.ledger.log(draft).await?;
     let tree_size = state.ledger.size().await?;
     Ok(receipt.disclose(Json(LogEntries {
         tree_size,

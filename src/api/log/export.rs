@@ -59,7 +59,7 @@ pub async fn export(
     let (vis, granted) = audit_scope(&exchange, AuditQuery::Export, &resources).await?;
     let body = csv_body(&state, &vis, search).await?;
     let draft = exchange.draft(&granted).resources(resources);
-    let receipt = state.ledger.record(draft).await?;
+    let receipt = state.ledger.log(draft).await?;
     Ok(receipt.disclose(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body)))
 }
 
