@@ -1,6 +1,11 @@
-//! Storage behind a narrow interface. One sqlx `Any` pool serves SQLite (the
-//! embedded default, WAL) and PostgreSQL (several instances); SQL that differs
-//! between the two stays inside this module.
+//! All SQL of ketenpoort, and nothing else: `Db` (reads, pooled) and
+//! `WriteTx` (one write transaction, savepoints for the log's units) with
+//! methods per table group — `signals`, `partners`, `ledger`, `log_scan`
+//! (`log verify`'s bulk read), `phenomena`. One sqlx `Any` pool serves
+//! SQLite (the embedded default, WAL) and PostgreSQL (several instances);
+//! SQL that differs between the two stays inside this module. It reads and
+//! writes the plain types of `crate::model` and never imports the modules
+//! that use it.
 
 pub mod ledger;
 pub mod log_scan;
