@@ -6,6 +6,7 @@ mod admin;
 mod decisions;
 pub mod exchange;
 pub mod extract;
+pub mod headers;
 mod inbox;
 mod log;
 pub mod middleware;
@@ -300,7 +301,8 @@ pub fn app(state: AppState, cfg: &Config) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(cfg.http.request_timeout_secs.max(1)),
-        ));
+        ))
+        .layer(axum::middleware::from_fn(headers::checked));
     conventions(router).with_state(state)
 }
 
