@@ -245,9 +245,23 @@ impl DevPki {
         params.not_after = params.not_before + DEMO_VALIDITY;
         let leaf_key = rcgen::KeyPair::generate()?;
         let leaf = params.signed_by(&leaf_key, &self.issuer)?;
-        write_secret(key, leaf_key.serialize_pem().as_bytes())?;
+        // Written beside, then moved over a certificate being renewed.
+        let (new_key, new_cert) = (
+            key.with_extension("key.new"),
+            cert.with_extension("pem.new"),
+        );
+        for stale in [&new_key, &new_cert] {
+            let _ = std::fs::remove_file(stale);
+        }
+        write_secret(&new_key, leaf_key.serialize_pem().as_bytes())?;
         // The chain: leaf then CA, so clients that only trust ca.pem verify it.
-        write_public(cert, format!("{}{}", leaf.pem(), self.ca_pem).as_bytes())
+        write_public(
+            &new_cert,
+            format!("{}{}", leaf.pem(), self.ca_pem).as_bytes(),
+        )?;
+        std::fs::rename(&new_key, key)?;
+        std::fs::rename(&new_cert, cert)?;
+        Ok(())
     }
 }
 
