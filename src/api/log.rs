@@ -18,6 +18,7 @@ use super::exchange::{Exchange, Purpose, with_receipt};
 use super::extract::{self, Query};
 use super::middleware::RequestContext;
 use super::problem::{FieldError, Problem};
+use super::publication;
 use crate::auth::Principal;
 use crate::crypto::SubjectId;
 use crate::ledger::{Entry, LogAction};
@@ -32,14 +33,16 @@ fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }
 
-/// The newest signed checkpoint (C2SP tlog-checkpoint in a signed note).
+/// The newest signed checkpoint (C2SP tlog-checkpoint in a signed note); to
+/// a partner outside the covenant, the newest published one (signed by the
+/// last multiple of `log.publish_interval_secs`).
 #[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log", security(("bearer" = [])),
     responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem)))]
-pub async fn checkpoint(State(s): State<AppState>) -> Result<Response, Problem> {
-    let cp = match s.db.latest_checkpoint().await? {
-        Some(cp) => cp,
-        None => s.ledger.checkpoint().await?,
-    };
+pub async fn checkpoint(
+    State(s): State<AppState>,
+    principal: Principal,
+) -> Result<Response, Problem> {
+    let cp = publication::checkpoint(&s, &principal).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         cp.note,
@@ -48,8 +51,9 @@ pub async fn checkpoint(State(s): State<AppState>) -> Result<Response, Problem> 
 }
 
 /// Signs a checkpoint for the current tree now (if it grew) and returns it.
+/// Covenant members only: partners outside it see published checkpoints.
 #[utoipa::path(post, path = "/v1/log/checkpoint", tag = "log", security(("bearer" = [])),
-    responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem)))]
+    responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn sign_checkpoint(State(s): State<AppState>) -> Result<Response, Problem> {
     let cp = s.ledger.checkpoint().await?;
     Ok((
@@ -95,15 +99,16 @@ pub struct InclusionProof {
     responses((status = 200, body = InclusionProof), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn inclusion(
     State(s): State<AppState>,
+    principal: Principal,
     Query(p): Query<InclusionParams>,
 ) -> Result<Json<InclusionProof>, Problem> {
-    let size = s.ledger.size().await?;
+    let size = publication::size(&s, &principal).await?;
     if p.index >= size {
         return Err(Problem::not_found().detail("no entry with this index"));
     }
     if p.tree_size > size || p.index >= p.tree_size {
         return Err(Problem::bad_request(
-            "need index < treeSize <= the current log size",
+            "need index < treeSize <= the log size (outside the covenant: the published checkpoint's)",
         ));
     }
     let entry =
@@ -145,12 +150,13 @@ pub struct ConsistencyProof {
     responses((status = 200, body = ConsistencyProof), (status = 400, body = Problem)))]
 pub async fn consistency(
     State(s): State<AppState>,
+    principal: Principal,
     Query(p): Query<ConsistencyParams>,
 ) -> Result<Json<ConsistencyProof>, Problem> {
-    let size = s.ledger.size().await?;
+    let size = publication::size(&s, &principal).await?;
     if p.from == 0 || p.from > p.to || p.to > size {
         return Err(Problem::bad_request(
-            "need 0 < from <= to <= the current log size",
+            "need 0 < from <= to <= the log size (outside the covenant: the published checkpoint's)",
         ));
     }
     let proof = s.ledger.consistency_proof(p.from, p.to).await?;
@@ -264,7 +270,7 @@ pub async fn entries(
         principal: &principal,
         purpose,
     };
-    let size = s.ledger.size().await?;
+    let size = publication::size(&s, &principal).await?;
     if p.start >= p.end || p.end - p.start > MAX_RANGE || p.end > size {
         return Err(Problem::bad_request(format!(
             "need start < end <= the log size ({size}), at most {MAX_RANGE} entries"

@@ -12,6 +12,7 @@ mod log;
 pub mod middleware;
 mod phenomena;
 pub mod problem;
+mod publication;
 mod signals;
 mod system;
 
@@ -140,7 +141,7 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     // audit policy's scope), and the phenomenon tables.
     let any_partner = OpenApiRouter::new()
         .routes(routes!(system::me))
-        .routes(routes!(log::checkpoint, log::sign_checkpoint))
+        .routes(routes!(log::checkpoint))
         .routes(routes!(log::verifier_key))
         .routes(routes!(log::inclusion))
         .routes(routes!(log::consistency))
@@ -152,6 +153,8 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     // Everything else: covenant members only, refused (and logged) for a
     // non-member before any handler runs.
     let members = OpenApiRouter::new()
+        // Non-members see published checkpoints only, never one on demand.
+        .routes(routes!(log::sign_checkpoint))
         .routes(routes!(signals::submit, signals::list))
         .routes(routes!(signals::read))
         .routes(routes!(signals::refer))
@@ -169,6 +172,10 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     // passed authentication, refusals and rate limiting included.
     let authenticated = any_partner
         .merge(members)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            publication::no_receipt_for_non_members,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::rate_limit,

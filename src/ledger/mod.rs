@@ -13,6 +13,7 @@ mod checkpoint;
 pub mod entry;
 mod leaf;
 mod merkle;
+mod publish;
 mod sequencer;
 pub mod verify;
 

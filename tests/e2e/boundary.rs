@@ -25,14 +25,15 @@ use crate::phenomena::{FEN, Rng, fetch_release, opts, publish, refer_all, submit
 const PURPOSE: &str = "ketenpoort-purpose";
 
 /// What a non-member may reach: (method, path template). The public routes
-/// answer anyone. Not `/metrics`: it is on the operator listener only.
-const NON_MEMBER_ROUTES: [(&str, &str); 15] = [
+/// answer anyone. Not `/metrics`: it is on the operator listener only. Not
+/// `POST /v1/log/checkpoint`: a non-member sees published checkpoints only
+/// (`side_channels`).
+const NON_MEMBER_ROUTES: [(&str, &str); 14] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/v1/me"),
     ("GET", "/v1/log/checkpoint"),
-    ("POST", "/v1/log/checkpoint"),
     ("GET", "/v1/log/verifier-key"),
     ("GET", "/v1/log/proofs/inclusion"),
     ("GET", "/v1/log/proofs/consistency"),
@@ -295,22 +296,10 @@ async fn send(server: &Server, token: &str, r: &Req) -> Answer {
     }
 }
 
+/// The log's size as the non-member `token` sees it, once its last
+/// publication covers everything written so far.
 async fn log_size(server: &Server, token: &str) -> u64 {
-    let res = server
-        .post("/v1/log/checkpoint")
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.text()
-        .await
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap()
+    crate::side_channels::published_size(server, token).await
 }
 
 async fn world(

@@ -27,3 +27,4 @@ mod http;
 mod ledger;
 mod phenomena;
 mod policy;
+mod side_channels;
