@@ -445,7 +445,7 @@ const ONLY_A_PRODUCTION_CA_CLEARS: &[(&str, &str)] = &[
     // "Neither CRL nor OCSP URI provided" (HIGH): the demo CA runs no
     // revocation service. A production CA (PKIoverheid, a private CA with
     // OCSP) puts an OCSP URI or CRL distribution point in the certificate;
-    // deploy/README.md asks for OCSP stapling or short-lived certificates.
+    // deploy/README.md (TLS) asks for that or for short-lived certificates.
     ("cert_revocation", "demo CA: no CRL or OCSP service"),
 ];
 
@@ -521,7 +521,7 @@ async fn testssl_finds_nothing_rated_medium_or_worse_but_what_a_production_ca_cl
     .collect();
     let program2 = program.clone();
     let output = tokio::task::spawn_blocking(move || {
-        run_bounded(&program2, &args, Duration::from_secs(240))
+        run_bounded(&program2, &args, Duration::from_secs(180))
     })
     .await
     .unwrap();
