@@ -152,6 +152,10 @@ pub struct LogConfig {
     pub checkpoint_every: u64,
     /// ...and at least this often (seconds) while the log grows.
     pub checkpoint_interval_secs: u64,
+    /// Partners outside the covenant see the log's size only as it was at
+    /// the last multiple of this many seconds since the Unix epoch: the
+    /// newest checkpoint signed by then (`ledger::publish`).
+    pub publish_interval_secs: u64,
     /// A privacy-officer search with no filter but a period may span at most
     /// this many days.
     pub max_unfiltered_days: u32,
@@ -166,6 +170,7 @@ impl Default for LogConfig {
             origin: None,
             checkpoint_every: 1000,
             checkpoint_interval_secs: 60,
+            publish_interval_secs: 3600,
             max_unfiltered_days: 31,
             max_export_rows: 100_000,
         }

@@ -136,7 +136,8 @@ pub async fn init(cfg: &Config, db: &Db, policy_data: &serde_json::Value) -> any
     let tokens = dir.join("demo/tokens");
     std::fs::create_dir_all(&tokens)?;
     for (id, name, kind, member, roles) in PARTNERS {
-        let fingerprint = pki.ensure_client(dir, id)?;
+        let cert = pki.ensure_client(dir, id)?;
+        let fingerprint = cert.fingerprint;
         let partner = Partner {
             id: (*id).into(),
             display_name: (*name).into(),
@@ -147,7 +148,11 @@ pub async fn init(cfg: &Config, db: &Db, policy_data: &serde_json::Value) -> any
             cert_fingerprints: vec![hex::encode(fingerprint)],
             status: PartnerStatus::Active,
         };
-        db.insert_partner(&partner).await?;
+        if !db.insert_partner(&partner).await?
+            && let Some(old) = cert.replaced
+        {
+            renew_fingerprint(db, id, &hex::encode(old), &hex::encode(fingerprint)).await?;
+        }
         for role in *roles {
             let req = TokenRequest {
                 partner: id,
@@ -222,6 +227,25 @@ fn demo_contribution(catalogue: &Catalogue, last: (i32, u8), i: usize) -> Contri
             victim_groups: vec![pick(VictimGroup, i % 3)],
         },
     }
+}
+
+/// A demo partner whose client certificate was issued anew: the new
+/// certificate's fingerprint takes the old one's place in its registration
+/// (a registration without the old one was changed by hand and is kept).
+async fn renew_fingerprint(db: &Db, id: &str, old: &str, new: &str) -> anyhow::Result<()> {
+    let Some(p) = db.partner(id).await? else {
+        return Ok(());
+    };
+    if !p.cert_fingerprints.iter().any(|f| f == old) {
+        return Ok(());
+    }
+    let fingerprints: Vec<String> = p
+        .cert_fingerprints
+        .iter()
+        .map(|f| if f == old { new.to_owned() } else { f.clone() })
+        .collect();
+    db.set_partner_fingerprints(id, &fingerprints).await?;
+    Ok(())
 }
 
 pub fn print_banner(cfg: &Config, addr: SocketAddr) {

@@ -181,7 +181,13 @@ async fn serve(
                     req.extensions_mut().insert(client);
                     req
                 });
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // hyper's own limits, above the documented ones that
+            // `api::headers` answers with problem+json.
+            builder.http1().max_headers(api::headers::HTTP1_MAX_FIELDS);
+            builder
+                .http2()
+                .max_header_list_size(api::headers::HTTP2_MAX_HEADER_LIST);
             let conn = builder.serve_connection_with_upgrades(
                 TokioIo::new(stream),
                 TowerToHyperService::new(svc),

@@ -48,12 +48,37 @@ pub fn admin_server_config(cfg: &Config, client_ca: &Path) -> anyhow::Result<Arc
     build(cfg, Some(client_ca), false)
 }
 
+/// The cryptography the server offers, after the NCSC's ICT-beveiligingsrichtlijnen
+/// voor TLS (2021): only suites rated "goed" — TLS 1.3's three AEAD suites,
+/// and for TLS 1.2 ECDHE with AES-GCM or ChaCha20-Poly1305 (no CBC, no RSA
+/// key exchange, no finite-field DHE) — in the order the guidelines list them
+/// (AES-256-GCM, ChaCha20-Poly1305, AES-128-GCM); key exchange over X25519,
+/// secp256r1 or secp384r1.
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    use rustls::crypto::ring::{cipher_suite as cs, default_provider, kx_group};
+    rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ],
+        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+        ..default_provider()
+    }
+}
+
 fn build(
     cfg: &Config,
     client_ca: Option<&Path>,
     optional: bool,
 ) -> anyhow::Result<Arc<ServerConfig>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(provider());
     let cert_path = cfg.tls_cert();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
         .with_context(|| format!("reading {}", cert_path.display()))?
@@ -61,8 +86,9 @@ fn build(
         .with_context(|| format!("parsing {}", cert_path.display()))?;
     let key = PrivateKeyDer::from_pem_file(cfg.tls_key())
         .with_context(|| format!("reading {}", cfg.tls_key().display()))?;
+    // TLS 1.3 and 1.2 only.
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
     let builder = match client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -84,12 +110,23 @@ fn build(
         .with_single_cert(certs, key)
         .context("server certificate and key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The server chooses the suite, in the order above (the guidelines ask
+    // it for TLS 1.2; rustls applies it to 1.3 as well).
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
+/// How long the demo's server and client certificates are valid.
+const DEMO_VALIDITY: time::Duration = time::Duration::days(90);
+/// A demo certificate that would no longer verify this long from now (or
+/// does not verify at all) is issued anew when the demo starts.
+const DEMO_RENEW_BEFORE: time::Duration = time::Duration::days(30);
+
 /// The demo's development PKI under `DATA_DIR/tls/`: a CA, a server
 /// certificate for localhost, and one client certificate per partner under
-/// `DATA_DIR/demo/clients/`. Existing files are kept.
+/// `DATA_DIR/demo/clients/`. Existing files are kept while they verify
+/// against the CA for at least [`DEMO_RENEW_BEFORE`] more; a certificate
+/// closer to its end is issued anew, with a new key.
 pub struct DevPki {
     ca_pem: String,
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
@@ -112,7 +149,7 @@ impl DevPki {
         let issuer = rcgen::Issuer::new(ca_params(), key);
         let pki = Self { ca_pem, issuer };
         let server = dir.join("tls/server.pem");
-        if !server.exists() {
+        if !pki.lasts(&server, false) {
             let sans = vec![
                 "localhost".to_string(),
                 "127.0.0.1".to_string(),
@@ -129,11 +166,16 @@ impl DevPki {
         Ok(pki)
     }
 
-    /// Issues a client certificate for `partner` unless one exists; returns
-    /// the SHA-256 fingerprint of the certificate on disk.
-    pub fn ensure_client(&self, dir: &Path, partner: &str) -> anyhow::Result<[u8; 32]> {
+    /// Issues a client certificate for `partner` unless one exists that
+    /// lasts; returns the SHA-256 fingerprint of the certificate on disk,
+    /// and of the one it replaced, if it replaced one.
+    pub fn ensure_client(&self, dir: &Path, partner: &str) -> anyhow::Result<ClientCert> {
         let cert = dir.join(format!("demo/clients/{partner}.pem"));
-        if !cert.exists() {
+        let mut replaced = None;
+        if !self.lasts(&cert, true) {
+            replaced = CertificateDer::from_pem_file(&cert)
+                .ok()
+                .map(|c| fingerprint(&c));
             self.issue(
                 &cert,
                 &dir.join(format!("demo/clients/{partner}.key")),
@@ -142,7 +184,40 @@ impl DevPki {
                 true,
             )?;
         }
-        Ok(fingerprint(&CertificateDer::from_pem_file(&cert)?))
+        Ok(ClientCert {
+            fingerprint: fingerprint(&CertificateDer::from_pem_file(&cert)?),
+            replaced,
+        })
+    }
+
+    /// Whether the certificate at `path` exists and still verifies against
+    /// this CA [`DEMO_RENEW_BEFORE`] from now: as a client certificate, or
+    /// as the server certificate of localhost.
+    fn lasts(&self, path: &Path, client: bool) -> bool {
+        use rustls::client::danger::ServerCertVerifier;
+        let check = || -> anyhow::Result<()> {
+            let leaf = CertificateDer::from_pem_file(path)?;
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes())?)?;
+            let roots = Arc::new(roots);
+            let provider = Arc::new(provider());
+            let later = time::OffsetDateTime::now_utc() + DEMO_RENEW_BEFORE;
+            let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                u64::try_from(later.unix_timestamp())?,
+            ));
+            if client {
+                WebPkiClientVerifier::builder_with_provider(roots, provider)
+                    .build()?
+                    .verify_client_cert(&leaf, &[], at)?;
+            } else {
+                let name = rustls_pki_types::ServerName::try_from("localhost")?;
+                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+                    .build()?
+                    .verify_server_cert(&leaf, &[], &name, &[], at)?;
+            }
+            Ok(())
+        };
+        check().is_ok()
     }
 
     fn issue(
@@ -165,14 +240,36 @@ impl DevPki {
         } else {
             rcgen::ExtendedKeyUsagePurpose::ServerAuth
         }];
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(825);
+        params.not_after = params.not_before + DEMO_VALIDITY;
         let leaf_key = rcgen::KeyPair::generate()?;
         let leaf = params.signed_by(&leaf_key, &self.issuer)?;
-        write_secret(key, leaf_key.serialize_pem().as_bytes())?;
+        // Written beside, then moved over a certificate being renewed.
+        let (new_key, new_cert) = (
+            key.with_extension("key.new"),
+            cert.with_extension("pem.new"),
+        );
+        for stale in [&new_key, &new_cert] {
+            let _ = std::fs::remove_file(stale);
+        }
+        write_secret(&new_key, leaf_key.serialize_pem().as_bytes())?;
         // The chain: leaf then CA, so clients that only trust ca.pem verify it.
-        write_public(cert, format!("{}{}", leaf.pem(), self.ca_pem).as_bytes())
+        write_public(
+            &new_cert,
+            format!("{}{}", leaf.pem(), self.ca_pem).as_bytes(),
+        )?;
+        std::fs::rename(&new_key, key)?;
+        std::fs::rename(&new_cert, cert)?;
+        Ok(())
     }
+}
+
+/// A demo client certificate: its fingerprint, and that of the
+/// certificate it replaced when the demo issued it anew.
+pub struct ClientCert {
+    pub fingerprint: [u8; 32],
+    pub replaced: Option<[u8; 32]>,
 }
 
 fn ca_params() -> rcgen::CertificateParams {

@@ -5,11 +5,13 @@
 mod admin;
 mod decisions;
 pub mod extract;
+pub mod headers;
 mod inbox;
 mod log;
 pub mod middleware;
 mod page;
 mod phenomena;
+mod publication;
 pub mod purpose;
 mod signals;
 mod system;
@@ -162,7 +164,7 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     // audit policy's scope), and the phenomenon tables.
     let any_partner = OpenApiRouter::new()
         .routes(routes!(system::me))
-        .routes(routes!(log::checkpoint, log::sign_checkpoint))
+        .routes(routes!(log::checkpoint))
         .routes(routes!(log::verifier_key))
         .routes(routes!(log::inclusion))
         .routes(routes!(log::consistency))
@@ -174,6 +176,8 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     // Everything else: covenant members only, refused (and logged) for a
     // non-member before any handler runs.
     let members = OpenApiRouter::new()
+        // Non-members see published checkpoints only, never one on demand.
+        .routes(routes!(log::sign_checkpoint))
         .routes(routes!(signals::submit, signals::list))
         .routes(routes!(signals::read))
         .routes(routes!(signals::refer))
@@ -191,6 +195,10 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     // passed authentication, refusals and rate limiting included.
     let authenticated = any_partner
         .merge(members)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            publication::no_receipt_for_non_members,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::rate_limit::rate_limit,
@@ -323,7 +331,8 @@ pub fn app(state: AppState, cfg: &Config) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(cfg.http.request_timeout_secs.max(1)),
-        ));
+        ))
+        .layer(axum::middleware::from_fn(headers::checked));
     conventions(router).with_state(state)
 }
 

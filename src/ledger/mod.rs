@@ -14,6 +14,7 @@ mod disclosed;
 pub mod entry;
 mod leaf;
 mod merkle;
+mod publish;
 mod refusal;
 mod sequencer;
 pub mod verify;

@@ -351,6 +351,31 @@ impl Db {
     }
 }
 
+impl Db {
+    /// The newest checkpoint signed at or before `at_ms` (ms since the
+    /// epoch): what a non-member sees (`ledger::publish`).
+    pub async fn checkpoint_signed_by(
+        &self,
+        at_ms: i64,
+    ) -> Result<Option<StoredCheckpoint>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT size, root, note FROM log_checkpoints WHERE created_at <= $1 ORDER BY size DESC LIMIT 1",
+        )
+        .bind(at_ms)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| checkpoint_from_row(&r)).transpose()
+    }
+
+    /// The log's first checkpoint (the smallest).
+    pub async fn first_checkpoint(&self) -> Result<Option<StoredCheckpoint>, sqlx::Error> {
+        let row = sqlx::query("SELECT size, root, note FROM log_checkpoints ORDER BY size LIMIT 1")
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| checkpoint_from_row(&r)).transpose()
+    }
+}
+
 fn checkpoint_from_row(r: &sqlx::any::AnyRow) -> Result<StoredCheckpoint, sqlx::Error> {
     Ok(StoredCheckpoint {
         size: r.try_get::<i64, _>("size")? as u64,

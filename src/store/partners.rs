@@ -44,6 +44,19 @@ impl Db {
         Ok(self.execute_write(q).await?.rows_affected() == 1)
     }
 
+    /// Replaces the registered client-certificate fingerprints of `id`.
+    pub async fn set_partner_fingerprints(
+        &self,
+        id: &str,
+        fingerprints: &[String],
+    ) -> Result<(), sqlx::Error> {
+        let q = sqlx::query("UPDATE partners SET cert_fingerprints = $1 WHERE id = $2")
+            .bind(serde_json::to_string(fingerprints).expect("json"))
+            .bind(id);
+        self.execute_write(q).await?;
+        Ok(())
+    }
+
     pub async fn partner(&self, id: &str) -> Result<Option<Partner>, sqlx::Error> {
         let q = format!("SELECT {COLUMNS} FROM partners WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(q))

@@ -17,6 +17,7 @@
 //! [`Server::request`], or send a bare token with [`Server::get_as`].
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -51,6 +52,15 @@ impl<'a> Role<'a> {
     /// `partner`.`role` with its demo token.
     pub fn of(server: &'a Server, partner: &str, role: &str) -> Self {
         Self::with_token(server, server.token(partner, role))
+    }
+
+    /// The server and bearer token this role talks with.
+    pub fn server(&self) -> &'a Server {
+        self.server
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// Whoever `token` names (a token the test signed or issued).
@@ -377,9 +387,12 @@ pub async fn refer_all(
 pub async fn fetch_release(role: &Role<'_>, id: &str) -> Value {
     let res = role.get(&format!("/v1/phenomena/releases/{id}"), FEN).await;
     assert_eq!(res.status(), 200, "release {id}");
-    assert!(
+    // A release read is logged; the receipt goes to members only (its
+    // index would tell a non-member the log's size).
+    assert_eq!(
         header(&res, "ketenpoort-receipt").is_some(),
-        "a release read is logged"
+        token_partner(role.token()) != "riec",
+        "a release read is logged, with a receipt for a member"
     );
     let release: Value = res.json().await.unwrap();
     assert_only_closed_periods(&release);
@@ -411,4 +424,71 @@ fn assert_only_closed_periods(release: &Value) {
             "release {id} holds {period}, still open at its end"
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// The log as a partner outside the covenant sees it: published checkpoints.
+
+/// The size in a checkpoint note (its second line).
+fn note_size(note: &str) -> u64 {
+    note.lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("not a checkpoint note: {note}"))
+}
+
+/// `GET /v1/log/checkpoint` as `token` sees it: the size.
+pub async fn checkpoint_size(server: &Server, token: &str) -> u64 {
+    let res = server
+        .get("/v1/log/checkpoint")
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200, "GET /v1/log/checkpoint");
+    note_size(&res.text().await.unwrap())
+}
+
+/// A checkpoint signed now by a covenant member (the ZVHD privacy officer):
+/// its size, the log's current size.
+pub async fn sign_as_member(server: &Server) -> u64 {
+    let res = server
+        .post("/v1/log/checkpoint")
+        .bearer_auth(server.token("zvhd", "fg"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200, "a member signs a checkpoint");
+    note_size(&res.text().await.unwrap())
+}
+
+/// The log's size as a partner outside the covenant sees it, once that
+/// covers every entry written so far: a member signs a checkpoint, then
+/// this waits for its publication (the server needs a short
+/// `log.publish_interval_secs`, as `side_channels::short_publication` sets).
+pub async fn published_size(server: &Server, non_member: &str) -> u64 {
+    let signed = sign_as_member(server).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let size = checkpoint_size(server, non_member).await;
+        if size >= signed {
+            return size;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the checkpoint of size {signed} was not published within 20 s (the non-member still sees \
+             {size}): does the server run with a short log.publish_interval_secs?"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The partner a token was issued to (its `partner` claim).
+fn token_partner(token: &str) -> String {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: Value = serde_json::from_slice(&unb64(payload)).expect("JWT claims");
+    claims["partner"]
+        .as_str()
+        .expect("a partner claim")
+        .to_owned()
 }

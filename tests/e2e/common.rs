@@ -1122,7 +1122,9 @@ pub fn phenomena_opts() -> Opts {
     let mut o = Opts::new()
         .env("KETENPOORT_HTTP__RATE_LIMIT_PER_SECOND", 100_000)
         .env("KETENPOORT_HTTP__RATE_LIMIT_BURST", 100_000)
-        .env("KETENPOORT_PHENOMENA__AUTO_PUBLISH", "false");
+        .env("KETENPOORT_PHENOMENA__AUTO_PUBLISH", "false")
+        // The RIEC reads its own entries once they are published.
+        .env("KETENPOORT_LOG__PUBLISH_INTERVAL_SECS", 1);
     for (k, v) in PHENOMENA_ENV {
         o = o.env(k, v);
     }

@@ -29,3 +29,4 @@ mod ledger;
 mod oracle;
 mod phenomena;
 mod policy;
+mod side_channels;

@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{MAX_PAGE, b64};
 use crate::api::AppState;
 use crate::api::extract::{self, Query};
+use crate::api::publication;
 use crate::api::purpose::{self, Exchange};
 use crate::crypto::SubjectId;
 use crate::ledger::{Disclosed, Entry, LogAction};
@@ -114,7 +115,7 @@ pub async fn entries(
     exchange: Exchange,
     Query(p): Query<RangeParams>,
 ) -> Result<Disclosed<Json<LogEntries>>, Problem> {
-    let size = state.ledger.size().await?;
+    let size = publication::size(&state, &exchange.principal).await?;
     if p.start >= p.end || p.end - p.start > MAX_RANGE || p.end > size {
         return Err(Problem::bad_request(format!(
             "need start < end <= the log size ({size}), at most {MAX_RANGE} entries"

@@ -13,16 +13,20 @@ use utoipa::{IntoParams, ToSchema};
 use super::b64;
 use crate::api::AppState;
 use crate::api::extract::Query;
+use crate::api::publication;
+use crate::auth::Principal;
 use crate::problem::Problem;
 
-/// The newest signed checkpoint (C2SP tlog-checkpoint in a signed note).
+/// The newest signed checkpoint (C2SP tlog-checkpoint in a signed note); to
+/// a partner outside the covenant, the newest published one (signed by the
+/// last multiple of `log.publish_interval_secs`).
 #[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log", security(("bearer" = [])),
     responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem)))]
-pub async fn checkpoint(State(state): State<AppState>) -> Result<Response, Problem> {
-    let cp = match state.db.latest_checkpoint().await? {
-        Some(cp) => cp,
-        None => state.ledger.checkpoint().await?,
-    };
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, Problem> {
+    let cp = publication::checkpoint(&state, &principal).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         cp.note,
@@ -31,8 +35,9 @@ pub async fn checkpoint(State(state): State<AppState>) -> Result<Response, Probl
 }
 
 /// Signs a checkpoint for the current tree now (if it grew) and returns it.
+/// Covenant members only: partners outside it see published checkpoints.
 #[utoipa::path(post, path = "/v1/log/checkpoint", tag = "log", security(("bearer" = [])),
-    responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem)))]
+    responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn sign_checkpoint(State(state): State<AppState>) -> Result<Response, Problem> {
     let cp = state.ledger.checkpoint().await?;
     Ok((
@@ -78,15 +83,16 @@ pub struct InclusionProof {
     responses((status = 200, body = InclusionProof), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn inclusion(
     State(state): State<AppState>,
+    principal: Principal,
     Query(p): Query<InclusionParams>,
 ) -> Result<Json<InclusionProof>, Problem> {
-    let size = state.ledger.size().await?;
+    let size = publication::size(&state, &principal).await?;
     if p.index >= size {
         return Err(Problem::not_found().detail("no entry with this index"));
     }
     if p.tree_size > size || p.index >= p.tree_size {
         return Err(Problem::bad_request(
-            "need index < treeSize <= the current log size",
+            "need index < treeSize <= the log size (outside the covenant: the published checkpoint's)",
         ));
     }
     let entry = state
@@ -129,12 +135,13 @@ pub struct ConsistencyProof {
     responses((status = 200, body = ConsistencyProof), (status = 400, body = Problem)))]
 pub async fn consistency(
     State(state): State<AppState>,
+    principal: Principal,
     Query(p): Query<ConsistencyParams>,
 ) -> Result<Json<ConsistencyProof>, Problem> {
-    let size = state.ledger.size().await?;
+    let size = publication::size(&state, &principal).await?;
     if p.from == 0 || p.from > p.to || p.to > size {
         return Err(Problem::bad_request(
-            "need 0 < from <= to <= the current log size",
+            "need 0 < from <= to <= the log size (outside the covenant: the published checkpoint's)",
         ));
     }
     let proof = state.ledger.consistency_proof(p.from, p.to).await?;
