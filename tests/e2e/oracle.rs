@@ -245,6 +245,26 @@ async fn nothing_a_caller_chooses_is_stored_in_plaintext() {
         .unwrap();
     assert_eq!(res.status(), 403);
 
+    // Query parameters, path segments and body fields of the routes that
+    // log what was asked: a privacy officer's search filters, a signal id
+    // that is a BSN, a referral to a partner id that is a name.
+    let fg = Role::of(&server, "zvhd", "fg");
+    let search = format!("/v1/log/search?partner={probe_slug}&purpose={probe_slug}&limit=10");
+    assert_eq!(fg.get(&search, AUDIT).await.status(), 200);
+    let res = zvhd
+        .get(&format!("/v1/signals/{probe_bsn}"), "drieluik")
+        .await;
+    assert_eq!(res.status(), 404);
+    let referral = serde_json::json!({"recipient": probe_slug, "purpose": "drieluik"});
+    let res = zvhd
+        .post(
+            &format!("/v1/signals/{id}/referrals"),
+            "drieluik",
+            &referral,
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+
     let raw = raw_database(server.data()).await;
     // The dump is the real database: the signal's id is there (plaintext
     // column), and the log grew.
