@@ -17,34 +17,37 @@ use crate::ledger::RECEIPT_HEADER;
 use crate::problem::Problem;
 use crate::store::ledger::StoredCheckpoint;
 
-fn publish_interval(s: &AppState) -> std::time::Duration {
-    std::time::Duration::from_secs(s.config.log.publish_interval_secs)
+fn publish_interval(state: &AppState) -> std::time::Duration {
+    std::time::Duration::from_secs(state.config.log.publish_interval_secs)
 }
 
 /// The checkpoint `principal` is served: for a member the newest (one is
 /// signed at start, so this only writes on a database without any), for a
 /// non-member the published one.
-pub async fn checkpoint(s: &AppState, principal: &Principal) -> Result<StoredCheckpoint, Problem> {
-    if !is_member(&s.policy, principal) {
-        return s
+pub async fn checkpoint(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<StoredCheckpoint, Problem> {
+    if !is_member(&state.policy, principal) {
+        return state
             .ledger
-            .published_checkpoint(publish_interval(s), crate::store::now_millis())
+            .published_checkpoint(publish_interval(state), crate::store::now_millis())
             .await?
             .ok_or_else(|| Problem::not_found().detail("no checkpoint has been published yet"));
     }
-    match s.db.latest_checkpoint().await? {
+    match state.db.latest_checkpoint().await? {
         Some(cp) => Ok(cp),
-        None => Ok(s.ledger.checkpoint().await?),
+        None => Ok(state.ledger.checkpoint().await?),
     }
 }
 
 /// The log size `principal` may learn: a member the current size, a
 /// non-member the published checkpoint's.
-pub async fn size(s: &AppState, principal: &Principal) -> Result<u64, Problem> {
-    if is_member(&s.policy, principal) {
-        return Ok(s.ledger.size().await?);
+pub async fn size(state: &AppState, principal: &Principal) -> Result<u64, Problem> {
+    if is_member(&state.policy, principal) {
+        return Ok(state.ledger.size().await?);
     }
-    Ok(checkpoint(s, principal).await?.size)
+    Ok(checkpoint(state, principal).await?.size)
 }
 
 /// Route layer on every authenticated route: a response to a non-member
@@ -52,14 +55,14 @@ pub async fn size(s: &AppState, principal: &Principal) -> Result<u64, Problem> {
 /// same; the non-member finds it there once a published checkpoint covers
 /// it (`GET /v1/log/entries`).
 pub async fn no_receipt_for_non_members(
-    State(s): State<AppState>,
+    State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
     let member = req
         .extensions()
         .get::<Principal>()
-        .is_some_and(|p| is_member(&s.policy, p));
+        .is_some_and(|p| is_member(&state.policy, p));
     let mut res = next.run(req).await;
     if !member {
         res.headers_mut().remove(RECEIPT_HEADER);
