@@ -14,7 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -36,20 +37,36 @@ pub struct Db {
     sqlite_writer: Arc<Mutex<()>>,
 }
 
-/// A write transaction. Dropping it without `commit` rolls it back.
+/// A write transaction. Dropping it without `commit` rolls it back by
+/// closing its connection: a connection whose transaction failed half-way
+/// (a full disk, an I/O error, a lost session) never goes back to the pool,
+/// so no broken transaction state is carried into the next one.
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
+    conn: PoolConnection<Any>,
+    /// `BEGIN` ran and neither `COMMIT` nor `ROLLBACK` succeeded yet.
+    open: bool,
     backend: Backend,
     _writer: Option<OwnedMutexGuard<()>>,
 }
 
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 impl WriteTx {
     pub fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        &mut self.conn
     }
 
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    /// Commits; if the commit fails the connection is closed, not reused.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.conn().execute("COMMIT").await?;
+        self.open = false;
+        Ok(())
     }
 
     /// Opens a savepoint inside the transaction (one unit of a batch).
@@ -166,12 +183,18 @@ impl Db {
     /// (`BEGIN IMMEDIATE`) so a transaction never fails half-way on a busy file.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
         let writer = self.writer_turn().await;
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        let mut conn = self.pool.acquire().await?;
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
         };
+        if let Err(e) = (&mut *conn).execute(begin).await {
+            conn.close_on_drop();
+            return Err(e);
+        }
         Ok(WriteTx {
-            tx,
+            conn,
+            open: true,
             backend: self.backend,
             _writer: writer,
         })
@@ -199,6 +222,18 @@ impl Db {
         Ok(())
     }
 
+    /// On SQLite, the bytes free for the database on its file system (a
+    /// full disk stops every write); `None` on PostgreSQL or if unknown.
+    pub fn sqlite_free_bytes(&self) -> Option<u64> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let file = sqlite_path(&self.url)?;
+        let dir = file.parent().filter(|p| !p.as_os_str().is_empty())?;
+        let st = rustix::fs::statvfs(dir).ok()?;
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
     pub async fn ping(&self) -> bool {
         match self.pool.acquire().await {
             Ok(mut c) => c.ping().await.is_ok(),
@@ -207,18 +242,20 @@ impl Db {
     }
 }
 
-fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
+/// The database file of a SQLite URL (none for an in-memory database).
+fn sqlite_path(url: &str) -> Option<&std::path::Path> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
+    (!path.is_empty() && path != ":memory:").then(|| std::path::Path::new(path))
+}
+
+fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
+    let Some(path) = sqlite_path(url) else {
         return Ok(());
-    }
-    if let Some(parent) = std::path::Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }

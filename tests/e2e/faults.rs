@@ -1,0 +1,263 @@
+//! Faults without surprises (issue 18): races answer 409, a full disk is
+//! not forever (and `/readyz` says so while it lasts), a timed-out request
+//! never answers "nothing was disclosed" for work that commits, and idle
+//! connections do not pile up.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::client::*;
+use crate::common::*;
+
+const REPORTER: &str = "aandachtfunctionaris-sociaal";
+
+/// `n` plain signals, submitted; their ids.
+async fn signals(server: &Server, n: usize) -> Vec<String> {
+    let mut rng = Rng::new(18);
+    let bodies: Vec<Value> = (0..n).map(|_| plain_signal(&mut rng, 2026, 3)).collect();
+    submit_all(server, &bodies).await
+}
+
+/// 8 identical referrals at once, for each of 20 signals: exactly one 201
+/// per signal, every other answer a 409 problem+json, never a 5xx.
+#[tokio::test]
+async fn identical_concurrent_referrals_are_one_201_and_409s() {
+    let server = Server::start(Opts::new()).await;
+    let ids = signals(&server, 20).await;
+    let regisseur = Role::of(&server, "zvhd", "ketenregisseur");
+    let regisseur = &regisseur;
+    let (mut created, mut conflicts) = (0, 0);
+    for id in &ids {
+        let answers: Vec<(u16, String, Value)> =
+            futures::future::join_all((0..8).map(|_| async move {
+                let res = regisseur.refer(id, "politie", "drieluik").await;
+                let (status, ct) = (res.status().as_u16(), content_type(&res));
+                (status, ct, res.json().await.expect("a JSON answer"))
+            }))
+            .await;
+        let mine = answers.iter().filter(|a| a.0 == 201).count();
+        assert_eq!(mine, 1, "signal {id}: {answers:?}");
+        for (status, ct, body) in answers.iter().filter(|a| a.0 != 201) {
+            assert_eq!(*status, 409, "{body}");
+            assert_eq!(ct, "application/problem+json");
+            assert_eq!(
+                body["type"], "urn:ketenpoort:problem:already-referred",
+                "{body}"
+            );
+        }
+        created += mine;
+        conflicts += answers.len() - mine;
+    }
+    println!("{created} referrals created, {conflicts} conflicts (409)");
+    assert_eq!(created, 20);
+    assert_eq!(conflicts, 20 * 7);
+}
+
+/// Unmounts a test's tmpfs when the test ends, however it ends.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A tmpfs of `size` at `dir`, or why not.
+fn mount_tmpfs(dir: &Path, size: &str) -> Result<Mounted, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("running mount: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
+    Ok(Mounted(dir.to_owned()))
+}
+
+/// Writes `path` until the file system is full (bounded by `limit` bytes).
+fn fill(path: &Path, limit: usize) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0x5a_u8; 64 * 1024];
+    let mut written = 0;
+    while written < limit {
+        match f.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => written += n,
+        }
+    }
+    let _ = f.sync_all();
+    assert!(written < limit, "the file system never filled up");
+}
+
+/// One submit: (status, request id, signal id if created).
+async fn try_submit(reporter: &Role<'_>, body: &Value) -> (u16, String, Option<String>) {
+    let res = reporter.post("/v1/signals", "signalering", body).await;
+    let (status, rid) = (res.status().as_u16(), request_id(&res));
+    if status == 201 {
+        let v = ok_json(res, 201).await;
+        return (status, rid, v["id"].as_str().map(str::to_owned));
+    }
+    let p = problem(res, status, None).await;
+    assert_eq!(status, 503, "{p}");
+    (status, rid, None)
+}
+
+/// On SQLite, a database on a full disk: requests 503 and `/readyz` 503
+/// (saying why); once space is freed, requests succeed again within
+/// seconds without a restart, the log verifies and every 201 has its entry.
+#[tokio::test]
+async fn a_full_disk_fails_requests_and_readiness_until_space_is_freed() {
+    let data = DataDir::new().await;
+    if data.is_postgres() {
+        println!("skipped on PostgreSQL: the full disk is tested on SQLite");
+        return;
+    }
+    let dir = data.file("small-disk");
+    let _mounted = match mount_tmpfs(&dir, "24m") {
+        Ok(m) => m,
+        Err(why) => {
+            println!("skipped: cannot mount a tmpfs for the database ({why})");
+            return;
+        }
+    };
+    let url = format!("sqlite://{}?mode=rwc", dir.join("ketenpoort.db").display());
+    let server = Server::start_on(
+        data.clone(),
+        Opts::new().env("KETENPOORT_DATABASE__URL", &url),
+    );
+    let reporter = Role::of(&server, "emmen", REPORTER);
+    let mut rng = Rng::new(7);
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        let (status, rid, _) = try_submit(&reporter, &plain_signal(&mut rng, 2026, 3)).await;
+        assert_eq!(status, 201);
+        created.push(rid);
+    }
+
+    fill(&dir.join("filler"), 64 << 20);
+    let mut refused = 0;
+    for _ in 0..400 {
+        let (status, rid, _) = try_submit(&reporter, &plain_signal(&mut rng, 2026, 3)).await;
+        if status == 201 {
+            created.push(rid);
+        } else {
+            refused += 1;
+            break;
+        }
+    }
+    assert_eq!(refused, 1, "no submit failed on a full disk");
+    let res = send(server.get("/readyz")).await;
+    let p = problem(res, 503, None).await;
+    let detail = p["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("disk is full"), "{p}");
+    assert!(!detail.contains(&*dir.to_string_lossy()), "{p}");
+    // It stays so while the disk is full.
+    let (status, _, _) = try_submit(&reporter, &plain_signal(&mut rng, 2026, 3)).await;
+    assert_eq!(status, 503);
+
+    std::fs::remove_file(dir.join("filler")).expect("freeing the disk");
+    let freed = Instant::now();
+    let mut ready = false;
+    while freed.elapsed() < Duration::from_secs(15) {
+        if send(server.get("/readyz")).await.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ready, "/readyz still 503 15 s after space was freed");
+    for _ in 0..5 {
+        let (status, rid, _) = try_submit(&reporter, &plain_signal(&mut rng, 2026, 3)).await;
+        assert_eq!(status, 201);
+        created.push(rid);
+    }
+    println!(
+        "ready again {:?} after space was freed; {} submits created",
+        freed.elapsed(),
+        created.len()
+    );
+
+    let log = log_by_request(&server).await;
+    for rid in &created {
+        let entries = log.get(rid).map(Vec::as_slice).unwrap_or_default();
+        assert!(
+            entries.iter().any(|e| e["outcome"] == "disclosed"),
+            "the submit {rid} answered 201 has no entry"
+        );
+    }
+    let verify = data.cli(&["log", "verify", "--database-url", &url]);
+    assert!(
+        verify.status.success(),
+        "log verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    drop(server);
+}
+
+/// With a log slower than the request timeout, a request that answers 503
+/// has no `disclosed` entry; one whose work a batch took waits and gets
+/// its real answer.
+#[tokio::test]
+async fn a_timed_out_request_never_has_a_disclosed_entry() {
+    let server = Server::start(
+        Opts::new()
+            .env("KETENPOORT_HTTP__REQUEST_TIMEOUT_SECS", 1)
+            .env("KETENPOORT_HTTP__RATE_LIMIT_PER_SECOND", 100_000)
+            .env("KETENPOORT_HTTP__RATE_LIMIT_BURST", 100_000),
+    )
+    .await;
+    let mut rng = Rng::new(3);
+    let bodies: Vec<Value> = (0..600).map(|_| plain_signal(&mut rng, 2026, 3)).collect();
+    let reporters: Vec<Role> = MUNICIPALITIES
+        .iter()
+        .map(|m| Role::of(&server, m, REPORTER))
+        .collect();
+    let answers: Vec<(u16, String, Duration)> = futures::stream::iter(bodies.iter().enumerate())
+        .map(|(i, body)| {
+            let reporter = &reporters[i % reporters.len()];
+            async move {
+                let t = Instant::now();
+                let res = reporter.post("/v1/signals", "signalering", body).await;
+                let (status, rid) = (res.status().as_u16(), request_id(&res));
+                if status != 201 {
+                    let p = problem(res, status, None).await;
+                    assert_eq!(status, 503, "{p}");
+                }
+                (status, rid, t.elapsed())
+            }
+        })
+        .buffer_unordered(300)
+        .collect()
+        .await;
+    let log = log_by_request(&server).await;
+    let (mut timed_out, mut created, mut late_but_real) = (0, 0, 0);
+    for (status, rid, took) in &answers {
+        let disclosed = log
+            .get(rid)
+            .into_iter()
+            .flatten()
+            .filter(|e| e["outcome"] == "disclosed")
+            .count();
+        if *status == 503 {
+            timed_out += 1;
+            assert_eq!(disclosed, 0, "request {rid} answered 503 but was disclosed");
+        } else {
+            created += 1;
+            assert_eq!(disclosed, 1, "request {rid} answered 201");
+            if *took > Duration::from_secs(1) {
+                late_but_real += 1;
+            }
+        }
+    }
+    println!(
+        "{created} created ({late_but_real} past the 1 s timeout with their real answer), \
+         {timed_out} timed out with no entry"
+    );
+}
