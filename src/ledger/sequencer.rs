@@ -446,6 +446,8 @@ async fn begin(
     edge: Option<CompactRange>,
 ) -> Result<(WriteTx, CompactRange), sqlx::Error> {
     let mut tx = core.db.begin_write().await?;
+    tx.bound_statements(core.db.bounds().statement_timeout_secs)
+        .await?;
     let size = tx.lock_log_head().await?;
     let tree = match edge {
         Some(e) if e.size() == size => e,

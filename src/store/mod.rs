@@ -27,6 +27,32 @@ pub enum Backend {
     Postgres,
 }
 
+/// How long the database may keep a writer waiting (PostgreSQL; see
+/// `database.*_timeout_secs`). 0 turns a bound off.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    pub lock_timeout_secs: u64,
+    pub statement_timeout_secs: u64,
+    pub idle_in_transaction_timeout_secs: u64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        let d = crate::config::DatabaseConfig::default();
+        Self::from(&d)
+    }
+}
+
+impl From<&crate::config::DatabaseConfig> for Bounds {
+    fn from(d: &crate::config::DatabaseConfig) -> Self {
+        Self {
+            lock_timeout_secs: d.lock_timeout_secs,
+            statement_timeout_secs: d.statement_timeout_secs,
+            idle_in_transaction_timeout_secs: d.idle_in_transaction_timeout_secs,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
@@ -35,6 +61,7 @@ pub struct Db {
     url: Arc<str>,
     /// SQLite allows one writer; queueing here is cheaper than its busy loop.
     sqlite_writer: Arc<Mutex<()>>,
+    bounds: Bounds,
 }
 
 /// A write transaction. Dropping it without `commit` rolls it back by
@@ -82,6 +109,20 @@ impl WriteTx {
             .map(drop)
     }
 
+    /// On PostgreSQL, no statement of this transaction may run longer
+    /// than `statement_timeout_secs` (the disclosure log's batches, which
+    /// hold the log head).
+    pub async fn bound_statements(&mut self, secs: u64) -> Result<(), sqlx::Error> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let sql = format!("SET LOCAL statement_timeout = '{secs}s'");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(self.conn())
+            .await
+            .map(drop)
+    }
+
     /// Undoes what happened since [`WriteTx::savepoint`].
     pub async fn rollback_to_savepoint(&mut self) -> Result<(), sqlx::Error> {
         self.conn()
@@ -94,6 +135,15 @@ impl WriteTx {
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        Self::connect_bounded(url, max_connections, Bounds::default()).await
+    }
+
+    /// [`Db::connect`] with the configured bounds on PostgreSQL sessions.
+    pub async fn connect_bounded(
+        url: &str,
+        max_connections: u32,
+        bounds: Bounds,
+    ) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
@@ -115,20 +165,29 @@ impl Db {
             .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    // Durable commits (FULL); a lock not granted within 10 s is
-                    // an error, so a stuck peer fails requests (503) instead
-                    // of hanging them.
+                    // Durable commits (FULL); a lock not granted within
+                    // `lock_timeout` (SQLite: 10 s) is an error, so a stuck
+                    // peer fails requests (503) instead of hanging them. On
+                    // PostgreSQL a session idle inside a transaction is ended
+                    // by the server, and the server probes the session's
+                    // socket (TCP keepalive): a lost instance releases the log
+                    // head within seconds, not never.
                     let setup = match backend {
-                        Backend::Sqlite => {
-                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+                        Backend::Sqlite => "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
                              PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; \
                              PRAGMA secure_delete=ON;"
-                        }
-                        Backend::Postgres => {
-                            "SET lock_timeout = '10s'; SET synchronous_commit = on;"
-                        }
+                            .to_owned(),
+                        Backend::Postgres => format!(
+                            "SET lock_timeout = '{}s'; SET idle_in_transaction_session_timeout = '{}s'; \
+                             SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; \
+                             SET tcp_keepalives_count = 3; SET synchronous_commit = on;",
+                            bounds.lock_timeout_secs, bounds.idle_in_transaction_timeout_secs
+                        ),
                     };
-                    conn.execute(setup).await?;
+                    // Numbers from the configuration only: no caller's text.
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             })
@@ -140,6 +199,7 @@ impl Db {
             backend,
             url: url.into(),
             sqlite_writer: Arc::new(Mutex::new(())),
+            bounds,
         })
     }
 
@@ -152,6 +212,10 @@ impl Db {
             .run(&self.pool)
             .await
             .context("database migration failed")
+    }
+
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

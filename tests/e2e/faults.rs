@@ -261,3 +261,101 @@ async fn a_timed_out_request_never_has_a_disclosed_entry() {
          {timed_out} timed out with no entry"
     );
 }
+
+/// A TLS connection to `server` (HTTP/1.1 by ALPN), handshake done.
+async fn tls_connect(server: &Server) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(server.data().file("tls/ca.pem")).expect("tls/ca.pem") {
+        roots
+            .add(c.expect("CA certificate"))
+            .expect("adding the CA");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("connecting");
+    let name = rustls_pki_types::ServerName::IpAddress(server.addr().ip().into());
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+/// Reads until the server closes `conn` (at most `within`); how long that took.
+async fn closed_after<S: tokio::io::AsyncRead + Unpin>(conn: &mut S, within: Duration) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let t = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((t + within).into(), conn.read(&mut buf)).await {
+            Err(_) => panic!("the server kept the connection open for {within:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => return t.elapsed(),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Past `http.idle_timeout_secs` the server closes a connection that sent
+/// nothing after its handshake, and a keep-alive connection after its last
+/// answer; with `http.max_connections` reached, a new connection gets a
+/// clean 503 problem+json, and a request succeeds once one has closed.
+#[tokio::test]
+async fn idle_connections_are_closed_and_the_connection_cap_refuses_cleanly() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(
+        Opts::new()
+            .env("KETENPOORT_HTTP__IDLE_TIMEOUT_SECS", 2)
+            .env("KETENPOORT_HTTP__MAX_CONNECTIONS", 3),
+    )
+    .await;
+
+    // Silent after the handshake.
+    let mut silent = tls_connect(&server).await;
+    let took = closed_after(&mut silent, Duration::from_secs(10)).await;
+    println!("a silent connection was closed after {took:?}");
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+
+    // Idle after one request on a keep-alive connection.
+    let mut kept = tls_connect(&server).await;
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: ketenpoort\r\n\r\n")
+        .await
+        .expect("request");
+    let took = closed_after(&mut kept, Duration::from_secs(10)).await;
+    println!("a keep-alive connection was closed {took:?} after its request");
+
+    // The cap: three idle connections hold every place.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tls_connect(&server).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let res = send(server.get("/healthz")).await;
+    assert_eq!(header(&res, "retry-after").as_deref(), Some("1"));
+    let p = problem(res, 503, None).await;
+    println!("over the cap: {p}");
+    // Once they time out, a request succeeds again.
+    let t = Instant::now();
+    let mut served = false;
+    while t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Ok(res) = server.client().get(server.url("/healthz")).send().await
+            && res.status() == 200
+        {
+            served = true;
+            break;
+        }
+    }
+    assert!(
+        served,
+        "no request succeeded after the idle connections timed out"
+    );
+    drop(idle);
+}
