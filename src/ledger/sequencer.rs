@@ -44,6 +44,9 @@ pub enum Failed {
     /// The unit broke a uniqueness rule (a natural key): what it tried was
     /// done already, by this request's twin. Rolled back, nothing changed.
     Conflict,
+    /// COMMIT was sent but not answered in time: the work may or may not
+    /// have been committed. The caller must not say either.
+    Unknown,
 }
 
 impl From<Unavailable> for Failed {
@@ -58,6 +61,10 @@ impl From<Failed> for crate::problem::Problem {
             Failed::Unavailable => Unavailable.into(),
             Failed::Conflict => Self::new(http::StatusCode::CONFLICT, "conflict", "Conflict")
                 .detail("this was done already (by a concurrent request); nothing was changed"),
+            Failed::Unknown => Self::unavailable(
+                "the database did not confirm the disclosure log's commit in time: the request may \
+                 have taken effect; look its request id up in the log before retrying",
+            ),
         }
     }
 }
@@ -165,6 +172,26 @@ fn cause(e: &sqlx::Error) -> &'static str {
         _ => "the database refused the write",
     }
 }
+
+/// `step`, failing with a timeout once `deadline` passes (the future is
+/// dropped; the caller drops the transaction and its connection).
+async fn bounded<T>(
+    deadline: Option<tokio::time::Instant>,
+    step: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    match deadline {
+        None => step.await,
+        Some(at) => tokio::time::timeout_at(at, step).await.unwrap_or_else(|_| {
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the database did not answer within the batch's deadline",
+            )))
+        }),
+    }
+}
+
+/// Extra time COMMIT gets past the batch's deadline.
+const COMMIT_GRACE: Duration = Duration::from_secs(5);
 
 fn is_conflict(e: &sqlx::Error) -> bool {
     e.as_database_error()
@@ -342,7 +369,13 @@ async fn commit_batch(
         return edge;
     }
     let size = batch.len();
-    let (mut tx, tree) = match begin(core, edge).await {
+    // A database that stops answering (a connection a firewall dropped)
+    // must not hold this instance's log forever.
+    let deadline = core
+        .db
+        .batch_deadline()
+        .map(|d| tokio::time::Instant::now() + d);
+    let (mut tx, tree) = match bounded(deadline, begin(core, edge)).await {
         Ok(started) => started,
         Err(e) => {
             tracing::error!(error = %e, "disclosure log: cannot begin a batch");
@@ -365,8 +398,10 @@ async fn commit_batch(
     for job in jobs.by_ref() {
         let outcome = match job.work {
             Some(Work::Entry(draft)) => Ok(Step::Appended(log.append(*draft))),
-            Some(Work::Unit(f)) => run_unit(&mut tx, &mut log, f).await,
-            None => tx.touch_log_head().await.map(|()| Step::Probed),
+            Some(Work::Unit(f)) => bounded(deadline, run_unit(&mut tx, &mut log, f)).await,
+            None => bounded(deadline, tx.touch_log_head())
+                .await
+                .map(|()| Step::Probed),
         };
         match (outcome, job.reply) {
             (Ok(Step::Appended(receipt)), Reply::Receipt(reply)) => done.push((reply, receipt)),
@@ -396,13 +431,32 @@ async fn commit_batch(
     let written = match fatal {
         // The transaction is in an unknown state: nothing of it commits.
         Some(e) => Err(e),
-        None => {
-            async {
-                tx.insert_log_entries(&log.rows).await?;
-                tx.commit().await
-            }
-            .await
-        }
+        None => bounded(deadline, tx.insert_log_entries(&log.rows)).await,
+    };
+    // COMMIT is the one step whose failure leaves the outcome open: if it
+    // does not answer in time, the batch may or may not have committed,
+    // and the callers are told exactly that.
+    let written = match written {
+        Err(e) => Err(e),
+        Ok(()) => match deadline {
+            None => tx.commit().await,
+            Some(at) => match tokio::time::timeout_at(at + COMMIT_GRACE, tx.commit()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::error!(
+                        "disclosure log: COMMIT did not answer in time; the batch's outcome is unknown"
+                    );
+                    core.health.set(Some("the database did not answer in time"));
+                    for (reply, _) in done {
+                        let _ = reply.send(Err(Failed::Unknown));
+                    }
+                    for reply in probes {
+                        let _ = reply.send(Err(Failed::Unknown));
+                    }
+                    return None;
+                }
+            },
+        },
     };
     match written {
         Ok(()) => {

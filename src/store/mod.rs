@@ -214,6 +214,17 @@ impl Db {
             .context("database migration failed")
     }
 
+    /// The longest a disclosure-log batch may take before its COMMIT, on
+    /// PostgreSQL: the wait for the log head plus one statement's bound
+    /// (`lock_timeout_secs + statement_timeout_secs`); none when that is 0,
+    /// and none on SQLite (a local file, its lock waits bounded by its busy
+    /// timeout).
+    pub fn batch_deadline(&self) -> Option<Duration> {
+        let b = self.bounds;
+        let secs = b.lock_timeout_secs.saturating_add(b.statement_timeout_secs);
+        (self.backend == Backend::Postgres && secs > 0).then(|| Duration::from_secs(secs))
+    }
+
     pub fn bounds(&self) -> Bounds {
         self.bounds
     }

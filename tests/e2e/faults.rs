@@ -359,3 +359,218 @@ async fn idle_connections_are_closed_and_the_connection_cap_refuses_cleanly() {
     );
     drop(idle);
 }
+
+/// A TCP proxy to PostgreSQL that, once armed, forwards the client's
+/// statement that locks the log head (and one more message), then stops
+/// forwarding either way — a connection a firewall dropped mid-transaction.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn to(upstream: std::net::SocketAddr) -> Proxy {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let armed = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (a, s) = (armed.clone(), stopped.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pipe(cr, sw, Some(a.clone()), s.clone()));
+                tokio::spawn(pipe(sr, cw, None, s.clone()));
+            }
+        });
+        Proxy {
+            addr,
+            armed,
+            stopped,
+            task,
+        }
+    }
+
+    fn resume(&self) {
+        self.armed.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.stopped
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to`, holding what it read while `stopped`; on the
+/// client side (`trigger`), an armed proxy stops after the message after
+/// the log head's `FOR UPDATE`.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    trigger: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    // The chunk with the log head's `FOR UPDATE` went through.
+    let mut locked = false;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Bounded: the test resumes or drops the proxy.
+        for _ in 0..1200 {
+            if !stopped.load(SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+        if let Some(armed) = &trigger
+            && armed.load(SeqCst)
+        {
+            if locked {
+                stopped.store(true, SeqCst);
+                armed.store(false, SeqCst);
+                locked = false;
+            } else if buf[..n].windows(10).any(|w| w == b"FOR UPDATE") {
+                locked = true;
+            }
+        }
+    }
+}
+
+/// Two instances on one PostgreSQL; one reaches it through a connection
+/// that stops forwarding while its batch holds the log head. The other
+/// keeps serving (within the stuck session's idle-in-transaction bound),
+/// and the stuck one serves again once the connection resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_database_connection_does_not_stop_the_other_instance() {
+    let data = DataDir::new().await;
+    if !data.is_postgres() {
+        println!("skipped on SQLite: this is PostgreSQL's fault (set {PG_ENV})");
+        return;
+    }
+    let direct = data.database_url();
+    let host = url_host_port(&direct);
+    let upstream = tokio::net::lookup_host(&host)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .expect("PostgreSQL's address");
+    let healthy = Server::start_on(data.clone(), Opts::new());
+    let proxy = Proxy::to(upstream).await;
+    // In plain text, so the proxy can see the statement.
+    let proxied = direct.replacen(&host, &proxy.addr.to_string(), 1) + "&sslmode=disable";
+    let stuck = Server::start_on(
+        data.clone(),
+        Opts::new()
+            .database_url(&proxied)
+            .env("KETENPOORT_DATABASE__IDLE_IN_TRANSACTION_TIMEOUT_SECS", 3)
+            .env("KETENPOORT_DATABASE__LOCK_TIMEOUT_SECS", 3)
+            .env("KETENPOORT_DATABASE__STATEMENT_TIMEOUT_SECS", 3),
+    );
+    let mut rng = Rng::new(5);
+    let (a, b) = (
+        Role::of(&healthy, "emmen", REPORTER),
+        Role::of(&stuck, "emmen", REPORTER),
+    );
+    let (status, _, _) = try_submit(&a, &plain_signal(&mut rng, 2026, 3)).await;
+    assert_eq!(status, 201);
+
+    // The first batch of `stuck` locks the log head (its connections have
+    // not prepared that statement yet, so the proxy sees its text), then
+    // its connection goes silent.
+    proxy.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let body = plain_signal(&mut rng, 2026, 3);
+    let hung = tokio::spawn({
+        let stuck_url = stuck.url("/v1/signals");
+        let client = stuck.client().clone();
+        let token = stuck.token("emmen", REPORTER);
+        async move {
+            client
+                .post(stuck_url)
+                .bearer_auth(token)
+                .header("ketenpoort-purpose", "signalering")
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    let t = Instant::now();
+    let mut stopped = false;
+    while t.elapsed() < Duration::from_secs(10) {
+        if proxy.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stopped, "the proxy never saw the log head locked");
+
+    // The healthy instance serves again within the bounds.
+    let t = Instant::now();
+    let mut served = None;
+    while t.elapsed() < Duration::from_secs(30) {
+        let (status, _, _) = try_submit(&a, &plain_signal(&mut rng, 2026, 3)).await;
+        if status == 201 {
+            served = Some(t.elapsed());
+            break;
+        }
+    }
+    let served = served.expect("the healthy instance never served while the other was stuck");
+    println!("the healthy instance served again {served:?} after the other got stuck");
+
+    proxy.resume();
+    let answered = tokio::time::timeout(Duration::from_secs(30), hung)
+        .await
+        .expect("the stuck request never answered");
+    println!("the stuck request answered {answered:?}");
+    let t = Instant::now();
+    let mut recovered = None;
+    while t.elapsed() < Duration::from_secs(30) {
+        let (status, _, _) = try_submit(&b, &plain_signal(&mut rng, 2026, 3)).await;
+        if status == 201 {
+            recovered = Some(t.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let recovered = recovered.expect("the stuck instance never recovered");
+    println!("the stuck instance served again {recovered:?} after the connection resumed");
+    let verify = data.cli(&["log", "verify"]);
+    assert!(
+        verify.status.success(),
+        "log verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// `host:port` of a `postgres://user@host:port/db?...` URL.
+fn url_host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['/', '?']).next().unwrap_or_default();
+    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:5432")
+    }
+}
