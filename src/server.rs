@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -236,16 +237,24 @@ async fn serve(
                 return;
             };
             let client = tls::ClientCertificate::of(stream.get_ref().1);
-            let svc =
-                app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            let idle = Idle::new(stream, limits.idle);
+            let busy = idle.busy.clone();
+            let svc = app
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(client);
                     req
+                })
+                .map_future(move |answer| {
+                    let working = Busy::enter(&busy);
+                    async move {
+                        let res = answer.await;
+                        drop(working);
+                        res
+                    }
                 });
             let http = builder(limits);
-            let conn = http.serve_connection_with_upgrades(
-                TokioIo::new(Idle::new(stream, limits.idle)),
-                TowerToHyperService::new(svc),
-            );
+            let conn = http
+                .serve_connection_with_upgrades(TokioIo::new(idle), TowerToHyperService::new(svc));
             let _ = watcher.watch(conn.into_owned()).await;
         });
     }
@@ -302,12 +311,30 @@ async fn refuse(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, limits: Limit
 }
 
 /// A connection's transport that fails once no byte has moved either way
-/// for `idle` while the server waits to read: an idle keep-alive
+/// for `idle` while no request on it is being answered: an idle keep-alive
 /// connection, or a client that connected and sends nothing, is closed.
 struct Idle<S> {
     inner: S,
     idle: Duration,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Requests on this connection being answered now.
+    busy: Arc<AtomicUsize>,
+}
+
+/// One request being answered (see [`Idle`]).
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<S> Idle<S> {
@@ -316,6 +343,7 @@ impl<S> Idle<S> {
             inner,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
+            busy: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -341,6 +369,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
                 Poll::Ready(r)
             }
             Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                // A slow answer is not idleness: wait another round.
+                Poll::Ready(()) if self.busy.load(Ordering::Acquire) > 0 => {
+                    self.moved();
+                    let _ = self.deadline.as_mut().poll(cx);
+                    Poll::Pending
+                }
                 Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "idle connection",

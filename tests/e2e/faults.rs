@@ -484,7 +484,9 @@ async fn a_stuck_database_connection_does_not_stop_the_other_instance() {
             .database_url(&proxied)
             .env("KETENPOORT_DATABASE__IDLE_IN_TRANSACTION_TIMEOUT_SECS", 3)
             .env("KETENPOORT_DATABASE__LOCK_TIMEOUT_SECS", 3)
-            .env("KETENPOORT_DATABASE__STATEMENT_TIMEOUT_SECS", 3),
+            .env("KETENPOORT_DATABASE__STATEMENT_TIMEOUT_SECS", 3)
+            // Shorter than the stuck request: answering it is not idleness.
+            .env("KETENPOORT_HTTP__IDLE_TIMEOUT_SECS", 1),
     );
     let mut rng = Rng::new(5);
     let (a, b) = (
@@ -543,6 +545,10 @@ async fn a_stuck_database_connection_does_not_stop_the_other_instance() {
         .await
         .expect("the stuck request never answered");
     println!("the stuck request answered {answered:?}");
+    let status = answered
+        .expect("the request task")
+        .expect("an HTTP answer, not a closed connection");
+    assert_eq!(status, 503, "the stuck request answers 503");
     let t = Instant::now();
     let mut recovered = None;
     while t.elapsed() < Duration::from_secs(30) {
