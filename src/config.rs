@@ -58,6 +58,16 @@ pub struct HttpConfig {
     pub rate_limit_per_second: u32,
     /// Requests a partner may burst above the sustained rate.
     pub rate_limit_burst: u32,
+    /// Seconds a client has to send a request's headers (HTTP/1.1).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may stay without a byte either way before it is
+    /// closed (keep-alive, and a client that never sends).
+    pub idle_timeout_secs: u64,
+    /// Most open client connections; beyond it a new one gets 503 and is
+    /// closed.
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams (requests) on one connection.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for HttpConfig {
@@ -68,6 +78,10 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             rate_limit_per_second: 200,
             rate_limit_burst: 400,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 1024,
+            max_concurrent_streams: 100,
         }
     }
 }
@@ -90,6 +104,13 @@ pub struct DatabaseConfig {
     /// `sqlite://...` or `postgres://...`. Default: SQLite in the data directory.
     pub url: Option<String>,
     pub max_connections: u32,
+    /// PostgreSQL: the longest wait for a lock (`lock_timeout`), seconds.
+    pub lock_timeout_secs: u64,
+    /// PostgreSQL: the longest statement (`statement_timeout`), seconds.
+    pub statement_timeout_secs: u64,
+    /// PostgreSQL: a session idle inside a transaction this long is ended by
+    /// the server, releasing its locks (`idle_in_transaction_session_timeout`).
+    pub idle_in_transaction_timeout_secs: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -97,6 +118,9 @@ impl Default for DatabaseConfig {
         Self {
             url: None,
             max_connections: 16,
+            lock_timeout_secs: 10,
+            statement_timeout_secs: 60,
+            idle_in_transaction_timeout_secs: 15,
         }
     }
 }

@@ -3,15 +3,19 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use axum::response::IntoResponse;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -54,7 +58,12 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         VerificationKeys::from_config(&cfg.policy)?,
     )
     .with_context(|| format!("the policies at {} were refused", cfg.policy.path.display()))?;
-    let db = Db::connect(&cfg.database_url(), cfg.database.max_connections).await?;
+    let db = Db::connect_bounded(
+        &cfg.database_url(),
+        cfg.database.max_connections,
+        (&cfg.database).into(),
+    )
+    .await?;
     db.migrate().await?;
     if demo {
         demo::init(&cfg, &db, policy.current().data()).await?;
@@ -115,7 +124,8 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         let admin = api::admin_app(state.clone());
         let scheme = match admin_tls {
             Some(tls) => {
-                tokio::spawn(serve(listener, tls, admin, std::future::pending()));
+                let limits = Limits::of(&cfg.http);
+                tokio::spawn(serve(listener, tls, admin, limits, std::future::pending()));
                 "https"
             }
             None => {
@@ -138,37 +148,88 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     // Scripts and tests wait for this exact line.
     println!("ketenpoort listening on https://{addr}");
     tracing::info!(%addr, "listening");
-    serve(listener, tls, app, shutdown_signal()).await;
+    serve(listener, tls, app, Limits::of(&cfg.http), shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }
+
+/// What one listener allows its clients (`http.*`).
+#[derive(Clone, Copy)]
+struct Limits {
+    header_read: Duration,
+    idle: Duration,
+    connections: usize,
+    streams: u32,
+}
+
+impl Limits {
+    fn of(http: &crate::config::HttpConfig) -> Self {
+        Self {
+            header_read: Duration::from_secs(http.header_read_timeout_secs.max(1)),
+            idle: Duration::from_secs(http.idle_timeout_secs.max(1)),
+            connections: http.max_connections.max(1),
+            streams: http.max_concurrent_streams.max(1),
+        }
+    }
+}
+
+/// Connections over the cap that are being told so at once (a TLS
+/// handshake and a 503); beyond these, the socket is just closed.
+const REFUSALS_AT_ONCE: usize = 64;
 
 async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
+    limits: Limits,
     stop: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(Semaphore::new(limits.connections));
+    let refusing = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
+    let mut backoff = Duration::ZERO;
     tokio::pin!(stop);
     loop {
         let (tcp, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(c) => c,
+                Ok(c) => {
+                    backoff = Duration::ZERO;
+                    c
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    // Out of file descriptors (EMFILE/ENFILE) or another
+                    // transient error: back off up to a second instead of
+                    // spinning, and say so once per run of errors.
+                    if backoff.is_zero() {
+                        tracing::warn!(error = %e, "accept failed; backing off");
+                    }
+                    metrics::counter!("ketenpoort_accept_errors_total").increment(1);
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => continue,
+                        () = &mut stop => break,
+                    }
                 }
             },
             () = &mut stop => break,
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            metrics::counter!("ketenpoort_connections_refused_total").increment(1);
+            if let Ok(turn) = refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(acceptor, tcp, limits).await;
+                    drop(turn);
+                });
+            }
+            continue;
+        };
         let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _permit = permit;
             let Ok(Ok(stream)) =
                 tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
             else {
@@ -176,22 +237,24 @@ async fn serve(
                 return;
             };
             let client = tls::ClientCertificate::of(stream.get_ref().1);
-            let svc =
-                app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            let idle = Idle::new(stream, limits.idle);
+            let busy = idle.busy.clone();
+            let svc = app
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(client);
                     req
+                })
+                .map_future(move |answer| {
+                    let working = Busy::enter(&busy);
+                    async move {
+                        let res = answer.await;
+                        drop(working);
+                        res
+                    }
                 });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            // hyper's own limits, above the documented ones that
-            // `api::headers` answers with problem+json.
-            builder.http1().max_headers(api::headers::HTTP1_MAX_FIELDS);
-            builder
-                .http2()
-                .max_header_list_size(api::headers::HTTP2_MAX_HEADER_LIST);
-            let conn = builder.serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(svc),
-            );
+            let http = builder(limits);
+            let conn = http
+                .serve_connection_with_upgrades(TokioIo::new(idle), TowerToHyperService::new(svc));
             let _ = watcher.watch(conn.into_owned()).await;
         });
     }
@@ -201,6 +264,158 @@ async fn serve(
         .is_err()
     {
         tracing::warn!("connections still open after 20s; stopping anyway");
+    }
+}
+
+/// HTTP/1.1 and HTTP/2 with the listener's limits.
+fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.streams);
+    // hyper's own limits, above the documented ones that `api::headers`
+    // answers with problem+json.
+    builder.http1().max_headers(api::headers::HTTP1_MAX_FIELDS);
+    builder
+        .http2()
+        .max_header_list_size(api::headers::HTTP2_MAX_HEADER_LIST);
+    builder
+}
+
+/// A connection over `http.max_connections`: every request on it gets 503
+/// problem+json, and it is closed (briefly: the handshake and the answer
+/// get a few seconds).
+async fn refuse(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, limits: Limits) {
+    let brief = Duration::from_secs(3);
+    let Ok(Ok(stream)) = tokio::time::timeout(brief, acceptor.accept(tcp)).await else {
+        return;
+    };
+    let svc = hyper::service::service_fn(|_req| async {
+        let mut res = crate::problem::Problem::unavailable(
+            "this instance has as many connections as it accepts; retry shortly",
+        )
+        .into_response();
+        res.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        res.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        Ok::<_, std::convert::Infallible>(res)
+    });
+    let mut b = builder(limits);
+    b.http1().keep_alive(false);
+    let conn = b.serve_connection(TokioIo::new(Idle::new(stream, brief)), svc);
+    let _ = tokio::time::timeout(brief, conn).await;
+}
+
+/// A connection's transport that fails once no byte has moved either way
+/// for `idle` while no request on it is being answered: an idle keep-alive
+/// connection, or a client that connected and sends nothing, is closed.
+struct Idle<S> {
+    inner: S,
+    idle: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Requests on this connection being answered now.
+    busy: Arc<AtomicUsize>,
+}
+
+/// One request being answered (see [`Idle`]).
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<S> Idle<S> {
+    fn new(inner: S, idle: Duration) -> Self {
+        Self {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+            busy: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn moved(&mut self) {
+        let next = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.moved();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                // A slow answer is not idleness: wait another round.
+                Poll::Ready(()) if self.busy.load(Ordering::Acquire) > 0 => {
+                    self.moved();
+                    let _ = self.deadline.as_mut().poll(cx);
+                    Poll::Pending
+                }
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "idle connection",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.moved();
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

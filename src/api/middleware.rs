@@ -95,6 +95,22 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     res
 }
 
+/// The whole-request timeout (`http.request_timeout_secs`). Past it, a
+/// request whose log work no batch has taken yet is answered 503 and that
+/// work is dropped unrun, so "nothing was disclosed" is true; a request
+/// whose work a batch already took gets its real answer when the batch
+/// ends (see `ledger::within_deadline`).
+pub async fn deadline(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match crate::ledger::within_deadline(limit, next.run(req)).await {
+        Some(res) => res,
+        None => Problem::for_status(axum::http::StatusCode::SERVICE_UNAVAILABLE).into_response(),
+    }
+}
+
 /// Turns bare error statuses from below the handlers (405 from the router,
 /// 413 from the body limit, 503 from the timeout) into problem+json.
 pub async fn problem_json(req: Request, next: Next) -> Response {

@@ -28,7 +28,6 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -328,9 +327,9 @@ pub fn app(state: AppState, cfg: &Config) -> Router {
         .layer(Extension(doc))
         .layer(DefaultBodyLimit::max(cfg.http.body_limit))
         .layer(RequestBodyLimitLayer::new(cfg.http.body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
+        .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(cfg.http.request_timeout_secs.max(1)),
+            middleware::deadline,
         ))
         .layer(axum::middleware::from_fn(headers::checked));
     conventions(router).with_state(state)

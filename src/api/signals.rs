@@ -326,10 +326,7 @@ impl ReferralRequest {
         recipient: &str,
     ) -> Result<(), Problem> {
         if state.db.referred(signal, recipient, &self.purpose).await? {
-            return Err(
-                Problem::new(StatusCode::CONFLICT, "already-referred", "Already referred")
-                    .detail("this signal was already referred to this recipient for this purpose"),
-            );
+            return Err(crate::signals::exchange::already_referred());
         }
         Ok(())
     }

@@ -2,6 +2,8 @@
 //! I" for partner developers checking their token; and the metrics, served
 //! on the operator listener only (`admin_app`).
 
+use std::time::Duration;
+
 use axum::Extension;
 use axum::extract::State;
 use axum::http::header;
@@ -32,12 +34,19 @@ pub async fn healthz() -> axum::Json<Status> {
     })
 }
 
-/// The database answers and the policies are loaded (their revision is shown).
+/// The database answers, the disclosure log can be written (after a failed
+/// write, a write probe says so) and the policies are loaded (their revision
+/// is shown). 503 says which of these fails, never an error's text.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Status), (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Status>, Problem> {
     if !state.db.ping().await {
         return Err(Problem::unavailable("the database does not answer"));
+    }
+    if let Err(cause) = state.ledger.writable(Duration::from_secs(3)).await {
+        return Err(Problem::unavailable(format!(
+            "the disclosure log cannot be written: {cause}"
+        )));
     }
     Ok(axum::Json(Status {
         status: "ready",

@@ -38,7 +38,7 @@ pub use entry::{Actor, DecisionRecord, Entry, LogAction, Outcome};
 pub use merkle::Hash;
 use merkle::Reader;
 pub use refusal::{RefusalSite, log_refusal};
-pub use sequencer::{Unavailable, Unit, Work, work};
+pub use sequencer::{Failed, Unavailable, Unit, Work, within_deadline, work};
 
 /// Proof that an entry was logged: its index and leaf hash. Sent to the
 /// recipient in the `Ketenpoort-Receipt` header. Only the log makes one
@@ -179,6 +179,11 @@ impl Draft {
     }
 }
 
+/// On SQLite, after a failed write, the instance is ready again only with
+/// this much free on the database's file system (the WAL grows to about
+/// 4 MiB between checkpoints).
+const MIN_FREE_BYTES: u64 = 8 << 20;
+
 #[derive(Clone)]
 pub struct Ledger {
     core: Arc<Core>,
@@ -192,6 +197,8 @@ struct Core {
     verifier_key: String,
     /// Makes the references of what callers chose (trace ids).
     refs: Pseudonymizer,
+    /// Whether the last batch could write the log.
+    health: sequencer::Health,
 }
 
 impl Ledger {
@@ -213,6 +220,7 @@ impl Ledger {
             verifier_key: signer.verifier_key(),
             signer,
             refs: Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?),
+            health: sequencer::Health::default(),
         });
         Ok(Self {
             queue: sequencer::start(core.clone()),
@@ -226,13 +234,40 @@ impl Ledger {
 
     /// Runs `work` in a write transaction and answers once it is durable,
     /// committed together with the other units that arrived meanwhile.
-    pub async fn commit(&self, work: Work) -> Result<Receipt, Unavailable> {
+    /// A unit that breaks a uniqueness rule is [`Failed::Conflict`].
+    pub async fn commit(&self, work: Work) -> Result<Receipt, Failed> {
         sequencer::submit(&self.queue, work).await
     }
 
     /// Appends a bare entry (a read, a refusal: nothing else changes).
     pub async fn log(&self, draft: Draft) -> Result<Receipt, Unavailable> {
-        self.commit(Work::Entry(Box::new(draft))).await
+        self.commit(Work::Entry(Box::new(draft)))
+            .await
+            .map_err(|_| Unavailable)
+    }
+
+    /// `Ok` if the log can be written; otherwise why not (a cause class,
+    /// no error text). After a failed write it probes with a write of its
+    /// own (bounded by `within`), so readiness returns as soon as the
+    /// cause is gone, whether or not requests arrive meanwhile.
+    pub async fn writable(&self, within: Duration) -> Result<(), &'static str> {
+        let Some(cause) = self.core.health.get() else {
+            return Ok(());
+        };
+        // A write of a few pages may fit where a batch does not: on SQLite
+        // the file system must also have room for a batch and a checkpoint.
+        if self
+            .core
+            .db
+            .sqlite_free_bytes()
+            .is_some_and(|free| free < MIN_FREE_BYTES)
+        {
+            return Err("the database's disk is full");
+        }
+        match tokio::time::timeout(within, sequencer::probe(&self.queue)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(self.core.health.get().unwrap_or(cause)),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{Facts, Vault};
 use crate::boundary::{self, Delivery, EgressGuard};
-use crate::ledger::{Draft, Ledger, Receipt, work};
+use crate::ledger::{Draft, Failed, Ledger, Receipt, work};
 use crate::phenomena::{self, RecordKey};
 use crate::problem::Problem;
 use crate::projection::Projection;
@@ -112,10 +112,25 @@ impl Desk<'_> {
                     Ok(unit.append(draft))
                 })
             }))
-            .await?;
+            .await
+            .map_err(|f| match f {
+                // The same referral, made by a concurrent request.
+                Failed::Conflict => already_referred(),
+                f => Problem::from(f),
+            })?;
         Ok(Referred {
             receipt,
             inbox_item,
         })
     }
+}
+
+/// 409: the signal was referred to this recipient for this purpose before.
+pub fn already_referred() -> Problem {
+    Problem::new(
+        http::StatusCode::CONFLICT,
+        "already-referred",
+        "Already referred",
+    )
+    .detail("this signal was already referred to this recipient for this purpose")
 }

@@ -96,6 +96,15 @@ fn int_list(ids: &[u64]) -> String {
 
 impl WriteTx {
     /// Locks the sequencer and returns the current log size.
+    /// Writes the log head row without changing it: a write probe that
+    /// fails when the log cannot be written (a full disk).
+    pub async fn touch_log_head(&mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE log_head SET size = size WHERE id = 1")
+            .execute(self.conn())
+            .await
+            .map(drop)
+    }
+
     pub async fn lock_log_head(&mut self) -> Result<u64, sqlx::Error> {
         let sql = match self.backend {
             Backend::Postgres => "SELECT size FROM log_head WHERE id = 1 FOR UPDATE",

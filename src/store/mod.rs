@@ -19,7 +19,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -31,6 +32,32 @@ pub enum Backend {
     Postgres,
 }
 
+/// How long the database may keep a writer waiting (PostgreSQL; see
+/// `database.*_timeout_secs`). 0 turns a bound off.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    pub lock_timeout_secs: u64,
+    pub statement_timeout_secs: u64,
+    pub idle_in_transaction_timeout_secs: u64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        let d = crate::config::DatabaseConfig::default();
+        Self::from(&d)
+    }
+}
+
+impl From<&crate::config::DatabaseConfig> for Bounds {
+    fn from(d: &crate::config::DatabaseConfig) -> Self {
+        Self {
+            lock_timeout_secs: d.lock_timeout_secs,
+            statement_timeout_secs: d.statement_timeout_secs,
+            idle_in_transaction_timeout_secs: d.idle_in_transaction_timeout_secs,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
@@ -39,22 +66,39 @@ pub struct Db {
     url: Arc<str>,
     /// SQLite allows one writer; queueing here is cheaper than its busy loop.
     sqlite_writer: Arc<Mutex<()>>,
+    bounds: Bounds,
 }
 
-/// A write transaction. Dropping it without `commit` rolls it back.
+/// A write transaction. Dropping it without `commit` rolls it back by
+/// closing its connection: a connection whose transaction failed half-way
+/// (a full disk, an I/O error, a lost session) never goes back to the pool,
+/// so no broken transaction state is carried into the next one.
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
+    conn: PoolConnection<Any>,
+    /// `BEGIN` ran and neither `COMMIT` nor `ROLLBACK` succeeded yet.
+    open: bool,
     backend: Backend,
     _writer: Option<OwnedMutexGuard<()>>,
 }
 
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 impl WriteTx {
     pub fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        &mut self.conn
     }
 
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    /// Commits; if the commit fails the connection is closed, not reused.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.conn().execute("COMMIT").await?;
+        self.open = false;
+        Ok(())
     }
 
     /// Opens a savepoint inside the transaction (one unit of a batch).
@@ -66,6 +110,20 @@ impl WriteTx {
     pub async fn release_savepoint(&mut self) -> Result<(), sqlx::Error> {
         self.conn()
             .execute("RELEASE SAVEPOINT unit")
+            .await
+            .map(drop)
+    }
+
+    /// On PostgreSQL, no statement of this transaction may run longer
+    /// than `statement_timeout_secs` (the disclosure log's batches, which
+    /// hold the log head).
+    pub async fn bound_statements(&mut self, secs: u64) -> Result<(), sqlx::Error> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let sql = format!("SET LOCAL statement_timeout = '{secs}s'");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(self.conn())
             .await
             .map(drop)
     }
@@ -82,6 +140,15 @@ impl WriteTx {
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        Self::connect_bounded(url, max_connections, Bounds::default()).await
+    }
+
+    /// [`Db::connect`] with the configured bounds on PostgreSQL sessions.
+    pub async fn connect_bounded(
+        url: &str,
+        max_connections: u32,
+        bounds: Bounds,
+    ) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
@@ -103,20 +170,29 @@ impl Db {
             .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    // Durable commits (FULL); a lock not granted within 10 s is
-                    // an error, so a stuck peer fails requests (503) instead
-                    // of hanging them.
+                    // Durable commits (FULL); a lock not granted within
+                    // `lock_timeout` (SQLite: 10 s) is an error, so a stuck
+                    // peer fails requests (503) instead of hanging them. On
+                    // PostgreSQL a session idle inside a transaction is ended
+                    // by the server, and the server probes the session's
+                    // socket (TCP keepalive): a lost instance releases the log
+                    // head within seconds, not never.
                     let setup = match backend {
-                        Backend::Sqlite => {
-                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+                        Backend::Sqlite => "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
                              PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; \
                              PRAGMA secure_delete=ON;"
-                        }
-                        Backend::Postgres => {
-                            "SET lock_timeout = '10s'; SET synchronous_commit = on;"
-                        }
+                            .to_owned(),
+                        Backend::Postgres => format!(
+                            "SET lock_timeout = '{}s'; SET idle_in_transaction_session_timeout = '{}s'; \
+                             SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; \
+                             SET tcp_keepalives_count = 3; SET synchronous_commit = on;",
+                            bounds.lock_timeout_secs, bounds.idle_in_transaction_timeout_secs
+                        ),
                     };
-                    conn.execute(setup).await?;
+                    // Numbers from the configuration only: no caller's text.
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             })
@@ -128,6 +204,7 @@ impl Db {
             backend,
             url: url.into(),
             sqlite_writer: Arc::new(Mutex::new(())),
+            bounds,
         })
     }
 
@@ -140,6 +217,21 @@ impl Db {
             .run(&self.pool)
             .await
             .context("database migration failed")
+    }
+
+    /// The longest a disclosure-log batch may take before its COMMIT, on
+    /// PostgreSQL: the wait for the log head plus one statement's bound
+    /// (`lock_timeout_secs + statement_timeout_secs`); none when that is 0,
+    /// and none on SQLite (a local file, its lock waits bounded by its busy
+    /// timeout).
+    pub fn batch_deadline(&self) -> Option<Duration> {
+        let b = self.bounds;
+        let secs = b.lock_timeout_secs.saturating_add(b.statement_timeout_secs);
+        (self.backend == Backend::Postgres && secs > 0).then(|| Duration::from_secs(secs))
+    }
+
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
@@ -171,12 +263,18 @@ impl Db {
     /// (`BEGIN IMMEDIATE`) so a transaction never fails half-way on a busy file.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
         let writer = self.writer_turn().await;
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        let mut conn = self.pool.acquire().await?;
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
         };
+        if let Err(e) = (&mut *conn).execute(begin).await {
+            conn.close_on_drop();
+            return Err(e);
+        }
         Ok(WriteTx {
-            tx,
+            conn,
+            open: true,
             backend: self.backend,
             _writer: writer,
         })
@@ -204,6 +302,18 @@ impl Db {
         Ok(())
     }
 
+    /// On SQLite, the bytes free for the database on its file system (a
+    /// full disk stops every write); `None` on PostgreSQL or if unknown.
+    pub fn sqlite_free_bytes(&self) -> Option<u64> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let file = sqlite_path(&self.url)?;
+        let dir = file.parent().filter(|p| !p.as_os_str().is_empty())?;
+        let st = rustix::fs::statvfs(dir).ok()?;
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
     pub async fn ping(&self) -> bool {
         match self.pool.acquire().await {
             Ok(mut c) => c.ping().await.is_ok(),
@@ -212,18 +322,20 @@ impl Db {
     }
 }
 
-fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
+/// The database file of a SQLite URL (none for an in-memory database).
+fn sqlite_path(url: &str) -> Option<&std::path::Path> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
+    (!path.is_empty() && path != ":memory:").then(|| std::path::Path::new(path))
+}
+
+fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
+    let Some(path) = sqlite_path(url) else {
         return Ok(());
-    }
-    if let Some(parent) = std::path::Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }

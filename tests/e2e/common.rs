@@ -464,6 +464,8 @@ pub fn hermetic(cmd: &mut Command) {
 pub struct Opts {
     env: Vec<(String, String)>,
     config: Option<String>,
+    /// `--database-url` instead of the data directory's database.
+    database_url: Option<String>,
 }
 
 impl Opts {
@@ -479,6 +481,12 @@ impl Opts {
     /// A TOML configuration file written into the data directory.
     pub fn config(mut self, toml: &str) -> Self {
         self.config = Some(toml.to_owned());
+        self
+    }
+
+    /// The server reaches its database at `url` (e.g. through a proxy).
+    pub fn database_url(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_owned());
         self
     }
 
@@ -509,8 +517,11 @@ pub struct Server {
 fn serve_command(data: &DataDir, opts: &Opts) -> Command {
     let mut cmd = Command::new(bin());
     cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .args(data.database_args());
+        .arg(data.path());
+    match &opts.database_url {
+        Some(url) => cmd.args(["--database-url", url]),
+        None => cmd.args(data.database_args()),
+    };
     if let Some(toml) = &opts.config {
         let file = data.file(&format!("config-{}.toml", random_id()));
         std::fs::write(&file, toml).expect("writing config");

@@ -24,6 +24,7 @@ mod client;
 mod common;
 mod covenant;
 mod deploy;
+mod faults;
 mod http;
 mod ledger;
 mod oracle;
