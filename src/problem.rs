@@ -21,8 +21,8 @@ pub struct Body {
     kind: String,
     title: &'static str,
     status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<String>,
+    /// What went wrong and how to fix the request; never a personal value.
+    detail: String,
     /// Stable reason code (auth failures, policy denials).
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<String>,
@@ -42,12 +42,18 @@ pub struct FieldError {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, kind: &str, title: &'static str) -> Self {
+    /// A problem of `kind`; every problem has a `detail`.
+    pub fn new(
+        status: StatusCode,
+        kind: &str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self(Box::new(Body {
             kind: format!("urn:ketenpoort:problem:{kind}"),
             title,
             status: status.as_u16(),
-            detail: None,
+            detail: detail.into(),
             code: None,
             errors: Vec::new(),
             retry_after: None,
@@ -55,7 +61,7 @@ impl Problem {
     }
 
     pub fn detail(mut self, d: impl Into<String>) -> Self {
-        self.0.detail = Some(d.into());
+        self.0.detail = d.into();
         self
     }
 
@@ -79,11 +85,21 @@ impl Problem {
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request").detail(detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        )
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            "nothing is found at this URI; check the path and the id in it",
+        )
     }
 
     pub fn unauthorized(code: &str) -> Self {
@@ -91,15 +107,13 @@ impl Problem {
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "Authentication required",
+            "present a valid bearer token issued for this gateway",
         )
         .code(code)
-        .detail("present a valid bearer token issued for this gateway")
     }
 
     pub fn forbidden(code: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
-            .code(code)
-            .detail(detail)
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail).code(code)
     }
 
     pub fn unprocessable(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
@@ -107,8 +121,8 @@ impl Problem {
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-body",
             "Request body rejected",
+            detail,
         )
-        .detail(detail)
         .errors(errors)
     }
 
@@ -117,8 +131,8 @@ impl Problem {
             StatusCode::TOO_MANY_REQUESTS,
             "rate-limited",
             "Too many requests",
-        )
-        .detail("this partner's request rate is above its limit; retry later");
+            "this partner's request rate is above its limit; retry later",
+        );
         p.0.retry_after = Some(retry_after.max(1));
         p
     }
@@ -128,8 +142,8 @@ impl Problem {
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "Service unavailable",
+            detail,
         )
-        .detail(detail)
     }
 
     pub fn internal() -> Self {
@@ -137,8 +151,8 @@ impl Problem {
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "Internal error",
+            "the request failed inside the gateway; nothing was disclosed",
         )
-        .detail("the request failed inside the gateway; nothing was disclosed")
     }
 
     /// The generic problem for a bare status produced below the handlers
@@ -146,21 +160,33 @@ impl Problem {
     pub fn for_status(status: StatusCode) -> Self {
         match status {
             StatusCode::NOT_FOUND => Self::not_found(),
-            StatusCode::METHOD_NOT_ALLOWED => {
-                Self::new(status, "method-not-allowed", "Method not allowed")
-            }
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::new(status, "payload-too-large", "Payload too large")
-                    .detail("the request body is larger than this gateway accepts")
-            }
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                Self::new(status, "unsupported-media-type", "Unsupported media type")
-                    .detail("send the body as application/json")
-            }
+            StatusCode::METHOD_NOT_ALLOWED => Self::new(
+                status,
+                "method-not-allowed",
+                "Method not allowed",
+                "this route does not take this method; the Allow header lists the ones it takes",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::new(
+                status,
+                "payload-too-large",
+                "Payload too large",
+                "the request body is larger than this gateway accepts",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(
+                status,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "send the body as application/json",
+            ),
             StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => {
                 Self::unavailable("the request did not complete in time; nothing was disclosed")
             }
-            s if s.is_client_error() => Self::new(s, "bad-request", "Bad request"),
+            s if s.is_client_error() => Self::new(
+                s,
+                "bad-request",
+                "Bad request",
+                "the request could not be read; check its method, URI and headers",
+            ),
             _ => Self::internal(),
         }
     }

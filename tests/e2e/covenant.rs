@@ -145,6 +145,12 @@ async fn inbox_copy(server: &Server, partner: &str, role: &str, id: &str, purpos
         .collect();
     assert_eq!(items.len(), 1, "{partner}: inbox items for {id}: {page}");
     assert_eq!(items[0]["purpose"], purpose);
+    let received = items[0]["receivedAt"].as_str().unwrap_or_default();
+    assert!(
+        time::OffsetDateTime::parse(received, &time::format_description::well_known::Rfc3339)
+            .is_ok(),
+        "receivedAt is RFC 3339 like every time of the API: {page}"
+    );
     items[0]["record"].clone()
 }
 
@@ -729,7 +735,7 @@ async fn riec_is_refused_on_every_record_route() {
     let record_routes: Vec<(String, String)> = operations(&doc)
         .into_iter()
         .filter(|(m, p)| {
-            let tags = &doc["paths"][p][m.to_lowercase()]["tags"];
+            let tags = &operation(&doc, m, p)["tags"];
             strings(tags).any(|t| ["signals", "inbox", "decisions"].contains(&t.as_str()))
         })
         .collect();
