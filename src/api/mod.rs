@@ -482,6 +482,10 @@ pub fn app(state: AppState, cfg: &Config) -> Router {
         .layer(Extension(doc))
         .layer(DefaultBodyLimit::max(cfg.http.body_limit))
         .layer(RequestBodyLimitLayer::new(cfg.http.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            cfg.http.body_limit,
+            middleware::drain_oversized,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(cfg.http.request_timeout_secs.max(1)),
