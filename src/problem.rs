@@ -26,16 +26,19 @@ pub struct Body {
     /// Stable reason code (auth failures, policy denials).
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<String>,
-    /// Failing locations of a rejected body: JSON pointers, never values.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    errors: Vec<FieldError>,
+    /// What failed in rejected input (API Design Rules,
+    /// `/core/error-handling/invalid-input`): names and reasons, never values.
+    #[serde(rename = "invalidParams", skip_serializing_if = "Vec::is_empty")]
+    invalid_params: Vec<FieldError>,
     #[serde(skip)]
     retry_after: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FieldError {
-    /// JSON pointer into the request body, e.g. `/victims/0/bsn`.
+    /// Where: a JSON pointer into the request body (`/victims/0/bsn`), or
+    /// the name of a query parameter.
+    #[serde(rename = "name")]
     pub pointer: String,
     /// What is wrong, without the value.
     pub reason: String,
@@ -55,7 +58,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             code: None,
-            errors: Vec::new(),
+            invalid_params: Vec::new(),
             retry_after: None,
         }))
     }
@@ -71,7 +74,7 @@ impl Problem {
     }
 
     pub fn errors(mut self, e: Vec<FieldError>) -> Self {
-        self.0.errors = e;
+        self.0.invalid_params = e;
         self
     }
 
@@ -116,6 +119,20 @@ impl Problem {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail).code(code)
     }
 
+    /// Input that does not fit the schema of the route (a body against its
+    /// JSON Schema, a field's format): 400 listing each failing field.
+    pub fn invalid_input(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            "Invalid input",
+            detail,
+        )
+        .errors(errors)
+    }
+
+    /// Input that fits the schema but names what the covenant does not
+    /// know (a recipient, a purpose): 422 listing each failing field.
     pub fn unprocessable(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -361,8 +361,9 @@ fn finish_document(
                 .expect("responses is an object");
             if has_input {
                 responses.entry("400").or_insert_with(|| {
-                    json!({"description": "The request is malformed: a parameter, a header or the body \
-                        cannot be read (the problem says which, never with its value)."})
+                    json!({"description": "Invalid input: the body does not fit the route's schema, or \
+                        a parameter, a header or the body cannot be read; `invalidParams` lists \
+                        each failing field (its name or JSON pointer and the reason, never the value)."})
                 });
             }
             if secured {

@@ -61,7 +61,7 @@ pub async fn submit(
     extract::Json(body): extract::Json<Value>,
 ) -> Result<Disclosed<impl IntoResponse>, Problem> {
     let body = signals::validate(body)
-        .map_err(|e| Problem::unprocessable("the signal does not match schema v1", e))?;
+        .map_err(|e| Problem::invalid_input("the signal does not match schema v1", e))?;
     let intake = state
         .db
         .partner(&state.config.signals.intake_partner)

@@ -588,6 +588,54 @@ async fn every_problem_has_a_detail() {
     }
 }
 
+/// Invalid input (a body that does not fit its schema) is 400 with
+/// `invalidParams`: each failing field by name and reason, never its value.
+#[tokio::test]
+async fn invalid_input_is_400_with_invalid_params() {
+    let server = Server::start(Opts::new()).await;
+    let token = server.token("assen", "aandachtfunctionaris-sociaal");
+    let mut body: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/signal.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    body["municipality"] = json!("canary-gemeente-4711");
+    let res = server
+        .post("/v1/signals")
+        .bearer_auth(&token)
+        .header("ketenpoort-purpose", "signalering")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, 400, None).await;
+    assert_eq!(p["type"], "urn:ketenpoort:problem:invalid-input", "{p}");
+    assert!(!p.to_string().contains("canary"), "{p}");
+    let params = p["invalidParams"].as_array().expect("invalidParams");
+    assert!(
+        params
+            .iter()
+            .any(|e| e["name"] == "/municipality"
+                && e["reason"].as_str().is_some_and(|r| !r.is_empty())),
+        "{p}"
+    );
+    // A body that is no object of the route's shape: 400 too.
+    let res = server
+        .post("/v1/decisions")
+        .bearer_auth(&token)
+        .json(&json!({"recipient": 7}))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(res, 400, None).await;
+    assert!(
+        p["invalidParams"].as_array().is_some_and(|a| !a.is_empty()),
+        "{p}"
+    );
+}
+
 /// A body over the limit answers 413 problem+json over HTTP/1.1 and over
 /// HTTP/2 (where an early answer must not reset the stream), to reqwest
 /// and to curl.

@@ -806,12 +806,15 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
         );
     }
     let p: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(p["status"], 422, "{p}");
-    let pointers: BTreeSet<&str> = p["errors"]
+    // Schema violations are invalid input (API Design Rules): 400 with
+    // `invalidParams`.
+    assert_eq!(p["status"], 400, "{p}");
+    assert_eq!(p["type"], "urn:ketenpoort:problem:invalid-input", "{p}");
+    let pointers: BTreeSet<&str> = p["invalidParams"]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|e| e["pointer"].as_str())
+        .filter_map(|e| e["name"].as_str())
         .collect();
     for want in [
         "/municipality",
@@ -839,10 +842,10 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
     let text = res.text().await.unwrap();
     assert!(!text.contains(&wrong), "{text}");
     let p: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(p["status"], 422);
+    assert_eq!(p["status"], 400);
     assert_eq!(
-        p["errors"],
-        json!([{"pointer": "/victims/0/bsn", "reason": "fails the 11-proef"}])
+        p["invalidParams"],
+        json!([{"name": "/victims/0/bsn", "reason": "fails the 11-proef"}])
     );
     assert!(!log_by_request(&server).await.contains_key(&rid));
 
@@ -860,13 +863,14 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
             )
             .await;
         let rid = request_id(&res);
+        // Fits the schema, names what the covenant does not know: 422.
         let p = problem(res, 422, None).await;
         assert!(
-            p["errors"]
+            p["invalidParams"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|e| e["pointer"] == pointer),
+                .any(|e| e["name"] == pointer),
             "{p}"
         );
         assert!(!p.to_string().contains("nergens") && !p.to_string().contains("nieuwsgierigheid"));

@@ -362,7 +362,7 @@ fn subject_pseudonym(state: &AppState, q: &SubjectQuery) -> Result<String, Probl
     if let Some(bsn) = &q.bsn
         && !crate::identifiers::is_valid_bsn(bsn)
     {
-        return Err(Problem::unprocessable(
+        return Err(Problem::invalid_input(
             "invalid BSN",
             vec![FieldError {
                 pointer: "/bsn".into(),
@@ -373,7 +373,7 @@ fn subject_pseudonym(state: &AppState, q: &SubjectQuery) -> Result<String, Probl
     if let Some(d) = &q.date_of_birth
         && time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).is_err()
     {
-        return Err(Problem::unprocessable(
+        return Err(Problem::invalid_input(
             "invalid date of birth",
             vec![FieldError {
                 pointer: "/dateOfBirth".into(),
@@ -387,7 +387,7 @@ fn subject_pseudonym(state: &AppState, q: &SubjectQuery) -> Result<String, Probl
         date_of_birth: q.date_of_birth.as_deref(),
     };
     let Some(pseudonym) = state.pseudonyms.pseudonym(&id) else {
-        return Err(Problem::unprocessable(
+        return Err(Problem::invalid_input(
             "give a BSN, or a name (and date of birth)",
             vec![FieldError {
                 pointer: "/".into(),
