@@ -21,41 +21,50 @@ pub struct Body {
     kind: String,
     title: &'static str,
     status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<String>,
+    /// What went wrong and how to fix the request; never a personal value.
+    detail: String,
     /// Stable reason code (auth failures, policy denials).
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<String>,
-    /// Failing locations of a rejected body: JSON pointers, never values.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    errors: Vec<FieldError>,
+    /// What failed in rejected input (API Design Rules,
+    /// `/core/error-handling/invalid-input`): names and reasons, never values.
+    #[serde(rename = "invalidParams", skip_serializing_if = "Vec::is_empty")]
+    invalid_params: Vec<FieldError>,
     #[serde(skip)]
     retry_after: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FieldError {
-    /// JSON pointer into the request body, e.g. `/victims/0/bsn`.
+    /// Where: a JSON pointer into the request body (`/victims/0/bsn`), or
+    /// the name of a query parameter.
+    #[serde(rename = "name")]
     pub pointer: String,
     /// What is wrong, without the value.
     pub reason: String,
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, kind: &str, title: &'static str) -> Self {
+    /// A problem of `kind`; every problem has a `detail`.
+    pub fn new(
+        status: StatusCode,
+        kind: &str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self(Box::new(Body {
             kind: format!("urn:ketenpoort:problem:{kind}"),
             title,
             status: status.as_u16(),
-            detail: None,
+            detail: detail.into(),
             code: None,
-            errors: Vec::new(),
+            invalid_params: Vec::new(),
             retry_after: None,
         }))
     }
 
     pub fn detail(mut self, d: impl Into<String>) -> Self {
-        self.0.detail = Some(d.into());
+        self.0.detail = d.into();
         self
     }
 
@@ -65,7 +74,7 @@ impl Problem {
     }
 
     pub fn errors(mut self, e: Vec<FieldError>) -> Self {
-        self.0.errors = e;
+        self.0.invalid_params = e;
         self
     }
 
@@ -79,11 +88,21 @@ impl Problem {
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request").detail(detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        )
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            "nothing is found at this URI; check the path and the id in it",
+        )
     }
 
     pub fn unauthorized(code: &str) -> Self {
@@ -91,24 +110,36 @@ impl Problem {
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "Authentication required",
+            "present a valid bearer token issued for this gateway",
         )
         .code(code)
-        .detail("present a valid bearer token issued for this gateway")
     }
 
     pub fn forbidden(code: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
-            .code(code)
-            .detail(detail)
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail).code(code)
     }
 
+    /// Input that does not fit the schema of the route (a body against its
+    /// JSON Schema, a field's format): 400 listing each failing field.
+    pub fn invalid_input(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            "Invalid input",
+            detail,
+        )
+        .errors(errors)
+    }
+
+    /// Input that fits the schema but names what the covenant does not
+    /// know (a recipient, a purpose): 422 listing each failing field.
     pub fn unprocessable(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-body",
             "Request body rejected",
+            detail,
         )
-        .detail(detail)
         .errors(errors)
     }
 
@@ -117,8 +148,8 @@ impl Problem {
             StatusCode::TOO_MANY_REQUESTS,
             "rate-limited",
             "Too many requests",
-        )
-        .detail("this partner's request rate is above its limit; retry later");
+            "this partner's request rate is above its limit; retry later",
+        );
         p.0.retry_after = Some(retry_after.max(1));
         p
     }
@@ -128,8 +159,8 @@ impl Problem {
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "Service unavailable",
+            detail,
         )
-        .detail(detail)
     }
 
     pub fn internal() -> Self {
@@ -137,8 +168,8 @@ impl Problem {
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "Internal error",
+            "the request failed inside the gateway; nothing was disclosed",
         )
-        .detail("the request failed inside the gateway; nothing was disclosed")
     }
 
     /// The generic problem for a bare status produced below the handlers
@@ -146,21 +177,33 @@ impl Problem {
     pub fn for_status(status: StatusCode) -> Self {
         match status {
             StatusCode::NOT_FOUND => Self::not_found(),
-            StatusCode::METHOD_NOT_ALLOWED => {
-                Self::new(status, "method-not-allowed", "Method not allowed")
-            }
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::new(status, "payload-too-large", "Payload too large")
-                    .detail("the request body is larger than this gateway accepts")
-            }
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                Self::new(status, "unsupported-media-type", "Unsupported media type")
-                    .detail("send the body as application/json")
-            }
+            StatusCode::METHOD_NOT_ALLOWED => Self::new(
+                status,
+                "method-not-allowed",
+                "Method not allowed",
+                "this route does not take this method; the Allow header lists the ones it takes",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::new(
+                status,
+                "payload-too-large",
+                "Payload too large",
+                "the request body is larger than this gateway accepts",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(
+                status,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "send the body as application/json",
+            ),
             StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => {
                 Self::unavailable("the request did not complete in time; nothing was disclosed")
             }
-            s if s.is_client_error() => Self::new(s, "bad-request", "Bad request"),
+            s if s.is_client_error() => Self::new(
+                s,
+                "bad-request",
+                "Bad request",
+                "the request could not be read; check its method, URI and headers",
+            ),
             _ => Self::internal(),
         }
     }

@@ -59,8 +59,8 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<PolicyStatus>,
             StatusCode::UNPROCESSABLE_ENTITY,
             "policy-refused",
             "Policies refused",
+            format!("{refusal}; the running policies stay in force"),
         )
-        .code(refusal.code())
-        .detail(format!("{refusal}; the running policies stay in force"))),
+        .code(refusal.code())),
     }
 }

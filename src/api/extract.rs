@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::problem::Problem;
 
 /// A JSON body. Wrong content type: 415; not JSON: 400; too large: 413;
-/// wrong shape: 422 naming the location, not the value.
+/// wrong shape: 400 naming the location, not the value.
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
@@ -21,7 +21,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 let mut track = serde_path_to_error::Track::new();
                 let de = serde_path_to_error::Deserializer::new(value, &mut track);
                 T::deserialize(de).map(Json).map_err(|_| {
-                    Problem::unprocessable(
+                    Problem::invalid_input(
                         "the body does not have the expected structure",
                         vec![crate::problem::FieldError {
                             pointer: pointer(&track.path()),

@@ -51,11 +51,11 @@ pub fn check(headers: &HeaderMap) -> Result<(), Problem> {
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "header-fields-too-large",
             "Request header fields too large",
-        )
-        .detail(format!(
-            "at most {MAX_FIELDS} header fields of at most {MAX_HEADER_BYTES} bytes together \
-             (each counted as name, value and 32)"
-        )));
+            format!(
+                "at most {MAX_FIELDS} header fields of at most {MAX_HEADER_BYTES} bytes together \
+                 (each counted as name, value and 32)"
+            ),
+        ));
     }
     for name in single_valued() {
         if headers.get_all(&name).iter().nth(1).is_some() {
@@ -63,9 +63,9 @@ pub fn check(headers: &HeaderMap) -> Result<(), Problem> {
                 StatusCode::BAD_REQUEST,
                 "ambiguous-header",
                 "Ambiguous header",
+                format!("the {name} header may be sent once"),
             )
-            .code("duplicate-header")
-            .detail(format!("the {name} header may be sent once")));
+            .code("duplicate-header"));
         }
     }
     Ok(())

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::extract::Query;
 use super::page::PageLog;
-use super::purpose::Exchange;
+use super::purpose::{Exchange, PurposeHeader};
 use super::signals::parse_id;
 use crate::auth::Principal;
 use crate::ledger::Disclosed;
@@ -38,7 +38,9 @@ pub struct InboxItem {
     id: String,
     signal_id: String,
     purpose: String,
-    received_at: i64,
+    /// When the referral reached the inbox (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    received_at: String,
     acknowledged: bool,
     /// The signal as far as the recipient may receive it.
     record: Value,
@@ -53,7 +55,7 @@ pub struct InboxPage {
 }
 
 /// The caller's inbox for the purpose in `Ketenpoort-Purpose` (paged).
-#[utoipa::path(get, path = "/v1/inbox", tag = "inbox", operation_id = "list_inbox", security(("bearer" = [])), params(InboxParams),
+#[utoipa::path(get, path = "/v1/inbox", tag = "inbox", operation_id = "list_inbox", security(("bearer" = [])), params(InboxParams, PurposeHeader),
     responses((status = 200, body = InboxPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -111,6 +113,18 @@ impl InboxParams {
     }
 }
 
+/// Milliseconds since the epoch as RFC 3339 (UTC, millisecond precision),
+/// like every other time of the API.
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 impl InboxItem {
     fn of(row: StoredInboxItem, record: Projection, logged: &crate::ledger::Receipt) -> Self {
         Self {
@@ -118,7 +132,7 @@ impl InboxItem {
             signal_id: row.signal.facts.id,
             id: row.id,
             purpose: row.purpose,
-            received_at: row.created_at,
+            received_at: rfc3339(row.created_at),
             acknowledged: row.acked,
         }
     }

@@ -133,6 +133,46 @@ pub async fn problem_json(req: Request, next: Next) -> Response {
     fresh
 }
 
+/// The most of an over-limit body [`drain_oversized`] reads before it
+/// answers, and how long it reads.
+const DRAIN_MAX: usize = 16 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A request whose declared `Content-Length` is over the body limit gets
+/// its 413 once the client has sent the body (up to [`DRAIN_MAX`] bytes,
+/// for at most [`DRAIN_TIME`]). Answered early, an HTTP/2 stream ends in a
+/// reset (RFC 9113 allows `NO_ERROR` after a complete answer), which
+/// clients such as curl report as a protocol error without showing the
+/// problem; an HTTP/1.1 connection is closed with the body unread, and a
+/// client still writing sees a broken pipe instead of the answer.
+pub async fn drain_oversized(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use http_body_util::BodyExt;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_none_or(|n| n <= limit as u64) {
+        return next.run(req).await;
+    }
+    let mut body = req.into_body();
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > DRAIN_MAX {
+                break;
+            }
+        }
+    })
+    .await;
+    Problem::for_status(axum::http::StatusCode::PAYLOAD_TOO_LARGE).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

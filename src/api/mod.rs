@@ -114,7 +114,8 @@ impl FromRef<AppState> for Boundary {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "ketenpoort", description = "Exchange gateway of the Drenthe anti-trafficking covenant."),
+    info(title = "ketenpoort", description = "Exchange gateway of the Drenthe anti-trafficking covenant.",
+        contact(name = "Ketenpoort beheer, convenant mensenhandel Drenthe", url = "https://ketenpoort.example/contact", email = "ketenpoort-beheer@ketenpoort.example")),
     modifiers(&BearerAuth),
     tags(
         (name = "operations", description = "Health, readiness and the API description"),
@@ -219,14 +220,48 @@ async fn method_not_allowed() -> axum::response::Response {
     Problem::for_status(StatusCode::METHOD_NOT_ALLOWED).into_response()
 }
 
-/// The OpenAPI document as served: with signal schema v1 (`schemas/signal.v1.json`,
-/// JSON Schema 2020-12 as OpenAPI 3.1 allows) as the body of `POST
-/// /v1/signals`: its `$defs` become `SignalV1_<name>` components.
-fn finish_document(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
+/// The base path of the partner API: the document's server, with the major
+/// version in it (API Design Rules, `/core/uri-version`).
+const BASE_PATH: &str = "/v1";
+
+/// The OpenAPI document as served, as the Dutch API Design Rules (the
+/// Logius `nlgov` ruleset) ask it, from what the handlers' annotations say:
+///
+/// - signal schema v1 (`schemas/signal.v1.json`, JSON Schema 2020-12 as
+///   OpenAPI 3.1 allows) as the body of `POST /v1/signals`; its `$defs`
+///   become `SignalV1<Name>` components (UpperCamelCase, as every schema);
+/// - `servers` is the base path `/v1` and the paths are relative to it; the
+///   operational routes outside it (`/healthz`, `/readyz`) name their own
+///   server `/`;
+/// - every error response is `application/problem+json` with the `Problem`
+///   schema (`status`, `title`, `detail` always present); every response
+///   documents the `API-Version` header; every operation with input (a
+///   parameter or a body) documents its 400, and every authenticated one
+///   its 401;
+/// - the `Ketenpoort-Purpose` header parameter (see
+///   [`purpose::PurposeHeader`]) lists the purposes of `policies`.
+fn finish_document(
+    doc: utoipa::openapi::OpenApi,
+    policies: &crate::policy::Policies,
+) -> serde_json::Value {
+    use serde_json::{Value, json};
     let mut doc = serde_json::to_value(&doc).expect("OpenAPI document serialises");
-    let text = include_str!("../../schemas/signal.v1.json")
-        .replace("#/$defs/", "#/components/schemas/SignalV1_");
-    let mut schema: serde_json::Value = serde_json::from_str(&text).expect("signal schema is JSON");
+
+    // Signal schema v1 and its definitions.
+    let mut text = include_str!("../../schemas/signal.v1.json").to_owned();
+    let names: Vec<String> = serde_json::from_str::<Value>(&text)
+        .expect("signal schema is JSON")
+        .get("$defs")
+        .and_then(Value::as_object)
+        .map(|d| d.keys().cloned().collect())
+        .unwrap_or_default();
+    for name in &names {
+        text = text.replace(
+            &format!("\"#/$defs/{name}\""),
+            &format!("\"#/components/schemas/{}\"", signal_component(name)),
+        );
+    }
+    let mut schema: Value = serde_json::from_str(&text).expect("signal schema is JSON");
     let defs = schema.as_object_mut().and_then(|o| o.remove("$defs"));
     if let Some(o) = schema.as_object_mut() {
         o.remove("$schema");
@@ -237,37 +272,156 @@ fn finish_document(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
         .and_then(|d| d.as_object().cloned())
         .unwrap_or_default()
     {
-        components[format!("SignalV1_{name}")] = def;
+        components[signal_component(&name)] = def;
     }
     components["SignalV1"] = schema;
     doc["paths"]["/v1/signals"]["post"]["requestBody"]["content"]["application/json"]["schema"] =
-        serde_json::json!({"$ref": "#/components/schemas/SignalV1"});
-    // OpenAPI requires a description on every response; the status text
-    // serves where a handler documents none.
-    for operation in doc["paths"]
-        .as_object_mut()
-        .into_iter()
-        .flat_map(|p| p.values_mut())
+        json!({"$ref": "#/components/schemas/SignalV1"});
+
+    // The problem schema: the body itself, not a reference to a `Body`.
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut()
+        && let Some(mut body) = schemas.remove("Body")
     {
-        for op in operation
-            .as_object_mut()
-            .into_iter()
-            .flat_map(|o| o.values_mut())
-        {
-            for (status, response) in op["responses"].as_object_mut().into_iter().flatten() {
+        body["description"] =
+            "An error, as RFC 9457 problem details (`application/problem+json`). \
+            It never carries a personal value."
+                .into();
+        schemas.insert("Problem".into(), body);
+    }
+
+    // Shared components: the version header, the purpose header.
+    let components = &mut doc["components"];
+    components["headers"]["API-Version"] = json!({
+        "description": "The full version of the API that answered (semantic versioning).",
+        "required": true,
+        "schema": {"type": "string", "example": API_VERSION},
+    });
+    let purposes = policies
+        .data()
+        .pointer("/covenant/purposes")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let listed: Vec<String> = purposes
+        .iter()
+        .map(|(id, p)| {
+            let name = p.get("name").and_then(Value::as_str).unwrap_or(id);
+            format!("- `{id}`: {name}")
+        })
+        .collect();
+    components["parameters"]["KetenpoortPurpose"] = json!({
+        "name": purpose::PURPOSE_PARAMETER,
+        "in": "header",
+        "required": true,
+        "description": format!(
+            "The purpose of this exchange: a purpose id of the covenant (policy data \
+             `covenant.purposes`). The covenant policy decides whether it fits the caller's \
+             role and the recipient.\n\n{}",
+            listed.join("\n")
+        ),
+        "schema": {"type": "string", "enum": purposes.keys().collect::<Vec<_>>()},
+    });
+
+    // Operations.
+    let problem = json!({
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+    });
+    let version = json!({"API-Version": {"$ref": "#/components/headers/API-Version"}});
+    let mut paths = serde_json::Map::new();
+    for (path, mut item) in doc["paths"].as_object().cloned().unwrap_or_default() {
+        for (method, op) in item.as_object_mut().into_iter().flatten() {
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
+            let mut parameters: Vec<Value> = op
+                .get("parameters")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for p in &mut parameters {
+                if p["name"] == purpose::PURPOSE_PARAMETER && p["in"] == "header" {
+                    *p = json!({"$ref": "#/components/parameters/KetenpoortPurpose"});
+                }
+            }
+            let has_input = !parameters.is_empty()
+                || op.contains_key("requestBody")
+                || matches!(method.as_str(), "post" | "put" | "patch");
+            let secured = op
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|s| !s.is_empty());
+            if !parameters.is_empty() {
+                op.insert("parameters".into(), parameters.into());
+            }
+            let responses = op
+                .entry("responses")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("responses is an object");
+            if has_input {
+                responses.entry("400").or_insert_with(|| {
+                    json!({"description": "Invalid input: the body does not fit the route's schema, or \
+                        a parameter, a header or the body cannot be read; `invalidParams` lists \
+                        each failing field (its name or JSON pointer and the reason, never the value)."})
+                });
+            }
+            if secured {
+                responses.entry("401").or_insert_with(
+                    || json!({"description": "No valid bearer token for this gateway."}),
+                );
+            }
+            for (status, response) in responses.iter_mut() {
+                let code = status
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|c| StatusCode::from_u16(c).ok());
+                // OpenAPI requires a description on every response; the
+                // status text serves where a handler documents none.
                 if response.get("description").is_none() {
-                    let text = status
-                        .parse::<u16>()
-                        .ok()
-                        .and_then(|c| StatusCode::from_u16(c).ok())
+                    let text = code
                         .and_then(|c| c.canonical_reason())
                         .unwrap_or("Response");
                     response["description"] = text.into();
                 }
+                if code.is_some_and(|c| c.is_client_error() || c.is_server_error()) {
+                    response["content"] = problem.clone();
+                }
+                response["headers"] = version.clone();
+            }
+        }
+        match path.strip_prefix(BASE_PATH) {
+            Some(rest) if rest.starts_with('/') => {
+                paths.insert(rest.to_owned(), item);
+            }
+            _ => {
+                item["servers"] = json!([{
+                    "url": "/",
+                    "description": "Operational routes, outside the versioned API"
+                }]);
+                paths.insert(path, item);
             }
         }
     }
+    doc["paths"] = paths.into();
+    doc["servers"] = json!([{
+        "url": BASE_PATH,
+        "description": "This gateway, major version 1 of the API (relative to the host that serves this document)"
+    }]);
     doc
+}
+
+/// The component name of a signal schema definition: `SignalV1` and the
+/// name in UpperCamelCase (`address` → `SignalV1Address`).
+fn signal_component(name: &str) -> String {
+    let mut out = String::from("SignalV1");
+    for part in name.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.push_str(chars.as_str());
+        }
+    }
+    out
 }
 
 /// The operator interface on `admin.listen`: policy status and reload, and
@@ -320,13 +474,18 @@ fn conventions<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S>
 /// The complete application: routes, then the layers every request passes.
 pub fn app(state: AppState, cfg: &Config) -> Router {
     let (router, doc) = routes(&state).split_for_parts();
-    let doc = system::OpenApiJson(Arc::new(finish_document(doc).to_string()));
+    let policies = state.policy.current();
+    let doc = system::OpenApiJson(Arc::new(finish_document(doc, &policies).to_string()));
     let router = router
         .fallback(|| async { Problem::not_found().into_response() })
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(doc))
         .layer(DefaultBodyLimit::max(cfg.http.body_limit))
         .layer(RequestBodyLimitLayer::new(cfg.http.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            cfg.http.body_limit,
+            middleware::drain_oversized,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(cfg.http.request_timeout_secs.max(1)),
             middleware::deadline,

@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::extract::Query;
-use super::purpose::Exchange;
+use super::purpose::{Exchange, PurposeHeader};
 use crate::ledger::Disclosed;
 use crate::phenomena::{Catalogue, Code, Release, ReleasePage, ReleasePeriod};
 use crate::policy::{Action, Granted};
@@ -46,7 +46,7 @@ fn release_id(id: &str) -> Result<ReleasePeriod, Problem> {
 
 /// The catalogue: every table of a release, its dimensions and their
 /// public category lists, and the trends.
-#[utoipa::path(get, path = "/v1/phenomena/tables", tag = "phenomena", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/phenomena/tables", tag = "phenomena", security(("bearer" = [])), params(PurposeHeader),
     responses((status = 200, body = Catalogue), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn catalogue(
     State(state): State<AppState>,
@@ -58,7 +58,7 @@ pub async fn catalogue(
 }
 
 /// The releases, oldest first (paged): their ids, periods and tables.
-#[utoipa::path(get, path = "/v1/phenomena/releases", tag = "phenomena", security(("bearer" = [])), params(FeedParams),
+#[utoipa::path(get, path = "/v1/phenomena/releases", tag = "phenomena", security(("bearer" = [])), params(FeedParams, PurposeHeader),
     responses((status = 200, body = ReleasePage), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn releases(
     State(state): State<AppState>,
@@ -72,7 +72,7 @@ pub async fn releases(
 
 /// One release: every table and trend, as published.
 #[utoipa::path(get, path = "/v1/phenomena/releases/{id}", tag = "phenomena", security(("bearer" = [])),
-    params(("id" = String, Path, description = "release id: the period it closes, e.g. 2026-Q3 or 2026-08")),
+    params(("id" = String, Path, description = "release id: the period it closes, e.g. 2026-Q3 or 2026-08"), PurposeHeader),
     responses((status = 200, body = Release), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem),
         (status = 404, body = Problem)))]
 pub async fn release(
@@ -97,7 +97,7 @@ pub async fn release(
 /// One table (or trend) of a release.
 #[utoipa::path(get, path = "/v1/phenomena/releases/{id}/tables/{table}", tag = "phenomena", security(("bearer" = [])),
     params(("id" = String, Path, description = "release id, e.g. 2026-Q3"),
-        ("table" = String, Path, description = "table or trend id from the catalogue")),
+        ("table" = String, Path, description = "table or trend id from the catalogue"), PurposeHeader),
     responses((status = 200, body = Release), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem),
         (status = 404, body = Problem)))]
 pub async fn release_table(

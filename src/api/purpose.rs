@@ -28,6 +28,23 @@ use crate::request::RequestContext;
 
 pub const PURPOSE_HEADER: &str = "ketenpoort-purpose";
 
+/// The header as the OpenAPI document names it.
+pub const PURPOSE_PARAMETER: &str = "Ketenpoort-Purpose";
+
+/// The `Ketenpoort-Purpose` header as a documented parameter: every
+/// operation that decides an exchange ([`Exchange::decide`] or
+/// [`Exchange::known_purpose`]) lists it in `params(..)`, so a generated
+/// client sends it. `api::finish_document` gives it the purpose ids (and
+/// their descriptions) of the policy data.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documentation only; the header is read by [`Purpose`]
+pub struct PurposeHeader {
+    /// The purpose of this exchange: a purpose id of the covenant.
+    #[param(rename = "Ketenpoort-Purpose")]
+    purpose: String,
+}
+
 /// The `Ketenpoort-Purpose` header: a purpose id from the policy data.
 /// Absent → None (the exchange is then refused, invariant 5).
 pub struct Purpose(pub Option<String>);
@@ -259,9 +276,9 @@ fn refusal(code: &str, detail: &str) -> Problem {
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-purpose",
             "Unknown purpose",
+            "the Ketenpoort-Purpose header names no purpose of the covenant",
         )
-        .code(code)
-        .detail("the Ketenpoort-Purpose header names no purpose of the covenant");
+        .code(code);
     }
     Problem::forbidden(code, detail)
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::extract::{self, Query};
 use super::page::PageLog;
-use super::purpose::{self, Exchange, party};
+use super::purpose::{self, Exchange, PurposeHeader, party};
 use crate::boundary::Delivery;
 use crate::ledger::Disclosed;
 use crate::policy::{Action, Mode};
@@ -52,7 +52,7 @@ pub struct SignalCreated {
 /// Report a signal to the ZVHD (`Ketenpoort-Purpose: signalering`). The body
 /// follows `schemas/signal.v1.json`; the intake is itself a logged
 /// disclosure from the reporter to the ZVHD.
-#[utoipa::path(post, path = "/v1/signals", tag = "signals", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/signals", tag = "signals", security(("bearer" = [])), params(PurposeHeader),
     request_body(content = Object, description = "A signal, JSON Schema `schemas/signal.v1.json` (see examples/signal.json)"),
     responses((status = 201, body = SignalCreated), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn submit(
@@ -61,7 +61,7 @@ pub async fn submit(
     extract::Json(body): extract::Json<Value>,
 ) -> Result<Disclosed<impl IntoResponse>, Problem> {
     let body = signals::validate(body)
-        .map_err(|e| Problem::unprocessable("the signal does not match schema v1", e))?;
+        .map_err(|e| Problem::invalid_input("the signal does not match schema v1", e))?;
     let intake = state
         .db
         .partner(&state.config.signals.intake_partner)
@@ -92,7 +92,7 @@ pub async fn submit(
 
 /// One signal, projected for the caller by the covenant policy.
 #[utoipa::path(get, path = "/v1/signals/{id}", tag = "signals", security(("bearer" = [])),
-    params(("id" = String, Path, description = "signal id")),
+    params(("id" = String, Path, description = "signal id"), PurposeHeader),
     responses((status = 200, body = Object), (status = 403, body = Problem), (status = 422, body = Problem), (status = 404, body = Problem)))]
 pub async fn read(
     State(state): State<AppState>,
@@ -157,7 +157,7 @@ fn date_param(name: &str, v: &Option<String>) -> Result<(), Problem> {
 
 /// Signals the caller may see (paged), filtered by status, municipality,
 /// form and date received; each decided and projected on its own.
-#[utoipa::path(get, path = "/v1/signals", tag = "signals", operation_id = "list_signals", security(("bearer" = [])), params(ListParams),
+#[utoipa::path(get, path = "/v1/signals", tag = "signals", operation_id = "list_signals", security(("bearer" = [])), params(ListParams, PurposeHeader),
     responses((status = 200, body = SignalPage), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -265,7 +265,7 @@ pub struct ReferralCreated {
 /// stored in its inbox; a referral to a non-member only records the signal
 /// as a contribution to phenomenon tables.
 #[utoipa::path(post, path = "/v1/signals/{id}/referrals", tag = "signals", security(("bearer" = [])),
-    params(("id" = String, Path, description = "signal id")), request_body = ReferralRequest,
+    params(("id" = String, Path, description = "signal id"), PurposeHeader), request_body = ReferralRequest,
     responses((status = 201, body = ReferralCreated), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn refer(

@@ -59,8 +59,12 @@ impl From<Failed> for crate::problem::Problem {
     fn from(f: Failed) -> Self {
         match f {
             Failed::Unavailable => Unavailable.into(),
-            Failed::Conflict => Self::new(http::StatusCode::CONFLICT, "conflict", "Conflict")
-                .detail("this was done already (by a concurrent request); nothing was changed"),
+            Failed::Conflict => Self::new(
+                http::StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                "this was done already (by a concurrent request); nothing was changed",
+            ),
             Failed::Unknown => Self::unavailable(
                 "the database did not confirm the disclosure log's commit in time: the request may \
                  have taken effect; look its request id up in the log before retrying",

@@ -131,6 +131,6 @@ pub fn already_referred() -> Problem {
         http::StatusCode::CONFLICT,
         "already-referred",
         "Already referred",
+        "this signal was already referred to this recipient for this purpose",
     )
-    .detail("this signal was already referred to this recipient for this purpose")
 }

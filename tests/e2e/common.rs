@@ -896,7 +896,9 @@ pub async fn openapi(server: &Server) -> Value {
     res.json().await.expect("OpenAPI JSON")
 }
 
-/// (METHOD, path template) of every documented operation.
+/// (METHOD, path template) of every documented operation; the template as
+/// the server serves it: the path appended to its server's URL (the path
+/// item's own `servers`, else the document's).
 pub fn operations(doc: &Value) -> Vec<(String, String)> {
     let mut ops = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
@@ -904,11 +906,50 @@ pub fn operations(doc: &Value) -> Vec<(String, String)> {
             "get", "put", "post", "delete", "options", "head", "patch", "trace",
         ] {
             if item.get(method).is_some() {
-                ops.push((method.to_uppercase(), path.clone()));
+                ops.push((method.to_uppercase(), served_path(doc, item, path)));
             }
         }
     }
     ops
+}
+
+/// The base URL (a path) of a path item: its own first server, else the
+/// document's first server, else `/`, without a trailing slash.
+fn server_base<'a>(doc: &'a Value, item: &'a Value) -> &'a str {
+    let url = item["servers"][0]["url"]
+        .as_str()
+        .or_else(|| doc["servers"][0]["url"].as_str())
+        .unwrap_or("/");
+    assert!(
+        url.starts_with('/'),
+        "server URL {url}: the tests expect a path relative to the host"
+    );
+    url.trim_end_matches('/')
+}
+
+fn served_path(doc: &Value, item: &Value, path: &str) -> String {
+    format!("{}{path}", server_base(doc, item))
+}
+
+/// The documented operation `method` (any case) on `served`, a template as
+/// [`operations`] returns it; `Null` if there is none.
+pub fn operation<'a>(doc: &'a Value, method: &str, served: &str) -> &'a Value {
+    static NULL: Value = Value::Null;
+    doc["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .find(|(path, item)| served_path(doc, item, path) == served)
+        .map(|(_, item)| &item[method.to_lowercase()])
+        .unwrap_or(&NULL)
+}
+
+/// `value` with a local `$ref` (`#/components/...`) resolved, one level.
+pub fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+    match value["$ref"].as_str().and_then(|r| r.strip_prefix('#')) {
+        Some(pointer) => doc.pointer(pointer).expect("a $ref that resolves"),
+        None => value,
+    }
 }
 
 /// A path template with every `{param}` replaced by a random UUID.

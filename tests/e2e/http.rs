@@ -292,11 +292,12 @@ async fn body_limit_on_every_route() {
 /// operation's documented header parameter and the policy data, if present.
 fn purpose_candidates(doc: &Value, path: &str) -> Vec<Option<String>> {
     let mut out = vec![None];
-    let params = doc["paths"][path]["post"]["parameters"]
+    let params = operation(doc, "post", path)["parameters"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    for p in params {
+    for p in &params {
+        let p = resolve(doc, p);
         if p["name"]
             .as_str()
             .is_some_and(|n| n.eq_ignore_ascii_case("ketenpoort-purpose"))
@@ -337,7 +338,8 @@ async fn post_routes_reject_bad_bodies() {
         .into_iter()
         .filter(|(m, p)| {
             m == "POST"
-                && doc["paths"][p]["post"]["requestBody"]["content"]["application/json"].is_object()
+                && operation(&doc, "post", p)["requestBody"]["content"]["application/json"]
+                    .is_object()
         })
         .map(|(_, p)| p)
         .collect();
@@ -786,7 +788,7 @@ async fn every_documented_operation_is_served() {
         let protected = template.starts_with("/v1/") && template != "/v1/openapi.json";
         if protected {
             // The router's own 404/405 need no token: a 401 proves the route exists.
-            let op = &doc["paths"][template][method.to_lowercase()];
+            let op = operation(&doc, method, template);
             assert!(
                 op["security"].as_array().is_some_and(|s| !s.is_empty()),
                 "{what}: authenticated, but the document declares no security"

@@ -16,6 +16,7 @@
 //! No `KETENPOORT_*` variable of the caller's environment reaches the
 //! processes under test; tests set what they need.
 
+mod api_rules;
 mod at_rest;
 mod auth;
 mod boundary;

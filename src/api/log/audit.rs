@@ -15,7 +15,7 @@ use super::{MAX_PAGE, b64};
 use crate::api::AppState;
 use crate::api::extract::{self, Query};
 use crate::api::publication;
-use crate::api::purpose::{self, Exchange};
+use crate::api::purpose::{self, Exchange, PurposeHeader};
 use crate::crypto::SubjectId;
 use crate::ledger::{Disclosed, Entry, LogAction};
 use crate::policy::model::{AuditInput, AuditQuery, Scope};
@@ -108,7 +108,7 @@ fn shown(e: StoredEntry, full: bool) -> LogEntry {
 
 /// Log entries by index range. Entries outside the caller's scope appear as
 /// their leaf hash only. Needs `Ketenpoort-Purpose: verantwoording`.
-#[utoipa::path(get, path = "/v1/log/entries", tag = "log", security(("bearer" = [])), params(RangeParams),
+#[utoipa::path(get, path = "/v1/log/entries", tag = "log", security(("bearer" = [])), params(RangeParams, PurposeHeader),
     responses((status = 200, body = LogEntries), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn entries(
     State(state): State<AppState>,
@@ -311,7 +311,7 @@ async fn run_search(
 }
 
 /// The privacy officer's search (paged). Needs `Ketenpoort-Purpose: verantwoording`.
-#[utoipa::path(get, path = "/v1/log/search", tag = "log", security(("bearer" = [])), params(SearchParams),
+#[utoipa::path(get, path = "/v1/log/search", tag = "log", security(("bearer" = [])), params(SearchParams, PurposeHeader),
     responses((status = 200, body = LogEntries), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn search(
     State(state): State<AppState>,
@@ -335,7 +335,7 @@ pub struct SubjectQuery {
 
 /// Which partners received data about this person, when, why: the entries
 /// that carry the person's pseudonym, within the caller's scope.
-#[utoipa::path(post, path = "/v1/log/subjects", tag = "log", security(("bearer" = [])), request_body = SubjectQuery,
+#[utoipa::path(post, path = "/v1/log/subjects", tag = "log", security(("bearer" = [])), params(PurposeHeader), request_body = SubjectQuery,
     responses((status = 200, body = LogEntries), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn subject(
     State(state): State<AppState>,
@@ -362,7 +362,7 @@ fn subject_pseudonym(state: &AppState, q: &SubjectQuery) -> Result<String, Probl
     if let Some(bsn) = &q.bsn
         && !crate::identifiers::is_valid_bsn(bsn)
     {
-        return Err(Problem::unprocessable(
+        return Err(Problem::invalid_input(
             "invalid BSN",
             vec![FieldError {
                 pointer: "/bsn".into(),
@@ -373,7 +373,7 @@ fn subject_pseudonym(state: &AppState, q: &SubjectQuery) -> Result<String, Probl
     if let Some(d) = &q.date_of_birth
         && time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).is_err()
     {
-        return Err(Problem::unprocessable(
+        return Err(Problem::invalid_input(
             "invalid date of birth",
             vec![FieldError {
                 pointer: "/dateOfBirth".into(),
@@ -387,7 +387,7 @@ fn subject_pseudonym(state: &AppState, q: &SubjectQuery) -> Result<String, Probl
         date_of_birth: q.date_of_birth.as_deref(),
     };
     let Some(pseudonym) = state.pseudonyms.pseudonym(&id) else {
-        return Err(Problem::unprocessable(
+        return Err(Problem::invalid_input(
             "give a BSN, or a name (and date of birth)",
             vec![FieldError {
                 pointer: "/".into(),

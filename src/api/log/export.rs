@@ -10,7 +10,7 @@ use super::audit::{SearchParams, audit_scope, query_resources};
 use super::{MAX_PAGE, b64};
 use crate::api::AppState;
 use crate::api::extract::Query;
-use crate::api::purpose::Exchange;
+use crate::api::purpose::{Exchange, PurposeHeader};
 use crate::ledger::{Disclosed, Entry};
 use crate::policy::model::AuditQuery;
 use crate::problem::Problem;
@@ -42,7 +42,7 @@ const EXPORT_PAGE: u32 = MAX_PAGE;
 /// The same search as CSV, for the privacy officer's own records: every
 /// entry the search finds (no paging), up to `log.max_export_rows`; a search
 /// that finds more is refused, never cut short.
-#[utoipa::path(get, path = "/v1/log/export", tag = "log", security(("bearer" = [])), params(SearchParams),
+#[utoipa::path(get, path = "/v1/log/export", tag = "log", security(("bearer" = [])), params(SearchParams, PurposeHeader),
     responses((status = 200, body = String, content_type = "text/csv"), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn export(
     State(state): State<AppState>,
