@@ -72,15 +72,18 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     let registry = Registry::new(db.clone(), Duration::from_secs(cfg.auth.partner_cache_secs));
     let keys = KeyStore::new(&cfg.data_dir);
     keys.ensure_secret(PSEUDONYM_KEY)?;
+    // One pseudonymizer: subjects' pseudonyms, users' and trace ids'
+    // references all come from the one key.
+    let pseudonyms = Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?);
     let auth = Authenticator::new(
         Verifier::from_config(&cfg)?,
         registry,
-        Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?),
+        pseudonyms.clone(),
         cfg.tls.client_ca.is_some(),
     );
     keys.ensure_secret(EGRESS_KEY)?;
     keys.ensure_secret(PERTURBATION_KEY)?;
-    let ledger = Ledger::open(db.clone(), &keys, &cfg.log_origin()).await?;
+    let ledger = Ledger::open(db.clone(), &keys, &cfg.log_origin(), pseudonyms.clone()).await?;
     // A signed checkpoint exists from the start, so reading one never
     // has to write.
     ledger.checkpoint().await?;
@@ -109,7 +112,7 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         metrics: Some(telemetry::install_metrics()?),
         policy,
         ledger,
-        pseudonyms: Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?),
+        pseudonyms,
         cursors: Cursors::new(&*keys.secret(PSEUDONYM_KEY)?),
         vault: Vault::new(Keyring::load(&keys)?),
         phenomena,

@@ -25,7 +25,7 @@ use std::time::Duration;
 use base64::Engine;
 use time::format_description::well_known::Rfc3339;
 
-use crate::crypto::{PSEUDONYM_KEY, Pseudonymizer};
+use crate::crypto::Pseudonymizer;
 use crate::keys::KeyStore;
 use crate::policy::Decision;
 use crate::request::RequestContext;
@@ -205,7 +205,13 @@ impl Ledger {
     /// Opens the log, creating its head and signing key on first use. The
     /// origin is fixed when the log is created; a different configured
     /// origin later is refused rather than silently forking the log.
-    pub async fn open(db: Db, keys: &KeyStore, origin: &str) -> anyhow::Result<Self> {
+    /// `refs` makes the references of what callers chose (trace ids).
+    pub async fn open(
+        db: Db,
+        keys: &KeyStore,
+        origin: &str,
+        refs: Pseudonymizer,
+    ) -> anyhow::Result<Self> {
         keys.ensure_ed25519(LOG_KEY)?;
         let signer = NoteSigner::new(origin, keys.ed25519(LOG_KEY)?.key_pair())?;
         let (stored_origin, stored_key) = db.init_log_head(origin, &signer.verifier_key()).await?;
@@ -214,12 +220,11 @@ impl Ledger {
             "this database's log was created with origin {stored_origin:?} and key {stored_key:?}; \
              configure log.origin and the log signing key accordingly"
         );
-        keys.ensure_secret(PSEUDONYM_KEY)?;
         let core = Arc::new(Core {
             db,
             verifier_key: signer.verifier_key(),
             signer,
-            refs: Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?),
+            refs,
             health: sequencer::Health::default(),
         });
         Ok(Self {
