@@ -68,6 +68,9 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Most concurrent HTTP/2 streams (requests) on one connection.
     pub max_concurrent_streams: u32,
+    /// Seconds the first answer to a write with an `Idempotency-Key` is
+    /// kept for a retry (per partner).
+    pub idempotency_keep_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -82,6 +85,7 @@ impl Default for HttpConfig {
             idle_timeout_secs: 60,
             max_connections: 1024,
             max_concurrent_streams: 100,
+            idempotency_keep_secs: 86_400,
         }
     }
 }

@@ -15,6 +15,9 @@ pub struct RequestContext {
     pub id: Uuid,
     /// W3C trace id (32 lowercase hex): the caller's, or a new one.
     pub trace_id: String,
+    /// The request holds an `Idempotency-Key` (`api::idempotency`): its
+    /// disclosed entry marks the key in the same transaction.
+    pub holds_idempotency_key: bool,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestContext {

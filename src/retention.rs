@@ -7,8 +7,13 @@ use std::time::Duration;
 use crate::config::RetentionConfig;
 use crate::store::{Db, now_millis};
 
+/// The statements one signal's purge may take, for its deadline.
+const PURGE_STATEMENTS: u32 = 16;
+
 /// Purges every expired signal; returns how many were purged.
 pub async fn purge_expired(db: &Db, cfg: &RetentionConfig) -> Result<usize, sqlx::Error> {
+    // Kept answers to writes with an Idempotency-Key, past their keeping time.
+    db.purge_idempotency_keys(now_millis()).await?;
     let cutoff = now_millis() - i64::from(cfg.signal_days) * 86_400_000;
     let mut purged = 0;
     loop {
@@ -18,9 +23,14 @@ pub async fn purge_expired(db: &Db, cfg: &RetentionConfig) -> Result<usize, sqlx
             return Ok(purged);
         }
         for id in &batch {
-            let mut tx = db.begin_write().await?;
-            tx.purge_signal(id).await?;
-            tx.commit().await?;
+            db.bounded(PURGE_STATEMENTS, async {
+                let mut tx = db.begin_write().await?;
+                tx.bound_statements(db.bounds().statement_timeout_secs)
+                    .await?;
+                tx.purge_signal(id).await?;
+                tx.commit().await
+            })
+            .await?;
             purged += 1;
         }
         metrics::counter!("ketenpoort_retention_purged_total").increment(batch.len() as u64);

@@ -60,6 +60,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(RequestContext {
         id,
         trace_id: trace_id.clone(),
+        holds_idempotency_key: false,
     });
     // Only the route template is logged: a URI never carries personal data by
     // design, and logging templates keeps it that way even if one did.

@@ -6,6 +6,7 @@ mod admin;
 mod decisions;
 pub mod extract;
 pub mod headers;
+pub mod idempotency;
 mod inbox;
 mod log;
 pub mod middleware;
@@ -187,6 +188,10 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(log::search))
         .routes(routes!(log::export))
         .routes(routes!(log::subject))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             boundary::members_only,

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::extract::{self, Query};
+use super::idempotency::IdempotencyKeyHeader;
 use super::page::PageLog;
 use super::purpose::{self, Exchange, PurposeHeader, party};
 use crate::boundary::Delivery;
@@ -52,9 +53,9 @@ pub struct SignalCreated {
 /// Report a signal to the ZVHD (`Ketenpoort-Purpose: signalering`). The body
 /// follows `schemas/signal.v1.json`; the intake is itself a logged
 /// disclosure from the reporter to the ZVHD.
-#[utoipa::path(post, path = "/v1/signals", tag = "signals", security(("bearer" = [])), params(PurposeHeader),
+#[utoipa::path(post, path = "/v1/signals", tag = "signals", security(("bearer" = [])), params(PurposeHeader, IdempotencyKeyHeader),
     request_body(content = Object, description = "A signal, JSON Schema `schemas/signal.v1.json` (see examples/signal.json)"),
-    responses((status = 201, body = SignalCreated), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = SignalCreated), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn submit(
     State(state): State<AppState>,
     exchange: Exchange,
@@ -265,7 +266,7 @@ pub struct ReferralCreated {
 /// stored in its inbox; a referral to a non-member only records the signal
 /// as a contribution to phenomenon tables.
 #[utoipa::path(post, path = "/v1/signals/{id}/referrals", tag = "signals", security(("bearer" = [])),
-    params(("id" = String, Path, description = "signal id"), PurposeHeader), request_body = ReferralRequest,
+    params(("id" = String, Path, description = "signal id"), PurposeHeader, IdempotencyKeyHeader), request_body = ReferralRequest,
     responses((status = 201, body = ReferralCreated), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn refer(

@@ -98,6 +98,16 @@ impl Pseudonymizer {
         ))
     }
 
+    /// The reference of `partner`'s `Idempotency-Key`: the key is the
+    /// caller's own text and is never stored.
+    pub fn idempotency_ref(&self, partner: &str, key: &str) -> String {
+        let tag = hmac::sign(
+            &self.key,
+            format!("idempotency:{partner}\n{key}").as_bytes(),
+        );
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
     /// The reference of a trace id.
     pub fn trace_ref(&self, trace_id: &str) -> TraceRef {
         let tag = hmac::sign(&self.key, format!("trace:{trace_id}").as_bytes());

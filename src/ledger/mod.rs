@@ -79,6 +79,8 @@ pub struct Draft {
     pub decision: DecisionRecord,
     pub policy_revision: Option<String>,
     pub outcome: Outcome,
+    /// The request holds an `Idempotency-Key` (see `RequestContext`).
+    holds_idempotency_key: bool,
 }
 
 impl Draft {
@@ -102,6 +104,7 @@ impl Draft {
             },
             policy_revision: None,
             outcome: Outcome::Disclosed,
+            holds_idempotency_key: ctx.holds_idempotency_key,
         }
     }
 

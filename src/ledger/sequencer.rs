@@ -308,6 +308,9 @@ impl Pending {
     fn append(&mut self, draft: Draft) -> Receipt {
         let now = time::OffsetDateTime::now_utc();
         let index = self.tree.size();
+        let idempotent_request = (draft.holds_idempotency_key
+            && matches!(draft.outcome, super::Outcome::Disclosed))
+        .then(|| draft.request_id.clone());
         let entry = draft.into_entry(index, now, &self.refs);
         let leaf = entry.encode();
         let hash = leaf_hash(&leaf);
@@ -325,6 +328,7 @@ impl Pending {
             outcome: entry.outcome.as_str(),
             subjects: entry.subjects,
             hashes,
+            idempotent_request,
         });
         Receipt {
             index,

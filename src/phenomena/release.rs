@@ -38,6 +38,9 @@ fn newest(released: &[ReleasePeriod]) -> Option<&ReleasePeriod> {
 #[schema(value_type = String, example = "2026-10-01T00:00:05.123Z")]
 pub struct Timestamp(String);
 
+/// The statements a release may take, for its deadline (see `Db::bounded`).
+const RELEASE_STATEMENTS: u32 = 64;
+
 impl Timestamp {
     fn now() -> Self {
         let now = time::OffsetDateTime::now_utc();
@@ -294,7 +297,10 @@ impl Phenomena {
             .take_while(|p| newest.is_none_or(|n| p.last_month() > n))
             .collect();
         for id in due.into_iter().rev() {
-            self.publish(id).await?;
+            // Bounded like the log's batches: it holds the log head.
+            self.db
+                .bounded(RELEASE_STATEMENTS, self.publish(id))
+                .await?;
         }
         Ok(())
     }

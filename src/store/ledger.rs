@@ -25,6 +25,9 @@ pub struct EntryRow {
     pub subjects: Vec<String>,
     /// Stored tree hashes, from stored-hash id `stored_hash_index(0, idx)` on.
     pub hashes: Vec<Hash>,
+    /// The request id of a disclosed entry whose request holds an
+    /// `Idempotency-Key`: the key is marked in the entry's transaction.
+    pub idempotent_request: Option<String>,
 }
 
 /// An entry as read back.
@@ -175,6 +178,11 @@ impl WriteTx {
                 q = q.bind(*id).bind(&h.0[..]);
             }
             q.execute(self.conn()).await?;
+        }
+        for e in rows {
+            if let Some(request) = &e.idempotent_request {
+                self.mark_idempotency_logged(request, e.idx).await?;
+            }
         }
         sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")
             .bind((last.idx + 1) as i64)

@@ -7,6 +7,7 @@
 //! writes the plain types of `crate::model` and never imports the modules
 //! that use it.
 
+pub mod idempotency;
 pub mod ledger;
 pub mod log_scan;
 pub mod partners;
@@ -228,6 +229,34 @@ impl Db {
         let b = self.bounds;
         let secs = b.lock_timeout_secs.saturating_add(b.statement_timeout_secs);
         (self.backend == Backend::Postgres && secs > 0).then(|| Duration::from_secs(secs))
+    }
+
+    /// Runs a background writer's transaction (retention, a release) under
+    /// a client-side deadline, as the log's batches run: on PostgreSQL the
+    /// wait for locks plus `statements` times the statement bound plus 5 s
+    /// for COMMIT; past it the transaction is dropped (its connection
+    /// closed, never reused) and the writer gets a timeout error. A
+    /// database that stops answering then ends the run instead of holding
+    /// the task, and its locks, forever. Unbounded on SQLite (a local file,
+    /// its waits bounded by its busy timeout) and when the bounds are 0.
+    pub async fn bounded<T, E: From<sqlx::Error>>(
+        &self,
+        statements: u32,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let b = self.bounds;
+        if self.backend != Backend::Postgres || b.statement_timeout_secs == 0 {
+            return work.await;
+        }
+        let secs = b.lock_timeout_secs + u64::from(statements) * b.statement_timeout_secs + 5;
+        tokio::time::timeout(Duration::from_secs(secs), work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(E::from(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the database did not answer within the writer's deadline",
+                ))))
+            })
     }
 
     pub fn bounds(&self) -> Bounds {

@@ -27,6 +27,7 @@ mod covenant;
 mod deploy;
 mod faults;
 mod http;
+mod idempotency;
 mod ledger;
 mod oracle;
 mod phenomena;
