@@ -5,6 +5,7 @@
 mod admin;
 mod decisions;
 pub mod extract;
+mod format;
 pub mod headers;
 mod inbox;
 mod log;
