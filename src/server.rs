@@ -57,7 +57,10 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         cfg.policy.path.clone(),
         VerificationKeys::from_config(&cfg.policy)?,
     )
-    .with_context(|| format!("the policies at {} were refused", cfg.policy.path.display()))?;
+    .with_context(|| match &cfg.policy.path {
+        Some(path) => format!("the policies at {} were refused", path.display()),
+        None => "the embedded default policies were refused".to_owned(),
+    })?;
     let db = Db::connect_bounded(
         &cfg.database_url(),
         cfg.database.max_connections,

@@ -697,3 +697,32 @@ async fn a_body_over_the_limit_is_a_problem_on_both_protocols() {
         );
     }
 }
+
+/// `info.contact` is the operator's, from configuration (`api.contact_*`);
+/// without it, the demo region's, marked as such — never a placeholder.
+#[tokio::test]
+async fn the_contact_comes_from_the_configuration() {
+    let server = Server::start(Opts::new()).await;
+    let contact = openapi(&server).await["info"]["contact"].clone();
+    let text = contact.to_string();
+    assert!(text.contains("demo") && text.contains("Drenthe"), "{text}");
+    assert!(!text.contains("example"), "a placeholder: {text}");
+    let server = Server::start(
+        Opts::new()
+            .env(
+                "KETENPOORT_API__CONTACT_NAME",
+                "Functioneel beheer ketenpoort, ZVHD",
+            )
+            .env("KETENPOORT_API__CONTACT_URL", "https://zvhd.nl/ketenpoort")
+            .env("KETENPOORT_API__CONTACT_EMAIL", "ketenpoort@zvhd.nl"),
+    )
+    .await;
+    assert_eq!(
+        openapi(&server).await["info"]["contact"],
+        json!({
+            "name": "Functioneel beheer ketenpoort, ZVHD",
+            "url": "https://zvhd.nl/ketenpoort",
+            "email": "ketenpoort@zvhd.nl",
+        })
+    );
+}
