@@ -104,6 +104,9 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
             cfg.phenomena.check_interval_secs.max(1),
         )));
     }
+    if let Some(endpoint) = &cfg.telemetry.otlp_endpoint {
+        telemetry::otlp::start(endpoint, &cfg.telemetry.service_name)?;
+    }
     let egress = EgressGuard::new(db.clone(), &*keys.secret(EGRESS_KEY)?);
     let rate_limit = RateLimit::new(cfg.http.rate_limit_per_second, cfg.http.rate_limit_burst);
     let state = AppState::new(Services {

@@ -10,6 +10,10 @@
 //!   and a reason).
 //!
 //! The metrics are served on the operator listener only (`api::admin_app`).
+//! With `telemetry.otlp_endpoint`, each request is also a span exported over
+//! OTLP ([`otlp`]), holding the same vocabulary.
+
+pub mod otlp;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
