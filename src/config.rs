@@ -25,6 +25,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub phenomena: PhenomenaConfig,
     pub logging: LoggingConfig,
+    pub api: ApiConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for Config {
@@ -42,6 +44,8 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             phenomena: PhenomenaConfig::default(),
             logging: LoggingConfig::default(),
+            api: ApiConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -209,8 +213,9 @@ impl Default for LogConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// The Rego policies and their data: a directory, or an OPA bundle
-    /// tarball (`.tar.gz`).
-    pub path: PathBuf,
+    /// tarball (`.tar.gz`). Not set: the default policies embedded in the
+    /// binary (`policies/` as it was built).
+    pub path: Option<PathBuf>,
     /// PEM public keys; when set, the policies must be a bundle whose OPA
     /// signature (`.signatures.json`) verifies with one of them.
     pub bundle_verification_keys: Vec<PathBuf>,
@@ -221,7 +226,7 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
-            path: PathBuf::from("policies"),
+            path: None,
             bundle_verification_keys: Vec::new(),
             bundle_verification_algorithm: "EdDSA".into(),
         }
@@ -326,6 +331,47 @@ impl Default for LoggingConfig {
     fn default() -> Self {
         Self {
             level: "info".into(),
+        }
+    }
+}
+
+/// What the OpenAPI document says about who runs this gateway
+/// (`info.contact`). The defaults are the demo region's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub contact_name: String,
+    pub contact_url: String,
+    pub contact_email: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            contact_name: "ketenpoort demo region Drenthe (development only: set api.contact_*)"
+                .into(),
+            contact_url: "https://ketenpoort-demo.drenthe.invalid/contact".into(),
+            contact_email: "beheer@ketenpoort-demo.drenthe.invalid".into(),
+        }
+    }
+}
+
+/// Traces exported over OTLP/HTTP (off unless an endpoint is set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP receiver (`http://collector:4318`); spans go
+    /// to `<endpoint>/v1/traces`. Not set: no spans are exported.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "ketenpoort".into(),
         }
     }
 }

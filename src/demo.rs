@@ -128,8 +128,23 @@ const TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How many fictitious contributions the demo seeds.
 const DEMO_CONTRIBUTIONS: usize = 60;
 
+/// A valid body for every POST route (the repository's `examples/`), in
+/// the binary: the demo writes them to `DATA_DIR/demo/examples/`, so the
+/// requests it suggests work from any directory.
+const EXAMPLES: [(&str, &str); 4] = [
+    ("signal.json", include_str!("../examples/signal.json")),
+    ("referral.json", include_str!("../examples/referral.json")),
+    ("decision.json", include_str!("../examples/decision.json")),
+    ("subject.json", include_str!("../examples/subject.json")),
+];
+
 pub async fn init(cfg: &Config, db: &Db, policy_data: &serde_json::Value) -> anyhow::Result<()> {
     let dir = &cfg.data_dir;
+    let examples = dir.join("demo/examples");
+    std::fs::create_dir_all(&examples)?;
+    for (name, body) in EXAMPLES {
+        std::fs::write(examples.join(name), body)?;
+    }
     let keys = KeyStore::new(dir);
     keys.ensure_ed25519(TOKEN_ISSUER)?;
     let pki = DevPki::ensure(dir)?;
@@ -254,10 +269,13 @@ pub fn print_banner(cfg: &Config, addr: SocketAddr) {
     println!(
         "ketenpoort demo region (Drenthe)\n\
          \n  data directory   {dir}\n  database         {db}\n  CA certificate   {dir}/tls/ca.pem\n  \
-         tokens           {dir}/demo/tokens/<partner>.<role>.jwt\n  client certs     {dir}/demo/clients/<partner>.pem\n\
+         tokens           {dir}/demo/tokens/<partner>.<role>.jwt\n  client certs     {dir}/demo/clients/<partner>.pem\n  \
+         example bodies   {dir}/demo/examples/<route>.json\n\
          \nTry:\n  curl --cacert {dir}/tls/ca.pem {base}/healthz\n  \
          curl --cacert {dir}/tls/ca.pem -H \"Authorization: Bearer $(cat {dir}/demo/tokens/assen.aandachtfunctionaris-veiligheid.jwt)\" {base}/v1/me\n  \
          curl --cacert {dir}/tls/ca.pem {base}/v1/openapi.json\n  \
+         curl --cacert {dir}/tls/ca.pem -H \"Authorization: Bearer $(cat {dir}/demo/tokens/emmen.aandachtfunctionaris-sociaal.jwt)\" \
+         -H \"Ketenpoort-Purpose: signalering\" -H \"Content-Type: application/json\" -d @{dir}/demo/examples/signal.json {base}/v1/signals\n  \
          curl --cacert {dir}/tls/ca.pem -H \"Authorization: Bearer $(cat {dir}/demo/tokens/riec.analist.jwt)\" \
          -H \"Ketenpoort-Purpose: fenomeenanalyse\" {base}/v1/phenomena/releases\n",
         db = redact_url(&cfg.database_url()),

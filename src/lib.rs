@@ -26,6 +26,7 @@ mod request;
 mod retention;
 mod server;
 mod signals;
+mod spreadsheet;
 mod store;
 mod telemetry;
 mod tls;

@@ -57,7 +57,10 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         cfg.policy.path.clone(),
         VerificationKeys::from_config(&cfg.policy)?,
     )
-    .with_context(|| format!("the policies at {} were refused", cfg.policy.path.display()))?;
+    .with_context(|| match &cfg.policy.path {
+        Some(path) => format!("the policies at {} were refused", path.display()),
+        None => "the embedded default policies were refused".to_owned(),
+    })?;
     let db = Db::connect_bounded(
         &cfg.database_url(),
         cfg.database.max_connections,
@@ -100,6 +103,9 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         tokio::spawn(phenomena.clone().publisher(Duration::from_secs(
             cfg.phenomena.check_interval_secs.max(1),
         )));
+    }
+    if let Some(endpoint) = &cfg.telemetry.otlp_endpoint {
+        telemetry::otlp::start(endpoint, &cfg.telemetry.service_name)?;
     }
     let egress = EgressGuard::new(db.clone(), &*keys.secret(EGRESS_KEY)?);
     let rate_limit = RateLimit::new(cfg.http.rate_limit_per_second, cfg.http.rate_limit_burst);

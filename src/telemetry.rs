@@ -10,6 +10,10 @@
 //!   and a reason).
 //!
 //! The metrics are served on the operator listener only (`api::admin_app`).
+//! With `telemetry.otlp_endpoint`, each request is also a span exported over
+//! OTLP ([`otlp`]), holding the same vocabulary.
+
+pub mod otlp;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -25,8 +29,29 @@ pub fn init_logging(level: &str) {
         .try_init();
 }
 
+/// Request latency buckets (seconds): from a cached read to the request
+/// timeout.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Log batch size buckets (entries per commit).
+const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// The Prometheus recorder. Every histogram is exported as a Prometheus
+/// histogram (`_bucket`, `_sum`, `_count`), never as a summary: buckets
+/// of several instances add up, quantiles of each do not.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    Ok(PrometheusBuilder::new().install_recorder()?)
+    Ok(prometheus_builder()?.install_recorder()?)
+}
+
+fn prometheus_builder() -> anyhow::Result<PrometheusBuilder> {
+    use metrics_exporter_prometheus::Matcher;
+    Ok(PrometheusBuilder::new()
+        .set_buckets(&LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full("ketenpoort_log_batch_size".into()),
+            &BATCH_BUCKETS,
+        )?)
 }
 
 /// The route as logs and metric labels carry it: its template (an id in
@@ -52,6 +77,40 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_is_a_histogram_not_a_summary() {
+        let recorder = prometheus_builder().unwrap().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::histogram!("ketenpoort_http_request_duration_seconds", "route" => "/x")
+                .record(0.02);
+            metrics::histogram!("ketenpoort_log_batch_size").record(3.0);
+        });
+        let text = handle.render();
+        assert!(
+            text.contains("# TYPE ketenpoort_http_request_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ketenpoort_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.025\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ketenpoort_http_request_duration_seconds_count{route=\"/x\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ketenpoort_log_batch_size_bucket{le=\"4\"} 1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("summary") && !text.contains("quantile"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn invented_methods_are_other() {

@@ -19,8 +19,9 @@ use crate::telemetry;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Parses a W3C `traceparent` (version 00) into its trace id.
-fn incoming_trace_id(v: &HeaderValue) -> Option<String> {
+/// Parses a W3C `traceparent` (version 00) into its trace id and the
+/// caller's span id.
+fn incoming_trace(v: &HeaderValue) -> Option<(String, String)> {
     let s = v.to_str().ok()?;
     let mut it = s.split('-');
     let (ver, trace, parent, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
@@ -34,7 +35,7 @@ fn incoming_trace_id(v: &HeaderValue) -> Option<String> {
         && hex(flags, 2)
         && trace != "0".repeat(32)
         && parent != "0".repeat(16);
-    valid.then(|| trace.to_owned())
+    valid.then(|| (trace.to_owned(), parent.to_owned()))
 }
 
 fn random_hex(n: usize) -> String {
@@ -45,11 +46,12 @@ fn random_hex(n: usize) -> String {
 
 pub async fn request_context(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let id = Uuid::now_v7();
-    let trace_id = req
-        .headers()
-        .get("traceparent")
-        .and_then(incoming_trace_id)
+    let incoming = req.headers().get("traceparent").and_then(incoming_trace);
+    let parent_span_id = incoming.as_ref().map(|(_, parent)| parent.clone());
+    let trace_id = incoming
+        .map(|(trace, _)| trace)
         .unwrap_or_else(|| random_hex(16));
     let span_id = random_hex(8);
     let route = req
@@ -84,6 +86,17 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     metrics::counter!("ketenpoort_http_requests_total", &labels).increment(1);
     metrics::histogram!("ketenpoort_http_request_duration_seconds", &labels[..2])
         .record(elapsed.as_secs_f64());
+    let [(_, route), ..] = labels;
+    telemetry::otlp::record(telemetry::otlp::RequestSpan {
+        trace_id: trace_id.clone(),
+        span_id: span_id.clone(),
+        parent_span_id,
+        method,
+        route,
+        status,
+        start: started_at,
+        end: started_at + elapsed,
+    });
     let h = res.headers_mut();
     h.insert(
         REQUEST_ID,
@@ -183,8 +196,11 @@ mod tests {
         let ok =
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         assert_eq!(
-            incoming_trace_id(&ok).as_deref(),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+            incoming_trace(&ok),
+            Some((
+                "4bf92f3577b34da6a3ce929d0e0e4736".to_owned(),
+                "00f067aa0ba902b7".to_owned()
+            ))
         );
         for bad in [
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -194,7 +210,7 @@ mod tests {
             "garbage",
         ] {
             assert_eq!(
-                incoming_trace_id(&HeaderValue::from_static(bad)),
+                incoming_trace(&HeaderValue::from_static(bad)),
                 None,
                 "{bad}"
             );

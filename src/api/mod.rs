@@ -5,6 +5,7 @@
 mod admin;
 mod decisions;
 pub mod extract;
+mod format;
 pub mod headers;
 pub mod idempotency;
 mod inbox;
@@ -115,8 +116,7 @@ impl FromRef<AppState> for Boundary {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "ketenpoort", description = "Exchange gateway of the Drenthe anti-trafficking covenant.",
-        contact(name = "Ketenpoort beheer, convenant mensenhandel Drenthe", url = "https://ketenpoort.example/contact", email = "ketenpoort-beheer@ketenpoort.example")),
+    info(title = "ketenpoort", description = "Exchange gateway of the Drenthe anti-trafficking covenant."),
     modifiers(&BearerAuth),
     tags(
         (name = "operations", description = "Health, readiness and the API description"),
@@ -244,13 +244,20 @@ const BASE_PATH: &str = "/v1";
 ///   parameter or a body) documents its 400, and every authenticated one
 ///   its 401;
 /// - the `Ketenpoort-Purpose` header parameter (see
-///   [`purpose::PurposeHeader`]) lists the purposes of `policies`.
+///   [`purpose::PurposeHeader`]) lists the purposes of `policies`;
+/// - `info.contact` is the operator's (`api.contact_*`).
 fn finish_document(
     doc: utoipa::openapi::OpenApi,
     policies: &crate::policy::Policies,
+    api: &crate::config::ApiConfig,
 ) -> serde_json::Value {
     use serde_json::{Value, json};
     let mut doc = serde_json::to_value(&doc).expect("OpenAPI document serialises");
+    doc["info"]["contact"] = json!({
+        "name": api.contact_name,
+        "url": api.contact_url,
+        "email": api.contact_email,
+    });
 
     // Signal schema v1 and its definitions.
     let mut text = include_str!("../../schemas/signal.v1.json").to_owned();
@@ -480,7 +487,9 @@ fn conventions<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S>
 pub fn app(state: AppState, cfg: &Config) -> Router {
     let (router, doc) = routes(&state).split_for_parts();
     let policies = state.policy.current();
-    let doc = system::OpenApiJson(Arc::new(finish_document(doc, &policies).to_string()));
+    let doc = system::OpenApiJson(Arc::new(
+        finish_document(doc, &policies, &cfg.api).to_string(),
+    ));
     let router = router
         .fallback(|| async { Problem::not_found().into_response() })
         .method_not_allowed_fallback(method_not_allowed)

@@ -8,11 +8,13 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::response::Response;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::AppState;
 use super::extract::Query;
+use super::format::TableFormat;
 use super::purpose::{Exchange, PurposeHeader};
 use crate::ledger::Disclosed;
 use crate::phenomena::{Catalogue, Code, Release, ReleasePage, ReleasePeriod};
@@ -70,17 +72,27 @@ pub async fn releases(
     Ok(Json(state.phenomena.releases(p.after, limit).await?))
 }
 
-/// One release: every table and trend, as published.
+/// The media types a release and a table are served in.
+const FORMATS: &str = "JSON by default; `Accept: text/csv` gives CSV (UTF-8 with a byte order \
+    mark, `;` between fields, a header row and one row per cell or trend point) and \
+    `Accept: application/json-stat+json` gives JSON-stat 2.0; any other `Accept` is 406.";
+
+/// One release: every table and trend, as published. JSON by default;
+/// `Accept: text/csv` or `application/json-stat+json` for CSV or
+/// JSON-stat 2.0 (a collection of datasets), built from the same stored
+/// release.
 #[utoipa::path(get, path = "/v1/phenomena/releases/{id}", tag = "phenomena", security(("bearer" = [])),
     params(("id" = String, Path, description = "release id: the period it closes, e.g. 2026-Q3 or 2026-08"), PurposeHeader),
-    responses((status = 200, body = Release), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem),
-        (status = 404, body = Problem)))]
+    responses((status = 200, description = FORMATS, content((Release = "application/json"), (String = "text/csv"), (Object = "application/json-stat+json"))),
+        (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem),
+        (status = 404, body = Problem), (status = 406, body = Problem)))]
 pub async fn release(
     State(state): State<AppState>,
+    format: TableFormat,
     exchange: Exchange,
     Path(id): Path<String>,
     Query(NoParams {}): Query<NoParams>,
-) -> Result<Disclosed<Json<Release>>, Problem> {
+) -> Result<Disclosed<Response>, Problem> {
     let id = release_id(&id)?;
     let resources = vec![format!("release:{id}")];
     let granted = decide(&exchange, resources.clone()).await?;
@@ -89,23 +101,27 @@ pub async fn release(
         .release(id)
         .await?
         .ok_or_else(Problem::not_found)?;
+    let body = format.render(&release, None)?;
     let draft = exchange.draft(&granted).resources(resources);
     let receipt = state.ledger.log(draft).await?;
-    Ok(receipt.disclose(Json(release)))
+    Ok(receipt.disclose(body))
 }
 
-/// One table (or trend) of a release.
+/// One table (or trend) of a release, in the release's envelope (JSON),
+/// as CSV, or as a JSON-stat 2.0 dataset (`Accept`, as for a release).
 #[utoipa::path(get, path = "/v1/phenomena/releases/{id}/tables/{table}", tag = "phenomena", security(("bearer" = [])),
     params(("id" = String, Path, description = "release id, e.g. 2026-Q3"),
         ("table" = String, Path, description = "table or trend id from the catalogue"), PurposeHeader),
-    responses((status = 200, body = Release), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem),
-        (status = 404, body = Problem)))]
+    responses((status = 200, description = FORMATS, content((Release = "application/json"), (String = "text/csv"), (Object = "application/json-stat+json"))),
+        (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem),
+        (status = 404, body = Problem), (status = 406, body = Problem)))]
 pub async fn release_table(
     State(state): State<AppState>,
+    format: TableFormat,
     exchange: Exchange,
     Path((id, table)): Path<(String, String)>,
     Query(NoParams {}): Query<NoParams>,
-) -> Result<Disclosed<Json<Release>>, Problem> {
+) -> Result<Disclosed<Response>, Problem> {
     let id = release_id(&id)?;
     let table = Code::new(&table).ok_or_else(Problem::not_found)?;
     // Only ids of ours are logged: the table once it is known to exist.
@@ -115,10 +131,13 @@ pub async fn release_table(
         .release(id)
         .await?
         .ok_or_else(Problem::not_found)?;
-    let one = release.only(&table).ok_or_else(Problem::not_found)?;
+    if !release.holds(&table) {
+        return Err(Problem::not_found());
+    }
+    let body = format.render(&release, Some(&table))?;
     let draft = exchange
         .draft(&granted)
         .resources([format!("release:{id}"), format!("table:{table}")]);
     let receipt = state.ledger.log(draft).await?;
-    Ok(receipt.disclose(Json(one)))
+    Ok(receipt.disclose(body))
 }

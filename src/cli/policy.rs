@@ -67,8 +67,8 @@ pub(super) fn run(action: PolicyCommand) -> anyhow::Result<ExitCode> {
 fn load_policies(explicit: Option<PathBuf>) -> anyhow::Result<Bundle> {
     let cfg = Config::load(&Overrides::default())?;
     let keys = crate::policy::VerificationKeys::from_config(&cfg.policy)?;
-    let source = explicit.unwrap_or(cfg.policy.path);
-    Ok(Bundle::load(&source, keys.as_ref())?)
+    let source = explicit.or(cfg.policy.path);
+    Ok(Bundle::load_or_embedded(source.as_deref(), keys.as_ref())?)
 }
 
 fn test(policies: Option<PathBuf>) -> anyhow::Result<ExitCode> {

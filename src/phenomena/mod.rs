@@ -17,6 +17,7 @@
 
 pub mod catalogue;
 pub mod cellkey;
+pub mod formats;
 pub mod period;
 pub mod tables;
 

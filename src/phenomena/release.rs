@@ -42,6 +42,10 @@ pub struct Timestamp(String);
 const RELEASE_STATEMENTS: u32 = 64;
 
 impl Timestamp {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     fn now() -> Self {
         let now = time::OffsetDateTime::now_utc();
         let ms = now
@@ -64,6 +68,12 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(value_type = String)]
 pub struct Revision(String);
+
+impl Revision {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 impl<'de> Deserialize<'de> for Revision {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -96,6 +106,11 @@ pub struct Release {
 }
 
 impl Release {
+    /// Whether the release has a table or trend `id`.
+    pub fn holds(&self, id: &Code) -> bool {
+        self.tables.iter().any(|t| &t.id == id) || self.trends.iter().any(|t| &t.id == id)
+    }
+
     /// One table or trend of the release, as a release of its own.
     pub fn only(&self, id: &Code) -> Option<Release> {
         let tables: Vec<Table> = self

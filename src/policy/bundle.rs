@@ -43,7 +43,60 @@ pub struct Manifest {
     file_rego_versions: BTreeMap<String, i64>,
 }
 
+/// The default policies: `policies/` as the binary was built with it, so
+/// the binary runs (and `serve --demo` starts) from any directory.
+/// `policy.path` names others.
+static EMBEDDED: include_dir::Dir<'static> =
+    include_dir::include_dir!("$CARGO_MANIFEST_DIR/policies");
+
 impl Bundle {
+    /// The policies at `source`, or without one the embedded default.
+    pub fn load_or_embedded(
+        source: Option<&Path>,
+        keys: Option<&VerificationKeys>,
+    ) -> Result<Self, Refusal> {
+        match (source, keys) {
+            (Some(source), _) => Self::load(source, keys),
+            (None, Some(_)) => Err(Refusal::Signature(anyhow::anyhow!(
+                "policy.bundle_verification_keys is set, so policy.path must name a signed bundle; \
+                 the embedded default policies are not one"
+            ))),
+            (None, None) => Ok(Self::embedded()),
+        }
+    }
+
+    /// The embedded default policies: the same files a directory load
+    /// reads (so the same revision as the `policies/` they came from).
+    pub fn embedded() -> Self {
+        fn collect(dir: &include_dir::Dir<'_>, out: &mut BTreeMap<String, Vec<u8>>) {
+            for d in dir.dirs() {
+                if !is_hidden(d.path()) {
+                    collect(d, out);
+                }
+            }
+            for f in dir.files() {
+                let name = f.path().file_name().map(|n| n.to_string_lossy());
+                let wanted = name.as_deref().is_some_and(|n| {
+                    !n.starts_with('.') && (n.ends_with(".rego") || n == "data.json")
+                });
+                if wanted {
+                    let rel = f.path().to_string_lossy().replace('\\', "/");
+                    out.insert(rel, f.contents().to_vec());
+                }
+            }
+        }
+        fn is_hidden(p: &Path) -> bool {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        }
+        let mut files = BTreeMap::new();
+        collect(&EMBEDDED, &mut files);
+        Self {
+            files,
+            manifest: Manifest::default(),
+        }
+    }
+
     /// Reads the policies at `source`, a directory or a `.tar.gz` bundle.
     /// With `keys`, only a bundle whose `.signatures.json` verifies is
     /// accepted; without, a signed bundle is refused as OPA refuses it (a
@@ -420,6 +473,15 @@ mod tests {
             Ok(_) => panic!("{} was accepted", source.display()),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn the_embedded_policies_are_the_repository_directory() {
+        let embedded = Bundle::embedded();
+        let dir = repo();
+        assert_eq!(embedded.files, dir.files);
+        assert_eq!(embedded.revision(), dir.revision());
+        assert!(Bundle::load_or_embedded(None, None).is_ok());
     }
 
     #[test]

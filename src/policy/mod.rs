@@ -207,17 +207,19 @@ pub fn run_tests(bundle: &Bundle) -> anyhow::Result<TestReport> {
 /// The running policies, shared by all requests and swapped whole on reload.
 #[derive(Clone)]
 pub struct PolicyEngine {
-    source: PathBuf,
+    /// `policy.path`; none: the policies embedded in the binary.
+    source: Option<PathBuf>,
     keys: Option<Arc<VerificationKeys>>,
     current: Arc<RwLock<Arc<Policies>>>,
 }
 
 impl PolicyEngine {
     /// Loads, verifies, compiles and tests the policies at `source` (a
-    /// directory or a bundle tarball); refuses to start on any failure.
-    pub fn load(source: PathBuf, keys: Option<VerificationKeys>) -> Result<Self, Refusal> {
+    /// directory or a bundle tarball; none: the embedded default policies);
+    /// refuses to start on any failure.
+    pub fn load(source: Option<PathBuf>, keys: Option<VerificationKeys>) -> Result<Self, Refusal> {
         let keys = keys.map(Arc::new);
-        let policies = Self::prepare(&source, keys.as_deref())?;
+        let policies = Self::prepare(source.as_deref(), keys.as_deref())?;
         Ok(Self {
             source,
             keys,
@@ -226,10 +228,10 @@ impl PolicyEngine {
     }
 
     fn prepare(
-        source: &std::path::Path,
+        source: Option<&std::path::Path>,
         keys: Option<&VerificationKeys>,
     ) -> Result<Policies, Refusal> {
-        Policies::vet(&Bundle::load(source, keys)?)
+        Policies::vet(&Bundle::load_or_embedded(source, keys)?)
     }
 
     pub fn current(&self) -> Arc<Policies> {
@@ -244,7 +246,7 @@ impl PolicyEngine {
     /// and swaps the new policies in whole. On any failure the running
     /// policies stay in force and the refusal is returned.
     pub fn reload(&self) -> Result<Arc<Policies>, Refusal> {
-        match Self::prepare(&self.source, self.keys.as_deref()) {
+        match Self::prepare(self.source.as_deref(), self.keys.as_deref()) {
             Ok(policies) => {
                 let policies = Arc::new(policies);
                 *self.current.write().expect("policy lock") = policies.clone();
@@ -368,7 +370,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
         copy_dir(&src, dir.path());
-        let engine = PolicyEngine::load(dir.path().to_owned(), None).unwrap();
+        let engine = PolicyEngine::load(Some(dir.path().to_owned()), None).unwrap();
         let before = engine.current().revision().to_owned();
         let exchange = dir.path().join("exchange/exchange.rego");
         let text = std::fs::read_to_string(&exchange).unwrap();

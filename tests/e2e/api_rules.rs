@@ -697,3 +697,83 @@ async fn a_body_over_the_limit_is_a_problem_on_both_protocols() {
         );
     }
 }
+
+/// `info.contact` is the operator's, from configuration (`api.contact_*`);
+/// without it, the demo region's, marked as such — never a placeholder.
+#[tokio::test]
+async fn the_contact_comes_from_the_configuration() {
+    let server = Server::start(Opts::new()).await;
+    let contact = openapi(&server).await["info"]["contact"].clone();
+    let text = contact.to_string();
+    assert!(text.contains("demo") && text.contains("Drenthe"), "{text}");
+    assert!(!text.contains("example"), "a placeholder: {text}");
+    let server = Server::start(
+        Opts::new()
+            .env(
+                "KETENPOORT_API__CONTACT_NAME",
+                "Functioneel beheer ketenpoort, ZVHD",
+            )
+            .env("KETENPOORT_API__CONTACT_URL", "https://zvhd.nl/ketenpoort")
+            .env("KETENPOORT_API__CONTACT_EMAIL", "ketenpoort@zvhd.nl"),
+    )
+    .await;
+    assert_eq!(
+        openapi(&server).await["info"]["contact"],
+        json!({
+            "name": "Functioneel beheer ketenpoort, ZVHD",
+            "url": "https://zvhd.nl/ketenpoort",
+            "email": "ketenpoort@zvhd.nl",
+        })
+    );
+}
+
+/// An id pasted literally from the docs (`/v1/signals/<id>`). Sent as a
+/// URI allows it (`%3Cid%3E`, as reqwest, browsers and generated clients
+/// encode it), it is an id that is none: 404 problem+json on both
+/// protocols. Sent raw (`curl --path-as-is -g`), the `<` is no URI
+/// character and the HTTP layer refuses the request before any code of
+/// ours runs (README, API: hyper answers HTTP/1.1 with a bare 400 and
+/// closes the connection; h2 resets the HTTP/2 stream, PROTOCOL_ERROR):
+/// this test pins that documented answer, and that the server serves on.
+#[tokio::test]
+async fn a_literal_angle_bracket_in_a_path() {
+    let server = Server::start(Opts::new()).await;
+    let token = server.token("zvhd", "ketenregisseur");
+    for (client, protocol) in [
+        (server.client().clone(), reqwest::Version::HTTP_11),
+        (server.client_h2(), reqwest::Version::HTTP_2),
+    ] {
+        let res = client
+            .get(server.url("/v1/signals/<id>"))
+            .bearer_auth(&token)
+            .header("ketenpoort-purpose", "drieluik")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.version(), protocol);
+        assert_eq!(res.url().path(), "/v1/signals/%3Cid%3E");
+        problem(res, 404, None).await;
+    }
+    let curl = |protocol: &str| {
+        std::process::Command::new("curl")
+            .args(["-sS", protocol, "--path-as-is", "-g", "--cacert"])
+            .arg(server.data().file("tls/ca.pem"))
+            .args(["-H", &format!("authorization: Bearer {token}")])
+            .args(["-H", "ketenpoort-purpose: drieluik"])
+            .args(["-w", "%{http_code}"])
+            .arg(server.url("/v1/signals/<id>"))
+            .output()
+            .expect("curl")
+    };
+    let out = curl("--http1.1");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "400", "HTTP/1.1");
+    let out = curl("--http2");
+    assert_eq!(out.status.code(), Some(92), "HTTP/2: a stream reset");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("PROTOCOL_ERROR"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = server.get("/healthz").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the server serves on");
+}

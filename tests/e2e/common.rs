@@ -466,6 +466,8 @@ pub struct Opts {
     config: Option<String>,
     /// `--database-url` instead of the data directory's database.
     database_url: Option<String>,
+    /// Run in the (empty) data directory, given as `--data-dir .`.
+    in_data_dir: bool,
 }
 
 impl Opts {
@@ -487,6 +489,14 @@ impl Opts {
     /// The server reaches its database at `url` (e.g. through a proxy).
     pub fn database_url(mut self, url: &str) -> Self {
         self.database_url = Some(url.to_owned());
+        self
+    }
+
+    /// The server runs with the data directory as its working directory,
+    /// named relatively (`--data-dir .`): nothing of the repository (its
+    /// `policies/`, `examples/`, `schemas/`) is where it looks.
+    pub fn in_data_dir(mut self) -> Self {
+        self.in_data_dir = true;
         self
     }
 
@@ -516,8 +526,12 @@ pub struct Server {
 /// output goes.
 fn serve_command(data: &DataDir, opts: &Opts) -> Command {
     let mut cmd = Command::new(bin());
-    cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path());
+    cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"]);
+    if opts.in_data_dir {
+        cmd.arg(".").current_dir(data.path());
+    } else {
+        cmd.arg(data.path());
+    }
     match &opts.database_url {
         Some(url) => cmd.args(["--database-url", url]),
         None => cmd.args(data.database_args()),

@@ -35,8 +35,8 @@ fn normal(p: &Path) -> PathBuf {
 }
 
 /// Repository-relative paths the crate embeds outside its tests:
-/// `include_str!`/`include_bytes!` (relative to the file) and
-/// `sqlx::migrate!` (relative to the crate root).
+/// `include_str!`/`include_bytes!` (relative to the file), and
+/// `sqlx::migrate!` and `include_dir!` (relative to the crate root).
 fn embedded() -> Vec<(String, PathBuf)> {
     let mut files = Vec::new();
     rust_files(&root().join("src"), &mut files);
@@ -52,6 +52,7 @@ fn embedded() -> Vec<(String, PathBuf)> {
                 ("include_str!(\"", true),
                 ("include_bytes!(\"", true),
                 ("migrate!(\"", false),
+                ("include_dir!(\"$CARGO_MANIFEST_DIR/", false),
             ] {
                 let mut rest = line;
                 while let Some(i) = rest.find(mac) {
@@ -116,7 +117,12 @@ fn the_image_copies_everything_the_build_embeds() {
         .iter()
         .map(|(_, p)| p.display().to_string())
         .collect();
-    for expected in ["schemas/signal.v1.json", "migrations/sqlite"] {
+    for expected in [
+        "schemas/signal.v1.json",
+        "migrations/sqlite",
+        "policies",
+        "examples/signal.json",
+    ] {
         assert!(
             found.iter().any(|f| f == expected),
             "the scanner misses {expected}: {found:?}"
@@ -187,4 +193,67 @@ fn the_dependency_layer_copies_every_path_dependency() {
              cargo build (COPY lines: {before_build:?})"
         );
     }
+}
+
+/// One binary: started in an empty directory, with nothing of the
+/// repository around it (no `policies/`, `examples/` or `schemas/`),
+/// `serve --demo` runs on the policies and examples built into it: it
+/// answers `/healthz`, a decision for the demo's example body, and a
+/// signal submitted from the example the demo wrote out.
+#[tokio::test]
+async fn serve_demo_runs_from_an_empty_directory() {
+    use crate::client::*;
+    use crate::common::*;
+    use serde_json::Value;
+
+    let data = DataDir::new().await;
+    assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0, "empty");
+    let server = Server::start_on(data.clone(), Opts::new().in_data_dir());
+    let res = send(server.get("/healthz")).await;
+    assert_eq!(res.status(), 200);
+    for name in ["policies", "examples", "schemas"] {
+        assert!(!data.file(name).exists(), "{name} in the working directory");
+    }
+    let example = |name: &str| -> Value {
+        let text = std::fs::read_to_string(data.file(&format!("demo/examples/{name}")))
+            .unwrap_or_else(|e| panic!("the demo's example {name}: {e}"));
+        assert_eq!(
+            text,
+            std::fs::read_to_string(root().join("examples").join(name)).unwrap(),
+            "the demo writes the repository's {name}"
+        );
+        serde_json::from_str(&text).unwrap()
+    };
+    let regisseur = Role::of(&server, "zvhd", "ketenregisseur");
+    let decision = ok_json(
+        regisseur
+            .post("/v1/decisions", None, &example("decision.json"))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(decision["allow"], true, "{decision}");
+    let revision = decision["revision"].as_str().unwrap_or_default();
+    assert!(revision.starts_with("sha256:"), "{decision}");
+    let reporter = Role::of(&server, "emmen", "aandachtfunctionaris-sociaal");
+    reporter.submit(&example("signal.json")).await;
+    // `policy test` there, without `--policies`, tests the same embedded
+    // policies: all pass, under the revision that decided.
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["policy", "test"]).current_dir(data.path());
+    hermetic(&mut cmd);
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(" passed, 0 failed (") && text.contains(revision),
+        "{text}"
+    );
+    let doc = openapi(&server).await;
+    assert!(
+        doc["components"]["parameters"]["KetenpoortPurpose"]["schema"]["enum"]
+            .as_array()
+            .is_some_and(|e| e.len() > 3),
+        "the purposes of the embedded policies"
+    );
 }

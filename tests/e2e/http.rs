@@ -118,6 +118,25 @@ async fn metrics_only_on_the_operator_listener() {
     assert!(content_type(&res).starts_with("text/plain"));
     let text = res.text().await.unwrap();
     assert!(text.contains("ketenpoort_http_requests_total"), "{text}");
+    // Request latency is a Prometheus histogram (buckets of several
+    // instances add up), not a summary (their quantiles do not).
+    let latency = "ketenpoort_http_request_duration_seconds";
+    assert!(
+        text.contains(&format!("# TYPE {latency} histogram")),
+        "{text}"
+    );
+    for part in ["_bucket{", "_sum{", "_count{"] {
+        assert!(text.contains(&format!("{latency}{part}")), "{part}: {text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("{latency}_bucket{{")) && l.contains("le=\"+Inf\"")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("quantile=") && !text.contains(" summary"),
+        "{text}"
+    );
     // The operator listener's answers follow the same conventions, errors included.
     for (what, req, status) in [
         ("admin policy", c.get(format!("{admin}/admin/policy")), 200),

@@ -33,3 +33,4 @@ mod oracle;
 mod phenomena;
 mod policy;
 mod side_channels;
+mod telemetry;

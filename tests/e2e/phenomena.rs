@@ -1121,3 +1121,336 @@ async fn the_cli_refuses_periods_a_release_may_not_have() {
     );
     assert_eq!(a["tables"], b["tables"]);
 }
+
+// ---------------------------------------------------------------------------
+// Formats: JSON, CSV and JSON-stat 2.0 of the same stored release.
+
+/// The cells of a release's JSON, by (table, period, categories); trend
+/// points under their value, previous value and change.
+fn json_cells(release: &Value) -> BTreeMap<(String, String, Vec<String>), Vec<i64>> {
+    let mut out = BTreeMap::new();
+    for t in release["tables"].as_array().unwrap() {
+        for c in t["cells"].as_array().unwrap() {
+            let key = (
+                t["id"].as_str().unwrap().to_owned(),
+                c["period"].as_str().unwrap().to_owned(),
+                strings(&c["categories"]).collect(),
+            );
+            out.insert(key, vec![c["value"].as_i64().unwrap()]);
+        }
+    }
+    for t in release["trends"].as_array().unwrap() {
+        for p in t["points"].as_array().unwrap() {
+            let key = (
+                t["id"].as_str().unwrap().to_owned(),
+                p["period"].as_str().unwrap().to_owned(),
+                strings(&p["categories"]).collect(),
+            );
+            let v = |k: &str| p[k].as_i64().unwrap();
+            out.insert(key, vec![v("value"), v("previousValue"), v("change")]);
+        }
+    }
+    out
+}
+
+/// The dimensions of each table of a release's JSON (a trend: its
+/// table's).
+fn json_dimensions(release: &Value) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = release["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().to_owned(),
+                strings(&t["dimensions"]).collect(),
+            )
+        })
+        .collect();
+    for t in release["trends"].as_array().unwrap() {
+        let dims = out[t["table"].as_str().unwrap()].clone();
+        out.insert(t["id"].as_str().unwrap().to_owned(), dims);
+    }
+    out
+}
+
+/// The same cells read from the CSV: `;`-separated, UTF-8 with a BOM, a
+/// header row and one row per cell or trend point.
+fn csv_cells(
+    body: &[u8],
+    release: &str,
+    dimensions: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<(String, String, Vec<String>), Vec<i64>> {
+    assert!(body.starts_with(b"\xEF\xBB\xBF"), "a byte order mark");
+    let text = std::str::from_utf8(body).expect("UTF-8");
+    assert!(
+        text.contains("\r\n") && !text.contains(','),
+        "CRLF, no commas"
+    );
+    let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_reader(body);
+    let headers: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            "release",
+            "table",
+            "period",
+            "form",
+            "sector",
+            "locationType",
+            "municipality",
+            "victimGroup",
+            "value",
+            "previousPeriod",
+            "previousValue",
+            "change"
+        ]
+    );
+    let mut out = BTreeMap::new();
+    for row in reader.records() {
+        let row = row.expect("a CSV record");
+        let col = |name: &str| row[headers.iter().position(|h| h == name).unwrap()].to_owned();
+        assert_eq!(col("release"), release);
+        let table = col("table");
+        let categories: Vec<String> = dimensions[&table].iter().map(|d| col(d)).collect();
+        assert!(categories.iter().all(|c| !c.is_empty()), "{row:?}");
+        let mut values = vec![col("value").parse().unwrap()];
+        if !col("previousPeriod").is_empty() {
+            values.push(col("previousValue").parse().unwrap());
+            values.push(col("change").parse().unwrap());
+        }
+        let fresh = out.insert((table, col("period"), categories), values);
+        assert!(fresh.is_none(), "one row per cell: {row:?}");
+    }
+    out
+}
+
+/// The same cells read from JSON-stat datasets: each value at the position
+/// its categories give (row-major over `id`, `size`).
+fn json_stat_cells(datasets: &[&Value]) -> BTreeMap<(String, String, Vec<String>), Vec<i64>> {
+    let mut out = BTreeMap::new();
+    for ds in datasets {
+        let label = ds["label"].as_str().unwrap();
+        let table = label.split(' ').next().unwrap().to_owned();
+        let ids: Vec<String> = strings(&ds["id"]).collect();
+        let sizes: Vec<usize> = ds["size"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap() as usize)
+            .collect();
+        let index: Vec<Vec<String>> = ids
+            .iter()
+            .map(|d| strings(&ds["dimension"][d]["category"]["index"]).collect())
+            .collect();
+        assert_eq!(
+            index.iter().map(Vec::len).collect::<Vec<_>>(),
+            sizes,
+            "{label}"
+        );
+        let values = ds["value"].as_array().unwrap();
+        assert_eq!(values.len(), sizes.iter().product::<usize>(), "{label}");
+        let measured = ids.last().is_some_and(|d| d == "measure");
+        for (at, v) in values.iter().enumerate() {
+            let Some(v) = v.as_i64() else { continue };
+            let mut rest = at;
+            let mut coords = vec![String::new(); ids.len()];
+            for i in (0..ids.len()).rev() {
+                coords[i] = index[i][rest % sizes[i]].clone();
+                rest /= sizes[i];
+            }
+            let measure = measured.then(|| coords.pop().unwrap());
+            let period = coords.remove(0);
+            let slot = out
+                .entry((table.clone(), period, coords))
+                .or_insert_with(Vec::new);
+            match measure.as_deref() {
+                None | Some("value") => slot.insert(0, v),
+                Some(_) => slot.push(v),
+            }
+        }
+    }
+    out
+}
+
+fn json_stat_validator() -> jsonschema::Validator {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/json-stat-2.0.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::validator_for(&schema).expect("the JSON-stat schema compiles")
+}
+
+fn assert_json_stat(validator: &jsonschema::Validator, doc: &Value) {
+    let errors: Vec<String> = validator.iter_errors(doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "not JSON-stat 2.0: {errors:?}");
+}
+
+#[tokio::test]
+async fn releases_come_as_csv_and_json_stat_with_the_same_cells() {
+    let server = Server::start(Opts::new()).await;
+    let validator = json_stat_validator();
+    // The RIEC (its answers pass the egress guard) and a member (whose
+    // answers carry a receipt).
+    let riec = Role::of(&server, "riec", "analist");
+    let member = Role::of(&server, "zvhd", "ketenregisseur");
+    let page = ok_json(riec.get("/v1/phenomena/releases", FEN).await, 200).await;
+    let id = page["items"][0]["id"]
+        .as_str()
+        .expect("the demo's release")
+        .to_owned();
+    let path = format!("/v1/phenomena/releases/{id}");
+    let as_type = async |role: &Role<'_>, path: &str, accept: Option<&str>| {
+        let rb = role.request(reqwest::Method::GET, path, FEN);
+        send(match accept {
+            Some(a) => rb.header("accept", a),
+            None => rb,
+        })
+        .await
+    };
+
+    // JSON stays the default.
+    let json = fetch_release(&riec, &id).await;
+    for accept in [
+        "*/*",
+        "application/*",
+        "application/json",
+        "text/html;q=0.5, */*;q=0.1",
+    ] {
+        let res = as_type(&riec, &path, Some(accept)).await;
+        assert!(
+            content_type(&res).starts_with("application/json"),
+            "{accept}"
+        );
+        assert_eq!(ok_json(res, 200).await, json, "{accept}");
+    }
+    let cells = json_cells(&json);
+    let dimensions = json_dimensions(&json);
+    assert!(
+        cells.values().filter(|v| v[0] >= 3).count() >= 10,
+        "the demo has counts"
+    );
+
+    // CSV: every cell and trend point, each with its value.
+    let res = as_type(&riec, &path, Some("text/csv")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        content_type(&res),
+        "text/csv; charset=utf-8; header=present"
+    );
+    assert_eq!(header(&res, "vary").as_deref(), Some("accept"));
+    let body = res.bytes().await.unwrap();
+    assert_eq!(csv_cells(&body, &id, &dimensions), cells);
+
+    // JSON-stat 2.0: a collection of one dataset per table and trend.
+    let res = as_type(&riec, &path, Some("application/json-stat+json")).await;
+    assert_eq!(content_type(&res), "application/json-stat+json");
+    let doc = ok_json(res, 200).await;
+    assert_json_stat(&validator, &doc);
+    assert_eq!(doc["class"], "collection");
+    let items: Vec<&Value> = doc["link"]["item"].as_array().unwrap().iter().collect();
+    assert_eq!(items.len(), dimensions.len());
+    assert_eq!(json_stat_cells(&items), cells);
+
+    // One table, in each format: the same cells again.
+    let table_path = format!("{path}/tables/vorm-sector-jaar");
+    let one = ok_json(as_type(&riec, &table_path, None).await, 200).await;
+    let one_cells = json_cells(&one);
+    assert!(!one_cells.is_empty());
+    assert!(one_cells.iter().all(|(k, v)| cells[k] == *v));
+    let res = as_type(&riec, &table_path, Some("text/csv")).await;
+    let body = res.bytes().await.unwrap();
+    assert_eq!(csv_cells(&body, &id, &dimensions), one_cells);
+    let res = as_type(&riec, &table_path, Some("application/json-stat+json")).await;
+    let ds = ok_json(res, 200).await;
+    assert_json_stat(&validator, &ds);
+    assert_eq!(
+        (&ds["class"], &ds["version"]),
+        (&json!("dataset"), &json!("2.0"))
+    );
+    assert_eq!(ds["id"], json!(["period", "form", "sector"]));
+    assert_eq!(json_stat_cells(&[&ds]), one_cells);
+    let trend_path = format!("{path}/tables/vorm-kwartaal-op-kwartaal");
+    let res = as_type(&riec, &trend_path, Some("application/json-stat+json")).await;
+    let ds = ok_json(res, 200).await;
+    assert_json_stat(&validator, &ds);
+    let trend_cells = json_cells(&ok_json(as_type(&riec, &trend_path, None).await, 200).await);
+    assert!(!trend_cells.is_empty());
+    assert_eq!(json_stat_cells(&[&ds]), trend_cells);
+    let missing = as_type(
+        &riec,
+        &format!("{path}/tables/geen-tabel"),
+        Some("text/csv"),
+    )
+    .await;
+    problem(missing, 404, None).await;
+
+    // Every format is logged alike: the same action, resources and
+    // decision, a receipt for a member.
+    let mut logged = Vec::new();
+    for accept in [None, Some("text/csv"), Some("application/json-stat+json")] {
+        let res = as_type(&member, &table_path, accept).await;
+        assert_eq!(res.status(), 200, "{accept:?}");
+        receipt(&res);
+        let mut e = entry_of(&server, &request_id(&res)).await;
+        for k in ["index", "time", "requestId", "traceId"] {
+            e[k] = Value::Null;
+        }
+        logged.push(e);
+    }
+    assert_eq!(logged[0]["action"], "release-aggregate");
+    assert_eq!(
+        logged[0]["resources"],
+        json!([format!("release:{id}"), "table:vorm-sector-jaar"])
+    );
+    assert!(logged.iter().all(|e| *e == logged[0]), "{logged:?}");
+
+    // Anything else is 406, listing what is offered, and changes nothing.
+    let before = server.data().row_counts().await;
+    for accept in [
+        "text/html",
+        "application/xml, text/plain;q=0.5",
+        "text/csv;q=0",
+    ] {
+        for p in [&path, &table_path] {
+            let p = problem(as_type(&riec, p, Some(accept)).await, 406, None).await;
+            let detail = p["detail"].as_str().unwrap();
+            for offered in ["application/json", "text/csv", "application/json-stat+json"] {
+                assert!(detail.contains(offered), "{detail}");
+            }
+        }
+    }
+    assert_eq!(
+        server.data().row_counts().await,
+        before,
+        "a 406 logs nothing"
+    );
+
+    // The API description lists the three media types and the 406.
+    let doc = openapi(&server).await;
+    for route in [
+        "/phenomena/releases/{id}",
+        "/phenomena/releases/{id}/tables/{table}",
+    ] {
+        let responses = &doc["paths"][route]["get"]["responses"];
+        let types: BTreeSet<&str> = responses["200"]["content"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            types,
+            BTreeSet::from(["application/json", "text/csv", "application/json-stat+json"]),
+            "{route}"
+        );
+        assert!(
+            responses["406"]["content"]["application/problem+json"].is_object(),
+            "{route}"
+        );
+    }
+}

@@ -1,6 +1,8 @@
 //! The log search as CSV (`GET /v1/log/export`), for the privacy officer's
 //! own records: every entry the search finds, in the audit policy's scope,
 //! and the export itself logged before its body is released (invariant 2).
+//! As Dutch spreadsheets open it ([`crate::spreadsheet`]: BOM, `;`); a list
+//! in a field (resources, subjects, fields, reasons) is space-separated.
 
 use axum::extract::State;
 use axum::http::header;
@@ -71,7 +73,7 @@ async fn csv_body(
     mut search: Search,
 ) -> Result<Vec<u8>, Problem> {
     let max = state.config.log.max_export_rows;
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = crate::spreadsheet::writer();
     w.write_record(CSV_HEADER).map_err(anyhow::Error::from)?;
     search.limit = EXPORT_PAGE;
     let mut rows = 0u64;
