@@ -156,6 +156,11 @@ pub struct AuthConfig {
     /// How long a partner registry lookup is cached, in seconds. A suspension
     /// takes effect within this time on every instance.
     pub partner_cache_secs: u64,
+    /// Lifetime of a token from the token endpoint, in seconds (5–3600).
+    pub client_token_ttl_secs: u64,
+    /// The gateway's URL as partner systems reach it (the token endpoint's
+    /// audience and metadata). Default: `https://` and `http.listen`.
+    pub public_url: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -170,6 +175,8 @@ impl Default for AuthConfig {
             leeway_secs: 30,
             max_token_ttl_secs: 30 * 24 * 3600,
             partner_cache_secs: 5,
+            client_token_ttl_secs: 600,
+            public_url: None,
         }
     }
 }
@@ -398,6 +405,14 @@ fn is_setting(key: &str) -> bool {
 }
 
 impl Config {
+    /// The gateway's URL as partner systems reach it, without a trailing `/`.
+    pub fn public_url(&self) -> String {
+        match &self.auth.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("https://{}", self.http.listen),
+        }
+    }
+
     pub fn load(o: &Overrides) -> anyhow::Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = &o.config_file {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::auth::token::{self, TokenRequest};
 use crate::config::{Cadence, Config};
 use crate::keys::{KeyStore, TOKEN_ISSUER, write_secret};
+use crate::model::client::{Client, Credential};
 use crate::partners::{Partner, PartnerStatus};
 use crate::phenomena::catalogue::Dimension;
 use crate::phenomena::tables::Categories;
@@ -150,15 +151,16 @@ pub async fn init(cfg: &Config, db: &Db, policy_data: &serde_json::Value) -> any
     let pki = DevPki::ensure(dir)?;
     let tokens = dir.join("demo/tokens");
     std::fs::create_dir_all(&tokens)?;
-    for (id, name, kind, member, roles) in PARTNERS {
-        let cert = pki.ensure_client(dir, id)?;
+    for (n, (id, name, kind, member, roles)) in PARTNERS.iter().enumerate() {
+        let oin = demo_oin(n);
+        let cert = pki.ensure_client(dir, id, Some(&oin))?;
         let fingerprint = cert.fingerprint;
         let partner = Partner {
             id: (*id).into(),
             display_name: (*name).into(),
             kind: (*kind).into(),
             member: *member,
-            oin: None,
+            oin: Some(oin),
             roles: roles.iter().map(|r| (*r).to_string()).collect(),
             cert_fingerprints: vec![hex::encode(fingerprint)],
             status: PartnerStatus::Active,
@@ -167,7 +169,29 @@ pub async fn init(cfg: &Config, db: &Db, policy_data: &serde_json::Value) -> any
             && let Some(old) = cert.replaced
         {
             renew_fingerprint(db, id, &hex::encode(old), &hex::encode(fingerprint)).await?;
+            db.renew_client_fingerprint(
+                &demo_client(id),
+                &hex::encode(old),
+                &hex::encode(fingerprint),
+            )
+            .await?;
         }
+        // Its system: tokens from the token endpoint with the client
+        // certificate, for every role but the privacy officer's (a person).
+        let client = Client {
+            id: demo_client(id),
+            partner: (*id).into(),
+            roles: roles
+                .iter()
+                .filter(|r| **r != "fg")
+                .map(|r| (*r).to_string())
+                .collect(),
+            auth: Credential::SelfSignedTlsClientAuth {
+                cert_fingerprint: hex::encode(fingerprint),
+            },
+            status: PartnerStatus::Active,
+        };
+        db.insert_client(&client).await?;
         for role in *roles {
             let req = TokenRequest {
                 partner: id,
@@ -242,6 +266,17 @@ fn demo_contribution(catalogue: &Catalogue, last: (i32, u8), i: usize) -> Contri
             victim_groups: vec![pick(VictimGroup, i % 3)],
         },
     }
+}
+
+/// The demo partners' OINs: fictitious (`00000099…`), 20 digits as real
+/// OINs, carried in the subject of their demo client certificates.
+pub fn demo_oin(n: usize) -> String {
+    format!("00000099{:09}000", n + 1)
+}
+
+/// The client id of a demo partner's system at the token endpoint.
+pub fn demo_client(partner: &str) -> String {
+    format!("{partner}-systeem")
 }
 
 /// A demo partner whose client certificate was issued anew: the new

@@ -14,18 +14,116 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::config::Config;
 use crate::keys::{write_public, write_secret};
 
-/// SHA-256 of the DER client certificate presented on this connection, if any.
-/// Inserted into every request of the connection; `auth` binds it to the token.
+/// The client certificate presented on this connection, if any: its
+/// SHA-256 fingerprint and, when its subject carries one, the OIN in its
+/// `serialNumber` (as PKIoverheid organisation certificates do). Inserted
+/// into every request of the connection; `auth` binds tokens to the
+/// fingerprint, the token endpoint matches clients by either. The OIN is
+/// only as trustworthy as the CA that verified the certificate: without
+/// `tls.client_ca` any certificate is accepted (RFC 8705 self-signed
+/// client authentication) and only the fingerprint counts.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ClientCertificate(pub Option<[u8; 32]>);
+pub struct ClientCertificate {
+    pub fingerprint: Option<[u8; 32]>,
+    pub oin: Option<Oin>,
+}
+
+/// An OIN: 20 ASCII digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Oin([u8; 20]);
+
+impl Oin {
+    pub fn parse(s: &str) -> Option<Self> {
+        crate::model::client::is_oin(s).then(|| Self(s.as_bytes().try_into().expect("20 bytes")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("digits")
+    }
+}
 
 impl ClientCertificate {
     pub fn of(conn: &rustls::ServerConnection) -> Self {
-        Self(
-            conn.peer_certificates()
-                .and_then(|c| c.first())
-                .map(|leaf| fingerprint(leaf)),
+        match conn.peer_certificates().and_then(|c| c.first()) {
+            Some(leaf) => Self {
+                fingerprint: Some(fingerprint(leaf)),
+                oin: subject_oin(leaf),
+            },
+            None => Self::default(),
+        }
+    }
+}
+
+/// The OIN in a certificate subject's `serialNumber` (OID 2.5.4.5), if it
+/// is one.
+pub fn subject_oin(der: &[u8]) -> Option<Oin> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let attr = cert
+        .subject()
+        .iter_by_oid(&x509_parser::oid_registry::OID_X509_SERIALNUMBER)
+        .next()?;
+    Oin::parse(attr.as_str().ok()?)
+}
+
+/// Without a client CA: any certificate a client offers is taken (and
+/// none required), its possession of the key proven by the handshake —
+/// RFC 8705's self-signed client authentication. What it is worth is
+/// decided above TLS, by its fingerprint.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::server::danger::ClientCertVerifier for AnyCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
         )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -104,7 +202,7 @@ fn build(
             }
             builder.with_client_cert_verifier(verifier.build()?)
         }
-        None => builder.with_no_client_auth(),
+        None => builder.with_client_cert_verifier(Arc::new(AnyCertificate(provider))),
     };
     let mut config = builder
         .with_single_cert(certs, key)
@@ -160,7 +258,7 @@ impl DevPki {
                 &dir.join("tls/server.key"),
                 "ketenpoort",
                 sans,
-                false,
+                None,
             )?;
         }
         Ok(pki)
@@ -169,10 +267,21 @@ impl DevPki {
     /// Issues a client certificate for `partner` unless one exists that
     /// lasts; returns the SHA-256 fingerprint of the certificate on disk,
     /// and of the one it replaced, if it replaced one.
-    pub fn ensure_client(&self, dir: &Path, partner: &str) -> anyhow::Result<ClientCert> {
+    pub fn ensure_client(
+        &self,
+        dir: &Path,
+        partner: &str,
+        oin: Option<&str>,
+    ) -> anyhow::Result<ClientCert> {
         let cert = dir.join(format!("demo/clients/{partner}.pem"));
         let mut replaced = None;
-        if !self.lasts(&cert, true) {
+        let carries = |path: &Path| {
+            CertificateDer::from_pem_file(path)
+                .ok()
+                .map(|c| subject_oin(&c).map(|o| o.as_str().to_owned()))
+                == Some(oin.map(str::to_owned))
+        };
+        if !self.lasts(&cert, true) || !carries(&cert) {
             replaced = CertificateDer::from_pem_file(&cert)
                 .ok()
                 .map(|c| fingerprint(&c));
@@ -181,7 +290,7 @@ impl DevPki {
                 &dir.join(format!("demo/clients/{partner}.key")),
                 partner,
                 vec![],
-                true,
+                Some(oin),
             )?;
         }
         Ok(ClientCert {
@@ -226,7 +335,8 @@ impl DevPki {
         key: &Path,
         cn: &str,
         sans: Vec<String>,
-        client: bool,
+        // A client certificate, with the OIN its subject carries, if any.
+        client: Option<Option<&str>>,
     ) -> anyhow::Result<()> {
         let mut params = rcgen::CertificateParams::new(sans)?;
         params
@@ -235,7 +345,14 @@ impl DevPki {
         params
             .distinguished_name
             .push(rcgen::DnType::OrganizationName, "ketenpoort demo");
-        params.extended_key_usages = vec![if client {
+        if let Some(Some(oin)) = client {
+            // serialNumber (2.5.4.5), where PKIoverheid certificates carry the OIN.
+            params.distinguished_name.push(
+                rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
+                rcgen::DnValue::PrintableString(oin.try_into()?),
+            );
+        }
+        params.extended_key_usages = vec![if client.is_some() {
             rcgen::ExtendedKeyUsagePurpose::ClientAuth
         } else {
             rcgen::ExtendedKeyUsagePurpose::ServerAuth

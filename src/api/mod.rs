@@ -11,6 +11,7 @@ pub mod idempotency;
 mod inbox;
 mod log;
 pub mod middleware;
+mod oauth;
 mod page;
 mod phenomena;
 mod publication;
@@ -124,6 +125,7 @@ impl FromRef<AppState> for Boundary {
         (name = "signals", description = "Submit, read, list and refer signals (covenant members only)"),
         (name = "inbox", description = "Referred signals for the recipient (covenant members only)"),
         (name = "decisions", description = "Dry runs of the covenant policy (covenant members only)"),
+        (name = "oauth", description = "Tokens for partner systems: OAuth 2.0 client credentials with a TLS client certificate or a signed assertion"),
         (name = "phenomena", description = "Phenomenon tables under disclosure control: the catalogue and its releases (every partner, the RIEC included)")
     )
 )]
@@ -138,10 +140,23 @@ impl utoipa::Modify for BearerAuth {
             .scheme(HttpAuthScheme::Bearer)
             .bearer_format("JWT")
             .build();
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        // The token endpoint's client authentication: a TLS client
+        // certificate (RFC 8705), or a signed assertion in the form
+        // (RFC 7523 private_key_jwt), which OpenAPI has no scheme for.
+        components.add_security_scheme(
+            "mutualTLS",
+            SecurityScheme::MutualTls {
+                description: Some(
+                    "A client certificate registered for a partner system (`ketenpoort client add`); \
+                     alternatively a private_key_jwt assertion in the form"
+                        .into(),
+                ),
+                deprecated: None,
+                extensions: None,
+            },
+        );
     }
 }
 
@@ -159,6 +174,9 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     let public = OpenApiRouter::new()
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
+        // Partner systems get their tokens here: before any token.
+        .routes(routes!(oauth::token))
+        .routes(routes!(oauth::metadata))
         .routes((schemas, paths, document));
     // The only routes a non-member reaches (the RIEC boundary, layer 2):
     // its own identity, the log's hashes and its own aggregate entries (the
@@ -228,6 +246,9 @@ async fn method_not_allowed() -> axum::response::Response {
 /// The base path of the partner API: the document's server, with the major
 /// version in it (API Design Rules, `/core/uri-version`).
 const BASE_PATH: &str = "/v1";
+
+/// Where RFC 8615 well-known URIs live.
+const WELL_KNOWN: &str = "/.well-known";
 
 /// The OpenAPI document as served, as the Dutch API Design Rules (the
 /// Logius `nlgov` ruleset) ask it, from what the handlers' annotations say:
@@ -404,6 +425,16 @@ fn finish_document(
         match path.strip_prefix(BASE_PATH) {
             Some(rest) if rest.starts_with('/') => {
                 paths.insert(rest.to_owned(), item);
+            }
+            // RFC 8615 well-known URIs (the token endpoint's RFC 8414
+            // metadata): their server is `/.well-known`, so the path keys
+            // stay kebab-case as the rules ask.
+            _ if path.starts_with(WELL_KNOWN) => {
+                item["servers"] = json!([{
+                    "url": WELL_KNOWN,
+                    "description": "Well-known URIs (RFC 8615), outside the versioned API"
+                }]);
+                paths.insert(path[WELL_KNOWN.len()..].to_owned(), item);
             }
             _ => {
                 item["servers"] = json!([{

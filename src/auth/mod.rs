@@ -3,6 +3,7 @@
 //! A refusal after the token verified and named a registered partner is a
 //! `deny` entry in the disclosure log, under the token's partner and role.
 
+pub mod client_credentials;
 pub mod rate_limit;
 pub mod token;
 
@@ -149,7 +150,7 @@ impl Authenticator {
         let cert = parts
             .extensions
             .get::<ClientCertificate>()
-            .and_then(|c| c.0);
+            .and_then(|c| c.fingerprint);
         if let Some(x5t) = bound {
             // RFC 8705: a bound token is only valid with the certificate it names.
             let presented =
@@ -170,6 +171,20 @@ impl Authenticator {
                     "client-certificate-not-registered",
                     "the client certificate is not registered for the token's partner",
                 ));
+            }
+            // A partner registered with an OIN: the certificate (verified
+            // against tls.client_ca) must name that OIN in its subject.
+            if let Some(oin) = &p.partner.oin {
+                let presented = parts
+                    .extensions
+                    .get::<ClientCertificate>()
+                    .and_then(|c| c.oin);
+                if presented.as_ref().map(|o| o.as_str()) != Some(oin.as_str()) {
+                    return Err(Problem::forbidden(
+                        "client-certificate-oin-mismatch",
+                        "the client certificate does not carry the OIN registered for the token's partner",
+                    ));
+                }
             }
         }
         Ok(())

@@ -1,8 +1,9 @@
-//! The command line: `serve`, `migrate`, `partner`, `token`, `log`, `keys`,
+//! The command line: `serve`, `migrate`, `partner`, `client`, `token`, `log`, `keys`,
 //! `policy`, `retention`, `phenomena`. This module holds the clap types
 //! shared by every subcommand and the dispatch; each subcommand's arguments
 //! and body live in a file of their own.
 
+mod client;
 mod keys;
 mod log;
 mod migrate;
@@ -21,6 +22,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
 use crate::store::Db;
+use client::ClientCommand;
 use keys::KeysCommand;
 use log::LogCommand;
 use partner::PartnerCommand;
@@ -86,6 +88,11 @@ enum Command {
     Partner {
         #[command(subcommand)]
         action: PartnerCommand,
+    },
+    /// Partner systems that get their own tokens at the token endpoint.
+    Client {
+        #[command(subcommand)]
+        action: ClientCommand,
     },
     /// Bearer tokens.
     Token {
@@ -157,6 +164,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => serve::run(&common, listen, demo).await,
         Command::Migrate { common } => migrate::run(&common).await,
         Command::Partner { action } => partner::run(action).await,
+        Command::Client { action } => client::run(action).await,
         Command::Token { action } => token::run(action).await,
         Command::Log { action } => log::run(action).await,
         Command::Keys { action } => keys::run(action).await,

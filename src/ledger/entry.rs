@@ -77,6 +77,9 @@ pub enum LogAction {
     AuditQuery,
     /// Refused at the boundary before any handler ran.
     Deny,
+    /// A token issued to a partner system at the token endpoint (or
+    /// refused to a registered one).
+    IssueToken,
 }
 
 /// The log's name for what was attempted: the policy's action, or `deny`
@@ -97,7 +100,7 @@ impl From<crate::policy::Action> for LogAction {
 }
 
 impl LogAction {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Submit,
         Self::Read,
         Self::List,
@@ -106,6 +109,7 @@ impl LogAction {
         Self::ReleaseAggregate,
         Self::AuditQuery,
         Self::Deny,
+        Self::IssueToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +122,7 @@ impl LogAction {
             Self::ReleaseAggregate => "release-aggregate",
             Self::AuditQuery => "audit-query",
             Self::Deny => "deny",
+            Self::IssueToken => "issue-token",
         }
     }
 

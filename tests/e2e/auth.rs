@@ -552,8 +552,9 @@ async fn client_certificates() {
 
 #[tokio::test]
 async fn bound_token_without_client_ca() {
-    // Without `tls.client_ca` the server asks for no certificate, so a token
-    // bound to one can never be satisfied: it fails closed.
+    // Without `tls.client_ca` the server takes any certificate a client
+    // offers (RFC 8705 self-signed client authentication): a token bound to
+    // one works with that certificate only, and without one fails closed.
     let server = Server::start(Opts::new()).await;
     let pem = server.dir().join("demo/clients/assen.pem");
     let bound = server.issue(&[
@@ -565,14 +566,20 @@ async fn bound_token_without_client_ca() {
         pem.to_str().unwrap(),
     ]);
     refused(&server, &bound, 401, "token-certificate-mismatch").await;
-    let res = server
-        .client_with_cert("assen")
-        .get(server.url(ME))
-        .bearer_auth(&bound)
-        .send()
-        .await
-        .unwrap();
-    problem(res, 401, Some("token-certificate-mismatch")).await;
+    let with = |partner: &str| {
+        server
+            .client_with_cert(partner)
+            .get(server.url(ME))
+            .bearer_auth(&bound)
+            .send()
+    };
+    assert_eq!(with("assen").await.unwrap().status(), 200);
+    problem(
+        with("emmen").await.unwrap(),
+        401,
+        Some("token-certificate-mismatch"),
+    )
+    .await;
 }
 
 #[tokio::test]
