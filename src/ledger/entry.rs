@@ -77,6 +77,12 @@ pub enum LogAction {
     AuditQuery,
     /// Refused at the boundary before any handler ran.
     Deny,
+    Assess,
+    Correct,
+    History,
+    Transition,
+    Track,
+    Feedback,
 }
 
 /// The log's name for what was attempted: the policy's action, or `deny`
@@ -92,12 +98,18 @@ impl From<crate::policy::Action> for LogAction {
             Action::Deliver => Self::Deliver,
             Action::AuditQuery => Self::AuditQuery,
             Action::ReleaseAggregate => Self::ReleaseAggregate,
+            Action::Assess => Self::Assess,
+            Action::Correct => Self::Correct,
+            Action::History => Self::History,
+            Action::Transition => Self::Transition,
+            Action::Track => Self::Track,
+            Action::Feedback => Self::Feedback,
         }
     }
 }
 
 impl LogAction {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 14] = [
         Self::Submit,
         Self::Read,
         Self::List,
@@ -106,6 +118,12 @@ impl LogAction {
         Self::ReleaseAggregate,
         Self::AuditQuery,
         Self::Deny,
+        Self::Assess,
+        Self::Correct,
+        Self::History,
+        Self::Transition,
+        Self::Track,
+        Self::Feedback,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +136,12 @@ impl LogAction {
             Self::ReleaseAggregate => "release-aggregate",
             Self::AuditQuery => "audit-query",
             Self::Deny => "deny",
+            Self::Assess => "assess",
+            Self::Correct => "correct",
+            Self::History => "history",
+            Self::Transition => "transition",
+            Self::Track => "track",
+            Self::Feedback => "feedback",
         }
     }
 

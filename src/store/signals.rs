@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{Db, WriteTx};
-use crate::model::signal::Facts;
+use crate::model::signal::{Facts, ReferralFeedback, Transition};
 use crate::policy::model::ReferralFact;
 
 /// A signal row: plaintext facts, the sealed body and its wrapped key.
@@ -48,7 +48,7 @@ pub struct SignalFilter {
 }
 
 const SIGNAL_COLUMNS: &str = "s.id, s.reporter, s.municipality, s.forms, s.date_received, s.victim_minor, \
-     s.domestic_setting, s.status, s.created_at, s.body, k.kek_id, k.wrapped";
+     s.domestic_setting, s.status, s.created_at, s.version, s.closing_reason, s.body, k.kek_id, k.wrapped";
 
 fn signal_from_row(r: &sqlx::any::AnyRow) -> Result<StoredSignal, sqlx::Error> {
     let forms: String = r.try_get("forms")?;
@@ -63,6 +63,8 @@ fn signal_from_row(r: &sqlx::any::AnyRow) -> Result<StoredSignal, sqlx::Error> {
             domestic_setting: r.try_get::<i64, _>("domestic_setting")? != 0,
             status: r.try_get("status")?,
             created_at: r.try_get("created_at")?,
+            version: r.try_get("version")?,
+            closing_reason: r.try_get("closing_reason")?,
         },
         body: r.try_get("body")?,
         kek_id: r.try_get("kek_id")?,
@@ -116,13 +118,124 @@ impl WriteTx {
         .bind(super::now_millis())
         .execute(self.conn())
         .await?;
-        sqlx::query("UPDATE signals SET status = $1 WHERE id = $2 AND status = $3")
+        let moved = sqlx::query("UPDATE signals SET status = $1 WHERE id = $2 AND status = $3")
             .bind(crate::model::signal::STATUS_REFERRED)
             .bind(&r.signal_id)
             .bind(crate::model::signal::STATUS_NEW)
             .execute(self.conn())
             .await?;
+        if moved.rows_affected() == 1 {
+            // The move is in the status history like every other; the
+            // batch holds the log head, so the next seq is this one's.
+            let seq: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM signal_transitions WHERE signal_id = $1",
+            )
+            .bind(&r.signal_id)
+            .fetch_one(self.conn())
+            .await?;
+            self.insert_transition(
+                &r.signal_id,
+                &Transition {
+                    seq,
+                    from: crate::model::signal::STATUS_NEW.into(),
+                    to: crate::model::signal::STATUS_REFERRED.into(),
+                    reason: None,
+                    actor: r.referred_by.clone(),
+                    at: super::now_millis(),
+                },
+            )
+            .await?;
+        }
         Ok(())
+    }
+
+    /// Records a move of the signal's status and makes it the signal's
+    /// status (and closing reason). A move with a `seq` taken already (a
+    /// concurrent move from the same state) is a unique violation.
+    pub async fn insert_transition(
+        &mut self,
+        signal_id: &str,
+        t: &Transition,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO signal_transitions (signal_id, seq, from_status, to_status, reason, actor, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(signal_id)
+        .bind(t.seq)
+        .bind(&t.from)
+        .bind(&t.to)
+        .bind(&t.reason)
+        .bind(&t.actor)
+        .bind(t.at)
+        .execute(self.conn())
+        .await?;
+        sqlx::query("UPDATE signals SET status = $1, closing_reason = $2 WHERE id = $3")
+            .bind(&t.to)
+            .bind(&t.reason)
+            .bind(signal_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a new version of a signal: the body of version `f.version - 1`
+    /// (`previous`, sealed as it was) is kept in `signal_versions`, the
+    /// signal gets `body` and the facts read from it. A concurrent change of
+    /// the same version is a unique violation (the kept version's key).
+    pub async fn revise_signal(
+        &mut self,
+        f: &Facts,
+        previous: &[u8],
+        body: &[u8],
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO signal_versions (signal_id, version, body, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&f.id)
+        .bind(f.version - 1)
+        .bind(previous)
+        .bind(super::now_millis())
+        .execute(self.conn())
+        .await?;
+        sqlx::query(
+            "UPDATE signals SET body = $1, version = $2, municipality = $3, forms = $4, date_received = $5, \
+             victim_minor = $6, domestic_setting = $7 WHERE id = $8 AND version = $9",
+        )
+        .bind(body)
+        .bind(f.version)
+        .bind(&f.municipality)
+        .bind(serde_json::to_string(&f.forms).expect("json"))
+        .bind(&f.date_received)
+        .bind(i64::from(f.victim_minor))
+        .bind(i64::from(f.domestic_setting))
+        .bind(&f.id)
+        .bind(f.version - 1)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// A recipient's feedback on its referral (signal, recipient, purpose):
+    /// false if there is no such referral.
+    pub async fn set_feedback(
+        &mut self,
+        signal_id: &str,
+        recipient: &str,
+        purpose: &str,
+        code: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let res = sqlx::query(
+            "UPDATE referrals SET feedback = $1, feedback_at = $2 WHERE signal_id = $3 AND recipient = $4 AND purpose = $5",
+        )
+        .bind(code)
+        .bind(super::now_millis())
+        .bind(signal_id)
+        .bind(recipient)
+        .bind(purpose)
+        .execute(self.conn())
+        .await?;
+        Ok(res.rows_affected() == 1)
     }
 
     /// The recipient's copy of a referred signal (`body` sealed under the
@@ -176,6 +289,8 @@ impl WriteTx {
              (SELECT 1 FROM phenomenon_contributions c WHERE c.record_key_id = record_keys.id)",
             "UPDATE record_keys SET signal_id = NULL WHERE signal_id = $1",
             "DELETE FROM inbox WHERE signal_id = $1",
+            "DELETE FROM signal_versions WHERE signal_id = $1",
+            "DELETE FROM signal_transitions WHERE signal_id = $1",
             "DELETE FROM referrals WHERE signal_id = $1",
             "DELETE FROM signals WHERE id = $1",
         ] {
@@ -363,6 +478,77 @@ impl Db {
 }
 
 impl Db {
+    /// A signal's status history, oldest first.
+    pub async fn transitions(&self, signal_id: &str) -> Result<Vec<Transition>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT seq, from_status, to_status, reason, actor, created_at FROM signal_transitions \
+             WHERE signal_id = $1 ORDER BY seq",
+        )
+        .bind(signal_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Transition {
+                    seq: r.try_get("seq")?,
+                    from: r.try_get("from_status")?,
+                    to: r.try_get("to_status")?,
+                    reason: r.try_get("reason")?,
+                    actor: r.try_get("actor")?,
+                    at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A signal's referrals with their recipients' feedback.
+    pub async fn referral_feedback(
+        &self,
+        signal_id: &str,
+    ) -> Result<Vec<ReferralFeedback>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT recipient, purpose, feedback, feedback_at FROM referrals WHERE signal_id = $1 ORDER BY created_at, id",
+        )
+        .bind(signal_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReferralFeedback {
+                    recipient: r.try_get("recipient")?,
+                    purpose: r.try_get("purpose")?,
+                    feedback: r.try_get("feedback")?,
+                    feedback_at: r.try_get("feedback_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The sealed body of an earlier version of a signal.
+    pub async fn signal_version(
+        &self,
+        signal_id: &str,
+        version: i64,
+    ) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        sqlx::query_scalar("SELECT body FROM signal_versions WHERE signal_id = $1 AND version = $2")
+            .bind(signal_id)
+            .bind(version)
+            .fetch_optional(self.pool())
+            .await
+    }
+
+    /// How many signals there are per status (the ZVHD's monitoring).
+    pub async fn status_counts(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM signals GROUP BY status ORDER BY status",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .collect()
+    }
+
     /// Referrals of several signals at once (for lists), by signal id.
     pub async fn referrals_of(
         &self,
