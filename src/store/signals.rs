@@ -537,18 +537,6 @@ impl Db {
             .await
     }
 
-    /// How many signals there are per status (the ZVHD's monitoring).
-    pub async fn status_counts(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT status, COUNT(*) AS n FROM signals GROUP BY status ORDER BY status",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
-            .collect()
-    }
-
     /// Referrals of several signals at once (for lists), by signal id.
     pub async fn referrals_of(
         &self,

@@ -28,6 +28,7 @@ mod deploy;
 mod faults;
 mod http;
 mod ledger;
+mod lifecycle;
 mod oracle;
 mod phenomena;
 mod policy;
