@@ -231,7 +231,7 @@ mod tests {
     fn a_merge_patch_is_validated_after_merging() {
         let current = validate(json!({
             "municipality": "assen", "dateReceived": "2026-03-01", "forms": ["onbekend"],
-            "victims": [{"name": "A", "dateOfBirth": "2010-01-01"}]
+            "urgency": "normaal", "victims": [{"name": "A", "dateOfBirth": "2010-01-01"}]
         }))
         .unwrap();
         assert_eq!(current["victims"][0]["minor"], true);

@@ -24,6 +24,14 @@ fn regisseur(server: &Server) -> Role<'_> {
     Role::of(server, "zvhd", "ketenregisseur")
 }
 
+/// A body of `examples/` (the README's walk-through uses them).
+fn example(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 fn etag(res: &Response) -> String {
     header(res, "etag").unwrap_or_else(|| panic!("a {} without ETag", res.status()))
 }
@@ -119,7 +127,10 @@ async fn the_meldroute_runs_from_an_unknown_form_to_closed() {
         // The assessment: version 1 → 2, conditional on the version read.
         let res = regisseur(&server).read(&id, "drieluik").await;
         assert_eq!(etag(&res), "\"v1\"");
-        let patch = json!({"forms": [form], "sector": "overig"});
+        let patch = match form {
+            "arbeid" => example("assessment.json"),
+            _ => json!({"forms": [form], "sector": "overig"}),
+        };
         let res = regisseur(&server)
             .change(&id, "drieluik", &patch, Some("\"v1\""))
             .await;
@@ -128,7 +139,7 @@ async fn the_meldroute_runs_from_an_unknown_form_to_closed() {
         let v2 = ok_json(res, 200).await;
         assert_eq!(
             (&v2["forms"], &v2["sector"]),
-            (&json!([form]), &json!("overig"))
+            (&json!([form]), &patch["sector"])
         );
         assert_eq!(v2["victims"][0]["name"], body["victims"][0]["name"]);
         let e = entry_of(&server, &rid).await;
@@ -162,7 +173,14 @@ async fn the_meldroute_runs_from_an_unknown_form_to_closed() {
         );
 
         // The recipient reports back; the ZVHD sees it, logged both ways.
-        let res = partner.report_back(&id, "opsporing", "in-onderzoek").await;
+        assert_eq!(example("feedback.json")["status"], "in-onderzoek");
+        let res = partner
+            .post(
+                &format!("/v1/signals/{id}/feedback"),
+                "opsporing",
+                &example("feedback.json"),
+            )
+            .await;
         let rid = request_id(&res);
         ok_json(res, 201).await;
         let e = entry_of(&server, &rid).await;
@@ -193,8 +211,16 @@ async fn the_meldroute_runs_from_an_unknown_form_to_closed() {
         );
 
         // The ZVHD closes it; the entry names the move, never content.
+        assert_eq!(
+            example("transition.json"),
+            json!({"to": "afgesloten", "reason": "doorgezet"})
+        );
         let res = regisseur(&server)
-            .transition(&id, "afgesloten", Some("doorgezet"))
+            .post(
+                &format!("/v1/signals/{id}/transitions"),
+                "drieluik",
+                &example("transition.json"),
+            )
             .await;
         let rid = request_id(&res);
         let moved = ok_json(res, 201).await;
@@ -382,12 +408,12 @@ async fn the_reporter_corrects_its_own_signal_while_it_is_new() {
     problem(res, 415, None).await;
 
     let res = me
-        .change(&id, "signalering", &json!({"urgency": "normaal"}), None)
+        .change(&id, "signalering", &example("correction.json"), None)
         .await;
     assert_eq!(etag(&res), "\"v2\"");
     let rid = request_id(&res);
     let v2 = ok_json(res, 200).await;
-    assert_eq!(v2["urgency"], "normaal");
+    assert_eq!(v2["urgency"], "spoed");
     assert_eq!(entry_of(&server, &rid).await["action"], "correct");
 
     // A schema break: pointers, no values, nothing stored.
