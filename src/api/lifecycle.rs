@@ -10,10 +10,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{self, MergePatch};
+use super::extract::{self, MergePatch, Query};
+use super::page::PageLog;
 use super::purpose::{Exchange, PurposeHeader};
 use super::signals::{open_record, parse_id};
 use crate::ledger::Disclosed;
@@ -23,6 +25,7 @@ use crate::policy::model::{Scope, TransitionInput};
 use crate::problem::Problem;
 use crate::projection::project;
 use crate::signals::{self, Vault};
+use crate::store::signals::SignalFilter;
 
 /// The purpose a reporter corrects under; any other purpose of a `PATCH`
 /// is an assessment.
@@ -366,4 +369,105 @@ pub async fn feedback(
         status: req.status,
     };
     Ok(receipt.disclose((StatusCode::CREATED, Json(recorded))))
+}
+
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CountParams {
+    municipality: Option<String>,
+    /// Exploitation form.
+    form: Option<String>,
+    /// Received on or after (YYYY-MM-DD).
+    received_from: Option<String>,
+    /// Received on or before (YYYY-MM-DD).
+    received_to: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusCount {
+    status: String,
+    count: u64,
+}
+
+/// How many signals the caller may follow are in each status.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusCounts {
+    /// Every status of the state machine, zeros included, in its order.
+    counts: Vec<StatusCount>,
+    total: u64,
+}
+
+/// The number of signals per status (the ZVHD's monitoring of the
+/// overview lists; a municipality gets its own reports' counts), filtered
+/// by municipality, form and date received. A signal counts when the caller
+/// may follow it (`track`); the one log entry names every signal counted.
+#[utoipa::path(get, path = "/v1/signals/counts", tag = "signals", operation_id = "count_signals", security(("bearer" = [])),
+    params(CountParams, PurposeHeader),
+    responses((status = 200, body = StatusCounts), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn counts(
+    State(state): State<AppState>,
+    exchange: Exchange,
+    Query(params): Query<CountParams>,
+) -> Result<Disclosed<Json<StatusCounts>>, Problem> {
+    exchange.known_purpose(Action::Track).await?;
+    let filter = params.filter()?;
+    let policies = state.policy.current();
+    let mut counts: Vec<StatusCount> = policies
+        .data()
+        .pointer("/covenant/lifecycle/statuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|s| StatusCount {
+            status: s.to_owned(),
+            count: 0,
+        })
+        .collect();
+    let mut page = PageLog::default();
+    for facts in state.db.signal_facts(&filter).await? {
+        // Following a signal needs no referral (the track grants are the
+        // reporter's own signals and all for the ZVHD): without its
+        // referrals a decision can only refuse more, never grant more.
+        let mut input = exchange.input(Action::Track);
+        input.signal = Some(facts.for_policy(Vec::new()));
+        let Some(granted) = exchange.decide_record(&input) else {
+            continue;
+        };
+        match counts.iter_mut().find(|c| c.status == facts.status) {
+            Some(c) => c.count += 1,
+            None => counts.push(StatusCount {
+                status: facts.status.clone(),
+                count: 1,
+            }),
+        }
+        page.disclosed(format!("signal:{}", facts.id), Vec::new(), granted);
+    }
+    let total = counts.iter().map(|c| c.count).sum();
+    let receipt = state
+        .ledger
+        .log(page.draft(&exchange, Action::Track))
+        .await?;
+    Ok(receipt.disclose(Json(StatusCounts { counts, total })))
+}
+
+impl CountParams {
+    fn filter(self) -> Result<SignalFilter, Problem> {
+        for (name, v) in [("municipality", &self.municipality), ("form", &self.form)] {
+            if v.as_deref().is_some_and(|v| !crate::partners::is_slug(v)) {
+                return Err(Problem::bad_request(format!("{name} must be a code")));
+            }
+        }
+        super::signals::date_param("receivedFrom", &self.received_from)?;
+        super::signals::date_param("receivedTo", &self.received_to)?;
+        Ok(SignalFilter {
+            municipality: self.municipality,
+            form: self.form,
+            received_from: self.received_from,
+            received_to: self.received_to,
+            ..SignalFilter::default()
+        })
+    }
 }

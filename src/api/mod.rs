@@ -185,6 +185,7 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(lifecycle::version))
         .routes(routes!(lifecycle::transition))
         .routes(routes!(lifecycle::track, lifecycle::feedback))
+        .routes(routes!(lifecycle::counts))
         .routes(routes!(inbox::list))
         .routes(routes!(inbox::ack))
         .routes(routes!(decisions::dry_run))

@@ -148,7 +148,7 @@ pub struct SignalPage {
     next_after: Option<String>,
 }
 
-fn date_param(name: &str, v: &Option<String>) -> Result<(), Problem> {
+pub(super) fn date_param(name: &str, v: &Option<String>) -> Result<(), Problem> {
     match v {
         Some(d)
             if time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))

@@ -34,7 +34,7 @@ pub struct StoredInboxItem {
     pub signal: StoredSignal,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SignalFilter {
     pub status: Option<String>,
     pub municipality: Option<String>,
@@ -51,24 +51,28 @@ const SIGNAL_COLUMNS: &str = "s.id, s.reporter, s.municipality, s.forms, s.date_
      s.domestic_setting, s.status, s.created_at, s.version, s.closing_reason, s.body, k.kek_id, k.wrapped";
 
 fn signal_from_row(r: &sqlx::any::AnyRow) -> Result<StoredSignal, sqlx::Error> {
-    let forms: String = r.try_get("forms")?;
     Ok(StoredSignal {
-        facts: Facts {
-            id: r.try_get("id")?,
-            reporter: r.try_get("reporter")?,
-            municipality: r.try_get("municipality")?,
-            forms: serde_json::from_str(&forms).map_err(|e| sqlx::Error::Decode(e.into()))?,
-            date_received: r.try_get("date_received")?,
-            victim_minor: r.try_get::<i64, _>("victim_minor")? != 0,
-            domestic_setting: r.try_get::<i64, _>("domestic_setting")? != 0,
-            status: r.try_get("status")?,
-            created_at: r.try_get("created_at")?,
-            version: r.try_get("version")?,
-            closing_reason: r.try_get("closing_reason")?,
-        },
+        facts: facts_from_row(r)?,
         body: r.try_get("body")?,
         kek_id: r.try_get("kek_id")?,
         wrapped: r.try_get("wrapped")?,
+    })
+}
+
+fn facts_from_row(r: &sqlx::any::AnyRow) -> Result<Facts, sqlx::Error> {
+    let forms: String = r.try_get("forms")?;
+    Ok(Facts {
+        id: r.try_get("id")?,
+        reporter: r.try_get("reporter")?,
+        municipality: r.try_get("municipality")?,
+        forms: serde_json::from_str(&forms).map_err(|e| sqlx::Error::Decode(e.into()))?,
+        date_received: r.try_get("date_received")?,
+        victim_minor: r.try_get::<i64, _>("victim_minor")? != 0,
+        domestic_setting: r.try_get::<i64, _>("domestic_setting")? != 0,
+        status: r.try_get("status")?,
+        created_at: r.try_get("created_at")?,
+        version: r.try_get("version")?,
+        closing_reason: r.try_get("closing_reason")?,
     })
 }
 
@@ -339,28 +343,11 @@ impl Db {
     }
 
     pub async fn signals(&self, f: &SignalFilter) -> Result<Vec<StoredSignal>, sqlx::Error> {
-        let mut sql = format!(
+        let sql = format!(
             "SELECT {SIGNAL_COLUMNS} FROM signals s JOIN signal_keys k ON k.signal_id = s.id WHERE 1 = 1"
         );
-        let mut args = Vec::new();
-        for (clause, v) in [
-            (" AND s.status = ?", f.status.clone()),
-            (" AND s.municipality = ?", f.municipality.clone()),
-            (
-                " AND s.forms LIKE ?",
-                f.form.as_ref().map(|x| format!("%\"{x}\"%")),
-            ),
-            (" AND s.date_received >= ?", f.received_from.clone()),
-            (" AND s.date_received <= ?", f.received_to.clone()),
-            (" AND s.reporter = ?", f.reporter.clone()),
-            (" AND s.id > ?", f.after.clone()),
-        ] {
-            if let Some(v) = v {
-                args.push(v);
-                sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-            }
-        }
-        sql.push_str(&format!(" ORDER BY s.id LIMIT {}", f.limit));
+        let (sql, args) = filtered(sql, f);
+        let sql = format!("{sql} ORDER BY s.id LIMIT {}", f.limit);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for a in args {
             q = q.bind(a);
@@ -372,6 +359,54 @@ impl Db {
             .collect()
     }
 
+    /// The plaintext facts of every signal `f` selects (its `after` and
+    /// `limit` aside): no body, no key — what counting needs.
+    pub async fn signal_facts(&self, f: &SignalFilter) -> Result<Vec<Facts>, sqlx::Error> {
+        let sql = "SELECT s.id, s.reporter, s.municipality, s.forms, s.date_received, s.victim_minor, \
+             s.domestic_setting, s.status, s.created_at, s.version, s.closing_reason FROM signals s WHERE 1 = 1";
+        let (sql, args) = filtered(
+            sql.to_owned(),
+            &SignalFilter {
+                after: None,
+                ..f.clone()
+            },
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(a);
+        }
+        q.fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(facts_from_row)
+            .collect()
+    }
+}
+
+/// `sql` with the conditions of `f` (not its limit) and their arguments.
+fn filtered(mut sql: String, f: &SignalFilter) -> (String, Vec<String>) {
+    let mut args = Vec::new();
+    for (clause, v) in [
+        (" AND s.status = ?", f.status.clone()),
+        (" AND s.municipality = ?", f.municipality.clone()),
+        (
+            " AND s.forms LIKE ?",
+            f.form.as_ref().map(|x| format!("%\"{x}\"%")),
+        ),
+        (" AND s.date_received >= ?", f.received_from.clone()),
+        (" AND s.date_received <= ?", f.received_to.clone()),
+        (" AND s.reporter = ?", f.reporter.clone()),
+        (" AND s.id > ?", f.after.clone()),
+    ] {
+        if let Some(v) = v {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+        }
+    }
+    (sql, args)
+}
+
+impl Db {
     pub async fn inbox(
         &self,
         recipient: &str,

@@ -383,6 +383,65 @@ async fn transitions_follow_the_state_machine_and_refusals_change_nothing() {
     )
     .await;
     assert_eq!(other["items"], json!([]), "another municipality's list");
+
+    // The counts per status: every status, zeros included; the ZVHD counts
+    // all (filtered), a municipality its own; each count is logged.
+    let (assen, _) = full_signal("assen", &["arbeid"], false, false);
+    let second = submit(&server, "assen", "aandachtfunctionaris-sociaal", &assen).await;
+    let count_of = |v: &Value, status: &str| {
+        v["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["status"] == status)
+            .map(|c| c["count"].as_u64().unwrap())
+    };
+    let res = zvhd.get("/v1/signals/counts", "drieluik").await;
+    let rid = request_id(&res);
+    let all = ok_json(res, 200).await;
+    assert_eq!(all["total"], 2, "{all}");
+    assert_eq!(
+        (
+            count_of(&all, "afgesloten"),
+            count_of(&all, "nieuw"),
+            count_of(&all, "drieluik")
+        ),
+        (Some(1), Some(1), Some(0))
+    );
+    let e = entry_of(&server, &rid).await;
+    assert_eq!(
+        (e["action"].as_str(), e["fields"].clone()),
+        (Some("track"), json!(["status"]))
+    );
+    assert_eq!(
+        strings(&e["resources"]).collect::<BTreeSet<_>>(),
+        BTreeSet::from([format!("signal:{id}"), format!("signal:{second}")])
+    );
+    let emmen = ok_json(
+        zvhd.get("/v1/signals/counts?municipality=emmen", "drieluik")
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (emmen["total"].as_u64(), count_of(&emmen, "afgesloten")),
+        (Some(1), Some(1))
+    );
+    let own = ok_json(
+        Role::of(&server, "assen", "aandachtfunctionaris-veiligheid")
+            .get("/v1/signals/counts", "signalering")
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (own["total"].as_u64(), count_of(&own, "nieuw")),
+        (Some(1), Some(1))
+    );
+    let res = zvhd
+        .get("/v1/signals/counts?receivedFrom=gisteren", "drieluik")
+        .await;
+    problem(res, 400, None).await;
 }
 
 /// The reporter corrects its own signal while it is new (a new version);
