@@ -775,3 +775,39 @@ async fn feedback_is_the_recipients_own_and_uses_known_codes() {
         .await;
     refused(&server, res, "not-own-report", "track").await;
 }
+
+/// An assessment after the signal counted for the phenomenon tables leaves
+/// its contribution as it was recorded at the referral to the RIEC: a
+/// published cell never changes.
+#[tokio::test]
+async fn an_assessment_leaves_a_recorded_contribution_as_it_was() {
+    let server = Server::start(Opts::new()).await;
+    let (body, _) = full_signal("emmen", &["onbekend"], false, false);
+    let id = submit(&server, REPORTER.0, REPORTER.1, &body).await;
+    let zvhd = regisseur(&server);
+    ok_json(zvhd.refer(&id, "riec", FEN).await, 201).await;
+    let contribution = || async {
+        let db = pool(server.data()).await;
+        let forms: String = sqlx::query_scalar(
+            "SELECT c.forms FROM phenomenon_contributions c \
+             JOIN record_keys k ON k.id = c.record_key_id WHERE k.signal_id = $1",
+        )
+        .bind(&id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        db.close().await;
+        forms
+    };
+    assert_eq!(contribution().await, r#"["onbekend"]"#);
+    ok_json(
+        zvhd.change(&id, "drieluik", &example("assessment.json"), Some("\"v1\""))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(contribution().await, r#"["onbekend"]"#);
+    // A second referral to the RIEC is the same referral: 409, no recount.
+    problem(zvhd.refer(&id, "riec", FEN).await, 409, None).await;
+    assert_eq!(contribution().await, r#"["onbekend"]"#);
+}
