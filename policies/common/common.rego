@@ -225,11 +225,19 @@ fields_of_classes(classes) := sorted_unique([field |
 ])
 
 # grant_fields(grant): the sorted field paths a grant gives: the fields of
-# its classes, less the fields it names in excludeFields (if any).
-grant_fields(grant) := sorted_unique([field |
-	some field in fields_of_classes(grant.classes)
-	not excluded(grant, field)
-])
+# its classes, less the fields it names in excludeFields (if any), plus the
+# fields it names in fields (if any: a lifecycle grant names only "status").
+grant_fields(grant) := sorted_unique(array.concat(
+	[field |
+		some field in fields_of_classes(grant.classes)
+		not excluded(grant, field)
+	],
+	named_fields(grant),
+))
+
+named_fields(grant) := grant.fields if {
+	is_array(grant.fields)
+} else := []
 
 excluded(grant, field) if field in grant.excludeFields
 

@@ -7,7 +7,10 @@ import data.ketenpoort.common
 
 member_kinds := {"gemeente", "zvhd", "politie", "nla", "om", "veilig-thuis", "zorgpartner"}
 
-actions := {"submit", "read", "list", "refer", "deliver"}
+actions := {
+	"submit", "read", "list", "refer", "deliver",
+	"assess", "correct", "history", "transition", "track", "feedback",
+}
 
 accesses := {"own-reports", "all", "referred"}
 
@@ -78,6 +81,45 @@ test_grants_name_known_things if {
 		grant.access in accesses
 		every class in grant.classes {
 			is_array(data.covenant.classes[class])
+		}
+	}
+}
+
+# The state machine names only its own statuses, and only the closed status
+# is final; closing reasons and feedback codes are lists of codes.
+test_lifecycle_is_well_formed if {
+	lc := data.covenant.lifecycle
+	lc.closed in lc.statuses
+	{s | some s, _ in lc.transitions} == {s | some s in lc.statuses}
+	every from, tos in lc.transitions {
+		every to in tos {
+			to in lc.statuses
+			to != from
+		}
+	}
+	lc.transitions[lc.closed] == []
+	every s in lc.statuses {
+		leads_somewhere(lc, s)
+	}
+	"nieuw" in lc.statuses
+	"doorverwezen" in lc.statuses
+	count(lc.closingReasons) > 0
+	count(lc.feedback) > 0
+}
+
+# Every status but the closed one has a way on.
+leads_somewhere(lc, s) if s == lc.closed
+
+leads_somewhere(lc, s) if count(lc.transitions[s]) > 0
+
+# Statuses a grant is limited to, and fields it names, are known.
+test_grant_statuses_and_fields_are_known if {
+	every grant in data.covenant.grants {
+		every s in object.get(grant, "statuses", []) {
+			s in data.covenant.lifecycle.statuses
+		}
+		every f in object.get(grant, "fields", []) {
+			f in common.all_fields
 		}
 	}
 }

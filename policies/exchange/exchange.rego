@@ -7,6 +7,14 @@
 #   refer    the ZVHD passes a signal on to another partner
 #   deliver  a referred partner pulls a signal from its inbox
 #
+# and, after intake, the signal's life (data.covenant.lifecycle):
+#   assess     the ZVHD records its assessment: a new version of the signal
+#   correct    the reporter corrects its own signal while it is new
+#   history    the ZVHD reads an earlier version
+#   transition the ZVHD moves the signal through the state machine
+#   track      the reporter (or the ZVHD) follows the signal's status
+#   feedback   a recipient of a referral reports back on it
+#
 # Who may see what is not written here but in data.json (data.covenant):
 # the "grants" are the rows of the covenant table. This file checks a request
 # step by step; the first step that finds a problem decides the refusal:
@@ -20,7 +28,10 @@
 #   6. the recipient (submit, refer): known, active, allowed for the purpose?
 #   7. the signal: present and well-formed?
 #   8. the signal against the grant: own report, referral, exploitation form,
-#      condition (e.g. Veilig Thuis only for minors or a domestic setting)
+#      condition (e.g. Veilig Thuis only for minors or a domestic setting),
+#      status (a correction only while the signal is new)
+#   9. the change (transition, feedback): a known status, closing reason or
+#      feedback code, and a transition the state machine allows
 #
 # If no step finds a problem, the caller (or, for refer, the recipient)
 # receives the fields of the classes its grant lists.
@@ -42,7 +53,18 @@ recipient := common.get(common.req, "recipient")
 
 signal := common.get(common.req, "signal")
 
-exchange_actions := {"submit", "read", "list", "refer", "deliver"}
+exchange_actions := {
+	"submit", "read", "list", "refer", "deliver",
+	"assess", "correct", "history", "transition", "track", "feedback",
+}
+
+# The requested change of a transition ({"to", "reason"}) or the status code
+# of a recipient's feedback.
+transition := common.get(common.req, "transition")
+
+feedback := common.get(common.req, "feedback")
+
+lifecycle := data.covenant.lifecycle
 
 # ---------------------------------------------------------------------------
 # The decision
@@ -84,6 +106,8 @@ refusal := request_problems if {
 	count(common.signal_problems(signal)) > 0
 } else := grant_problems if {
 	count(grant_problems) > 0
+} else := change_problems if {
+	count(change_problems) > 0
 } else := set()
 
 # ---------------------------------------------------------------------------
@@ -183,11 +207,14 @@ referral_target_problems contains "recipient-not-for-purpose" if {
 	count(referral_grants) == 0
 }
 
-# The grants a referral to this recipient for this purpose would fall under.
+# The grants a referral to this recipient for this purpose would fall under:
+# those that deliver the referred record (not, say, the row that lets the
+# recipient report back on it).
 referral_grants := [grant |
 	some grant in data.covenant.grants
 	grant.kind == recipient.kind
 	grant.access == "referred"
+	"deliver" in grant.actions
 	purpose in grant.purposes
 ]
 
@@ -207,7 +234,7 @@ candidate_grants := referral_grants if {
 } else := action_grants
 
 # Why a grant does not apply to this signal (empty: it applies).
-grant_refusals(grant) := access_problems(grant) | form_problems(grant) | condition_problems(grant)
+grant_refusals(grant) := ((access_problems(grant) | form_problems(grant)) | condition_problems(grant)) | status_problems(grant)
 
 # Access: which signals the grant covers. For refer the recipient's access
 # is what the referral creates, so it is not checked.
@@ -241,6 +268,14 @@ condition_problems(grant) := set() if {
 	common.condition_met(grant.condition, signal)
 } else := {"condition-not-met"}
 
+# Status: a grant with a list of statuses covers only signals in one of them
+# (a correction by the reporter only while the signal is new).
+status_problems(grant) := set() if {
+	not grant.statuses
+} else := set() if {
+	signal.status in grant.statuses
+} else := {"status-not-allowed"}
+
 # The grants that apply to this signal.
 applying_grants := [grant |
 	some grant in candidate_grants
@@ -257,6 +292,37 @@ grant_problems := set() if {
 } if {
 	count(candidate_grants) > 0
 } else := {"no-grant"}
+
+# ---------------------------------------------------------------------------
+# Step 9: the change. A status, closing reason or feedback code the covenant
+# does not know is bad input (422); a move the state machine does not allow
+# from the signal's status is a conflict (409).
+# ---------------------------------------------------------------------------
+
+change_problems := transition_problems if {
+	action == "transition"
+} else := feedback_problems if {
+	action == "feedback"
+} else := set()
+
+transition_problems := {"status-unknown"} if {
+	not common.get(transition, "to") in lifecycle.statuses
+} else := {"reason-missing"} if {
+	transition.to == lifecycle.closed
+	common.get(transition, "reason") == null
+} else := {"reason-unknown"} if {
+	transition.to == lifecycle.closed
+	not transition.reason in lifecycle.closingReasons
+} else := {"reason-not-expected"} if {
+	transition.to != lifecycle.closed
+	common.get(transition, "reason") != null
+} else := {"transition-not-allowed"} if {
+	not transition.to in lifecycle.transitions[signal.status]
+} else := set()
+
+feedback_problems := set() if {
+	feedback in lifecycle.feedback
+} else := {"feedback-unknown"}
 
 # ---------------------------------------------------------------------------
 # The grant: what the caller (or the referred recipient) receives
@@ -281,7 +347,7 @@ granted := {
 	"fields": fields,
 	"reasons": common.sorted_unique([concat("", ["grant:", grant.id]) | some grant in applying_grants]),
 	"legalBasis": common.legal_basis(purpose),
-	"scope": null,
+	"scope": granted_scope,
 } if {
 	not refer_to_non_member
 	count(applying_grants) > 0
@@ -290,3 +356,16 @@ granted := {
 		some field in common.grant_fields(grant)
 	])
 }
+
+# What a track (the status feedback) shows: "all" (the ZVHD: with the
+# recipients' feedback on its referrals) or "own" (the reporter: status,
+# closing reason and dates only). Other actions have no scope.
+granted_scope := "all" if {
+	action == "track"
+	some grant in applying_grants
+	grant.scope == "all"
+} else := "own" if {
+	action == "track"
+	some grant in applying_grants
+	grant.scope == "own"
+} else := null

@@ -788,6 +788,16 @@ grant_examples := [
 	request("read", "opsporing", officier, referred(om, "opsporing", ["orgaan"])),
 	request("read", "zorgcoordinatie", hulpverlener, referred(fier, "zorgcoordinatie", ["arbeid"])),
 	object.union(request("read", "zorgcoordinatie", vt_af, referred(veilig_thuis, "zorgcoordinatie", ["arbeid"])), {"signal": object.union(referred(veilig_thuis, "zorgcoordinatie", ["arbeid"]), {"domesticSetting": true})}),
+	# The signal's life after intake (lifecycle_test.rego).
+	request("assess", "drieluik", ketenregisseur, with_forms(["onbekend"])),
+	object.union(request("transition", "drieluik", zorgcoordinator, base_signal), {"transition": {"to": "in-behandeling"}}),
+	request("correct", "signalering", af_sociaal, base_signal),
+	request("track", "signalering", af_veiligheid, base_signal),
+	object.union(request("feedback", "drieluik", rechercheur, referred(politie, "drieluik", ["onbekend"])), {"feedback": "ontvangen"}),
+	object.union(request("feedback", "opsporing", inspecteur, referred(nla, "opsporing", ["arbeid"])), {"feedback": "in-onderzoek"}),
+	object.union(request("feedback", "opsporing", officier, referred(om, "opsporing", ["orgaan"])), {"feedback": "afgerond"}),
+	object.union(request("feedback", "zorgcoordinatie", hulpverlener, referred(fier, "zorgcoordinatie", ["arbeid"])), {"feedback": "niet-opgepakt"}),
+	object.union(request("feedback", "zorgcoordinatie", vt_af, referred(veilig_thuis, "zorgcoordinatie", ["arbeid"])), {"feedback": "ontvangen"}),
 ]
 
 test_every_decision_has_the_six_keys if {

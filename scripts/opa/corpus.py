@@ -58,6 +58,14 @@ FORMS = ["seksueel", "arbeid", "crimineel", "orgaan", "onbekend"]
 QUERIES = ["entries", "search", "subject", "export"]
 STATUSES = ["active", "suspended"]
 SIGNAL_STATUSES = ["nieuw", "in-behandeling", "drieluik", "doorverwezen", "afgesloten"]
+# The signal's life after intake (issue 14): its actions, the state machine's
+# statuses (and one it does not know), closing reasons and feedback codes,
+# each with values the covenant does not know and values of the wrong type.
+LIFECYCLE_ACTIONS = ["assess", "correct", "history", "transition", "track", "feedback"]
+LIFECYCLE_STATUSES = ["nieuw", "in-behandeling", "drieluik", "doorverwezen", "zorgtraject", "afgesloten", "gesloten"]
+CLOSING_REASONS = ["geen-mensenhandel", "doorgezet", "zorg-geregeld", "onvoldoende-informatie", "elders-belegd",
+                   "opgelost", None, 3]
+FEEDBACK_CODES = ["ontvangen", "in-onderzoek", "afgerond", "niet-opgepakt", "bezig", None, 7, ["ontvangen"]]
 
 # Every combination of forms of size 0..2, plus all known forms together.
 FORM_SETS = (
@@ -427,6 +435,67 @@ class Corpus:
         # the phenomena entrypoint asked about an exchange request
         self.add(PHENOMENA, self.request("read", "fenomeenanalyse", p, signal=self.signal()), must_deny=True)
 
+    def lifecycle_matrix(self):
+        """The actions after intake: every kind x role x action x purpose;
+        every move of the state machine (known and unknown statuses, with
+        and without a reason) by both ZVHD roles; feedback codes from every
+        recipient, referred or not; corrections in every status; malformed
+        changes."""
+        for kind, (_, roles, _) in KINDS.items():
+            for role in roles:
+                for action in LIFECYCLE_ACTIONS:
+                    for purpose in PURPOSES:
+                        p = self.principal(kind, role)
+                        sig = self.signal(reporter=self.reporter_for(p),
+                                          referrals=self.referral_state(p, purpose))
+                        sig["status"] = self.rng.choice(LIFECYCLE_STATUSES[:-1])
+                        req = self.request(action, purpose, p, signal=sig)
+                        if action == "transition":
+                            req["transition"] = {"to": self.rng.choice(LIFECYCLE_STATUSES),
+                                                 "reason": self.rng.choice(CLOSING_REASONS)}
+                        elif action == "feedback":
+                            req["feedback"] = self.rng.choice(FEEDBACK_CODES)
+                        self.add(EXCHANGE, req, must_deny=not KINDS[kind][0] or role == "fg")
+        for role in ["ketenregisseur", "zorgcoordinator"]:
+            for frm in LIFECYCLE_STATUSES[:-1]:
+                for to in LIFECYCLE_STATUSES:
+                    for reason in self.rng.sample(CLOSING_REASONS, 3):
+                        p = self.principal("zvhd", role)
+                        sig = self.signal()
+                        sig["status"] = frm
+                        t = {"to": to} if reason is None else {"to": to, "reason": reason}
+                        self.add(EXCHANGE, self.request("transition", "drieluik", p, signal=sig, transition=t),
+                                 must_deny=to == "gesloten" or reason in ("opgelost", 3))
+        for rkind, role, purposes in [("politie", "rechercheur", ["drieluik", "opsporing"]), ("nla", "inspecteur", ["opsporing"]),
+                                      ("om", "officier", ["opsporing"]), ("zorgpartner", "hulpverlener", ["zorgcoordinatie"]),
+                                      ("veilig-thuis", "aandachtfunctionaris", ["zorgcoordinatie"])]:
+            for purpose in purposes:
+                for code in FEEDBACK_CODES:
+                    for referred in [False, True]:
+                        q = self.principal(rkind, role)
+                        referrals = [{"partner": q["partner"], "purpose": purpose}] if referred else []
+                        req = self.request("feedback", purpose, q, signal=self.signal(referrals=referrals))
+                        if code is not None:
+                            req["feedback"] = code
+                        self.add(EXCHANGE, req, must_deny=not referred or code not in FEEDBACK_CODES[:4])
+        for m in self.rng.sample(MUNICIPALITIES, 4):
+            for status in LIFECYCLE_STATUSES[:-1]:
+                p = self.principal("gemeente", self.rng.choice(["aandachtfunctionaris-veiligheid", "aandachtfunctionaris-sociaal"]), partner=m)
+                for own in [True, False]:
+                    sig = self.signal(reporter=m if own else self.rng.choice([x for x in MUNICIPALITIES if x != m]))
+                    sig["status"] = status
+                    self.add(EXCHANGE, self.request("correct", "signalering", p, signal=sig),
+                             must_deny=not own or status != "nieuw")
+                    self.add(EXCHANGE, self.request("track", "signalering", p, signal=sig), must_deny=not own)
+        # malformed changes: a transition or feedback of the wrong shape
+        p = self.principal("zvhd", "ketenregisseur")
+        for t in ["afgesloten", None, 3, [], {}, {"to": 3}, {"to": None}, {"reason": "doorgezet"}, {"to": ["afgesloten"]}]:
+            self.add(EXCHANGE, self.request("transition", "drieluik", p, signal=self.signal(), transition=t), must_deny=True)
+        q = self.principal("nla", "inspecteur")
+        sig = self.signal(referrals=[{"partner": q["partner"], "purpose": "opsporing"}])
+        for f in [{}, {"status": "ontvangen"}, True, "Ontvangen"]:
+            self.add(EXCHANGE, self.request("feedback", "opsporing", q, signal=sig, feedback=f), must_deny=True)
+
     def build(self):
         self.exchange_matrix()
         self.refer_matrix()
@@ -438,6 +507,7 @@ class Corpus:
         self.malformed_exchange()
         self.audit_matrix()
         self.phenomena_matrix()
+        self.lifecycle_matrix()
         return self.cases
 
 

@@ -103,6 +103,8 @@ impl DryRun {
             recipient,
             signal: Some(facts),
             audit: None,
+            transition: None,
+            feedback: None,
         }
     }
 }

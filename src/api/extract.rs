@@ -47,6 +47,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 }
 
 /// Query parameters; unknown or malformed ones are a 400.
+/// A JSON Merge Patch body (RFC 7396): `Content-Type:
+/// application/merge-patch+json` (415 otherwise), any JSON value.
+pub struct MergePatch(pub serde_json::Value);
+
+pub const MERGE_PATCH: &str = "application/merge-patch+json";
+
+impl<S: Send + Sync> FromRequest<S> for MergePatch {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_merge_patch = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case(MERGE_PATCH));
+        if !is_merge_patch {
+            return Err(
+                Problem::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE).detail(
+                    "a change is a JSON Merge Patch: Content-Type application/merge-patch+json",
+                ),
+            );
+        }
+        let Json(v) = Json::<serde_json::Value>::from_request(req, state).await?;
+        Ok(Self(v))
+    }
+}
+
 pub struct Query<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {

@@ -115,7 +115,7 @@ impl InboxParams {
 
 /// Milliseconds since the epoch as RFC 3339 (UTC, millisecond precision),
 /// like every other time of the API.
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {

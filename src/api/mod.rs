@@ -9,6 +9,7 @@ mod format;
 pub mod headers;
 pub mod idempotency;
 mod inbox;
+mod lifecycle;
 mod log;
 pub mod middleware;
 mod oauth;
@@ -198,8 +199,12 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         // Non-members see published checkpoints only, never one on demand.
         .routes(routes!(log::sign_checkpoint))
         .routes(routes!(signals::submit, signals::list))
-        .routes(routes!(signals::read))
+        .routes(routes!(signals::read, lifecycle::change))
         .routes(routes!(signals::refer))
+        .routes(routes!(lifecycle::version))
+        .routes(routes!(lifecycle::transition))
+        .routes(routes!(lifecycle::track, lifecycle::feedback))
+        .routes(routes!(lifecycle::counts))
         .routes(routes!(inbox::list))
         .routes(routes!(inbox::ack))
         .routes(routes!(decisions::dry_run))

@@ -181,6 +181,8 @@ impl Exchange {
             recipient: None,
             signal: None,
             audit: None,
+            transition: None,
+            feedback: None,
         }
     }
 
@@ -267,10 +269,56 @@ impl Exchange {
     }
 }
 
+/// Refusals of a signal's change that are no refusal of the caller: a
+/// status, closing reason or feedback code the covenant does not know is bad
+/// input (422), a move the state machine does not allow from the signal's
+/// status a conflict with its state (409). Each is logged all the same.
+const CHANGE_REFUSALS: [(&str, StatusCode, &str); 6] = [
+    (
+        "status-unknown",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the status is none of the covenant's statuses",
+    ),
+    (
+        "reason-unknown",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the closing reason is none of the covenant's",
+    ),
+    (
+        "reason-missing",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "closing a signal needs a closing reason",
+    ),
+    (
+        "reason-not-expected",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "only closing a signal takes a closing reason",
+    ),
+    (
+        "feedback-unknown",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the feedback code is none of the covenant's",
+    ),
+    (
+        "transition-not-allowed",
+        StatusCode::CONFLICT,
+        "the state machine does not allow this move from the signal's status",
+    ),
+];
+
 /// The answer to a logged refusal: 403 with the reason code, except for a
 /// purpose id the covenant does not know, which is bad input like an
-/// unknown recipient (422, still with the code).
+/// unknown recipient (422, still with the code), and the refusals of a
+/// change ([`CHANGE_REFUSALS`]).
 fn refusal(code: &str, detail: &str) -> Problem {
+    if let Some((_, status, detail)) = CHANGE_REFUSALS.iter().find(|(c, ..)| *c == code) {
+        let (kind, title) = if *status == StatusCode::CONFLICT {
+            ("illegal-transition", "Illegal transition")
+        } else {
+            ("unknown-code", "Unknown code")
+        };
+        return Problem::new(*status, kind, title, *detail).code(code);
+    }
     if code == Unfit::Unknown.code() {
         return Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -35,7 +35,10 @@ pub fn parse_id(id: &str) -> Result<String, Problem> {
 }
 
 /// Opens a stored signal into its full record (envelope + body) and body.
-fn open_record(state: &AppState, stored: &StoredSignal) -> Result<(Value, Value), Problem> {
+pub(super) fn open_record(
+    state: &AppState,
+    stored: &StoredSignal,
+) -> Result<(Value, Value), Problem> {
     let key = state.vault.key(stored)?;
     let body = Vault::open(&key, &stored.facts.id, &stored.body)?;
     Ok((stored.facts.record(&body), body))
@@ -94,12 +97,13 @@ pub async fn submit(
 /// One signal, projected for the caller by the covenant policy.
 #[utoipa::path(get, path = "/v1/signals/{id}", tag = "signals", security(("bearer" = [])),
     params(("id" = String, Path, description = "signal id"), PurposeHeader),
-    responses((status = 200, body = Object), (status = 403, body = Problem), (status = 422, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Object, headers(("ETag" = String, description = "the version read; send it as If-Match with a change"))),
+        (status = 403, body = Problem), (status = 422, body = Problem), (status = 404, body = Problem)))]
 pub async fn read(
     State(state): State<AppState>,
     exchange: Exchange,
     Path(id): Path<String>,
-) -> Result<Disclosed<Json<Value>>, Problem> {
+) -> Result<Disclosed<impl IntoResponse>, Problem> {
     let id = parse_id(&id)?;
     let (stored, referrals) = state.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
     let mut input = exchange.input(Action::Read);
@@ -108,12 +112,15 @@ pub async fn read(
     let granted = exchange.decide(&input, resources.clone()).await?;
     let (record, body) = open_record(&state, &stored)?;
     let projection = project(&record, &granted);
+    let version = stored.facts.version;
     let draft = exchange
         .draft(&granted)
         .resources(resources)
+        .resources([super::lifecycle::version_resource(&id, version)])
         .subjects(projection.subjects(&body, &state.pseudonyms));
     let receipt = state.ledger.log(draft).await?;
-    Ok(receipt.disclose(Json(projection.released(&receipt))))
+    let etag = [super::lifecycle::etag(version)];
+    Ok(receipt.disclose((etag, Json(projection.released(&receipt)))))
 }
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -142,7 +149,7 @@ pub struct SignalPage {
     next_after: Option<String>,
 }
 
-fn date_param(name: &str, v: &Option<String>) -> Result<(), Problem> {
+pub(super) fn date_param(name: &str, v: &Option<String>) -> Result<(), Problem> {
     match v {
         Some(d)
             if time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))

@@ -77,6 +77,12 @@ pub enum LogAction {
     AuditQuery,
     /// Refused at the boundary before any handler ran.
     Deny,
+    Assess,
+    Correct,
+    History,
+    Transition,
+    Track,
+    Feedback,
     /// A token issued to a partner system at the token endpoint (or
     /// refused to a registered one).
     IssueToken,
@@ -95,12 +101,18 @@ impl From<crate::policy::Action> for LogAction {
             Action::Deliver => Self::Deliver,
             Action::AuditQuery => Self::AuditQuery,
             Action::ReleaseAggregate => Self::ReleaseAggregate,
+            Action::Assess => Self::Assess,
+            Action::Correct => Self::Correct,
+            Action::History => Self::History,
+            Action::Transition => Self::Transition,
+            Action::Track => Self::Track,
+            Action::Feedback => Self::Feedback,
         }
     }
 }
 
 impl LogAction {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 15] = [
         Self::Submit,
         Self::Read,
         Self::List,
@@ -109,6 +121,12 @@ impl LogAction {
         Self::ReleaseAggregate,
         Self::AuditQuery,
         Self::Deny,
+        Self::Assess,
+        Self::Correct,
+        Self::History,
+        Self::Transition,
+        Self::Track,
+        Self::Feedback,
         Self::IssueToken,
     ];
 
@@ -122,6 +140,12 @@ impl LogAction {
             Self::ReleaseAggregate => "release-aggregate",
             Self::AuditQuery => "audit-query",
             Self::Deny => "deny",
+            Self::Assess => "assess",
+            Self::Correct => "correct",
+            Self::History => "history",
+            Self::Transition => "transition",
+            Self::Track => "track",
+            Self::Feedback => "feedback",
             Self::IssueToken => "issue-token",
         }
     }

@@ -4,6 +4,28 @@
 pub const STATUS_NEW: &str = "nieuw";
 pub const STATUS_REFERRED: &str = "doorverwezen";
 
+/// One move of a signal's status: codes and a time, never content.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    pub seq: i64,
+    pub from: String,
+    pub to: String,
+    pub reason: Option<String>,
+    /// The partner that made the move.
+    pub actor: String,
+    pub at: i64,
+}
+
+/// A referral as the ZVHD follows it: to whom, for what, and the latest
+/// status code its recipient reported back.
+#[derive(Clone, Debug)]
+pub struct ReferralFeedback {
+    pub recipient: String,
+    pub purpose: String,
+    pub feedback: Option<String>,
+    pub feedback_at: Option<i64>,
+}
+
 /// What the tables beside the ciphertext hold, in plaintext, for filtering
 /// and for the policy: no names, numbers or free text.
 #[derive(Clone, Debug)]
@@ -17,4 +39,9 @@ pub struct Facts {
     pub domestic_setting: bool,
     pub status: String,
     pub created_at: i64,
+    /// The version of the content, from 1; every assessment or correction
+    /// adds one.
+    pub version: i64,
+    /// Why the signal was closed (a code of `data.covenant.lifecycle`).
+    pub closing_reason: Option<String>,
 }

@@ -335,6 +335,8 @@ mod tests {
                 recipient: None,
                 signal: Some(signal.clone()),
                 audit: None,
+                transition: None,
+                feedback: None,
             };
             let fresh = p
                 .evaluate(

@@ -16,6 +16,18 @@ pub enum Action {
     Deliver,
     AuditQuery,
     ReleaseAggregate,
+    /// The ZVHD records its assessment: a new version of the signal.
+    Assess,
+    /// The reporter corrects its own signal while it is new.
+    Correct,
+    /// The ZVHD reads an earlier version of a signal.
+    History,
+    /// The ZVHD moves a signal through the state machine.
+    Transition,
+    /// The reporter (or the ZVHD) follows a signal's status.
+    Track,
+    /// A recipient of a referral reports back on it.
+    Feedback,
 }
 
 impl Action {
@@ -28,12 +40,28 @@ impl Action {
             Self::Deliver => "deliver",
             Self::AuditQuery => "audit-query",
             Self::ReleaseAggregate => "release-aggregate",
+            Self::Assess => "assess",
+            Self::Correct => "correct",
+            Self::History => "history",
+            Self::Transition => "transition",
+            Self::Track => "track",
+            Self::Feedback => "feedback",
         }
     }
 
     pub fn entrypoint(self) -> &'static str {
         match self {
-            Self::Submit | Self::Read | Self::List | Self::Refer | Self::Deliver => ENTRY_EXCHANGE,
+            Self::Submit
+            | Self::Read
+            | Self::List
+            | Self::Refer
+            | Self::Deliver
+            | Self::Assess
+            | Self::Correct
+            | Self::History
+            | Self::Transition
+            | Self::Track
+            | Self::Feedback => ENTRY_EXCHANGE,
             Self::AuditQuery => ENTRY_AUDIT,
             Self::ReleaseAggregate => ENTRY_PHENOMENA,
         }
@@ -61,6 +89,22 @@ pub struct Input {
     pub signal: Option<SignalFacts>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditInput>,
+    /// The requested move of a `transition`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transition: Option<TransitionInput>,
+    /// The status code of a recipient's `feedback`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<String>,
+}
+
+/// A requested move in the state machine (`data.covenant.lifecycle`): the
+/// status to move to and, for `afgesloten`, the closing reason. The status
+/// it moves from is the signal's.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransitionInput {
+    pub to: String,
+    pub reason: Option<String>,
 }
 
 /// A partner as the registry knows it; `role` only for the caller.
@@ -263,7 +307,20 @@ impl Decision {
         let member = |p: &Party| is_member(data, p.member, &p.kind);
         let record = matches!(self.mode, Mode::Full | Mode::Masked);
         let to_recipient = matches!(input.action, Action::Submit | Action::Refer);
-        let serves_records = matches!(input.action, Action::Read | Action::List | Action::Deliver);
+        // Every action on a signal serves (or changes) a record: none of
+        // them is ever `aggregate`.
+        let serves_records = matches!(
+            input.action,
+            Action::Read
+                | Action::List
+                | Action::Deliver
+                | Action::Assess
+                | Action::Correct
+                | Action::History
+                | Action::Transition
+                | Action::Track
+                | Action::Feedback
+        );
         let incoherent = (self.allow == (self.mode == Mode::Deny))
             || (!record && !self.fields.is_empty())
             || (record && !member(&input.principal))
@@ -311,6 +368,8 @@ mod tests {
             recipient,
             signal: None,
             audit: None,
+            transition: None,
+            feedback: None,
         }
     }
 

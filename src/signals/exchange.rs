@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{Facts, Vault};
 use crate::boundary::{self, Delivery, EgressGuard};
 use crate::ledger::{Draft, Failed, Ledger, Receipt, work};
+use crate::model::signal::Transition;
 use crate::phenomena::{self, RecordKey};
 use crate::problem::Problem;
 use crate::projection::Projection;
@@ -123,6 +124,110 @@ impl Desk<'_> {
             inbox_item,
         })
     }
+}
+
+impl Desk<'_> {
+    /// Stores `body`, a new version of `stored` whose facts are `facts`
+    /// (`stored.facts.revised`), under the signal's data key; the version it
+    /// replaces is kept as it was sealed. The egress guard learns the new
+    /// values (`subjects`: the persons' pseudonyms). A concurrent change of
+    /// the same version is 412: nothing is stored.
+    pub async fn revise(
+        &self,
+        stored: &StoredSignal,
+        facts: Facts,
+        body: &Value,
+        subjects: &[String],
+        draft: Draft,
+    ) -> Result<Receipt, Problem> {
+        let sealed = Vault::seal_with(&self.vault.key(stored)?, &facts.id, body);
+        let known = boundary::fingerprint::of_signal(&facts.id, body, subjects);
+        let fingerprints = self.egress.fingerprints(&known);
+        let previous = stored.body.clone();
+        self.ledger
+            .commit(work(move |mut unit| {
+                Box::pin(async move {
+                    let tx = unit.tx();
+                    tx.revise_signal(&facts, &previous, &sealed).await?;
+                    tx.insert_fingerprints(&facts.id, &fingerprints).await?;
+                    Ok(unit.append(draft))
+                })
+            }))
+            .await
+            .map_err(|f| match f {
+                Failed::Conflict => stale_version(),
+                f => Problem::from(f),
+            })
+    }
+
+    /// Moves `signal_id`'s status (`t`, numbered after the history the
+    /// caller saw). A concurrent move from the same state is 409.
+    pub async fn transition(
+        &self,
+        signal_id: &str,
+        t: Transition,
+        draft: Draft,
+    ) -> Result<Receipt, Problem> {
+        let id = signal_id.to_owned();
+        self.ledger
+            .commit(work(move |mut unit| {
+                Box::pin(async move {
+                    unit.tx().insert_transition(&id, &t).await?;
+                    Ok(unit.append(draft))
+                })
+            }))
+            .await
+            .map_err(|f| match f {
+                Failed::Conflict => Problem::new(
+                    http::StatusCode::CONFLICT,
+                    "illegal-transition",
+                    "Illegal transition",
+                    "the signal's status changed meanwhile; read it again",
+                )
+                .code("transition-not-allowed"),
+                f => Problem::from(f),
+            })
+    }
+
+    /// Records the recipient's feedback on its referral of `signal_id`
+    /// for `purpose`.
+    pub async fn feedback(
+        &self,
+        signal_id: &str,
+        recipient: &str,
+        purpose: &str,
+        code: &str,
+        draft: Draft,
+    ) -> Result<Receipt, Problem> {
+        let (id, recipient, purpose, code) = (
+            signal_id.to_owned(),
+            recipient.to_owned(),
+            purpose.to_owned(),
+            code.to_owned(),
+        );
+        let receipt = self
+            .ledger
+            .commit(work(move |mut unit| {
+                Box::pin(async move {
+                    unit.tx()
+                        .set_feedback(&id, &recipient, &purpose, &code)
+                        .await?;
+                    Ok(unit.append(draft))
+                })
+            }))
+            .await?;
+        Ok(receipt)
+    }
+}
+
+/// 412: the version the change was made against is no longer current.
+pub fn stale_version() -> Problem {
+    Problem::new(
+        http::StatusCode::PRECONDITION_FAILED,
+        "stale-version",
+        "Stale version",
+        "the signal changed since the version named in If-Match; nothing was stored",
+    )
 }
 
 /// 409: the signal was referred to this recipient for this purpose before.

@@ -48,6 +48,21 @@ impl Facts {
             domestic_setting: body.get("domesticSetting") == Some(&Value::Bool(true)),
             status: STATUS_NEW.to_owned(),
             created_at,
+            version: 1,
+            closing_reason: None,
+        }
+    }
+
+    /// The facts of a new version of this signal, whose body is `body`:
+    /// what the body says read anew, the rest (id, reporter, status, times)
+    /// kept, the version one higher.
+    pub fn revised(&self, body: &Value) -> Self {
+        let read = Self::of(&self.id, &self.reporter, body, self.created_at);
+        Self {
+            status: self.status.clone(),
+            version: self.version + 1,
+            closing_reason: self.closing_reason.clone(),
+            ..read
         }
     }
 
@@ -87,6 +102,27 @@ impl Facts {
         }
         rec
     }
+}
+
+/// A change of a signal's content: `patch`, a JSON Merge Patch (RFC 7396),
+/// applied to `current` (a stored, validated body), and the result validated
+/// as a new signal would be (the errors name pointers, never values). The
+/// derived `minor` flags are taken off first and derived anew, so a patch
+/// sees the body as it was submitted.
+pub fn revise(current: &Value, patch: &Value) -> Result<Value, Vec<crate::problem::FieldError>> {
+    let mut body = current.clone();
+    for person in body
+        .get_mut("victims")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(p) = person.as_object_mut() {
+            p.remove("minor");
+        }
+    }
+    json_patch::merge(&mut body, patch);
+    validate(body)
 }
 
 fn persons<'a>(body: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
@@ -141,6 +177,11 @@ impl Vault {
         }
     }
 
+    /// Seals a new version of a signal's body under its existing data key.
+    pub fn seal_with(key: &DataKey, id: &str, body: &Value) -> Vec<u8> {
+        key.seal(id.as_bytes(), &serde_json::to_vec(body).expect("json"))
+    }
+
     pub fn seal_new(&self, id: &str, body: &Value) -> Sealed {
         let key = DataKey::generate();
         let (kek_id, wrapped) = self.keyring.wrap(id, &key);
@@ -185,6 +226,39 @@ impl Vault {
 mod tests {
     use super::*;
     use crate::projection::cut_for_tests as project;
+
+    #[test]
+    fn a_merge_patch_is_validated_after_merging() {
+        let current = validate(json!({
+            "municipality": "assen", "dateReceived": "2026-03-01", "forms": ["onbekend"],
+            "urgency": "normaal", "victims": [{"name": "A", "dateOfBirth": "2010-01-01"}]
+        }))
+        .unwrap();
+        assert_eq!(current["victims"][0]["minor"], true);
+        // Forms replaced, a field removed (null), the derived flag kept.
+        let v2 = revise(&current, &json!({"forms": ["arbeid"], "sector": "bouw"})).unwrap();
+        assert_eq!(v2["forms"], json!(["arbeid"]));
+        assert_eq!(v2["victims"][0]["minor"], true);
+        let v3 = revise(&v2, &json!({"sector": null})).unwrap();
+        assert!(v3.get("sector").is_none());
+        // Breaking the schema: the pointers, never the values.
+        let errors = revise(
+            &current,
+            &json!({"forms": [], "municipality": null, "secret": "x"}),
+        )
+        .unwrap_err();
+        let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert!(pointers.contains(&"/forms"), "{pointers:?}");
+        assert!(pointers.contains(&"/municipality"), "{pointers:?}");
+        // A derived flag is no input.
+        assert!(
+            revise(
+                &current,
+                &json!({"victims": [{"name": "A", "minor": false}]})
+            )
+            .is_err()
+        );
+    }
 
     #[test]
     fn subjects_are_the_persons_a_projection_tells_about() {

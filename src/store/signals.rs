@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{Db, WriteTx};
-use crate::model::signal::Facts;
+use crate::model::signal::{Facts, ReferralFeedback, Transition};
 use crate::policy::model::ReferralFact;
 
 /// A signal row: plaintext facts, the sealed body and its wrapped key.
@@ -34,7 +34,7 @@ pub struct StoredInboxItem {
     pub signal: StoredSignal,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SignalFilter {
     pub status: Option<String>,
     pub municipality: Option<String>,
@@ -48,25 +48,31 @@ pub struct SignalFilter {
 }
 
 const SIGNAL_COLUMNS: &str = "s.id, s.reporter, s.municipality, s.forms, s.date_received, s.victim_minor, \
-     s.domestic_setting, s.status, s.created_at, s.body, k.kek_id, k.wrapped";
+     s.domestic_setting, s.status, s.created_at, s.version, s.closing_reason, s.body, k.kek_id, k.wrapped";
 
 fn signal_from_row(r: &sqlx::any::AnyRow) -> Result<StoredSignal, sqlx::Error> {
-    let forms: String = r.try_get("forms")?;
     Ok(StoredSignal {
-        facts: Facts {
-            id: r.try_get("id")?,
-            reporter: r.try_get("reporter")?,
-            municipality: r.try_get("municipality")?,
-            forms: serde_json::from_str(&forms).map_err(|e| sqlx::Error::Decode(e.into()))?,
-            date_received: r.try_get("date_received")?,
-            victim_minor: r.try_get::<i64, _>("victim_minor")? != 0,
-            domestic_setting: r.try_get::<i64, _>("domestic_setting")? != 0,
-            status: r.try_get("status")?,
-            created_at: r.try_get("created_at")?,
-        },
+        facts: facts_from_row(r)?,
         body: r.try_get("body")?,
         kek_id: r.try_get("kek_id")?,
         wrapped: r.try_get("wrapped")?,
+    })
+}
+
+fn facts_from_row(r: &sqlx::any::AnyRow) -> Result<Facts, sqlx::Error> {
+    let forms: String = r.try_get("forms")?;
+    Ok(Facts {
+        id: r.try_get("id")?,
+        reporter: r.try_get("reporter")?,
+        municipality: r.try_get("municipality")?,
+        forms: serde_json::from_str(&forms).map_err(|e| sqlx::Error::Decode(e.into()))?,
+        date_received: r.try_get("date_received")?,
+        victim_minor: r.try_get::<i64, _>("victim_minor")? != 0,
+        domestic_setting: r.try_get::<i64, _>("domestic_setting")? != 0,
+        status: r.try_get("status")?,
+        created_at: r.try_get("created_at")?,
+        version: r.try_get("version")?,
+        closing_reason: r.try_get("closing_reason")?,
     })
 }
 
@@ -116,13 +122,124 @@ impl WriteTx {
         .bind(super::now_millis())
         .execute(self.conn())
         .await?;
-        sqlx::query("UPDATE signals SET status = $1 WHERE id = $2 AND status = $3")
+        let moved = sqlx::query("UPDATE signals SET status = $1 WHERE id = $2 AND status = $3")
             .bind(crate::model::signal::STATUS_REFERRED)
             .bind(&r.signal_id)
             .bind(crate::model::signal::STATUS_NEW)
             .execute(self.conn())
             .await?;
+        if moved.rows_affected() == 1 {
+            // The move is in the status history like every other; the
+            // batch holds the log head, so the next seq is this one's.
+            let seq: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM signal_transitions WHERE signal_id = $1",
+            )
+            .bind(&r.signal_id)
+            .fetch_one(self.conn())
+            .await?;
+            self.insert_transition(
+                &r.signal_id,
+                &Transition {
+                    seq,
+                    from: crate::model::signal::STATUS_NEW.into(),
+                    to: crate::model::signal::STATUS_REFERRED.into(),
+                    reason: None,
+                    actor: r.referred_by.clone(),
+                    at: super::now_millis(),
+                },
+            )
+            .await?;
+        }
         Ok(())
+    }
+
+    /// Records a move of the signal's status and makes it the signal's
+    /// status (and closing reason). A move with a `seq` taken already (a
+    /// concurrent move from the same state) is a unique violation.
+    pub async fn insert_transition(
+        &mut self,
+        signal_id: &str,
+        t: &Transition,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO signal_transitions (signal_id, seq, from_status, to_status, reason, actor, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(signal_id)
+        .bind(t.seq)
+        .bind(&t.from)
+        .bind(&t.to)
+        .bind(&t.reason)
+        .bind(&t.actor)
+        .bind(t.at)
+        .execute(self.conn())
+        .await?;
+        sqlx::query("UPDATE signals SET status = $1, closing_reason = $2 WHERE id = $3")
+            .bind(&t.to)
+            .bind(&t.reason)
+            .bind(signal_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a new version of a signal: the body of version `f.version - 1`
+    /// (`previous`, sealed as it was) is kept in `signal_versions`, the
+    /// signal gets `body` and the facts read from it. A concurrent change of
+    /// the same version is a unique violation (the kept version's key).
+    pub async fn revise_signal(
+        &mut self,
+        f: &Facts,
+        previous: &[u8],
+        body: &[u8],
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO signal_versions (signal_id, version, body, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&f.id)
+        .bind(f.version - 1)
+        .bind(previous)
+        .bind(super::now_millis())
+        .execute(self.conn())
+        .await?;
+        sqlx::query(
+            "UPDATE signals SET body = $1, version = $2, municipality = $3, forms = $4, date_received = $5, \
+             victim_minor = $6, domestic_setting = $7 WHERE id = $8 AND version = $9",
+        )
+        .bind(body)
+        .bind(f.version)
+        .bind(&f.municipality)
+        .bind(serde_json::to_string(&f.forms).expect("json"))
+        .bind(&f.date_received)
+        .bind(i64::from(f.victim_minor))
+        .bind(i64::from(f.domestic_setting))
+        .bind(&f.id)
+        .bind(f.version - 1)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// A recipient's feedback on its referral (signal, recipient, purpose):
+    /// false if there is no such referral.
+    pub async fn set_feedback(
+        &mut self,
+        signal_id: &str,
+        recipient: &str,
+        purpose: &str,
+        code: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let res = sqlx::query(
+            "UPDATE referrals SET feedback = $1, feedback_at = $2 WHERE signal_id = $3 AND recipient = $4 AND purpose = $5",
+        )
+        .bind(code)
+        .bind(super::now_millis())
+        .bind(signal_id)
+        .bind(recipient)
+        .bind(purpose)
+        .execute(self.conn())
+        .await?;
+        Ok(res.rows_affected() == 1)
     }
 
     /// The recipient's copy of a referred signal (`body` sealed under the
@@ -176,6 +293,8 @@ impl WriteTx {
              (SELECT 1 FROM phenomenon_contributions c WHERE c.record_key_id = record_keys.id)",
             "UPDATE record_keys SET signal_id = NULL WHERE signal_id = $1",
             "DELETE FROM inbox WHERE signal_id = $1",
+            "DELETE FROM signal_versions WHERE signal_id = $1",
+            "DELETE FROM signal_transitions WHERE signal_id = $1",
             "DELETE FROM referrals WHERE signal_id = $1",
             "DELETE FROM signals WHERE id = $1",
         ] {
@@ -224,28 +343,11 @@ impl Db {
     }
 
     pub async fn signals(&self, f: &SignalFilter) -> Result<Vec<StoredSignal>, sqlx::Error> {
-        let mut sql = format!(
+        let sql = format!(
             "SELECT {SIGNAL_COLUMNS} FROM signals s JOIN signal_keys k ON k.signal_id = s.id WHERE 1 = 1"
         );
-        let mut args = Vec::new();
-        for (clause, v) in [
-            (" AND s.status = ?", f.status.clone()),
-            (" AND s.municipality = ?", f.municipality.clone()),
-            (
-                " AND s.forms LIKE ?",
-                f.form.as_ref().map(|x| format!("%\"{x}\"%")),
-            ),
-            (" AND s.date_received >= ?", f.received_from.clone()),
-            (" AND s.date_received <= ?", f.received_to.clone()),
-            (" AND s.reporter = ?", f.reporter.clone()),
-            (" AND s.id > ?", f.after.clone()),
-        ] {
-            if let Some(v) = v {
-                args.push(v);
-                sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-            }
-        }
-        sql.push_str(&format!(" ORDER BY s.id LIMIT {}", f.limit));
+        let (sql, args) = filtered(sql, f);
+        let sql = format!("{sql} ORDER BY s.id LIMIT {}", f.limit);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for a in args {
             q = q.bind(a);
@@ -257,6 +359,54 @@ impl Db {
             .collect()
     }
 
+    /// The plaintext facts of every signal `f` selects (its `after` and
+    /// `limit` aside): no body, no key — what counting needs.
+    pub async fn signal_facts(&self, f: &SignalFilter) -> Result<Vec<Facts>, sqlx::Error> {
+        let sql = "SELECT s.id, s.reporter, s.municipality, s.forms, s.date_received, s.victim_minor, \
+             s.domestic_setting, s.status, s.created_at, s.version, s.closing_reason FROM signals s WHERE 1 = 1";
+        let (sql, args) = filtered(
+            sql.to_owned(),
+            &SignalFilter {
+                after: None,
+                ..f.clone()
+            },
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(a);
+        }
+        q.fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(facts_from_row)
+            .collect()
+    }
+}
+
+/// `sql` with the conditions of `f` (not its limit) and their arguments.
+fn filtered(mut sql: String, f: &SignalFilter) -> (String, Vec<String>) {
+    let mut args = Vec::new();
+    for (clause, v) in [
+        (" AND s.status = ?", f.status.clone()),
+        (" AND s.municipality = ?", f.municipality.clone()),
+        (
+            " AND s.forms LIKE ?",
+            f.form.as_ref().map(|x| format!("%\"{x}\"%")),
+        ),
+        (" AND s.date_received >= ?", f.received_from.clone()),
+        (" AND s.date_received <= ?", f.received_to.clone()),
+        (" AND s.reporter = ?", f.reporter.clone()),
+        (" AND s.id > ?", f.after.clone()),
+    ] {
+        if let Some(v) = v {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+        }
+    }
+    (sql, args)
+}
+
+impl Db {
     pub async fn inbox(
         &self,
         recipient: &str,
@@ -363,6 +513,65 @@ impl Db {
 }
 
 impl Db {
+    /// A signal's status history, oldest first.
+    pub async fn transitions(&self, signal_id: &str) -> Result<Vec<Transition>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT seq, from_status, to_status, reason, actor, created_at FROM signal_transitions \
+             WHERE signal_id = $1 ORDER BY seq",
+        )
+        .bind(signal_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Transition {
+                    seq: r.try_get("seq")?,
+                    from: r.try_get("from_status")?,
+                    to: r.try_get("to_status")?,
+                    reason: r.try_get("reason")?,
+                    actor: r.try_get("actor")?,
+                    at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A signal's referrals with their recipients' feedback.
+    pub async fn referral_feedback(
+        &self,
+        signal_id: &str,
+    ) -> Result<Vec<ReferralFeedback>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT recipient, purpose, feedback, feedback_at FROM referrals WHERE signal_id = $1 ORDER BY created_at, id",
+        )
+        .bind(signal_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReferralFeedback {
+                    recipient: r.try_get("recipient")?,
+                    purpose: r.try_get("purpose")?,
+                    feedback: r.try_get("feedback")?,
+                    feedback_at: r.try_get("feedback_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The sealed body of an earlier version of a signal.
+    pub async fn signal_version(
+        &self,
+        signal_id: &str,
+        version: i64,
+    ) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        sqlx::query_scalar("SELECT body FROM signal_versions WHERE signal_id = $1 AND version = $2")
+            .bind(signal_id)
+            .bind(version)
+            .fetch_optional(self.pool())
+            .await
+    }
+
     /// Referrals of several signals at once (for lists), by signal id.
     pub async fn referrals_of(
         &self,

@@ -194,6 +194,49 @@ fn requests(method: &str, template: &str, w: &World, thorough: bool) -> Vec<Req>
                 out.push(req(p, Some("opsporing"), Some(example("referral.json"))));
             }
         }
+        ("PATCH", "/v1/signals/{id}") => {
+            for p in signal_paths("") {
+                out.push(req(
+                    p.clone(),
+                    Some("drieluik"),
+                    Some(example("assessment.json")),
+                ));
+                out.push(req(
+                    p,
+                    Some("signalering"),
+                    Some(example("correction.json")),
+                ));
+            }
+        }
+        ("GET", "/v1/signals/{id}/versions/{version}") => {
+            for p in signal_paths("/versions/1") {
+                out.push(req(p, Some("drieluik"), None));
+            }
+        }
+        ("POST", "/v1/signals/{id}/transitions") => {
+            for p in signal_paths("/transitions") {
+                out.push(req(p, Some("drieluik"), Some(example("transition.json"))));
+            }
+        }
+        ("GET", "/v1/signals/{id}/feedback") => {
+            for p in signal_paths("/feedback") {
+                out.push(req(p.clone(), Some("drieluik"), None));
+                out.push(req(p, Some("signalering"), None));
+            }
+        }
+        ("POST", "/v1/signals/{id}/feedback") => {
+            for p in signal_paths("/feedback") {
+                out.push(req(p, Some("drieluik"), Some(example("feedback.json"))));
+            }
+        }
+        ("GET", "/v1/signals/counts") => {
+            out.push(req(template.into(), Some("drieluik"), None));
+            out.push(req(
+                format!("{template}?municipality=emmen&form=arbeid"),
+                Some("signalering"),
+                None,
+            ));
+        }
         ("GET", "/v1/inbox") => {
             out.push(req(format!("{template}?limit=100"), Some("drieluik"), None));
             out.push(req(template.into(), Some(FEN), None));
@@ -831,6 +874,24 @@ async fn canary_no_marker_id_or_pseudonym_crosses_to_the_riec() {
         .iter()
         .map(|r| r["inboxItem"].as_str().unwrap().to_owned())
         .collect();
+    // The signal's life after intake, on some of them: assessed (a second
+    // version), closed, and reported back on by the police.
+    let zvhd = Role::of(&server, "zvhd", "ketenregisseur");
+    for id in ids.iter().skip(2).step_by(50) {
+        let res = zvhd
+            .change(id, "drieluik", &example("assessment.json"), None)
+            .await;
+        assert_eq!(res.status(), 200);
+        let res = zvhd
+            .transition(id, "afgesloten", Some("geen-mensenhandel"))
+            .await;
+        assert_eq!(res.status(), 201);
+    }
+    let tmm = Role::of(&server, "politie", "rechercheur");
+    for id in to_police.iter().take(10) {
+        let res = tmm.report_back(id, "drieluik", "in-onderzoek").await;
+        assert_eq!(res.status(), 201);
+    }
     let mut secret_ids: Vec<String> = ids.clone();
     secret_ids.extend(inbox.iter().cloned());
     secret_ids.extend(

@@ -136,6 +136,53 @@ impl<'a> Role<'a> {
         self.get(&format!("/v1/signals/{id}"), purpose).await
     }
 
+    /// `PATCH /v1/signals/{id}` with a JSON Merge Patch for `purpose`
+    /// (`drieluik`: an assessment; `signalering`: a correction), with
+    /// `If-Match` when given.
+    pub async fn change(
+        &self,
+        id: &str,
+        purpose: &str,
+        patch: &Value,
+        if_match: Option<&str>,
+    ) -> Response {
+        let mut rb = self
+            .request(Method::PATCH, &format!("/v1/signals/{id}"), purpose)
+            .header("content-type", "application/merge-patch+json")
+            .body(patch.to_string());
+        if let Some(tag) = if_match {
+            rb = rb.header("if-match", tag);
+        }
+        send(rb).await
+    }
+
+    /// `POST /v1/signals/{id}/transitions` (purpose `drieluik`).
+    pub async fn transition(&self, id: &str, to: &str, reason: Option<&str>) -> Response {
+        let mut body = json!({"to": to});
+        if let Some(r) = reason {
+            body["reason"] = json!(r);
+        }
+        self.post(&format!("/v1/signals/{id}/transitions"), "drieluik", &body)
+            .await
+    }
+
+    /// `GET /v1/signals/{id}/feedback` for `purpose`.
+    pub async fn status_feedback(&self, id: &str, purpose: &str) -> Response {
+        self.get(&format!("/v1/signals/{id}/feedback"), purpose)
+            .await
+    }
+
+    /// `POST /v1/signals/{id}/feedback`: a recipient reports `status` on
+    /// its referral for `purpose`.
+    pub async fn report_back(&self, id: &str, purpose: &str, status: &str) -> Response {
+        self.post(
+            &format!("/v1/signals/{id}/feedback"),
+            purpose,
+            &json!({"status": status}),
+        )
+        .await
+    }
+
     // -- The log.
 
     /// Appends exactly one entry (an audit query: a privacy officer's

@@ -29,6 +29,7 @@ mod faults;
 mod http;
 mod idempotency;
 mod ledger;
+mod lifecycle;
 mod oauth;
 mod oracle;
 mod phenomena;
