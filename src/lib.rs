@@ -29,3 +29,4 @@ mod signals;
 mod store;
 mod telemetry;
 mod tls;
+mod witness;

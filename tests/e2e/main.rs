@@ -32,3 +32,4 @@ mod oracle;
 mod phenomena;
 mod policy;
 mod side_channels;
+mod witness;

@@ -27,6 +27,7 @@ pub async fn checkpoint(
     principal: Principal,
 ) -> Result<Response, Problem> {
     let cp = publication::checkpoint(&state, &principal).await?;
+    let cp = state.ledger.witnessed(cp).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         cp.note,
@@ -40,6 +41,7 @@ pub async fn checkpoint(
     responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn sign_checkpoint(State(state): State<AppState>) -> Result<Response, Problem> {
     let cp = state.ledger.checkpoint().await?;
+    let cp = state.ledger.witnessed(cp).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         cp.note,
