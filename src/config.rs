@@ -193,6 +193,9 @@ pub struct LogConfig {
     /// verify --min-witnesses` checks; a checkpoint with fewer is served
     /// all the same).
     pub min_witnesses: usize,
+    /// With `serve --demo`: run two witnesses in-process and add them to
+    /// `witnesses`, so the demo's checkpoints carry cosignatures.
+    pub demo_witnesses: bool,
 }
 
 /// A witness of the log (`[[log.witnesses]]`).
@@ -222,6 +225,7 @@ impl Default for LogConfig {
             max_export_rows: 100_000,
             witnesses: Vec::new(),
             min_witnesses: 0,
+            demo_witnesses: true,
         }
     }
 }

@@ -735,3 +735,56 @@ fn read_count(out: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("no count read in {out}"))
 }
+
+/// `serve --demo` runs two witnesses of its own: the demo's checkpoint
+/// carries two cosignatures that verify here, and with `log verify`.
+#[tokio::test]
+async fn the_demo_checkpoint_carries_two_cosignatures() {
+    let server = Server::start(Opts::new().env("KETENPOORT_LOG__DEMO_WITNESSES", "true")).await;
+    grow(&server, 3).await;
+    let size = size_of(&sign(&server).await);
+    let mut vkeys = Vec::new();
+    for n in 1..=2 {
+        // `witness init` on an existing witness directory keeps its key and
+        // prints its verifier key.
+        let dir = server.data().file(&format!("demo/witnesses/w{n}"));
+        let name = format!("witness-{n}.demo.ketenpoort.example/w{n}");
+        let mut cmd = Command::new(bin());
+        cmd.args(["witness", "init", "--name", &name, "--dir"])
+            .arg(&dir);
+        hermetic(&mut cmd);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        vkeys.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let note = loop {
+        let note = served(&server).await;
+        if size_of(&note) == size && vkeys.iter().all(|k| cosigned_at(&note, k).is_some()) {
+            break note;
+        }
+        assert!(Instant::now() < deadline, "{note}\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        note.lines().filter(|l| l.starts_with('\u{2014}')).count(),
+        3,
+        "{note}"
+    );
+    let (ok, out) = verify(
+        server.data(),
+        &[
+            "--witness-key",
+            &vkeys[0],
+            "--witness-key",
+            &vkeys[1],
+            "--min-witnesses",
+            "2",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("checkpoint {size} witnessed by witness-1.demo")),
+        "{out}"
+    );
+}
