@@ -42,12 +42,13 @@ pub(super) enum LogCommand {
         since: Option<PathBuf>,
         /// A witness's cosignature/v1 verifier key (or a file holding it);
         /// repeatable. The report says which checkpoints it cosigned.
+        /// Default: the keys of `log.witnesses` in the configuration.
         #[arg(long = "witness-key", value_name = "VKEY|FILE")]
         witness_keys: Vec<String>,
         /// The newest checkpoint must carry this many valid cosignatures by
-        /// the --witness-key witnesses.
-        #[arg(long, value_name = "K", default_value_t = 0)]
-        min_witnesses: usize,
+        /// those witnesses. Default: `log.min_witnesses`.
+        #[arg(long, value_name = "K")]
+        min_witnesses: Option<usize>,
     },
     /// Print the reference (`usr1:...`) under which the log, `/v1/me` and
     /// the export name a partner's user (a token's `sub`); the user id
@@ -90,10 +91,16 @@ pub(super) async fn run(action: LogCommand) -> anyhow::Result<ExitCode> {
     let cfg = common.config(None)?;
     let trusted = trusted_log_key(&cfg, verifier_key)?;
     let held = held_checkpoints(&checkpoints)?;
+    let witness_keys = if witness_keys.is_empty() {
+        cfg.log.witnesses.iter().map(|w| w.key.clone()).collect()
+    } else {
+        witness_keys
+    };
     let witnesses = witness_keys
         .iter()
         .map(|k| WitnessKey::parse(&key_or_file(k)?))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let min_witnesses = min_witnesses.unwrap_or(cfg.log.min_witnesses);
     let old = match &since {
         Some(path) if path.exists() => Some(
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,

@@ -279,13 +279,20 @@ fn witnessing(
         let mut names = Vec::new();
         let mut note = cp.note.clone();
         while let Some((_, line)) = lines.next_if(|(s, _)| *s == cp.size) {
-            for w in witnesses {
-                let ours = line
-                    .strip_prefix("\u{2014} ")
-                    .is_some_and(|l| l.starts_with(&format!("{} ", w.name)));
-                if !ours {
-                    continue;
-                }
+            let Ok(sig) = signed_note::Signature::from_bytes(line.trim_end().as_bytes()) else {
+                return fail(
+                    None,
+                    format!(
+                        "a stored cosignature of the checkpoint of size {} is malformed",
+                        cp.size
+                    ),
+                );
+            };
+            // Lines by other keys (witnesses not given) are ignored.
+            for w in witnesses
+                .iter()
+                .filter(|w| w.name == sig.name() && w.id == sig.id())
+            {
                 if w.check(&text, line).is_none() {
                     return fail(
                         None,

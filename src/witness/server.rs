@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,8 @@ use crate::store::witness::WitnessDb;
 /// Key-store name of the witness's signing key.
 pub const WITNESS_KEY: &str = "witness";
 const CONFIG_FILE: &str = "witness.toml";
+/// The longest a client connection stays open.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// `witness.toml` of a witness directory.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -161,9 +163,13 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, witnes
                 let witness = witness.clone();
                 async move { Ok::<_, std::convert::Infallible>(answer(&witness, req).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            http.http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            // A connection lasts at most a minute (clients reconnect).
+            let conn = http.serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
         });
     }
 }
