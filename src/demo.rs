@@ -286,13 +286,18 @@ pub fn print_banner(cfg: &Config, addr: SocketAddr) {
     println!(
         "ketenpoort demo region (Drenthe)\n\
          \n  data directory   {dir}\n  database         {db}\n  CA certificate   {dir}/tls/ca.pem\n  \
-         tokens           {dir}/demo/tokens/<partner>.<role>.jwt\n  client certs     {dir}/demo/clients/<partner>.pem\n\
+         tokens           {dir}/demo/tokens/<partner>.<role>.jwt\n  client certs     {dir}/demo/clients/<partner>.pem\n{witnesses}\
          \nTry:\n  curl --cacert {dir}/tls/ca.pem {base}/healthz\n  \
          curl --cacert {dir}/tls/ca.pem -H \"Authorization: Bearer $(cat {dir}/demo/tokens/assen.aandachtfunctionaris-veiligheid.jwt)\" {base}/v1/me\n  \
          curl --cacert {dir}/tls/ca.pem {base}/v1/openapi.json\n  \
          curl --cacert {dir}/tls/ca.pem -H \"Authorization: Bearer $(cat {dir}/demo/tokens/riec.analist.jwt)\" \
          -H \"Ketenpoort-Purpose: fenomeenanalyse\" {base}/v1/phenomena/releases\n",
         db = redact_url(&cfg.database_url()),
+        witnesses = if cfg.log.demo_witnesses {
+            format!("  witnesses        {dir}/demo/witnesses/w1, w2 (cosign every checkpoint)\n")
+        } else {
+            String::new()
+        },
     );
 }
 
