@@ -201,6 +201,32 @@ pub struct LogConfig {
     /// The most entries one CSV export holds (it is built in memory); a
     /// search that finds more is refused, never cut short.
     pub max_export_rows: u64,
+    /// Witnesses that cosign the log's checkpoints (C2SP tlog-witness);
+    /// each new checkpoint is handed to every one in the background.
+    pub witnesses: Vec<WitnessEndpoint>,
+    /// Cosignatures a checkpoint needs to count as witnessed (what `log
+    /// verify --min-witnesses` checks; a checkpoint with fewer is served
+    /// all the same).
+    pub min_witnesses: usize,
+    /// With `serve --demo`: run two witnesses in-process and add them to
+    /// `witnesses`, so the demo's checkpoints carry cosignatures.
+    pub demo_witnesses: bool,
+}
+
+/// A witness of the log (`[[log.witnesses]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessEndpoint {
+    /// Its submission prefix: `https://host:port` (`/add-checkpoint` is added).
+    pub url: String,
+    /// Its name; must be the name in `key` when given.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Its cosignature/v1 verifier key (`ketenpoort witness init` prints it).
+    pub key: String,
+    /// PEM certificate (or CA) its TLS certificate must chain to.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 impl Default for LogConfig {
@@ -212,6 +238,9 @@ impl Default for LogConfig {
             publish_interval_secs: 3600,
             max_unfiltered_days: 31,
             max_export_rows: 100_000,
+            witnesses: Vec::new(),
+            min_witnesses: 0,
+            demo_witnesses: true,
         }
     }
 }

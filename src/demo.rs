@@ -298,6 +298,38 @@ async fn renew_fingerprint(db: &Db, id: &str, old: &str, new: &str) -> anyhow::R
     Ok(())
 }
 
+/// The demo's two witnesses (`log.demo_witnesses`), each an in-process
+/// witness with its own directory (`DATA_DIR/demo/witnesses/w<n>`: key,
+/// self-signed TLS certificate, state) on a loopback port of its own, as a
+/// partner would run `ketenpoort witness serve`. Returns their entries for
+/// `log.witnesses`.
+pub async fn start_witnesses(
+    cfg: &Config,
+    log_key: &str,
+) -> anyhow::Result<Vec<crate::config::WitnessEndpoint>> {
+    use crate::witness::server;
+    let mut endpoints = Vec::new();
+    for n in 1..=2 {
+        let dir = cfg.data_dir.join(format!("demo/witnesses/w{n}"));
+        let name = format!("witness-{n}.demo.ketenpoort.example/w{n}");
+        let vkey = server::init(&dir, &name, &["localhost".into(), "127.0.0.1".into()])?;
+        let mut wcfg = server::WitnessConfig::load(&dir)?;
+        wcfg.logs = vec![log_key.to_owned()];
+        let witness = server::open(&dir, &wcfg).await?;
+        let tls = server::tls(&dir, &wcfg)?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(server::serve(listener, tls, witness));
+        endpoints.push(crate::config::WitnessEndpoint {
+            url: format!("https://{addr}"),
+            name: Some(name),
+            key: vkey,
+            ca: Some(dir.join("tls/witness.pem")),
+        });
+    }
+    Ok(endpoints)
+}
+
 pub fn print_banner(cfg: &Config, addr: SocketAddr) {
     let dir = cfg.data_dir.display();
     let base = format!("https://{addr}");
@@ -305,7 +337,7 @@ pub fn print_banner(cfg: &Config, addr: SocketAddr) {
         "ketenpoort demo region (Drenthe)\n\
          \n  data directory   {dir}\n  database         {db}\n  CA certificate   {dir}/tls/ca.pem\n  \
          tokens           {dir}/demo/tokens/<partner>.<role>.jwt\n  client certs     {dir}/demo/clients/<partner>.pem\n  \
-         example bodies   {dir}/demo/examples/<route>.json\n\
+         example bodies   {dir}/demo/examples/<route>.json\n{witnesses}\
          \nTry:\n  curl --cacert {dir}/tls/ca.pem {base}/healthz\n  \
          curl --cacert {dir}/tls/ca.pem -H \"Authorization: Bearer $(cat {dir}/demo/tokens/assen.aandachtfunctionaris-veiligheid.jwt)\" {base}/v1/me\n  \
          curl --cacert {dir}/tls/ca.pem {base}/v1/openapi.json\n  \
@@ -314,6 +346,11 @@ pub fn print_banner(cfg: &Config, addr: SocketAddr) {
          curl --cacert {dir}/tls/ca.pem -H \"Authorization: Bearer $(cat {dir}/demo/tokens/riec.analist.jwt)\" \
          -H \"Ketenpoort-Purpose: fenomeenanalyse\" {base}/v1/phenomena/releases\n",
         db = redact_url(&cfg.database_url()),
+        witnesses = if cfg.log.demo_witnesses {
+            format!("  witnesses        {dir}/demo/witnesses/w1, w2 (cosign every checkpoint)\n")
+        } else {
+            String::new()
+        },
     );
 }
 

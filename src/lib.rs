@@ -30,3 +30,4 @@ mod spreadsheet;
 mod store;
 mod telemetry;
 mod tls;
+mod witness;

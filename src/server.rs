@@ -94,6 +94,12 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         cfg.log.checkpoint_every,
         Duration::from_secs(cfg.log.checkpoint_interval_secs.max(1)),
     ));
+    // Witnesses cosign checkpoints in the background, never on a request's path.
+    let mut witnesses = cfg.log.witnesses.clone();
+    if demo && cfg.log.demo_witnesses {
+        witnesses.extend(demo::start_witnesses(&cfg, ledger.verifier_key()).await?);
+    }
+    crate::witness::submit::start(&ledger, &witnesses)?;
     let phenomena = Phenomena::new(db.clone(), policy.clone(), &cfg.phenomena, &keys)?;
     if cfg.phenomena.auto_publish {
         // The release of any period that closed while no instance ran.

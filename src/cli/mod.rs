@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `partner`, `client`, `token`, `log`, `keys`,
-//! `policy`, `retention`, `phenomena`. This module holds the clap types
+//! `policy`, `retention`, `phenomena`, `witness`. This module holds the clap types
 //! shared by every subcommand and the dispatch; each subcommand's arguments
 //! and body live in a file of their own.
 
@@ -13,6 +13,7 @@ mod policy;
 mod retention;
 mod serve;
 mod token;
+mod witness;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use phenomena::PhenomenaCommand;
 use policy::PolicyCommand;
 use retention::RetentionCommand;
 use token::TokenCommand;
+use witness::WitnessCommand;
 
 #[derive(Parser)]
 #[command(
@@ -124,6 +126,11 @@ enum Command {
         #[command(subcommand)]
         action: PhenomenaCommand,
     },
+    /// The witness a partner runs to cosign the log's checkpoints.
+    Witness {
+        #[command(subcommand)]
+        action: WitnessCommand,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -171,5 +178,6 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Policy { action } => policy::run(action),
         Command::Retention { action } => retention::run(action).await,
         Command::Phenomena { action } => phenomena::run(action).await,
+        Command::Witness { action } => witness::run(action).await,
     }
 }

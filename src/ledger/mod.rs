@@ -31,8 +31,8 @@ use crate::policy::Decision;
 use crate::request::RequestContext;
 use crate::store::Db;
 use crate::store::ledger::StoredCheckpoint;
-pub use checkpoint::LOG_KEY;
 use checkpoint::NoteSigner;
+pub use checkpoint::{LOG_KEY, key_name, open as open_checkpoint};
 pub use disclosed::Disclosed;
 pub use entry::{Actor, DecisionRecord, Entry, LogAction, Outcome};
 pub use merkle::Hash;
@@ -331,6 +331,38 @@ impl Ledger {
             .latest_checkpoint()
             .await?
             .expect("just inserted"))
+    }
+
+    /// The newest stored checkpoint (the log's note, without cosignatures).
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, sqlx::Error> {
+        self.core.db.latest_checkpoint().await
+    }
+
+    /// Keeps `witness`'s cosignature line of the checkpoint of `size`.
+    pub async fn store_cosignature(
+        &self,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<(), sqlx::Error> {
+        self.core.db.insert_cosignature(size, witness, line).await
+    }
+
+    /// The largest checkpoint size `witness` cosigned, by the stored lines.
+    pub async fn cosigned_size(&self, witness: &str) -> Result<Option<u64>, sqlx::Error> {
+        self.core.db.cosigned_size(witness).await
+    }
+
+    /// `cp`'s note with the stored cosignature lines appended (C2SP
+    /// tlog-cosignature: more signature lines of the same note).
+    pub async fn witnessed(
+        &self,
+        mut cp: StoredCheckpoint,
+    ) -> Result<StoredCheckpoint, sqlx::Error> {
+        for line in self.core.db.cosignatures(cp.size).await? {
+            cp.note.push_str(&line);
+        }
+        Ok(cp)
     }
 
     /// Background task: a checkpoint whenever `every` entries accumulated or

@@ -10,14 +10,30 @@
 //! checkpoints must verify with ([`TrustedKey`]), and checkpoints kept by
 //! privacy officers ([`HeldCheckpoint`]), which are what reveals a log
 //! rewritten or cut back together with its stored checkpoints.
+//!
+//! Incremental mode ([`Options::since`]) starts from a checkpoint verified
+//! before: it proves the newest stored checkpoint consistent with it (an
+//! RFC 6962 consistency proof from the stored hashes, checked against both
+//! signed roots), rebuilds the tree's right edge at the old size from
+//! stored hashes and checks it against the old root, then reads and checks
+//! only the entries after it. Entries before it are not read: a change to
+//! one shows only as a failed consistency proof (or edge), which is exactly
+//! a rewrite that moved the signed roots; a change to an old entry's bytes
+//! alone, with the tree left as it was, is not seen (a full run sees it).
+//!
+//! Witnesses ([`Options::witnesses`]): every stored cosignature line of a
+//! checkpoint is checked against the given witness keys; the report names
+//! who cosigned what, and with `min_witnesses` the newest checkpoint must
+//! carry that many valid cosignatures.
 
 use time::format_description::well_known::Rfc3339;
 
 use super::checkpoint;
 use super::leaf::LeafView;
-use super::merkle::{CompactRange, Hash, leaf_hash};
+use super::merkle::{CompactRange, Hash, Reader, leaf_hash};
 use crate::store::Db;
-use crate::store::log_scan::{LogBatch, LogHead, StoredRow};
+use crate::store::log_scan::{LogBatch, LogHead, Scope, StoredRow};
+use crate::witness::WitnessKey;
 
 #[derive(Debug)]
 pub struct Failure {
@@ -37,10 +53,34 @@ impl std::fmt::Display for Failure {
 
 pub struct Report {
     pub entries: u64,
+    /// Entries read and checked (all of them, or those since `since`).
+    pub read: u64,
+    /// Incremental: the size of the checkpoint verified before.
+    pub since: Option<u64>,
     pub checkpoints: usize,
     /// Held checkpoints the log is consistent with.
     pub held: usize,
     pub root: Hash,
+    /// Per checkpoint with a valid cosignature by a given witness key:
+    /// (size, witness names), by size.
+    pub witnessed: Vec<(u64, Vec<String>)>,
+    /// The newest checkpoint's note with its valid cosignatures: what
+    /// `--since` keeps for the next run.
+    pub newest: Option<String>,
+}
+
+/// What a verification takes besides the trusted key.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Checkpoints kept outside the database.
+    pub held: &'a [HeldCheckpoint],
+    /// Incremental: a checkpoint note verified before (a previous run's
+    /// `Report::newest`); only what follows it is read.
+    pub since: Option<&'a str>,
+    /// Witness keys whose cosignatures count.
+    pub witnesses: &'a [WitnessKey],
+    /// Valid cosignatures the newest checkpoint must carry.
+    pub min_witnesses: usize,
 }
 
 /// The key checkpoints must verify with. Never the one stored with the log:
@@ -97,12 +137,23 @@ fn db_err(e: impl std::fmt::Display) -> Failure {
     }
 }
 
-pub async fn verify(
-    db: &Db,
-    trusted: &TrustedKey,
-    held: &[HeldCheckpoint],
-) -> Result<Report, Failure> {
-    let mut scan = db.scan_log().await.map_err(db_err)?;
+pub async fn verify(db: &Db, trusted: &TrustedKey, opts: &Options<'_>) -> Result<Report, Failure> {
+    // The old checkpoint can be opened only with the key, which needs the
+    // stored origin when the key is the data directory's: peek at it first.
+    let from = match opts.since {
+        None => 0,
+        Some(note) => {
+            let origin = db.log_origin().await.map_err(db_err)?.unwrap_or_default();
+            let key = trusted.note_key(&origin);
+            checkpoint::open(note, &key)
+                .map_err(|e| Failure {
+                    index: None,
+                    reason: format!("the checkpoint verified before: {e}"),
+                })?
+                .0
+        }
+    };
+    let mut scan = db.scan_log(Scope { from }).await.map_err(db_err)?;
     let Some(head) = scan.head else {
         return match scan.batches.recv().await {
             Some(Err(e)) => Err(db_err(e)),
@@ -130,14 +181,32 @@ pub async fn verify(
              (and its checkpoints perhaps re-signed), or the trusted key is another log's",
         );
     }
-    let held = open_held(held, &key)?;
+    let mut held = open_held(opts.held, &key)?;
+    let mut start = CompactRange::default();
+    if let Some(note) = opts.since {
+        let (size, root) = checkpoint::open(note, &key).map_err(|e| Failure {
+            index: None,
+            reason: format!("the checkpoint verified before: {e}"),
+        })?;
+        start = resume(db, &head, size, root).await?;
+        // Held checkpoints below it would need the entries not read.
+        held.retain(|h| h.size >= size);
+    }
+    let since = opts.since.map(|_| start.size());
+    let cosignatures = db.cosignatures_from(from).await.map_err(db_err)?;
+    let (witnesses, min) = (opts.witnesses.to_vec(), opts.min_witnesses);
     tokio::task::spawn_blocking(move || {
         let mut v = Verifier::new(&head, key, held);
+        v.tree = start;
         v.check_checkpoints()?;
         while let Some(batch) = scan.batches.blocking_recv() {
             let batch = batch.map_err(db_err)?;
             if batch.entries.is_empty() {
-                return v.finish(&batch);
+                let mut report = v.finish(&batch)?;
+                report.since = since;
+                report.read = report.entries - from;
+                witnessing(&head, &cosignatures, &witnesses, min, &mut report)?;
+                return Ok(report);
             }
             v.batch(&batch)?;
         }
@@ -145,6 +214,124 @@ pub async fn verify(
     })
     .await
     .map_err(db_err)?
+}
+
+/// Incremental mode: the tree at `size` entries (root `root`, from a
+/// checkpoint verified before), resumed from the stored right edge, once
+/// the newest stored checkpoint is proved consistent with it.
+async fn resume(db: &Db, head: &LogHead, size: u64, root: Hash) -> Result<CompactRange, Failure> {
+    if head.size < size {
+        return fail(
+            head.size,
+            format!(
+                "the log holds {} entries, fewer than the {size} of the checkpoint verified before: entries were removed",
+                head.size
+            ),
+        );
+    }
+    let at = size.checked_sub(1);
+    if let Some(newest) = head.checkpoints.last().filter(|c| c.size > size) {
+        let (n, new_root) = (
+            newest.size,
+            Hash(newest.root.clone().try_into().unwrap_or_default()),
+        );
+        let rec = Reader::recording();
+        let _ = tlog_tiles::prove_tree(n, size, &rec);
+        let hashes = db.log_hashes(&rec.recorded()).await.map_err(db_err)?;
+        let proof = tlog_tiles::prove_tree(n, size, &Reader::Fetched(hashes));
+        if !proof.is_ok_and(|p| tlog_tiles::check_tree(&p, n, new_root, size, root).is_ok()) {
+            return fail(
+                at,
+                format!(
+                    "the log is not consistent with the checkpoint verified before: no consistency proof from size {size} to the checkpoint of size {n} (entries before {size} were changed, or the log was rewritten)"
+                ),
+            );
+        }
+    }
+    let ids = CompactRange::edge_ids(size);
+    let stored = db.log_hashes(&ids).await.map_err(db_err)?;
+    let edge: Option<Vec<Hash>> = ids.iter().map(|i| stored.get(i).copied()).collect();
+    let tree = edge.map(|e| CompactRange::resume(size, &e));
+    match tree {
+        Some(t) if t.root() == root => Ok(t),
+        _ => fail(
+            at,
+            format!("the stored tree at size {size} does not match the checkpoint verified before"),
+        ),
+    }
+}
+
+/// Checks every stored cosignature by a given witness key and fills in who
+/// witnessed what; with `min`, the newest checkpoint needs that many.
+fn witnessing(
+    head: &LogHead,
+    cosignatures: &[(u64, String)],
+    witnesses: &[WitnessKey],
+    min: usize,
+    report: &mut Report,
+) -> Result<(), Failure> {
+    let mut lines = cosignatures.iter().peekable();
+    for cp in &head.checkpoints {
+        while lines.next_if(|(s, _)| *s < cp.size).is_some() {}
+        let text = signed_note::Note::from_bytes(cp.note.as_bytes())
+            .map(|n| n.text().to_vec())
+            .unwrap_or_default();
+        let mut names = Vec::new();
+        let mut note = cp.note.clone();
+        while let Some((_, line)) = lines.next_if(|(s, _)| *s == cp.size) {
+            let Ok(sig) = signed_note::Signature::from_bytes(line.trim_end().as_bytes()) else {
+                return fail(
+                    None,
+                    format!(
+                        "a stored cosignature of the checkpoint of size {} is malformed",
+                        cp.size
+                    ),
+                );
+            };
+            // Lines by other keys (witnesses not given) are ignored.
+            for w in witnesses
+                .iter()
+                .filter(|w| w.name == sig.name() && w.id == sig.id())
+            {
+                if w.check(&text, line).is_none() {
+                    return fail(
+                        None,
+                        format!(
+                            "the cosignature by {} of the checkpoint of size {} does not verify",
+                            w.name, cp.size
+                        ),
+                    );
+                }
+                names.push(w.name.clone());
+                note.push_str(line);
+            }
+        }
+        if !names.is_empty() {
+            report.witnessed.push((cp.size, names));
+        }
+        report.newest = Some(note);
+    }
+    if min > 0 {
+        let Some(newest) = head.checkpoints.last() else {
+            return fail(None, "no checkpoint to be witnessed");
+        };
+        let n = report
+            .witnessed
+            .last()
+            .filter(|(s, _)| *s == newest.size)
+            .map_or(0, |(_, w)| w.len());
+        if n < min {
+            return fail(
+                None,
+                format!(
+                    "the newest checkpoint (size {}) carries {n} valid cosignatures of the {min} required: \
+                     it was not witnessed (a fork the witnesses refused, or witnesses that are down)",
+                    newest.size
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Opens every held checkpoint with the trusted key; sorted by size.
@@ -319,9 +506,13 @@ impl<'h> Verifier<'h> {
         }
         Ok(Report {
             entries: n,
+            read: n,
+            since: None,
             checkpoints: self.head.checkpoints.len(),
             held: self.held.len(),
             root: self.tree.root(),
+            witnessed: Vec::new(),
+            newest: None,
         })
     }
 }

@@ -393,6 +393,64 @@ impl Db {
     }
 }
 
+impl Db {
+    /// The origin stored with the log, if there is a log.
+    pub async fn log_origin(&self) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT origin FROM log_head WHERE id = 1")
+            .fetch_optional(self.pool())
+            .await
+    }
+
+    /// Keeps a witness's cosignature line of the checkpoint of `size`
+    /// (the first one per witness and size).
+    pub async fn insert_cosignature(
+        &self,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<(), sqlx::Error> {
+        let q = sqlx::query(
+            "INSERT INTO log_cosignatures (size, witness, line, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (size, witness) DO NOTHING",
+        )
+        .bind(size as i64)
+        .bind(witness)
+        .bind(line)
+        .bind(super::now_millis());
+        self.execute_write(q).await?;
+        Ok(())
+    }
+
+    /// The cosignature lines of the checkpoint of `size`, by witness name.
+    pub async fn cosignatures(&self, size: u64) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT line FROM log_cosignatures WHERE size = $1 ORDER BY witness")
+            .bind(size as i64)
+            .fetch_all(self.pool())
+            .await
+    }
+
+    /// Every stored cosignature line of checkpoints of at least `from`
+    /// entries: (size, line), by size.
+    pub async fn cosignatures_from(&self, from: u64) -> Result<Vec<(u64, String)>, sqlx::Error> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT size, line FROM log_cosignatures WHERE size >= $1 ORDER BY size, witness",
+        )
+        .bind(from as i64)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(s, l)| (s as u64, l)).collect())
+    }
+
+    /// The largest size `witness` cosigned.
+    pub async fn cosigned_size(&self, witness: &str) -> Result<Option<u64>, sqlx::Error> {
+        let size: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(size) FROM log_cosignatures WHERE witness = $1")
+                .bind(witness)
+                .fetch_one(self.pool())
+                .await?;
+        Ok(size.map(|s| s as u64))
+    }
+}
+
 fn checkpoint_from_row(r: &sqlx::any::AnyRow) -> Result<StoredCheckpoint, sqlx::Error> {
     Ok(StoredCheckpoint {
         size: r.try_get::<i64, _>("size")? as u64,

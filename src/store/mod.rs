@@ -14,6 +14,7 @@ pub mod log_scan;
 pub mod partners;
 pub mod phenomena;
 pub mod signals;
+pub mod witness;
 
 use std::sync::Arc;
 use std::time::Duration;

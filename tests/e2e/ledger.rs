@@ -1852,6 +1852,7 @@ async fn log_tables(data: &DataDir) -> Vec<u8> {
         .collect();
     let expected = [
         "log_checkpoints",
+        "log_cosignatures",
         "log_entries",
         "log_hashes",
         "log_head",

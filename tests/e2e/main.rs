@@ -36,3 +36,4 @@ mod phenomena;
 mod policy;
 mod side_channels;
 mod telemetry;
+mod witness;

@@ -19,7 +19,9 @@ use crate::problem::Problem;
 
 /// The newest signed checkpoint (C2SP tlog-checkpoint in a signed note); to
 /// a partner outside the covenant, the newest published one (signed by the
-/// last multiple of `log.publish_interval_secs`).
+/// last multiple of `log.publish_interval_secs`). After the log's signature
+/// come the cosignatures (C2SP cosignature/v1) of the witnesses that have
+/// cosigned it so far.
 #[utoipa::path(get, path = "/v1/log/checkpoint", tag = "log", security(("bearer" = [])),
     responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem)))]
 pub async fn checkpoint(
@@ -27,6 +29,7 @@ pub async fn checkpoint(
     principal: Principal,
 ) -> Result<Response, Problem> {
     let cp = publication::checkpoint(&state, &principal).await?;
+    let cp = state.ledger.witnessed(cp).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         cp.note,
@@ -40,6 +43,7 @@ pub async fn checkpoint(
     responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn sign_checkpoint(State(state): State<AppState>) -> Result<Response, Problem> {
     let cp = state.ledger.checkpoint().await?;
+    let cp = state.ledger.witnessed(cp).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         cp.note,

@@ -25,12 +25,35 @@ use super::{Backend, Db};
 /// to keep memory flat (about 1.5 MB).
 const BATCH: usize = 1024;
 
+// Each from a starting point ($1): index, stored-hash id, checkpoint size
+// (all 0 for a whole scan; see `Scope`).
 const ENTRIES: &str = "SELECT idx, ts, leaf, leaf_hash, action, actor_partner, actor_role, recipient, purpose, outcome \
-     FROM log_entries ORDER BY idx";
-const SUBJECTS: &str = "SELECT idx, pseudonym FROM log_subjects ORDER BY idx, pseudonym";
-const HASHES: &str = "SELECT id, hash FROM log_hashes ORDER BY id";
+     FROM log_entries WHERE idx >= $1 ORDER BY idx";
+const SUBJECTS: &str =
+    "SELECT idx, pseudonym FROM log_subjects WHERE idx >= $1 ORDER BY idx, pseudonym";
+const HASHES: &str = "SELECT id, hash FROM log_hashes WHERE id >= $1 ORDER BY id";
 const HEAD: &str = "SELECT origin, verifier_key, size FROM log_head WHERE id = 1";
-const CHECKPOINTS: &str = "SELECT size, root, note FROM log_checkpoints ORDER BY size";
+const CHECKPOINTS: &str =
+    "SELECT size, root, note FROM log_checkpoints WHERE size >= $1 ORDER BY size";
+
+/// Where a scan starts: entry `from` on (and its subject rows, the tree
+/// hashes of its records and the checkpoints of at least `from` entries).
+#[derive(Clone, Copy, Default)]
+pub struct Scope {
+    pub from: u64,
+}
+
+impl Scope {
+    /// The bind values of (entries and subjects, hashes, checkpoints).
+    fn binds(self) -> (i64, i64, i64) {
+        let from = self.from as i64;
+        (
+            from,
+            tlog_tiles::stored_hash_index(0, self.from) as i64,
+            from,
+        )
+    }
+}
 
 /// The log head as the scan sees it.
 pub struct LogHead {
@@ -145,7 +168,8 @@ pub struct LogScan {
 }
 
 impl Db {
-    pub async fn scan_log(&self) -> anyhow::Result<LogScan> {
+    /// The whole log (`scope` from 0) or what follows entry `scope.from`.
+    pub async fn scan_log(&self, scope: Scope) -> anyhow::Result<LogScan> {
         let (head_tx, head_rx) = oneshot::channel();
         let (tx, batches) = mpsc::channel(4);
         match self.backend {
@@ -156,7 +180,7 @@ impl Db {
                 std::thread::Builder::new()
                     .name("log-scan".into())
                     .spawn(move || {
-                        if let Err(e) = sqlite::scan(&path, head_tx, &tx) {
+                        if let Err(e) = sqlite::scan(&path, scope, head_tx, &tx) {
                             let _ = tx.blocking_send(Err(e));
                         }
                     })?;
@@ -164,7 +188,7 @@ impl Db {
             Backend::Postgres => {
                 let url = self.url.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = postgres::scan(&url, head_tx, &tx).await {
+                    if let Err(e) = postgres::scan(&url, scope, head_tx, &tx).await {
                         let _ = tx.send(Err(e)).await;
                     }
                 });
@@ -191,10 +215,10 @@ trait Tables {
 
     /// Sends the batches. Stops early when the receiver is gone
     /// (verification failed).
-    async fn send_batches(&mut self, tx: &Batches) -> anyhow::Result<()> {
+    async fn send_batches(&mut self, from: u64, tx: &Batches) -> anyhow::Result<()> {
         let mut subject = self.subject().await?;
         let mut hash = self.hash().await?;
-        let mut end = 0u64;
+        let mut end = from;
         loop {
             let mut entries = Vec::with_capacity(BATCH);
             while entries.len() < BATCH {

@@ -9,8 +9,8 @@ use sqlx::{Connection, Row};
 use tokio::sync::oneshot;
 
 use super::{
-    Batches, CHECKPOINTS, ENTRIES, HASHES, HEAD, HashRow, LogHead, SUBJECTS, StoredRow, SubjectRow,
-    Tables, checkpoint,
+    Batches, CHECKPOINTS, ENTRIES, HASHES, HEAD, HashRow, LogHead, SUBJECTS, Scope, StoredRow,
+    SubjectRow, Tables, checkpoint,
 };
 
 /// A connection per query, all three in one snapshot (exported by the
@@ -18,6 +18,7 @@ use super::{
 /// side by side while this process checks.
 pub(super) async fn scan(
     url: &str,
+    scope: Scope,
     head_tx: oneshot::Sender<Option<LogHead>>,
     tx: &Batches,
 ) -> anyhow::Result<()> {
@@ -46,7 +47,9 @@ pub(super) async fn scan(
         let _ = head_tx.send(None);
         return Ok(());
     };
+    let binds = scope.binds();
     let checkpoints = sqlx::query(CHECKPOINTS)
+        .bind(binds.2)
         .fetch_all(&mut e)
         .await?
         .iter()
@@ -62,11 +65,11 @@ pub(super) async fn scan(
         return Ok(());
     }
     let mut scan = PgScan {
-        entries: sqlx::query(ENTRIES).fetch(&mut e),
-        subjects: sqlx::query(SUBJECTS).fetch(&mut s),
-        hashes: sqlx::query(HASHES).fetch(&mut h),
+        entries: sqlx::query(ENTRIES).bind(binds.0).fetch(&mut e),
+        subjects: sqlx::query(SUBJECTS).bind(binds.0).fetch(&mut s),
+        hashes: sqlx::query(HASHES).bind(binds.1).fetch(&mut h),
     };
-    scan.send_batches(tx).await
+    scan.send_batches(scope.from, tx).await
 }
 
 /// Binary rows, borrowed while copied out.

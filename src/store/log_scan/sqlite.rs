@@ -6,13 +6,14 @@ use futures::executor::block_on;
 use tokio::sync::oneshot;
 
 use super::{
-    Batches, CHECKPOINTS, ENTRIES, HASHES, HEAD, HashRow, LogHead, SUBJECTS, StoredRow, SubjectRow,
-    Tables, checkpoint,
+    Batches, CHECKPOINTS, ENTRIES, HASHES, HEAD, HashRow, LogHead, SUBJECTS, Scope, StoredRow,
+    SubjectRow, Tables, checkpoint,
 };
 
 /// One connection, one read transaction; the three queries step side by side.
 pub(super) fn scan(
     path: &std::path::Path,
+    scope: Scope,
     head_tx: oneshot::Sender<Option<LogHead>>,
     tx: &Batches,
 ) -> anyhow::Result<()> {
@@ -34,9 +35,12 @@ pub(super) fn scan(
         let _ = head_tx.send(None);
         return Ok(());
     };
+    let binds = scope.binds();
     let checkpoints = conn
         .prepare(CHECKPOINTS)?
-        .query_map([], |r| Ok(checkpoint(r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map([binds.2], |r| {
+            Ok(checkpoint(r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
         .collect::<Result<_, _>>()?;
     let head = LogHead {
         origin,
@@ -53,11 +57,11 @@ pub(super) fn scan(
         conn.prepare(HASHES)?,
     );
     let mut scan = SqliteScan {
-        entries: e.query([])?,
-        subjects: s.query([])?,
-        hashes: h.query([])?,
+        entries: e.query([binds.0])?,
+        subjects: s.query([binds.0])?,
+        hashes: h.query([binds.1])?,
     };
-    block_on(scan.send_batches(tx))
+    block_on(scan.send_batches(scope.from, tx))
 }
 
 /// The three queries of one connection, stepped side by side.
