@@ -252,14 +252,19 @@ async fn serve(
                 return;
             };
             let client = tls::ClientCertificate::of(stream.get_ref().1);
-            let idle = Idle::new(stream, limits.idle);
+            // HTTP/1.1 gets the header-read bound; HTTP/2 frames its own.
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let head = (!h2).then_some(limits.header_read);
+            let idle = Idle::new(stream, limits.idle, head);
             let busy = idle.busy.clone();
+            let started = idle.started.clone();
             let svc = app
                 .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(client);
                     req
                 })
                 .map_future(move |answer| {
+                    started.fetch_add(1, Ordering::AcqRel);
                     let working = Busy::enter(&busy);
                     async move {
                         let res = answer.await;
@@ -285,10 +290,14 @@ async fn serve(
 /// HTTP/1.1 and HTTP/2 with the listener's limits.
 fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The header-read bound is `Idle`'s, not hyper's: hyper's also runs
+    // while a keep-alive connection waits for its next request, and so
+    // closed idle connections after it (10 s), abruptly, racing clients
+    // that reuse them, instead of after `http.idle_timeout_secs`.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read);
+        .header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -327,19 +336,29 @@ async fn refuse(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, limits: Limit
     });
     let mut b = builder(limits);
     b.http1().keep_alive(false);
-    let conn = b.serve_connection(TokioIo::new(Idle::new(stream, brief)), svc);
+    let conn = b.serve_connection(TokioIo::new(Idle::new(stream, brief, None)), svc);
     let _ = tokio::time::timeout(brief, conn).await;
 }
 
 /// A connection's transport that fails once no byte has moved either way
 /// for `idle` while no request on it is being answered: an idle keep-alive
 /// connection, or a client that connected and sends nothing, is closed.
+/// On HTTP/1.1 (`head`), a request's head must also arrive within `head`
+/// of the connection's start (the first request) or of its first byte (a
+/// later one): a client that trickles its headers is closed, while an idle
+/// keep-alive connection waits the whole `idle`.
 struct Idle<S> {
     inner: S,
     idle: Duration,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
     /// Requests on this connection being answered now.
     busy: Arc<AtomicUsize>,
+    /// Requests on this connection handed to the service so far: one more
+    /// than when the head clock started means that head arrived.
+    started: Arc<AtomicUsize>,
+    head: Option<Duration>,
+    /// The head clock: its deadline and `started` when it began.
+    head_deadline: Option<(std::pin::Pin<Box<tokio::time::Sleep>>, usize)>,
 }
 
 /// One request being answered (see [`Idle`]).
@@ -359,12 +378,36 @@ impl Drop for Busy {
 }
 
 impl<S> Idle<S> {
-    fn new(inner: S, idle: Duration) -> Self {
+    fn new(inner: S, idle: Duration, head: Option<Duration>) -> Self {
         Self {
             inner,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
             busy: Arc::new(AtomicUsize::new(0)),
+            started: Arc::new(AtomicUsize::new(0)),
+            head,
+            // The first request's head is due from the connection's start.
+            head_deadline: head.map(|h| (Box::pin(tokio::time::sleep(h)), 0)),
+        }
+    }
+
+    /// Keeps the head clock: stops it once its request reached the
+    /// service, starts it at the first byte of a new request.
+    fn head_clock(&mut self, got_bytes: bool) {
+        let started = self.started.load(Ordering::Acquire);
+        if self
+            .head_deadline
+            .as_ref()
+            .is_some_and(|(_, at)| *at != started)
+        {
+            self.head_deadline = None;
+        }
+        if let Some(head) = self.head
+            && got_bytes
+            && self.head_deadline.is_none()
+            && self.busy.load(Ordering::Acquire) == 0
+        {
+            self.head_deadline = Some((Box::pin(tokio::time::sleep(head)), started));
         }
     }
 
@@ -384,24 +427,49 @@ impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
         let before = buf.filled().len();
         match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                if buf.filled().len() > before {
+                let got = buf.filled().len() > before;
+                if got {
                     self.moved();
                 }
+                self.head_clock(got);
                 Poll::Ready(r)
             }
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                // A slow answer is not idleness: wait another round.
-                Poll::Ready(()) if self.busy.load(Ordering::Acquire) > 0 => {
-                    self.moved();
-                    let _ = self.deadline.as_mut().poll(cx);
-                    Poll::Pending
+            Poll::Pending => {
+                self.head_clock(false);
+                let waiting = self.busy.load(Ordering::Acquire) == 0;
+                if let Some((clock, _)) = self.head_deadline.as_mut()
+                    && waiting
+                    && clock.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "request head not received in time",
+                    )));
                 }
-                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "idle connection",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
+                self.poll_idle(cx)
+            }
+        }
+    }
+}
+
+impl<S> Idle<S> {
+    fn poll_idle(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        match self.deadline.as_mut().poll(cx) {
+            // A slow answer is not idleness: wait another round.
+            Poll::Ready(()) if self.busy.load(Ordering::Acquire) > 0 => {
+                self.moved();
+                let _ = self.deadline.as_mut().poll(cx);
+                Poll::Pending
+            }
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "idle connection",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -148,9 +148,18 @@ impl Drop for Hold {
         if let Some(key) = self.key.take() {
             let db = self.db.clone();
             tokio::spawn(async move {
-                if let Err(e) = db.release_idempotency_key(&key).await {
-                    tracing::warn!(error = %e, "an abandoned Idempotency-Key could not be given up; it is taken over after its lease");
+                // A few tries: the request may have ended because the
+                // database was slow.
+                for wait in [0, 500, 2000, 5000] {
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    match db.release_idempotency_key(&key).await {
+                        Ok(_) => return,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "an abandoned Idempotency-Key could not be given up yet")
+                        }
+                    }
                 }
+                tracing::warn!("an abandoned Idempotency-Key is taken over after its lease");
             });
         }
     }

@@ -296,6 +296,53 @@ async fn a_timed_out_request_never_has_a_disclosed_entry() {
     assert!(total.2 > 0, "no request timed out: the test did not test");
 }
 
+/// HTTP/1.1: a keep-alive connection waiting for its next request is kept
+/// for the idle timeout (here 6 s), not closed at the header-read timeout
+/// (here 2 s) — a client that reuses it after a pause must not race an
+/// early close; a request head trickled in a byte at a time is closed at
+/// the header-read timeout although bytes keep moving.
+#[tokio::test]
+async fn keep_alive_waits_the_idle_timeout_and_a_trickled_head_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(
+        Opts::new()
+            .env("KETENPOORT_HTTP__IDLE_TIMEOUT_SECS", 6)
+            .env("KETENPOORT_HTTP__HEADER_READ_TIMEOUT_SECS", 2),
+    )
+    .await;
+    let mut kept = tls_connect(&server).await;
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: ketenpoort\r\n\r\n")
+        .await
+        .expect("request");
+    let took = closed_after(&mut kept, Duration::from_secs(15)).await;
+    println!("a keep-alive connection was closed {took:?} after its request");
+    assert!(
+        took >= Duration::from_secs(4),
+        "closed at {took:?}, before the idle timeout"
+    );
+
+    let slow = tls_connect(&server).await;
+    let (mut rx, mut tx) = tokio::io::split(slow);
+    let trickle = tokio::spawn(async move {
+        let _ = tx
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: ketenpoort\r\n")
+            .await;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if tx.write_all(b"x").await.is_err() || tx.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    let took = closed_after(&mut rx, Duration::from_secs(15)).await;
+    println!("a trickled request head was cut off after {took:?}");
+    assert!(
+        took < Duration::from_secs(6),
+        "a trickled head kept the connection {took:?}"
+    );
+    trickle.abort();
+}
+
 /// A TLS connection to `server` (HTTP/1.1 by ALPN), handshake done.
 async fn tls_connect(server: &Server) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls_pki_types::CertificateDer;

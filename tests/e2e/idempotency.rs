@@ -233,12 +233,13 @@ async fn a_retry_after_a_timeout_runs_once() {
         // The retry: a real 201 (fresh or replayed), however the first ended.
         let mut retry =
             post_with_key(&reporter, "/v1/signals", "signalering", &body, Some(&key)).await;
-        for _ in 0..20 {
+        for _ in 0..60 {
             if retry.status() != 409 {
                 break;
             }
-            // Given up asynchronously after a timeout: a moment later.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Given up asynchronously after a timeout: a moment later (on
+            // a loaded machine, seconds).
+            tokio::time::sleep(Duration::from_millis(250)).await;
             retry = post_with_key(&reporter, "/v1/signals", "signalering", &body, Some(&key)).await;
         }
         ok_json(retry, 201).await;
