@@ -7,6 +7,7 @@
 //! writes the plain types of `crate::model` and never imports the modules
 //! that use it.
 
+pub mod console;
 pub mod ledger;
 pub mod log_scan;
 pub mod partners;
