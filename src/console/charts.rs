@@ -23,7 +23,12 @@ pub fn stacked_weeks(weeks: &[String], series: &BTreeMap<String, Vec<u64>>) -> S
     let (w, h, left, bottom, top) = (720.0, 260.0, 40.0, 40.0, 10.0);
     let n = weeks.len().max(1) as f64;
     let totals: Vec<u64> = (0..weeks.len())
-        .map(|i| series.values().map(|s| s.get(i).copied().unwrap_or(0)).sum())
+        .map(|i| {
+            series
+                .values()
+                .map(|s| s.get(i).copied().unwrap_or(0))
+                .sum()
+        })
         .collect();
     let max = totals.iter().copied().max().unwrap_or(0).max(1) as f64;
     let plot_h = h - bottom - top;
@@ -35,9 +40,25 @@ pub fn stacked_weeks(weeks: &[String], series: &BTreeMap<String, Vec<u64>>) -> S
         r##"<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="chart-weeks-title" viewBox="0 0 {w} {}" class="chart"><title id="chart-weeks-title">Verstrekkingen per week, per ontvanger</title>"##,
         h + legend_h + 10.0
     );
-    let _ = write!(s, r##"<line x1="{left}" y1="{}" x2="{w}" y2="{}" stroke="#333"/>"##, h - bottom, h - bottom);
-    let _ = write!(s, r##"<text x="{}" y="{}" font-size="11" text-anchor="end" fill="#222">{}</text>"##, left - 4.0, top + 10.0, max as u64);
-    let _ = write!(s, r##"<text x="{}" y="{}" font-size="11" text-anchor="end" fill="#222">0</text>"##, left - 4.0, h - bottom);
+    let _ = write!(
+        s,
+        r##"<line x1="{left}" y1="{}" x2="{w}" y2="{}" stroke="#333"/>"##,
+        h - bottom,
+        h - bottom
+    );
+    let _ = write!(
+        s,
+        r##"<text x="{}" y="{}" font-size="11" text-anchor="end" fill="#222">{}</text>"##,
+        left - 4.0,
+        top + 10.0,
+        max as u64
+    );
+    let _ = write!(
+        s,
+        r##"<text x="{}" y="{}" font-size="11" text-anchor="end" fill="#222">0</text>"##,
+        left - 4.0,
+        h - bottom
+    );
     for (i, label) in weeks.iter().enumerate() {
         let x = left + slot * i as f64 + slot * 0.15;
         let bw = slot * 0.7;

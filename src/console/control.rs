@@ -98,10 +98,12 @@ pub async fn flags(c: &Console, ex: &Exchange) -> Result<(Receipt, Vec<Flag>), P
         if let Some(r) = reviews.get(&f.id) {
             f.reviewed = Some(Reviewed {
                 note: r.note.clone(),
-                when: OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.reviewed_ms) * 1_000_000)
-                    .ok()
-                    .and_then(|t| t.format(&Rfc3339).ok())
-                    .unwrap_or_default(),
+                when: OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(r.reviewed_ms) * 1_000_000,
+                )
+                .ok()
+                .and_then(|t| t.format(&Rfc3339).ok())
+                .unwrap_or_default(),
             });
         }
     }
@@ -140,7 +142,11 @@ pub fn compute(entries: &[Entry], cfg: &crate::config::ControlConfig, now_ms: i6
                     id: format!("burst:{user}:{}", group[0].1),
                     rule: "rule_burst",
                     about: user.clone(),
-                    detail: format!("{} raadplegingen binnen {} minuten", group.len(), cfg.burst_minutes),
+                    detail: format!(
+                        "{} raadplegingen binnen {} minuten",
+                        group.len(),
+                        cfg.burst_minutes
+                    ),
                     count: group.len(),
                     entries: group.iter().map(|(_, i)| *i).take(MAX_LINKED).collect(),
                     reviewed: None,
@@ -161,7 +167,9 @@ pub fn compute(entries: &[Entry], cfg: &crate::config::ControlConfig, now_ms: i6
         let weekend = matches!(t.weekday(), time::Weekday::Saturday | time::Weekday::Sunday);
         let h = t.hour();
         if weekend || h < cfg.office_start_hour || h >= cfg.office_end_hour {
-            late.entry((u, t.date().to_string())).or_default().push(e.index);
+            late.entry((u, t.date().to_string()))
+                .or_default()
+                .push(e.index);
         }
     }
     for ((user, day), idx) in late {
@@ -169,7 +177,12 @@ pub fn compute(entries: &[Entry], cfg: &crate::config::ControlConfig, now_ms: i6
             id: format!("offhours:{user}:{day}"),
             rule: "rule_offhours",
             about: user,
-            detail: format!("{} raadplegingen op {day} buiten {}–{} uur (UTC) of in het weekend", idx.len(), cfg.office_start_hour, cfg.office_end_hour),
+            detail: format!(
+                "{} raadplegingen op {day} buiten {}–{} uur (UTC) of in het weekend",
+                idx.len(),
+                cfg.office_start_hour,
+                cfg.office_end_hour
+            ),
             count: idx.len(),
             entries: idx.into_iter().take(MAX_LINKED).collect(),
             reviewed: None,
@@ -201,11 +214,18 @@ pub fn compute(entries: &[Entry], cfg: &crate::config::ControlConfig, now_ms: i6
     let week_ms = crate::store::console::WEEK_MS;
     let this_week = (now_ms + crate::store::console::MONDAY_OFFSET_MS) / week_ms;
     let mut per: BTreeMap<String, BTreeMap<i64, Vec<u64>>> = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.outcome == Outcome::Disclosed && e.action != LogAction::AuditQuery) {
+    for e in entries
+        .iter()
+        .filter(|e| e.outcome == Outcome::Disclosed && e.action != LogAction::AuditQuery)
+    {
         if let Some(t) = when(e) {
             let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
             let w = (ms + crate::store::console::MONDAY_OFFSET_MS) / week_ms;
-            per.entry(e.actor.partner.clone()).or_default().entry(w).or_default().push(e.index);
+            per.entry(e.actor.partner.clone())
+                .or_default()
+                .entry(w)
+                .or_default()
+                .push(e.index);
         }
     }
     let weeks_before = (i64::from(cfg.window_days.max(7)) / 7 - 1).max(1);
@@ -223,7 +243,9 @@ pub fn compute(entries: &[Entry], cfg: &crate::config::ControlConfig, now_ms: i6
                 id: format!("volume:{partner}:{this_week}"),
                 rule: "rule_volume",
                 about: partner,
-                detail: format!("{now_count} verstrekkingen deze week, gemiddeld {avg:.1} per week ervoor"),
+                detail: format!(
+                    "{now_count} verstrekkingen deze week, gemiddeld {avg:.1} per week ervoor"
+                ),
                 count: now_count,
                 entries: idx.into_iter().take(MAX_LINKED).collect(),
                 reviewed: None,

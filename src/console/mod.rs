@@ -143,13 +143,16 @@ pub(crate) fn page_response(status: StatusCode, body: String) -> Response {
 
 fn secure(res: &mut Response) {
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(
-        header::X_FRAME_OPTIONS,
-        HeaderValue::from_static("DENY"),
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
     );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
 /// The templates, compiled into the binary.

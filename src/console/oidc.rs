@@ -63,7 +63,10 @@ impl Provider {
             bail!("auth.providers: id {:?} must be a lowercase slug", cfg.id);
         }
         if cfg.partners.is_empty() {
-            bail!("auth.providers {}: partners must name at least one partner", cfg.id);
+            bail!(
+                "auth.providers {}: partners must name at least one partner",
+                cfg.id
+            );
         }
         if cfg.partner_claim.is_none() && cfg.partners.len() != 1 {
             bail!(
@@ -81,7 +84,10 @@ impl Provider {
             ),
             (None, None) => None,
             (Some(_), Some(_)) => {
-                bail!("auth.providers {}: client_secret or client_secret_file, not both", cfg.id)
+                bail!(
+                    "auth.providers {}: client_secret or client_secret_file, not both",
+                    cfg.id
+                )
             }
         };
         IssuerUrl::new(cfg.issuer.clone())
@@ -113,8 +119,8 @@ impl Provider {
     > {
         let http = self.http.clone();
         let call = move |req| fetch(http.clone(), req);
-        let issuer = IssuerUrl::new(self.cfg.issuer.clone())
-            .map_err(|e| SignInError::Provider(e.into()))?;
+        let issuer =
+            IssuerUrl::new(self.cfg.issuer.clone()).map_err(|e| SignInError::Provider(e.into()))?;
         let meta = CoreProviderMetadata::discover_async(issuer, &call)
             .await
             .map_err(|e| SignInError::Provider(e.into()))?;
@@ -180,7 +186,11 @@ impl Provider {
             .to_string()
             .split('.')
             .nth(1)
-            .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+            .and_then(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .ok()
+            })
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .ok_or_else(|| SignInError::Token(anyhow!("ID token payload")))?;
         self.map_claims(&payload)

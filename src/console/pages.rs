@@ -88,7 +88,10 @@ impl Names {
     }
 
     fn partner(&self, id: &str) -> String {
-        self.partners.get(id).cloned().unwrap_or_else(|| id.to_owned())
+        self.partners
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_owned())
     }
 
     fn purpose(&self, id: &str) -> String {
@@ -108,9 +111,17 @@ impl Names {
             date: e.time.get(..10).unwrap_or_default().to_owned(),
             actor: self.partner(&e.actor.partner),
             actor_role: e.actor.role.clone(),
-            recipient: e.recipient.as_deref().map(|r| self.partner(r)).unwrap_or_default(),
+            recipient: e
+                .recipient
+                .as_deref()
+                .map(|r| self.partner(r))
+                .unwrap_or_default(),
             action: e.action.as_str(),
-            purpose_name: if purpose.is_empty() { String::new() } else { self.purpose(&purpose) },
+            purpose_name: if purpose.is_empty() {
+                String::new()
+            } else {
+                self.purpose(&purpose)
+            },
             purpose,
             legal_basis: e.legal_basis.clone().unwrap_or_default(),
             outcome: e.outcome.as_str(),
@@ -167,9 +178,17 @@ pub async fn overview(State(c): State<Console>, fg: Fg) -> Page {
         ..search.clone()
     };
     for _ in 0..200 {
-        let rows = db.search_log(&vis, &page).await.map_err(|e| err(e.into()))?;
+        let rows = db
+            .search_log(&vis, &page)
+            .await
+            .map_err(|e| err(e.into()))?;
         for e in decode(&rows).map_err(err)? {
-            let code = e.decision.reasons.first().cloned().unwrap_or_else(|| "?".into());
+            let code = e
+                .decision
+                .reasons
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "?".into());
             *refusals.entry(code).or_default() += 1;
         }
         if rows.len() < page.limit as usize {
@@ -184,13 +203,23 @@ pub async fn overview(State(c): State<Console>, fg: Fg) -> Page {
     let mut by_recipient = std::collections::BTreeMap::<String, Vec<u64>>::new();
     let mut by_purpose = std::collections::BTreeMap::<(String, String), u64>::new();
     for w in &counts {
-        let r = w.recipient.as_deref().map(|r| names.partner(r)).unwrap_or_else(|| "-".into());
+        let r = w
+            .recipient
+            .as_deref()
+            .map(|r| names.partner(r))
+            .unwrap_or_else(|| "-".into());
         let slot = (w.week - (this_week - weeks + 1)) as usize;
-        let series = by_recipient.entry(r.clone()).or_insert_with(|| vec![0; weeks as usize]);
+        let series = by_recipient
+            .entry(r.clone())
+            .or_insert_with(|| vec![0; weeks as usize]);
         if let Some(s) = series.get_mut(slot) {
             *s += w.count as u64;
         }
-        let p = w.purpose.as_deref().map(|p| names.purpose(p)).unwrap_or_else(|| "-".into());
+        let p = w
+            .purpose
+            .as_deref()
+            .map(|p| names.purpose(p))
+            .unwrap_or_else(|| "-".into());
         *by_purpose.entry((r, p)).or_default() += w.count as u64;
     }
     let weekly_svg = charts::stacked_weeks(&week_labels, &by_recipient);
@@ -239,9 +268,17 @@ pub struct SearchForm {
 
 impl SearchForm {
     fn given(&self) -> bool {
-        [&self.from, &self.to, &self.partner, &self.recipient, &self.purpose, &self.action, &self.outcome]
-            .iter()
-            .any(|v| !v.is_empty())
+        [
+            &self.from,
+            &self.to,
+            &self.partner,
+            &self.recipient,
+            &self.purpose,
+            &self.action,
+            &self.outcome,
+        ]
+        .iter()
+        .any(|v| !v.is_empty())
     }
 
     fn params(&self, limit: Option<u32>) -> Result<SearchParams, Problem> {
@@ -255,7 +292,10 @@ impl SearchForm {
             action: opt(&self.action),
             outcome: opt(&self.outcome),
             after: match opt(&self.after) {
-                Some(a) => Some(a.parse().map_err(|_| Problem::bad_request("after must be a number"))?),
+                Some(a) => Some(
+                    a.parse()
+                        .map_err(|_| Problem::bad_request("after must be a number"))?,
+                ),
                 None => None,
             },
             limit,
@@ -267,8 +307,14 @@ impl SearchForm {
         let mut f = self.clone();
         f.after = after.map(|a| a.to_string()).unwrap_or_default();
         let pairs: Vec<(String, String)> = [
-            ("from", f.from), ("to", f.to), ("partner", f.partner), ("recipient", f.recipient),
-            ("purpose", f.purpose), ("action", f.action), ("outcome", f.outcome), ("after", f.after),
+            ("from", f.from),
+            ("to", f.to),
+            ("partner", f.partner),
+            ("recipient", f.recipient),
+            ("purpose", f.purpose),
+            ("action", f.action),
+            ("outcome", f.outcome),
+            ("after", f.after),
         ]
         .into_iter()
         .filter(|(_, v)| !v.is_empty())
@@ -285,7 +331,9 @@ impl SearchForm {
 fn urlencode(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -370,7 +418,10 @@ pub async fn export(State(c): State<Console>, fg: Fg, Query(form): Query<SearchF
                 (
                     [
                         (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                        (header::CONTENT_DISPOSITION, "attachment; filename=\"ketenpoort-log.csv\""),
+                        (
+                            header::CONTENT_DISPOSITION,
+                            "attachment; filename=\"ketenpoort-log.csv\"",
+                        ),
                         (header::CACHE_CONTROL, "no-store"),
                     ],
                     body,
@@ -405,7 +456,11 @@ pub async fn entry(State(c): State<Console>, fg: Fg, Path(index): Path<u64>) -> 
         .ok_or_else(|| err(Problem::not_found()))?;
     let shown = visible(&vis, &stored);
     let names = Names::load(&c).await.map_err(err)?;
-    let entry = if shown { Entry::decode(&stored.leaf) } else { None };
+    let entry = if shown {
+        Entry::decode(&stored.leaf)
+    } else {
+        None
+    };
     let draft = ex.draft(&granted).resources(resources);
     let receipt = c.app.ledger.log(draft).await.map_err(|e| err(e.into()))?;
     let body = html(
@@ -474,8 +529,11 @@ pub async fn subject(State(c): State<Console>, fg: Fg, Form(f): Form<SubjectForm
     }
     if bsn.is_empty()
         && (dob.is_empty()
-            || time::Date::parse(dob, time::macros::format_description!("[year]-[month]-[day]"))
-                .is_err())
+            || time::Date::parse(
+                dob,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .is_err())
     {
         return form_error("subject_dob_invalid");
     }

@@ -38,8 +38,14 @@ pub fn router(console: Console) -> Router {
         .route("/verificatie/checkpoint", get(verify::checkpoint))
         .route("/verificatie/consistentie", get(verify::consistency))
         .route("/verificatie/inclusie", get(verify::inclusion))
-        .route("/static/console.css", get(|| async { asset(CSS, "text/css; charset=utf-8") }))
-        .route("/static/verify.js", get(|| async { asset(JS, "text/javascript; charset=utf-8") }))
+        .route(
+            "/static/console.css",
+            get(|| async { asset(CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/static/verify.js",
+            get(|| async { asset(JS, "text/javascript; charset=utf-8") }),
+        )
         .fallback(|| async { Redirect::to("/console/") })
         .with_state(console)
 }

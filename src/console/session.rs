@@ -56,25 +56,37 @@ pub fn cookie(parts: &Parts, name: &str) -> Option<String> {
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
-        .filter(|v| v.len() == 43 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|v| {
+            v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 pub fn set_cookie(res: &mut Response, name: &str, value: &str, lax: bool) {
     let same_site = if lax { "Lax; Max-Age=600" } else { "Strict" };
     let v = format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite={same_site}");
-    res.headers_mut()
-        .append(header::SET_COOKIE, HeaderValue::from_str(&v).expect("cookie is ASCII"));
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&v).expect("cookie is ASCII"),
+    );
 }
 
 pub fn clear_cookie(res: &mut Response, name: &str) {
     let v = format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
-    res.headers_mut()
-        .append(header::SET_COOKIE, HeaderValue::from_str(&v).expect("cookie is ASCII"));
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&v).expect("cookie is ASCII"),
+    );
 }
 
 /// Equal strings, compared in constant time.
 pub fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// Back to sign-in, the session cookie cleared: nothing is shown.
@@ -180,7 +192,8 @@ impl Visitor {
         let db = &console.app.db;
         if let Some(id) = cookie(parts, COOKIE)
             && let Some(row) = db.console_session(&hash_id(&id)).await?
-            && now_ms() - row.created_ms < console.app.config.console.session_idle_secs as i64 * 1000
+            && now_ms() - row.created_ms
+                < console.app.config.console.session_idle_secs as i64 * 1000
         {
             return Ok(Self {
                 csrf: row.csrf,

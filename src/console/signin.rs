@@ -34,7 +34,9 @@ pub async fn page(State(c): State<Console>, parts: Parts) -> Response {
             Ok(list) => list
                 .into_iter()
                 .filter(|p| p.roles.iter().any(|r| r == "fg"))
-                .map(|p| serde_json::json!({"id": p.id, "name": p.display_name, "member": p.member}))
+                .map(
+                    |p| serde_json::json!({"id": p.id, "name": p.display_name, "member": p.member}),
+                )
                 .collect(),
             Err(e) => return c.error_page(&e.into()),
         }
@@ -80,7 +82,15 @@ pub async fn demo(State(c): State<Console>, parts: Parts, Form(f): Form<DemoForm
         Some(ctx) => ctx,
         None => return c.error_page(&crate::problem::Problem::internal()),
     };
-    admit(&c, ctx, &f.partner, "fg", &format!("demo-fg@{}", f.partner), None).await
+    admit(
+        &c,
+        ctx,
+        &f.partner,
+        "fg",
+        &format!("demo-fg@{}", f.partner),
+        None,
+    )
+    .await
 }
 
 /// Admits a signed-in identity: an active covenant member's `fg` gets a
@@ -149,7 +159,12 @@ pub async fn start(State(c): State<Console>, Path(id): Path<String>) -> Response
         created_ms: now,
         seen_ms: now,
     };
-    if let Err(e) = c.app.db.insert_console_session(&session::hash_id(&login), &row).await {
+    if let Err(e) = c
+        .app
+        .db
+        .insert_console_session(&session::hash_id(&login), &row)
+        .await
+    {
         return c.error_page(&e.into());
     }
     let mut res = Redirect::to(&url).into_response();

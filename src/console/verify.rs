@@ -39,14 +39,20 @@ pub struct Consistency {
     to: u64,
 }
 
-pub async fn consistency(State(c): State<Console>, _fg: Fg, Query(q): Query<Consistency>) -> Response {
+pub async fn consistency(
+    State(c): State<Console>,
+    _fg: Fg,
+    Query(q): Query<Consistency>,
+) -> Response {
     let run = async {
         let size = c.app.ledger.size().await?;
         if q.from == 0 || q.from > q.to || q.to > size {
             return Err(Problem::bad_request("need 0 < from <= to <= the log size"));
         }
         let proof = c.app.ledger.consistency_proof(q.from, q.to).await?;
-        Ok(json!({"from": q.from, "to": q.to, "proof": proof.iter().map(|h| b64(&h.0)).collect::<Vec<_>>()}))
+        Ok(
+            json!({"from": q.from, "to": q.to, "proof": proof.iter().map(|h| b64(&h.0)).collect::<Vec<_>>()}),
+        )
     };
     match run.await {
         Ok(v) => Json(v).into_response(),
@@ -65,10 +71,14 @@ pub async fn inclusion(State(c): State<Console>, _fg: Fg, Query(q): Query<Inclus
     let run = async {
         let size = c.app.ledger.size().await?;
         if q.index >= q.tree_size || q.tree_size > size {
-            return Err(Problem::bad_request("need index < treeSize <= the log size"));
+            return Err(Problem::bad_request(
+                "need index < treeSize <= the log size",
+            ));
         }
         let proof = c.app.ledger.inclusion_proof(q.index, q.tree_size).await?;
-        Ok(json!({"index": q.index, "treeSize": q.tree_size, "proof": proof.iter().map(|h| b64(&h.0)).collect::<Vec<_>>()}))
+        Ok(
+            json!({"index": q.index, "treeSize": q.tree_size, "proof": proof.iter().map(|h| b64(&h.0)).collect::<Vec<_>>()}),
+        )
     };
     match run.await {
         Ok(v) => Json(v).into_response(),

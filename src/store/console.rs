@@ -75,7 +75,11 @@ impl Db {
     }
 
     /// Records activity on a session (the idle timeout counts from here).
-    pub async fn touch_console_session(&self, id_hash: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    pub async fn touch_console_session(
+        &self,
+        id_hash: &str,
+        now_ms: i64,
+    ) -> Result<(), sqlx::Error> {
         let q = sqlx::query("UPDATE console_sessions SET seen_ms = $1 WHERE id_hash = $2")
             .bind(now_ms)
             .bind(id_hash);

@@ -855,7 +855,9 @@ fn route_registrations(rel: &str, source: &str) -> Vec<(usize, String)> {
             ".nest_service(",
             ".fallback_service(",
         ] {
-            let console_mount = in_api_mod && call == ".nest_service(" && code.contains(".nest_service(\"/console\", console)");
+            let console_mount = in_api_mod
+                && call == ".nest_service("
+                && code.contains(".nest_service(\"/console\", console)");
             if code.contains(call) && !console_mount {
                 hit(call);
             }

@@ -31,7 +31,12 @@
 
   // C2SP signed note: "<text>\n\n— <name> <base64(keyid || sig)>\n..."
   async function openNote(note, verifierKey) {
-    const [name, keyIdHex, keyB64] = verifierKey.trim().split("+");
+    // <name>+<8 hex key id>+<base64(0x01 || key)>: the base64 may hold "+".
+    const vk = verifierKey.trim();
+    const p1 = vk.indexOf("+");
+    const name = vk.slice(0, p1);
+    const keyIdHex = vk.slice(p1 + 1, p1 + 9);
+    const keyB64 = vk.slice(p1 + 10);
     const key = b64(keyB64);
     if (key.length !== 33 || key[0] !== 1) throw new Failure("de vastgelegde sleutel is geen Ed25519-sleutel");
     const id = (await sha256(concat(enc.encode(name + "\n"), key))).slice(0, 4);
