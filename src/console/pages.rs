@@ -41,10 +41,9 @@ fn frame(fg: &Fg, nav: &str) -> minijinja::Value {
     }
 }
 
-fn html(c: &Console, name: &str, ctx: minijinja::Value) -> Result<Response, Response> {
+fn html(c: &Console, name: &str, ctx: minijinja::Value) -> Result<Response, Problem> {
     c.render(name, ctx)
         .map(|body| super::page_response(StatusCode::OK, body))
-        .map_err(|p| c.error_page(&p))
 }
 
 /// An entry as a page shows it, with its display names.
@@ -248,7 +247,8 @@ pub async fn overview(State(c): State<Console>, fg: Fg) -> Page {
             checkpoint_root => checkpoint.as_ref().map(|c| B64.encode(&c.root)),
             ..frame(&fg, "overview")
         },
-    )?;
+    )
+    .map_err(err)?;
     Ok(receipt.disclose(body))
 }
 
@@ -364,7 +364,7 @@ pub async fn search(State(c): State<Console>, fg: Fg, Query(form): Query<SearchF
         ..frame(&fg, "search")
     };
     if !form.given() {
-        return html(&c, "search.html", base).unwrap_or_else(|r| r);
+        return html(&c, "search.html", base).unwrap_or_else(|p| c.error_page(&p));
     }
     let run = async {
         let search = form.params(Some(50))?.to_search(&c.app)?;
@@ -376,7 +376,7 @@ pub async fn search(State(c): State<Console>, fg: Fg, Query(form): Query<SearchF
     match run.await {
         Err(p) if p.status().is_client_error() && p.status() != StatusCode::FORBIDDEN => {
             let ctx = minijinja::context! { error => p.detail_text(), ..base };
-            let mut res = html(&c, "search.html", ctx).unwrap_or_else(|r| r);
+            let mut res = html(&c, "search.html", ctx).unwrap_or_else(|p| c.error_page(&p));
             *res.status_mut() = StatusCode::BAD_REQUEST;
             res
         }
@@ -400,7 +400,7 @@ pub async fn search(State(c): State<Console>, fg: Fg, Query(form): Query<SearchF
             };
             match html(&c, "search.html", ctx) {
                 Ok(res) => receipt.disclose(res).into_response(),
-                Err(r) => r,
+                Err(p) => c.error_page(&p),
             }
         }
     }
@@ -476,7 +476,8 @@ pub async fn entry(State(c): State<Console>, fg: Fg, Path(index): Path<u64>) -> 
             leaf_hash => B64.encode(&stored.leaf_hash),
             ..frame(&fg, "search")
         },
-    )?;
+    )
+    .map_err(err)?;
     Ok(receipt.disclose(body))
 }
 
@@ -487,7 +488,7 @@ pub async fn subject_form(State(c): State<Console>, fg: Fg) -> Response {
         "subject.html",
         minijinja::context! { title => c.text("subject_title"), ..frame(&fg, "subject") },
     )
-    .unwrap_or_else(|r| r)
+    .unwrap_or_else(|p| c.error_page(&p))
 }
 
 #[derive(Deserialize)]
@@ -514,7 +515,7 @@ pub async fn subject(State(c): State<Console>, fg: Fg, Form(f): Form<SubjectForm
             error => c.text(key),
             ..frame(&fg, "subject")
         };
-        let mut res = html(&c, "subject.html", ctx).unwrap_or_else(|r| r);
+        let mut res = html(&c, "subject.html", ctx).unwrap_or_else(|p| c.error_page(&p));
         *res.status_mut() = StatusCode::BAD_REQUEST;
         res
     };
@@ -575,7 +576,7 @@ pub async fn subject(State(c): State<Console>, fg: Fg, Form(f): Form<SubjectForm
     };
     match html(&c, "subject.html", ctx) {
         Ok(res) => receipt.disclose(res).into_response(),
-        Err(r) => r,
+        Err(p) => c.error_page(&p),
     }
 }
 
@@ -593,7 +594,8 @@ pub async fn control_page(State(c): State<Console>, fg: Fg) -> Page {
             flags => value(flags),
             ..frame(&fg, "control")
         },
-    )?;
+    )
+    .map_err(err)?;
     Ok(receipt.disclose(body))
 }
 

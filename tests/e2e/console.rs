@@ -67,7 +67,11 @@ async fn start_op() -> Op {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting oidc-provider-mock (.ci/run installs it into .venv-py/lib)");
-    let url = format!("http://127.0.0.1:{port}");
+    // Killed (and waited for) when dropped, also if it never answers.
+    let op = Op {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
     // Plain HTTP on loopback; reqwest still wants a TLS configuration.
     let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -83,16 +87,16 @@ async fn start_op() -> Op {
         .unwrap();
     for _ in 0..100 {
         if let Ok(r) = client
-            .get(format!("{url}/.well-known/openid-configuration"))
+            .get(format!("{}/.well-known/openid-configuration", op.url))
             .send()
             .await
             && r.status().is_success()
         {
-            return Op { child, url };
+            return op;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("oidc-provider-mock did not start on {url}");
+    panic!("oidc-provider-mock did not start on {}", op.url);
 }
 
 fn console_config(op: &str) -> String {
