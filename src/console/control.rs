@@ -284,3 +284,114 @@ pub async fn review(c: &Console, ex: &Exchange, id: &str, note: &str) -> Result<
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Actor, DecisionRecord};
+
+    fn entry(index: u64, time: &str, user: &str, action: LogAction, outcome: Outcome) -> Entry {
+        let mut e = crate::ledger::entry::tests::sample(index);
+        e.time = time.into();
+        e.action = action;
+        e.outcome = outcome;
+        e.actor = Actor {
+            partner: "nla".into(),
+            role: "inspecteur".into(),
+            user: serde_json::from_value(serde_json::Value::from(user)).unwrap(),
+        };
+        e.decision = DecisionRecord {
+            mode: "full".into(),
+            reasons: vec![],
+        };
+        e
+    }
+
+    #[test]
+    fn each_rule_flags_past_its_threshold_and_not_below() {
+        let cfg = crate::config::ControlConfig {
+            burst_reads: 3,
+            burst_minutes: 10,
+            repeated_refusals: 2,
+            ..Default::default()
+        };
+        // Wednesday 2026-12-02: three reads in 5 minutes at 10:00 UTC, one
+        // read at 22:00, two refusals for another user.
+        let entries = vec![
+            entry(
+                0,
+                "2026-12-02T10:00:00.000Z",
+                "usr1:a",
+                LogAction::Read,
+                Outcome::Disclosed,
+            ),
+            entry(
+                1,
+                "2026-12-02T10:02:00.000Z",
+                "usr1:a",
+                LogAction::Read,
+                Outcome::Disclosed,
+            ),
+            entry(
+                2,
+                "2026-12-02T10:05:00.000Z",
+                "usr1:a",
+                LogAction::Read,
+                Outcome::Disclosed,
+            ),
+            entry(
+                3,
+                "2026-12-02T22:00:00.000Z",
+                "usr1:b",
+                LogAction::Read,
+                Outcome::Disclosed,
+            ),
+            entry(
+                4,
+                "2026-12-02T11:00:00.000Z",
+                "usr1:c",
+                LogAction::Read,
+                Outcome::Denied,
+            ),
+            entry(
+                5,
+                "2026-12-02T11:01:00.000Z",
+                "usr1:c",
+                LogAction::Read,
+                Outcome::Denied,
+            ),
+            entry(
+                6,
+                "2026-12-02T11:30:00.000Z",
+                "usr1:d",
+                LogAction::Read,
+                Outcome::Denied,
+            ),
+        ];
+        let now = 1_764_892_800_000; // 2026-12-05
+        let flags = compute(&entries, &cfg, now);
+        let find = |rule: &str| flags.iter().filter(|f| f.rule == rule).collect::<Vec<_>>();
+        let burst = find("rule_burst");
+        assert_eq!(burst.len(), 1);
+        assert_eq!(burst[0].entries, vec![0, 1, 2]);
+        let late = find("rule_offhours");
+        assert_eq!(late.len(), 1);
+        assert_eq!(
+            (late[0].about.as_str(), late[0].entries.clone()),
+            ("usr1:b", vec![3])
+        );
+        let refused = find("rule_refusals");
+        assert_eq!(refused.len(), 1, "usr1:d was refused once only");
+        assert_eq!(refused[0].entries, vec![4, 5]);
+        assert!(flags.iter().all(|f| is_flag_id(&f.id)));
+        // Below the thresholds: nothing.
+        let strict = crate::config::ControlConfig {
+            burst_reads: 4,
+            repeated_refusals: 3,
+            office_start_hour: 0,
+            office_end_hour: 24,
+            ..cfg
+        };
+        assert!(compute(&entries, &strict, now).is_empty());
+    }
+}

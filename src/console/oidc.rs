@@ -266,3 +266,57 @@ async fn fetch(
     let body = res.bytes().await?.to_vec();
     Ok(out.body(body).expect("a response from a response"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(partners: &[&str], partner_claim: Option<&str>) -> Provider {
+        let cfg: ProviderConfig = serde_json::from_value(serde_json::json!({
+            "id": "idp",
+            "issuer": "https://login.example",
+            "client_id": "console",
+            "partners": partners,
+            "partner_claim": partner_claim,
+            "roles": {"privacy-officer": "fg"},
+        }))
+        .unwrap();
+        Provider::from_config(&cfg, "https://ketenpoort.example").unwrap()
+    }
+
+    #[test]
+    fn an_issuer_signs_in_only_users_of_its_own_partners() {
+        let p = provider(&["emmen", "zvhd"], Some("org"));
+        let ok = p
+            .map_claims(&serde_json::json!({"sub": "u1", "org": "emmen", "ketenpoort_role": "privacy-officer"}))
+            .unwrap();
+        assert_eq!((ok.partner.as_str(), ok.role.as_str()), ("emmen", "fg"));
+        for claims in [
+            serde_json::json!({"sub": "u1", "org": "assen", "ketenpoort_role": "fg"}),
+            serde_json::json!({"sub": "u1", "ketenpoort_role": "fg"}),
+            serde_json::json!({"sub": "u1", "org": "emmen"}),
+            serde_json::json!({"org": "emmen", "ketenpoort_role": "fg"}),
+        ] {
+            assert!(
+                matches!(p.map_claims(&claims), Err(SignInError::Mapping)),
+                "{claims}"
+            );
+        }
+        // One partner, no partner claim: that partner, whatever else is said.
+        let single = provider(&["emmen"], None);
+        let id = single
+            .map_claims(&serde_json::json!({"sub": "u", "org": "zvhd", "ketenpoort_role": "fg"}))
+            .unwrap();
+        assert_eq!(id.partner, "emmen");
+    }
+
+    #[test]
+    fn several_partners_need_a_partner_claim() {
+        let cfg: ProviderConfig = serde_json::from_value(serde_json::json!({
+            "id": "idp", "issuer": "https://login.example", "client_id": "c",
+            "partners": ["emmen", "zvhd"],
+        }))
+        .unwrap();
+        assert!(Provider::from_config(&cfg, "https://k.example").is_err());
+    }
+}
