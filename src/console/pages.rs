@@ -61,7 +61,32 @@ struct Row {
     legal_basis: String,
     outcome: &'static str,
     fields: Vec<String>,
+    /// The fields grouped by whom they are about: `(category, names)`.
+    categories: Vec<(String, String)>,
     reasons: Vec<String>,
+}
+
+/// Field names grouped by the person or part of the signal they belong to
+/// (`victims.name` → victims: name).
+fn categories(fields: &[String]) -> Vec<(&'static str, String)> {
+    let mut groups: Vec<(&'static str, Vec<&str>)> = vec![
+        ("cat_victims", vec![]),
+        ("cat_suspects", vec![]),
+        ("cat_signal", vec![]),
+    ];
+    for f in fields {
+        let (group, name) = match f.split_once('.') {
+            Some(("victims", rest)) => (0, rest),
+            Some(("suspects", rest)) => (1, rest),
+            _ => (2, f.as_str()),
+        };
+        groups[group].1.push(name);
+    }
+    groups
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(key, names)| (key, names.join(", ")))
+        .collect()
 }
 
 /// Display names of partners and purposes.
@@ -125,6 +150,10 @@ impl Names {
             legal_basis: e.legal_basis.clone().unwrap_or_default(),
             outcome: e.outcome.as_str(),
             fields: e.fields.clone(),
+            categories: categories(&e.fields)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
             reasons: e.decision.reasons.clone(),
         }
     }
