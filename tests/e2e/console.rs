@@ -482,6 +482,26 @@ async fn the_console_works_in_a_real_browser() {
         }
         assert!(!logs.contains(m.as_str()), "a marker in the server log");
     }
+    // The review of a control flag is in the log, and so is every console
+    // query (audit-query entries under the FG with purpose verantwoording).
+    let mut conn = server.data().connect().await;
+    let text: Vec<String> = sqlx::query("SELECT leaf FROM log_entries ORDER BY idx")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.get::<Vec<u8>, _>(0)).into_owned())
+        .collect();
+    assert!(
+        text.iter()
+            .any(|l| l.contains("\"control-flag:") && l.contains("\"purpose\":\"verantwoording\"")),
+        "the review of a control flag is logged"
+    );
+    assert!(
+        text.iter().any(|l| l.contains("\"action\":\"audit-query\"")
+            && l.contains("\"partner\":\"emmen\",\"role\":\"fg\"")),
+        "the municipality FG's console queries are logged"
+    );
     for png in [
         "console-overview.png",
         "console-access-request.png",
