@@ -536,3 +536,40 @@ async fn tamper(server: &Server, index: u64) {
         .await
         .unwrap();
 }
+
+/// A session past its absolute lifetime is over: back to sign-in, nothing
+/// shown (here the lifetime is zero, so every session is expired at once).
+#[tokio::test]
+async fn an_expired_session_goes_back_to_sign_in() {
+    let server =
+        Server::start(Opts::new().env("KETENPOORT_CONSOLE__SESSION_ABSOLUTE_SECS", 0)).await;
+    let res = demo_sign_in(&server, "zvhd").await;
+    assert_eq!(res.status(), 303, "the sign-in itself succeeds");
+    let pair = session_cookie(&res)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let before = server.data().row_counts().await;
+    let res = get(&server, "/console/")
+        .header("cookie", pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/console/aanmelden");
+    assert!(
+        res.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().contains("Max-Age=0")),
+        "the session cookie is cleared"
+    );
+    assert!(res.text().await.unwrap().is_empty(), "nothing is shown");
+    assert_eq!(
+        server.data().row_counts().await,
+        before,
+        "nothing is logged"
+    );
+}
