@@ -27,6 +27,7 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub api: ApiConfig,
     pub telemetry: TelemetryConfig,
+    pub console: ConsoleConfig,
 }
 
 impl Default for Config {
@@ -46,6 +47,7 @@ impl Default for Config {
             logging: LoggingConfig::default(),
             api: ApiConfig::default(),
             telemetry: TelemetryConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -161,6 +163,9 @@ pub struct AuthConfig {
     /// The gateway's URL as partner systems reach it (the token endpoint's
     /// audience and metadata). Default: `https://` and `http.listen`.
     pub public_url: Option<String>,
+    /// The partners' own OpenID Connect providers (`[[auth.providers]]`):
+    /// the privacy officer's console signs its users in through them.
+    pub providers: Vec<ProviderConfig>,
 }
 
 impl Default for AuthConfig {
@@ -177,6 +182,7 @@ impl Default for AuthConfig {
             partner_cache_secs: 5,
             client_token_ttl_secs: 600,
             public_url: None,
+            providers: Vec::new(),
         }
     }
 }
@@ -504,6 +510,137 @@ impl Config {
             .key
             .clone()
             .unwrap_or_else(|| self.path("tls/server.key"))
+    }
+}
+
+/// One partner organisation's OpenID Connect provider (`[[auth.providers]]`).
+/// An issuer signs in only users of the partners listed here: a token that
+/// names another partner is refused whatever it says.
+///
+/// ```toml
+/// [[auth.providers]]
+/// id = "emmen"                        # short id, in URLs and the session
+/// name = "Gemeente Emmen"             # on the sign-in page
+/// issuer = "https://login.emmen.nl"   # discovery: <issuer>/.well-known/openid-configuration
+/// client_id = "ketenpoort-console"
+/// client_secret_file = "/etc/ketenpoort/emmen.secret"   # or client_secret
+/// partners = ["emmen"]
+/// partner_claim = "ketenpoort_partner" # optional when `partners` has one entry
+/// role_claim = "ketenpoort_role"
+/// roles = { "privacy-officer" = "fg" } # claim value -> ketenpoort role (optional)
+/// ca_file = "/etc/ketenpoort/emmen-ca.pem"  # optional extra trust root
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub issuer: String,
+    pub client_id: String,
+    /// The client secret (client_secret_basic). Prefer `client_secret_file`.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The partners whose users this issuer may sign in.
+    pub partners: Vec<String>,
+    /// The ID token claim naming the partner; without it, the one partner
+    /// of `partners`.
+    #[serde(default)]
+    pub partner_claim: Option<String>,
+    /// The ID token claim naming the user's role.
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+    /// Claim values mapped to ketenpoort roles; a value not listed is used
+    /// as it is.
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, String>,
+    /// The claim that identifies the user (kept only as a keyed reference).
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+    /// Scopes to ask for besides `openid`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// A CA (PEM) trusted for this provider besides the public web roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_role_claim() -> String {
+    "ketenpoort_role".into()
+}
+
+fn default_user_claim() -> String {
+    "sub".into()
+}
+
+/// The privacy officer's console at `/console/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    pub enabled: bool,
+    /// The console's address as the browser sees it (for the OpenID
+    /// Connect redirect URI), e.g. `https://ketenpoort.example`. Default:
+    /// `https://<http.listen>`.
+    pub public_url: Option<String>,
+    /// A session ends after this many seconds without a request...
+    pub session_idle_secs: u64,
+    /// ...and this many seconds after sign-in in any case.
+    pub session_absolute_secs: u64,
+    /// Weeks of history on the overview.
+    pub overview_weeks: u32,
+    pub control: ControlConfig,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            public_url: None,
+            session_idle_secs: 15 * 60,
+            session_absolute_secs: 8 * 3600,
+            overview_weeks: 12,
+            control: ControlConfig::default(),
+        }
+    }
+}
+
+/// Thresholds of the NEN 7513 control rules (`console.control`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Days of log the rules look at.
+    pub window_days: u32,
+    /// A user who reads at least `burst_reads` signals within
+    /// `burst_minutes` minutes.
+    pub burst_reads: u32,
+    pub burst_minutes: u32,
+    /// Office hours (UTC hours, start inclusive, end exclusive, Monday to
+    /// Friday); reads outside them are flagged per user and day.
+    pub office_start_hour: u8,
+    pub office_end_hour: u8,
+    /// A user refused at least this many times in the window.
+    pub repeated_refusals: u32,
+    /// A partner whose disclosures in the last week exceed this factor
+    /// times its weekly average over the rest of the window (and at least
+    /// `volume_minimum`).
+    pub volume_factor: f64,
+    pub volume_minimum: u32,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            window_days: 28,
+            burst_reads: 20,
+            burst_minutes: 10,
+            office_start_hour: 6,
+            office_end_hour: 18,
+            repeated_refusals: 5,
+            volume_factor: 3.0,
+            volume_minimum: 10,
+        }
     }
 }
 

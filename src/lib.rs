@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod boundary;
 mod config;
+mod console;
 mod crypto;
 mod demo;
 mod identifiers;

@@ -83,6 +83,12 @@ impl Problem {
         self.0.code.as_deref().unwrap_or("")
     }
 
+    /// The detail, for a page that shows the problem (it never holds a
+    /// personal value).
+    pub fn detail_text(&self) -> &str {
+        &self.0.detail
+    }
+
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }

@@ -151,14 +151,24 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         println!("ketenpoort admin listening on {scheme}://{local}");
         tracing::info!(addr = %local, "admin listening");
     }
-    let app = api::app(state, &cfg);
     let tls = tls::server_config(&cfg)?;
     let listener = TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
     let addr = listener.local_addr()?;
+    let console = if cfg.console.enabled {
+        let console = crate::console::Console::new(state.clone(), demo, addr)?;
+        tokio::spawn(crate::console::purge_sessions(console.clone()));
+        Some(crate::console::router(console))
+    } else {
+        None
+    };
+    let app = api::app(state, &cfg, console);
     if demo {
         demo::print_banner(&cfg, addr);
+    }
+    if cfg.console.enabled {
+        println!("ketenpoort console on https://{addr}/console/");
     }
     // Scripts and tests wait for this exact line.
     println!("ketenpoort listening on https://{addr}");

@@ -126,15 +126,15 @@ pub async fn deadline(
 }
 
 /// Turns bare error statuses from below the handlers (405 from the router,
-/// 413 from the body limit, 503 from the timeout) into problem+json.
+/// 413 from the body limit, 503 from the timeout) into problem+json. The
+/// console's error pages (HTML) are answers, not bare statuses.
 pub async fn problem_json(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == CONTENT_TYPE.as_bytes());
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    let content_type = res.headers().get(header::CONTENT_TYPE);
+    let is_problem = content_type.is_some_and(|v| v.as_bytes() == CONTENT_TYPE.as_bytes());
+    let is_page = content_type.is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem || is_page {
         return res;
     }
     let (parts, _) = res.into_parts();

@@ -10,7 +10,7 @@ pub mod headers;
 pub mod idempotency;
 mod inbox;
 mod lifecycle;
-mod log;
+pub(crate) mod log;
 pub mod middleware;
 mod oauth;
 mod page;
@@ -508,9 +508,11 @@ fn conventions<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S>
         .layer(axum::middleware::from_fn(middleware::request_context))
         .layer(header(HeaderName::from_static("api-version"), API_VERSION))
         .layer(header(header::CACHE_CONTROL, "no-store"))
-        .layer(header(
+        // The console's pages set their own, stricter policy (it keeps
+        // `frame-ancestors 'none'`).
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            "frame-ancestors 'none'",
+            HeaderValue::from_static("frame-ancestors 'none'"),
         ))
         .layer(header(
             header::STRICT_TRANSPORT_SECURITY,
@@ -520,8 +522,14 @@ fn conventions<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S>
 }
 
 /// The complete application: routes, then the layers every request passes.
-pub fn app(state: AppState, cfg: &Config) -> Router {
+/// `console` is the privacy officer's console (HTML, `crate::console`),
+/// mounted at `/console` under the same layers.
+pub fn app(state: AppState, cfg: &Config, console: Option<Router>) -> Router {
     let (router, doc) = routes(&state).split_for_parts();
+    let router = match console {
+        Some(console) => router.nest_service("/console", console),
+        None => router,
+    };
     let policies = state.policy.current();
     let doc = system::OpenApiJson(Arc::new(
         finish_document(doc, &policies, &cfg.api).to_string(),

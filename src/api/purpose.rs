@@ -162,6 +162,22 @@ impl FromRequestParts<AppState> for Exchange {
 }
 
 impl Exchange {
+    /// The exchange of a principal signed in otherwise than by a bearer
+    /// token (the privacy officer's console session), for `purpose`.
+    pub fn signed_in(
+        state: AppState,
+        ctx: RequestContext,
+        principal: Principal,
+        purpose: &str,
+    ) -> Self {
+        Self {
+            state,
+            ctx,
+            principal,
+            purpose: Some(purpose.to_owned()),
+        }
+    }
+
     /// The purpose as named in the header (unchecked).
     pub fn named_purpose(&self) -> Option<&str> {
         self.purpose.as_deref()

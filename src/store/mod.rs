@@ -8,6 +8,7 @@
 //! that use it.
 
 pub mod clients;
+pub mod console;
 pub mod idempotency;
 pub mod ledger;
 pub mod log_scan;

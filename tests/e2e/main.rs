@@ -23,6 +23,7 @@ mod boundary;
 mod cli;
 mod client;
 mod common;
+mod console;
 mod covenant;
 mod deploy;
 mod faults;

@@ -17,7 +17,7 @@ use crate::api::extract::{self, Query};
 use crate::api::publication;
 use crate::api::purpose::{self, Exchange, PurposeHeader};
 use crate::crypto::SubjectId;
-use crate::ledger::{Disclosed, Entry, LogAction};
+use crate::ledger::{Disclosed, Entry, LogAction, Receipt};
 use crate::policy::model::{AuditInput, AuditQuery, Scope};
 use crate::policy::{Action, Granted};
 use crate::problem::{FieldError, Problem};
@@ -27,7 +27,7 @@ const MAX_RANGE: u64 = 1000;
 
 /// Asks the audit policy what `query` may see; refusals are logged with
 /// `resources`, what was asked.
-pub(super) async fn audit_scope(
+pub(crate) async fn audit_scope(
     exchange: &Exchange,
     query: AuditQuery,
     resources: &[String],
@@ -54,7 +54,7 @@ pub(super) async fn audit_scope(
     Ok((vis, granted))
 }
 
-fn visible(vis: &Visibility, e: &StoredEntry) -> bool {
+pub(crate) fn visible(vis: &Visibility, e: &StoredEntry) -> bool {
     match vis {
         Visibility::All => true,
         Visibility::Partner(p) => e.actor_partner == *p || e.recipient.as_deref() == Some(p),
@@ -144,19 +144,19 @@ pub async fn entries(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SearchParams {
     /// Period start (RFC 3339 or YYYY-MM-DD), inclusive.
-    from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Period end (RFC 3339 or YYYY-MM-DD), exclusive.
-    to: Option<String>,
+    pub(crate) to: Option<String>,
     /// The acting partner.
-    partner: Option<String>,
-    recipient: Option<String>,
-    purpose: Option<String>,
-    action: Option<String>,
-    outcome: Option<String>,
+    pub(crate) partner: Option<String>,
+    pub(crate) recipient: Option<String>,
+    pub(crate) purpose: Option<String>,
+    pub(crate) action: Option<String>,
+    pub(crate) outcome: Option<String>,
     /// Paging: entries after this index.
-    after: Option<u64>,
+    pub(crate) after: Option<u64>,
     /// Page size, at most 500 (search only: an export answers everything).
-    pub(super) limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 fn parse_time(field: &str, v: &str) -> Result<i64, Problem> {
@@ -174,7 +174,7 @@ fn parse_time(field: &str, v: &str) -> Result<i64, Problem> {
 }
 
 impl SearchParams {
-    pub(super) fn to_search(&self, state: &AppState) -> Result<Search, Problem> {
+    pub(crate) fn to_search(&self, state: &AppState) -> Result<Search, Problem> {
         let slug = |name: &str, v: &Option<String>| -> Result<Option<String>, Problem> {
             match v {
                 Some(v) if !crate::partners::is_slug(v) => {
@@ -246,7 +246,7 @@ fn check_unfiltered_period(state: &AppState, search: &Search) -> Result<(), Prob
 /// `log-query:<filter>=<value>` for each filter. A partner or purpose that
 /// the registry or the policy does not know is `?`: the caller's text is
 /// not ours to log.
-pub(super) async fn query_resources(state: &AppState, q: &Search) -> Result<Vec<String>, Problem> {
+pub(crate) async fn query_resources(state: &AppState, q: &Search) -> Result<Vec<String>, Problem> {
     let mut out = vec!["log".to_string()];
     let mut add = |name: &str, value: String| out.push(format!("log-query:{name}={value}"));
     let at = |ms: i64| {
@@ -283,13 +283,16 @@ pub(super) async fn query_resources(state: &AppState, q: &Search) -> Result<Vec<
     Ok(out)
 }
 
-async fn run_search(
+/// An FG query of the log (a search page or a subject lookup): its scope
+/// decided, its rows read, and its own entry logged before anything is
+/// released. The API answers it as JSON, the console as a page.
+pub(crate) async fn search_entries(
     state: &AppState,
     exchange: &Exchange,
     query: AuditQuery,
     mut search: Search,
     subjects: Vec<String>,
-) -> Result<Disclosed<Json<LogEntries>>, Problem> {
+) -> Result<(Receipt, Vec<StoredEntry>, Option<u64>), Problem> {
     let resources = query_resources(state, &search).await?;
     let (vis, granted) = audit_scope(exchange, query, &resources).await?;
     search.subject = subjects.first().cloned();
@@ -302,6 +305,18 @@ async fn run_search(
         .resources(resources)
         .subjects(subjects);
     let receipt = state.ledger.log(draft).await?;
+    Ok((receipt, rows, next_after))
+}
+
+async fn run_search(
+    state: &AppState,
+    exchange: &Exchange,
+    query: AuditQuery,
+    search: Search,
+    subjects: Vec<String>,
+) -> Result<Disclosed<Json<LogEntries>>, Problem> {
+    let (receipt, rows, next_after) =
+        search_entries(state, exchange, query, search, subjects).await?;
     let tree_size = state.ledger.size().await?;
     Ok(receipt.disclose(Json(LogEntries {
         tree_size,
@@ -327,10 +342,10 @@ pub async fn search(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SubjectQuery {
     /// BSN (passes the 11-proef). Takes precedence over name and date of birth.
-    bsn: Option<String>,
-    name: Option<String>,
+    pub(crate) bsn: Option<String>,
+    pub(crate) name: Option<String>,
     /// YYYY-MM-DD
-    date_of_birth: Option<String>,
+    pub(crate) date_of_birth: Option<String>,
 }
 
 /// Which partners received data about this person, when, why: the entries
@@ -358,7 +373,7 @@ pub async fn subject(
 }
 
 /// The pseudonym of the subject `q` names, after checking what it gives.
-fn subject_pseudonym(state: &AppState, q: &SubjectQuery) -> Result<String, Problem> {
+pub(crate) fn subject_pseudonym(state: &AppState, q: &SubjectQuery) -> Result<String, Problem> {
     if let Some(bsn) = &q.bsn
         && !crate::identifiers::is_valid_bsn(bsn)
     {

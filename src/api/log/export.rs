@@ -13,7 +13,7 @@ use super::{MAX_PAGE, b64};
 use crate::api::AppState;
 use crate::api::extract::Query;
 use crate::api::purpose::{Exchange, PurposeHeader};
-use crate::ledger::{Disclosed, Entry};
+use crate::ledger::{Disclosed, Entry, Receipt};
 use crate::policy::model::AuditQuery;
 use crate::problem::Problem;
 use crate::store::ledger::{Search, StoredEntry, Visibility};
@@ -57,12 +57,23 @@ pub async fn export(
         ));
     }
     let search = p.to_search(&state)?;
-    let resources = query_resources(&state, &search).await?;
-    let (vis, granted) = audit_scope(&exchange, AuditQuery::Export, &resources).await?;
-    let body = csv_body(&state, &vis, search).await?;
+    let (receipt, body) = export_entries(&state, &exchange, search).await?;
+    Ok(receipt.disclose(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body)))
+}
+
+/// The CSV of every entry `search` finds in the caller's scope, and the
+/// receipt of the export's own entry (the API and the console answer it).
+pub(crate) async fn export_entries(
+    state: &AppState,
+    exchange: &Exchange,
+    search: Search,
+) -> Result<(Receipt, Vec<u8>), Problem> {
+    let resources = query_resources(state, &search).await?;
+    let (vis, granted) = audit_scope(exchange, AuditQuery::Export, &resources).await?;
+    let body = csv_body(state, &vis, search).await?;
     let draft = exchange.draft(&granted).resources(resources);
     let receipt = state.ledger.log(draft).await?;
-    Ok(receipt.disclose(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body)))
+    Ok((receipt, body))
 }
 
 /// Every entry `search` finds in `vis`, as CSV, a search page at a time; a

@@ -4,8 +4,8 @@
 //! policy's scope, and every read of entries is itself logged ([`audit`],
 //! and its CSV form, [`export`]).
 
-mod audit;
-mod export;
+pub(crate) mod audit;
+pub(crate) mod export;
 mod proofs;
 
 use base64::Engine;

@@ -1,0 +1,209 @@
+//! The privacy officer's console: server-side sessions and the reviews of
+//! control flags.
+
+use sqlx::Row;
+
+use super::{Db, WriteTx};
+
+/// A console session as stored (the cookie holds the id; only its hash is
+/// stored).
+#[derive(Clone, Debug)]
+pub struct SessionRow {
+    pub partner: Option<String>,
+    pub role: Option<String>,
+    pub user_ref: Option<String>,
+    pub provider: Option<String>,
+    pub csrf: String,
+    /// A sign-in in progress (JSON), for the OpenID Connect callback.
+    pub pending: Option<String>,
+    pub created_ms: i64,
+    pub seen_ms: i64,
+}
+
+/// A reviewed control flag.
+#[derive(Clone, Debug)]
+pub struct ReviewRow {
+    pub flag_id: String,
+    pub reviewer: String,
+    pub note: String,
+    pub reviewed_ms: i64,
+}
+
+impl Db {
+    pub async fn insert_console_session(
+        &self,
+        id_hash: &str,
+        s: &SessionRow,
+    ) -> Result<(), sqlx::Error> {
+        let q = sqlx::query(
+            "INSERT INTO console_sessions (id_hash, partner, role, user_ref, provider, csrf, pending, \
+             created_ms, seen_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(id_hash)
+        .bind(s.partner.clone())
+        .bind(s.role.clone())
+        .bind(s.user_ref.clone())
+        .bind(s.provider.clone())
+        .bind(s.csrf.clone())
+        .bind(s.pending.clone())
+        .bind(s.created_ms)
+        .bind(s.seen_ms);
+        self.execute_write(q).await.map(drop)
+    }
+
+    pub async fn console_session(&self, id_hash: &str) -> Result<Option<SessionRow>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT partner, role, user_ref, provider, csrf, pending, created_ms, seen_ms \
+             FROM console_sessions WHERE id_hash = $1",
+        )
+        .bind(id_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(SessionRow {
+                partner: r.try_get("partner")?,
+                role: r.try_get("role")?,
+                user_ref: r.try_get("user_ref")?,
+                provider: r.try_get("provider")?,
+                csrf: r.try_get("csrf")?,
+                pending: r.try_get("pending")?,
+                created_ms: r.try_get("created_ms")?,
+                seen_ms: r.try_get("seen_ms")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records activity on a session (the idle timeout counts from here).
+    pub async fn touch_console_session(
+        &self,
+        id_hash: &str,
+        now_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        let q = sqlx::query("UPDATE console_sessions SET seen_ms = $1 WHERE id_hash = $2")
+            .bind(now_ms)
+            .bind(id_hash);
+        self.execute_write(q).await.map(drop)
+    }
+
+    pub async fn delete_console_session(&self, id_hash: &str) -> Result<(), sqlx::Error> {
+        let q = sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1").bind(id_hash);
+        self.execute_write(q).await.map(drop)
+    }
+
+    /// Removes sessions not used since `before_ms` and those created before
+    /// `created_before_ms` (expired either way).
+    pub async fn purge_console_sessions(
+        &self,
+        before_ms: i64,
+        created_before_ms: i64,
+    ) -> Result<u64, sqlx::Error> {
+        let q = sqlx::query("DELETE FROM console_sessions WHERE seen_ms < $1 OR created_ms < $2")
+            .bind(before_ms)
+            .bind(created_before_ms);
+        Ok(self.execute_write(q).await?.rows_affected())
+    }
+
+    /// The reviews `partner`'s privacy officers recorded.
+    pub async fn console_reviews(&self, partner: &str) -> Result<Vec<ReviewRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT flag_id, reviewer, note, reviewed_ms FROM console_reviews WHERE partner = $1",
+        )
+        .bind(partner)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReviewRow {
+                    flag_id: r.try_get("flag_id")?,
+                    reviewer: r.try_get("reviewer")?,
+                    note: r.try_get("note")?,
+                    reviewed_ms: r.try_get("reviewed_ms")?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl WriteTx {
+    /// Records (or replaces) a review, inside the transaction of its log entry.
+    pub async fn upsert_console_review(
+        &mut self,
+        partner: &str,
+        r: &ReviewRow,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO console_reviews (flag_id, partner, reviewer, note, reviewed_ms) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (flag_id, partner) DO UPDATE SET \
+             reviewer = excluded.reviewer, note = excluded.note, reviewed_ms = excluded.reviewed_ms",
+        )
+        .bind(r.flag_id.clone())
+        .bind(partner.to_owned())
+        .bind(r.reviewer.clone())
+        .bind(r.note.clone())
+        .bind(r.reviewed_ms)
+        .execute(self.conn())
+        .await
+        .map(drop)
+    }
+}
+
+/// Disclosures of one recipient for one purpose in one week.
+#[derive(Clone, Debug)]
+pub struct WeekCount {
+    /// Weeks since Monday 1969-12-29 (ISO weeks start on Monday).
+    pub week: i64,
+    pub recipient: Option<String>,
+    pub purpose: Option<String>,
+    pub count: i64,
+}
+
+/// A week in milliseconds, and the offset that makes weeks start on Monday
+/// (the Unix epoch was a Thursday).
+pub const WEEK_MS: i64 = 7 * 86_400_000;
+pub const MONDAY_OFFSET_MS: i64 = 3 * 86_400_000;
+
+impl Db {
+    /// Disclosed entries per week, recipient and purpose in `[from_ms,
+    /// to_ms)`, within what `vis` may see.
+    pub async fn disclosures_per_week(
+        &self,
+        vis: &super::ledger::Visibility,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<WeekCount>, sqlx::Error> {
+        use super::ledger::Visibility;
+        // Numbers are inlined: they are integers, not text.
+        let mut sql = format!(
+            "SELECT (ts + {MONDAY_OFFSET_MS}) / {WEEK_MS} AS week, recipient, purpose, COUNT(*) AS n \
+             FROM log_entries WHERE outcome = 'disclosed' AND ts >= {from_ms} AND ts < {to_ms}"
+        );
+        let partner = match vis {
+            Visibility::All => None,
+            Visibility::Partner(p) => {
+                sql.push_str(" AND (actor_partner = $1 OR recipient = $1)");
+                Some(p.clone())
+            }
+            Visibility::OwnAggregate(p) => {
+                sql.push_str(" AND actor_partner = $1 AND action = 'release-aggregate'");
+                Some(p.clone())
+            }
+        };
+        sql.push_str(" GROUP BY week, recipient, purpose ORDER BY week, recipient, purpose");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(p) = partner {
+            q = q.bind(p);
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WeekCount {
+                    week: r.try_get("week")?,
+                    recipient: r.try_get("recipient")?,
+                    purpose: r.try_get("purpose")?,
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,575 @@
+//! The privacy officer's console (`/console/`): HTTP-level checks of its
+//! security (headers, sessions, CSRF, 403s, nothing personal in URLs or
+//! logs), and the browser test: Chromium driven by Selenium
+//! (`tests/browser/console.py`) against a real OpenID provider
+//! (`oidc-provider-mock`), axe-core on every page, and a tampered log row
+//! that the browser's own verification catches.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::client::*;
+use crate::common::{Opts, Server, random_id};
+
+/// Tools the browser test needs; CI installs them (`.ci/run`). Missing is a
+/// failure, never a skip.
+fn tool(path: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    assert!(
+        p.exists(),
+        "{path} is missing: .ci/run installs it (Debian chromium, chromium-driver)"
+    );
+    p
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python_path() -> String {
+    repo().join(".venv-py/lib").display().to_string()
+}
+
+/// `oidc-provider-mock` on a free loopback port; killed when dropped.
+struct Op {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_op() -> Op {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "oidc_provider_mock",
+            "--port",
+            &port.to_string(),
+            "--require-nonce",
+        ])
+        .env("PYTHONPATH", python_path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting oidc-provider-mock (.ci/run installs it into .venv-py/lib)");
+    // Killed (and waited for) when dropped, also if it never answers.
+    let op = Op {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    // Plain HTTP on loopback; reqwest still wants a TLS configuration.
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .build()
+        .unwrap();
+    for _ in 0..100 {
+        if let Ok(r) = client
+            .get(format!("{}/.well-known/openid-configuration", op.url))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            return op;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("oidc-provider-mock did not start on {}", op.url);
+}
+
+fn console_config(op: &str) -> String {
+    format!(
+        r#"
+[[auth.providers]]
+id = "drenthe-idp"
+name = "Identiteitsprovider Drenthe (test)"
+issuer = "{op}"
+client_id = "ketenpoort-console"
+client_secret = "test-secret"
+partners = ["emmen", "zvhd", "riec", "nla"]
+partner_claim = "ketenpoort_partner"
+role_claim = "ketenpoort_role"
+
+[console.control]
+repeated_refusals = 2
+burst_reads = 3
+burst_minutes = 60
+"#
+    )
+}
+
+/// A signal whose personal values are unique markers; returns it, its
+/// markers and the victim's BSN.
+fn canary_signal() -> (Value, Vec<String>, String) {
+    let mut body: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("examples/signal.json")).unwrap(),
+    )
+    .unwrap();
+    let tag = random_id()[..10].to_owned();
+    let bsn = valid_bsn(&tag);
+    let markers = vec![
+        format!("Kanarie{tag}"),
+        format!("Verdacht{tag}"),
+        format!("kanarie{tag}@example.invalid"),
+        bsn.clone(),
+    ];
+    body["victims"][0]["name"] = markers[0].clone().into();
+    body["suspects"][0]["name"] = markers[1].clone().into();
+    body["victims"][0]["email"] = markers[2].clone().into();
+    body["victims"][0]["bsn"] = bsn.clone().into();
+    (body, markers, bsn)
+}
+
+/// A BSN passing the 11-proef, derived from `seed`.
+fn valid_bsn(seed: &str) -> String {
+    let mut n: u64 = seed
+        .bytes()
+        .fold(7u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64));
+    loop {
+        let digits: Vec<u64> = format!("{:09}", n % 1_000_000_000)
+            .bytes()
+            .map(|b| (b - b'0') as u64)
+            .collect();
+        let sum: i64 = digits[..8]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (9 - i as i64) * *d as i64)
+            .sum::<i64>()
+            - digits[8] as i64;
+        if digits[0] != 0 && sum % 11 == 0 {
+            return digits.iter().map(|d| d.to_string()).collect();
+        }
+        n += 1;
+    }
+}
+
+/// Seeds the log: a canary signal from Emmen, referred to the NLA and read
+/// there; refusals of an Emmen user; entries Emmen is no party to.
+async fn seed(server: &Server) -> (Vec<String>, String) {
+    let (body, markers, bsn) = canary_signal();
+    let id = submit(server, "emmen", "aandachtfunctionaris-sociaal", &body).await;
+    assert!(
+        refer(server, "ketenregisseur", &id, "nla", "opsporing")
+            .await
+            .status()
+            .is_success()
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            read(server, "nla", "inspecteur", &id, "opsporing")
+                .await
+                .status(),
+            200
+        );
+    }
+    // Refused: the municipality reads with a purpose that does not fit.
+    for _ in 0..2 {
+        assert_eq!(
+            read(
+                server,
+                "emmen",
+                "aandachtfunctionaris-sociaal",
+                &id,
+                "opsporing"
+            )
+            .await
+            .status(),
+            403
+        );
+    }
+    // Signals of another municipality: Emmen's FG does not see them.
+    let (mut other, _, _) = canary_signal();
+    other["municipality"] = "assen".into();
+    let other_id = submit(server, "assen", "aandachtfunctionaris-sociaal", &other).await;
+    let _ = read(server, "zvhd", "ketenregisseur", &other_id, "drieluik").await;
+    (markers, bsn)
+}
+
+/// An `application/x-www-form-urlencoded` body.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let enc = |v: &str| {
+        v.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn get(server: &Server, path: &str) -> reqwest::RequestBuilder {
+    server.client().get(server.url(path))
+}
+
+/// Signs in through the demo sign-in; returns the session cookie.
+async fn demo_sign_in(server: &Server, partner: &str) -> reqwest::Response {
+    let res = get(server, "/console/aanmelden").send().await.unwrap();
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("__Host-kp-console="))
+        .expect("a pre-session cookie");
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let page = res.text().await.unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a CSRF token on the sign-in page")
+        .to_owned();
+    server
+        .client()
+        .post(server.url("/console/aanmelden/demo"))
+        .header("cookie", pair)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("partner", partner), ("csrf", &csrf)]))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("__Host-kp-console=") && !v.contains("Max-Age=0"))
+}
+
+/// Headers, sessions, CSRF and the demo sign-in, over plain HTTP requests.
+#[tokio::test]
+async fn the_console_is_locked_down_and_every_page_is_logged() {
+    let server = Server::start(Opts::new()).await;
+    seed(&server).await;
+
+    // Without a session: back to sign-in.
+    let res = get(&server, "/console/zoeken").send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/console/aanmelden");
+    // A tampered session cookie: the same.
+    let res = get(&server, "/console/")
+        .header("cookie", format!("__Host-kp-console={}", "A".repeat(43)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+
+    // The sign-in page: strict CSP, no caching, the demo marked.
+    let res = get(&server, "/console/aanmelden").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"));
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"));
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert!(
+        res.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age=")
+    );
+    let cookie = session_cookie(&res).unwrap();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    let page = res.text().await.unwrap();
+    assert!(
+        page.contains("Ontwikkelmodus"),
+        "the demo sign-in says it is one"
+    );
+
+    // A RIEC user gets a 403 page, and the refusal is logged.
+    let before = server.data().row_counts().await["log_entries"];
+    let res = demo_sign_in(&server, "riec").await;
+    assert_eq!(res.status(), 403);
+    assert!(session_cookie(&res).is_none());
+    assert!(res.text().await.unwrap().contains("Geen toegang"));
+    assert_eq!(server.data().row_counts().await["log_entries"], before + 1);
+
+    // The municipality's FG signs in.
+    let res = demo_sign_in(&server, "emmen").await;
+    assert_eq!(res.status(), 303);
+    let session = session_cookie(&res).expect("a session");
+    let pair = session.split(';').next().unwrap().to_owned();
+    let page = |path: &str| get(&server, path).header("cookie", pair.clone()).send();
+    let before = server.data().row_counts().await["log_entries"];
+    let res = page("/console/").await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers().contains_key("ketenpoort-receipt"),
+        "a page with entries carries its receipt"
+    );
+    let overview = res.text().await.unwrap();
+    assert!(overview.contains("<svg"), "the overview has charts");
+    assert_eq!(
+        server.data().row_counts().await["log_entries"],
+        before + 1,
+        "the overview is logged"
+    );
+
+    // A search too wide: the API's message, nothing logged.
+    let before = server.data().row_counts().await["log_entries"];
+    let res = page("/console/zoeken?from=2020-01-01&to=2026-01-01")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("at most 31 days"));
+    assert_eq!(server.data().row_counts().await["log_entries"], before);
+
+    // A form without the CSRF token: 403, nothing changed.
+    let before = server.data().row_counts().await;
+    let res = server
+        .client()
+        .post(server.url("/console/controle/beoordeeld"))
+        .header("cookie", pair.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("flag", "refusals:x:1"),
+            ("note", "n"),
+            ("csrf", "wrong"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(server.data().row_counts().await, before);
+
+    // Sign-out ends the session.
+    let overview_csrf = overview
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let res = server
+        .client()
+        .post(server.url("/console/afmelden"))
+        .header("cookie", pair.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", overview_csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(page("/console/").await.unwrap().status(), 303);
+}
+
+/// The whole console in Chromium, signed in through a real OpenID provider.
+#[tokio::test]
+async fn the_console_works_in_a_real_browser() {
+    let chromium = tool("/usr/bin/chromium");
+    let chromedriver = tool("/usr/bin/chromedriver");
+    let axe = repo().join("tests/browser/node_modules/axe-core/axe.min.js");
+    assert!(
+        axe.exists(),
+        "axe-core is missing: .ci/run installs it (npm)"
+    );
+    let op = start_op().await;
+    let server = Server::start(Opts::new().config(&console_config(&op.url))).await;
+    let (markers, bsn) = seed(&server).await;
+    let names: std::collections::HashMap<String, String> = server
+        .data()
+        .partners()
+        .into_iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_owned(),
+                p["displayName"]
+                    .as_str()
+                    .or(p["display_name"].as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    // The municipality's FG sees what its own organisation disclosed (to
+    // the ZVHD); the ZVHD's FG also sees the NLA's reads.
+    let expect_own = names["zvhd"].clone();
+    let expect_all = format!("{},{}", names["zvhd"], names["nla"]);
+    let profile = tempfile::tempdir().unwrap();
+    let docs = repo().join("docs");
+    let mut child = Command::new("python3")
+        .arg(repo().join("tests/browser/console.py"))
+        .args(["--url", &format!("https://{}", server.addr())])
+        .args(["--op", &op.url])
+        .arg("--docs")
+        .arg(&docs)
+        .arg("--axe")
+        .arg(&axe)
+        .arg("--profile")
+        .arg(profile.path())
+        .arg("--chromium")
+        .arg(&chromium)
+        .arg("--chromedriver")
+        .arg(&chromedriver)
+        .args([
+            "--bsn",
+            &bsn,
+            "--expect-own",
+            &expect_own,
+            "--expect-all",
+            &expect_all,
+        ])
+        .args(["--municipality", "emmen"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 tests/browser/console.py");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut result = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(index) = line.strip_prefix("TAMPER ") {
+            tamper(&server, index.trim().parse().unwrap()).await;
+            writeln!(stdin, "go").unwrap();
+            stdin.flush().unwrap();
+        } else if let Some(json) = line.strip_prefix("RESULT ") {
+            result = Some(serde_json::from_str::<Value>(json).unwrap());
+        }
+    }
+    let status = child.wait().unwrap();
+    let result = result.expect("the browser test reported its result");
+    assert!(
+        status.success(),
+        "browser test failures: {}",
+        result["failures"]
+    );
+    // No marker in any URL, page title or the server's log.
+    let logs = server.logs();
+    for m in &markers {
+        for key in ["urls", "titles"] {
+            for v in result[key].as_array().unwrap() {
+                assert!(
+                    !v.as_str().unwrap().contains(m.as_str()),
+                    "a marker in a console {key}: {v}"
+                );
+            }
+        }
+        assert!(!logs.contains(m.as_str()), "a marker in the server log");
+    }
+    // The review of a control flag is in the log, and so is every console
+    // query (audit-query entries under the FG with purpose verantwoording).
+    let mut conn = server.data().connect().await;
+    let text: Vec<String> = sqlx::query("SELECT leaf FROM log_entries ORDER BY idx")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.get::<Vec<u8>, _>(0)).into_owned())
+        .collect();
+    assert!(
+        text.iter()
+            .any(|l| l.contains("\"control-flag:") && l.contains("\"purpose\":\"verantwoording\"")),
+        "the review of a control flag is logged"
+    );
+    assert!(
+        text.iter().any(|l| l.contains("\"action\":\"audit-query\"")
+            && l.contains("\"partner\":\"emmen\",\"role\":\"fg\"")),
+        "the municipality FG's console queries are logged"
+    );
+    for png in [
+        "console-overview.png",
+        "console-access-request.png",
+        "console-verification-failure.png",
+    ] {
+        let bytes = std::fs::read(docs.join(png)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{png} is a PNG");
+    }
+}
+
+/// Changes one hex digit of entry `index`'s request id in its leaf bytes
+/// (the entry still decodes; only its hash no longer fits the tree).
+async fn tamper(server: &Server, index: u64) {
+    let mut conn = server.data().connect().await;
+    let row = sqlx::query("SELECT leaf FROM log_entries WHERE idx = $1")
+        .bind(index as i64)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let mut leaf: Vec<u8> = row.get(0);
+    let key = b"\"requestId\":\"";
+    let at = leaf
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("a request id in the leaf")
+        + key.len();
+    leaf[at] = if leaf[at] == b'a' { b'b' } else { b'a' };
+    sqlx::query("UPDATE log_entries SET leaf = $1 WHERE idx = $2")
+        .bind(leaf)
+        .bind(index as i64)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// A session past its absolute lifetime is over: back to sign-in, nothing
+/// shown (here the lifetime is zero, so every session is expired at once).
+#[tokio::test]
+async fn an_expired_session_goes_back_to_sign_in() {
+    let server =
+        Server::start(Opts::new().env("KETENPOORT_CONSOLE__SESSION_ABSOLUTE_SECS", 0)).await;
+    let res = demo_sign_in(&server, "zvhd").await;
+    assert_eq!(res.status(), 303, "the sign-in itself succeeds");
+    let pair = session_cookie(&res)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let before = server.data().row_counts().await;
+    let res = get(&server, "/console/")
+        .header("cookie", pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/console/aanmelden");
+    assert!(
+        res.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().contains("Max-Age=0")),
+        "the session cookie is cleared"
+    );
+    assert!(res.text().await.unwrap().is_empty(), "nothing is shown");
+    assert_eq!(
+        server.data().row_counts().await,
+        before,
+        "nothing is logged"
+    );
+}
