@@ -322,6 +322,21 @@ impl DataDir {
             .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
     }
 
+    /// A connection of its own holding the disclosure log's write lock
+    /// (SQLite `BEGIN IMMEDIATE`, PostgreSQL the log head `FOR UPDATE`)
+    /// until it runs `ROLLBACK`: the log is slow meanwhile.
+    pub async fn hold_log_lock(&self) -> sqlx::AnyConnection {
+        use sqlx::Executor;
+        let mut holder = self.connect().await;
+        let lock = if self.is_postgres() {
+            "BEGIN; SELECT size FROM log_head WHERE id = 1 FOR UPDATE"
+        } else {
+            "BEGIN IMMEDIATE"
+        };
+        holder.execute(lock).await.expect("holding the log's lock");
+        holder
+    }
+
     /// Row counts of the tables a request can change, and the log size:
     /// equal before and after a request that must change nothing.
     pub async fn row_counts(&self) -> std::collections::BTreeMap<&'static str, i64> {

@@ -223,13 +223,7 @@ async fn a_timed_out_request_never_has_a_disclosed_entry() {
     for _ in 0..3 {
         let bodies: Vec<Value> = (0..60).map(|_| plain_signal(&mut rng, 2026, 3)).collect();
         // The log is slow: its lock is held elsewhere for 3 s.
-        let mut holder = server.data().connect().await;
-        let lock = if server.data().is_postgres() {
-            "BEGIN; SELECT size FROM log_head WHERE id = 1 FOR UPDATE"
-        } else {
-            "BEGIN IMMEDIATE"
-        };
-        holder.execute(lock).await.expect("holding the log's lock");
+        let mut holder = server.data().hold_log_lock().await;
         let release = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(3)).await;
             holder

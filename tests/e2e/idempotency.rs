@@ -211,13 +211,7 @@ async fn a_retry_after_a_timeout_runs_once() {
     for round in 0..6 {
         let body = plain_signal(&mut rng, 2026, 5);
         let key = format!("after-timeout-{round}");
-        let mut holder = server.data().connect().await;
-        let lock = if server.data().is_postgres() {
-            "BEGIN; SELECT size FROM log_head WHERE id = 1 FOR UPDATE"
-        } else {
-            "BEGIN IMMEDIATE"
-        };
-        holder.execute(lock).await.expect("holding the log's lock");
+        let mut holder = server.data().hold_log_lock().await;
         let first = post_with_key(&reporter, "/v1/signals", "signalering", &body, Some(&key)).await;
         let first_status = first.status().as_u16();
         tokio::time::sleep(Duration::from_millis(1500)).await;

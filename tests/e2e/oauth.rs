@@ -40,12 +40,19 @@ async fn oauth_refused(res: reqwest::Response, status: u16, code: &str) -> Value
 }
 
 fn fingerprint_of(server: &Server, partner: &str) -> String {
+    b64url(&cert_digest(server, partner))
+}
+
+/// SHA-256 of the demo client certificate of `partner`.
+fn cert_digest(server: &Server, partner: &str) -> Vec<u8> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let der =
         CertificateDer::from_pem_file(server.dir().join(format!("demo/clients/{partner}.pem")))
             .expect("demo client certificate");
-    b64url(ring::digest::digest(&ring::digest::SHA256, &der).as_ref())
+    ring::digest::digest(&ring::digest::SHA256, &der)
+        .as_ref()
+        .to_vec()
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -501,13 +508,7 @@ async fn certificates_carry_the_oin_of_their_partner() {
 }
 
 fn hex_fingerprint(server: &Server, partner: &str) -> String {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let der =
-        CertificateDer::from_pem_file(server.dir().join(format!("demo/clients/{partner}.pem")))
-            .expect("demo client certificate");
-    ring::digest::digest(&ring::digest::SHA256, &der)
-        .as_ref()
+    cert_digest(server, partner)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
