@@ -87,6 +87,9 @@ fn oauth_error(e: OAuthError) -> Response {
         HeaderValue::from_static(crate::problem::CONTENT_TYPE),
     );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     if status == StatusCode::UNAUTHORIZED {
         // RFC 6749 §5.2: a 401 names the authentication schemes.
         h.insert(
@@ -118,14 +121,9 @@ pub async fn token(
             description: "the body must be an application/x-www-form-urlencoded token request",
         }));
     };
-    let key = format!("oauth:{}", form.client_id.as_deref().unwrap_or("-"));
-    state
-        .gate
-        .rate_limit()
-        .check(&key)
-        .map_err(IntoResponse::into_response)?;
     let cert = cert.map(|Extension(c)| c).unwrap_or_default();
-    match client_credentials::grant(&state.db, &state.config, &form, cert).await {
+    let limit = state.gate.rate_limit();
+    match client_credentials::grant(&state.db, &state.config, limit, &form, cert).await {
         Ok(issued) => {
             let receipt = state
                 .ledger

@@ -44,12 +44,13 @@ impl OAuthError {
         Self { code, description }
     }
 
-    /// 401 for a client that failed to authenticate, 400 otherwise.
+    /// 401 for a client that failed to authenticate, 429 for one over its
+    /// partner's rate, 400 otherwise.
     pub fn status(&self) -> u16 {
-        if self.code == "invalid_client" {
-            401
-        } else {
-            400
+        match self.code {
+            "invalid_client" => 401,
+            "temporarily_unavailable" => 429,
+            _ => 400,
         }
     }
 }
@@ -87,6 +88,10 @@ const NO_CA: OAuthError = OAuthError::new(
 const BAD_SCOPE: OAuthError = OAuthError::new(
     "invalid_scope",
     "scope must be one role the client is registered for",
+);
+const THROTTLED: OAuthError = OAuthError::new(
+    "temporarily_unavailable",
+    "too many token requests for this partner; retry shortly",
 );
 const AMBIGUOUS: OAuthError = OAuthError::new(
     "invalid_request",
@@ -128,9 +133,13 @@ pub fn token_endpoint(cfg: &Config) -> String {
 
 /// Grants (or refuses) a token for `form` on a connection that presented
 /// `cert`.
+/// `limit` is the per-partner rate, charged once the request names a
+/// registered client (so its keys are the registry's partners, never the
+/// caller's text).
 pub async fn grant(
     db: &Db,
     cfg: &Config,
+    limit: &crate::auth::RateLimit,
     form: &TokenForm,
     cert: ClientCertificate,
 ) -> Result<Issued, Refused> {
@@ -138,6 +147,9 @@ pub async fn grant(
         return Err(UNSUPPORTED_GRANT.into());
     }
     let (client, assertion) = identify(db, form).await?;
+    if limit.check(&format!("oauth:{}", client.partner)).is_err() {
+        return Err(THROTTLED.into());
+    }
     let partner = db
         .partner(&client.partner)
         .await

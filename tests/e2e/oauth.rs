@@ -513,3 +513,51 @@ fn hex_fingerprint(server: &Server, partner: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// The rate limit charges a registered client's partner, never a caller's
+/// own text: unknown client ids are refused without a bucket of their own,
+/// a partner's system over its rate gets 429 with `Retry-After`.
+#[tokio::test]
+async fn the_token_endpoint_limits_per_partner() {
+    let server = Server::start(
+        Opts::new()
+            .env("KETENPOORT_HTTP__RATE_LIMIT_PER_SECOND", 1)
+            .env("KETENPOORT_HTTP__RATE_LIMIT_BURST", 2),
+    )
+    .await;
+    let zvhd = server.client_with_cert("zvhd");
+    for i in 0..6 {
+        let id = format!("unknown-systeem-{i}");
+        let res = token_request(
+            &zvhd,
+            &server,
+            &[("grant_type", "client_credentials"), ("client_id", &id)],
+        )
+        .await;
+        oauth_refused(res, 401, "invalid_client").await;
+    }
+    let mut throttled = 0;
+    for _ in 0..6 {
+        let res = token_request(
+            &zvhd,
+            &server,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "zvhd-systeem"),
+                ("scope", "ketenregisseur"),
+            ],
+        )
+        .await;
+        if res.status() == 429 {
+            assert_eq!(header(&res, "retry-after").as_deref(), Some("1"));
+            oauth_refused(res, 429, "temporarily_unavailable").await;
+            throttled += 1;
+        } else {
+            ok_json(res, 200).await;
+        }
+    }
+    assert!(
+        throttled > 0,
+        "six requests at once within a burst of two: none throttled"
+    );
+}
