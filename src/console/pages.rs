@@ -19,7 +19,7 @@ use crate::api::log::audit::{
 };
 use crate::api::log::export::export_entries;
 use crate::api::purpose::Exchange;
-use crate::ledger::{Disclosed, Entry};
+use crate::ledger::{Disclosed, Entry, LogAction, Outcome};
 use crate::policy::model::{AuditQuery, Scope};
 use crate::problem::Problem;
 use crate::store::console::{MONDAY_OFFSET_MS, WEEK_MS};
@@ -379,8 +379,9 @@ fn choices(c: &Console) -> minijinja::Value {
         .unwrap_or_default();
     minijinja::context! {
         purposes => purposes,
-        actions => ["submit", "read", "list", "refer", "deliver", "release-aggregate", "audit-query", "deny"],
-        outcomes => ["disclosed", "denied", "blocked"],
+        // The log's own vocabulary: every action and outcome an entry can hold.
+        actions => LogAction::ALL.map(LogAction::as_str),
+        outcomes => Outcome::ALL.map(Outcome::as_str),
     }
 }
 
