@@ -489,7 +489,17 @@ mod tests {
     #[test]
     fn record_actions_are_full_or_masked() {
         let data = data();
-        for action in [Action::Read, Action::List, Action::Deliver] {
+        for action in [
+            Action::Read,
+            Action::List,
+            Action::Deliver,
+            Action::Assess,
+            Action::Correct,
+            Action::History,
+            Action::Transition,
+            Action::Track,
+            Action::Feedback,
+        ] {
             let x = input(action, party("politie", true), None);
             assert!(
                 incoherent(&decision(Mode::Aggregate, &[]).sanitised(&x, &data)),
