@@ -106,6 +106,8 @@ mod tests {
         "urgency",
         "status",
         "narrative",
+        "underminingComponent",
+        "assessmentNotes",
         "victims.name",
         "victims.bsn",
         "victims.dateOfBirth",

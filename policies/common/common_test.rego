@@ -10,6 +10,7 @@ member_kinds := {"gemeente", "zvhd", "politie", "nla", "om", "veilig-thuis", "zo
 actions := {
 	"submit", "read", "list", "refer", "deliver",
 	"assess", "correct", "history", "transition", "track", "feedback",
+	"request-correction", "review-corrections",
 }
 
 accesses := {"own-reports", "all", "referred"}
@@ -57,8 +58,8 @@ test_every_field_is_in_exactly_one_class if {
 	}
 }
 
-test_there_are_33_classified_fields if {
-	count(common.all_fields) == 33
+test_there_are_35_classified_fields if {
+	count(common.all_fields) == 35
 }
 
 test_grant_ids_are_unique if {
@@ -247,8 +248,8 @@ test_conditions if {
 }
 
 test_fields_of_classes if {
-	common.fields_of_classes(["H", "T"]) == ["narrative", "victims.careNeeds", "victims.mildIntellectualDisability"]
-	common.fields_of_classes(["T", "T", "no-such-class"]) == ["narrative"]
+	common.fields_of_classes(["H", "T"]) == ["assessmentNotes", "narrative", "victims.careNeeds", "victims.mildIntellectualDisability"]
+	common.fields_of_classes(["T", "T", "no-such-class"]) == ["assessmentNotes", "narrative"]
 	common.fields_of_classes([]) == []
 }
 

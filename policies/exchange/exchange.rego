@@ -14,6 +14,9 @@
 #   transition the ZVHD moves the signal through the state machine
 #   track      the reporter (or the ZVHD) follows the signal's status
 #   feedback   a recipient of a referral reports back on it
+#   request-correction  the reporter asks the ZVHD to correct its signal
+#                       (after `nieuw`: a logged message, not a change)
+#   review-corrections  the ZVHD reads a signal's correction requests
 #
 # Who may see what is not written here but in data.json (data.covenant):
 # the "grants" are the rows of the covenant table. This file checks a request
@@ -56,6 +59,7 @@ signal := common.get(common.req, "signal")
 exchange_actions := {
 	"submit", "read", "list", "refer", "deliver",
 	"assess", "correct", "history", "transition", "track", "feedback",
+	"request-correction", "review-corrections",
 }
 
 # The requested change of a transition ({"to", "reason"}) or the status code

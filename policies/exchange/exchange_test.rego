@@ -126,6 +126,7 @@ denied(d, reasons) if {
 
 # Every classified field of a signal.
 all_fields := [
+	"assessmentNotes",
 	"dateReceived",
 	"domesticSetting",
 	"forms",
@@ -146,6 +147,7 @@ all_fields := [
 	"suspects.name",
 	"suspects.nationality",
 	"suspects.phone",
+	"underminingComponent",
 	"urgency",
 	"victims.address",
 	"victims.bsn",
@@ -164,6 +166,7 @@ all_fields := [
 # Everything except the special category (health) fields: the investigating
 # partners and the police in the Drieluik.
 no_health_fields := [
+	"assessmentNotes",
 	"dateReceived",
 	"domesticSetting",
 	"forms",
@@ -184,6 +187,7 @@ no_health_fields := [
 	"suspects.name",
 	"suspects.nationality",
 	"suspects.phone",
+	"underminingComponent",
 	"urgency",
 	"victims.address",
 	"victims.bsn",
@@ -224,8 +228,8 @@ care_fields := [
 ]
 
 test_field_sets_are_what_the_covenant_table_says if {
-	count(all_fields) == 33
-	count(no_health_fields) == 31
+	count(all_fields) == 35
+	count(no_health_fields) == 33
 	count(care_fields) == 20
 	every field in no_health_fields {
 		not startswith(field, "victims.careNeeds")
@@ -234,6 +238,8 @@ test_field_sets_are_what_the_covenant_table_says if {
 	every field in care_fields {
 		not startswith(field, "suspects.")
 		field != "narrative"
+		field != "assessmentNotes"
+		field != "underminingComponent"
 		field != "indicators"
 	}
 }
@@ -792,6 +798,7 @@ grant_examples := [
 	request("assess", "drieluik", ketenregisseur, with_forms(["onbekend"])),
 	object.union(request("transition", "drieluik", zorgcoordinator, base_signal), {"transition": {"to": "in-behandeling"}}),
 	request("correct", "signalering", af_sociaal, base_signal),
+	request("request-correction", "signalering", af_sociaal, signal({"status": "doorverwezen"})),
 	request("track", "signalering", af_veiligheid, base_signal),
 	object.union(request("feedback", "drieluik", rechercheur, referred(politie, "drieluik", ["onbekend"])), {"feedback": "ontvangen"}),
 	object.union(request("feedback", "opsporing", inspecteur, referred(nla, "opsporing", ["arbeid"])), {"feedback": "in-onderzoek"}),

@@ -55,6 +55,33 @@ test_a_correction_by_another_partner_is_refused if {
 	t.denied(decide(t.request("correct", "drieluik", t.af_sociaal, t.base_signal)), ["purpose-not-for-role"])
 }
 
+# --- correction requests: the reporter asks (any status), the ZVHD reads ------------
+
+test_the_reporter_asks_for_a_correction_in_any_status if {
+	every status in data.covenant.lifecycle.statuses {
+		t.full(decide(t.request("request-correction", "signalering", t.af_sociaal, at(status))), "signalering", "gemeente-correctieverzoek")
+	}
+}
+
+test_only_the_reporter_asks_for_a_correction if {
+	t.denied(decide(t.request("request-correction", "signalering", t.emmen_af, at("doorverwezen"))), ["not-own-report"])
+	t.denied(decide(t.request("request-correction", "drieluik", t.ketenregisseur, at("doorverwezen"))), ["action-not-granted"])
+	t.denied(decide(t.request("request-correction", "opsporing", t.inspecteur, t.referred(t.nla, "opsporing", ["arbeid"]))), ["action-not-granted"])
+	t.denied(decide(t.request("request-correction", "fenomeenanalyse", t.analist, t.base_signal)), ["non-member-aggregate-only"])
+}
+
+test_the_zvhd_reads_correction_requests if {
+	every role in [t.ketenregisseur, t.zorgcoordinator] {
+		t.full(decide(t.request("review-corrections", "drieluik", role, at("doorverwezen"))), "drieluik", "zvhd-beoordeling")
+	}
+}
+
+test_nobody_else_reads_correction_requests if {
+	t.denied(decide(t.request("review-corrections", "signalering", t.af_sociaal, at("doorverwezen"))), ["action-not-granted"])
+	t.denied(decide(t.request("review-corrections", "drieluik", t.rechercheur, t.referred(t.politie, "drieluik", ["seksueel"]))), ["action-not-granted"])
+	t.denied(decide(t.request("review-corrections", "fenomeenanalyse", t.analist, t.base_signal)), ["non-member-aggregate-only"])
+}
+
 # --- the state machine ----------------------------------------------------------------
 
 test_the_zvhd_moves_a_signal_along_the_state_machine if {

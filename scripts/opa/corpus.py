@@ -61,7 +61,8 @@ SIGNAL_STATUSES = ["nieuw", "in-behandeling", "drieluik", "doorverwezen", "afges
 # The signal's life after intake (issue 14): its actions, the state machine's
 # statuses (and one it does not know), closing reasons and feedback codes,
 # each with values the covenant does not know and values of the wrong type.
-LIFECYCLE_ACTIONS = ["assess", "correct", "history", "transition", "track", "feedback"]
+LIFECYCLE_ACTIONS = ["assess", "correct", "history", "transition", "track", "feedback",
+                     "request-correction", "review-corrections"]
 LIFECYCLE_STATUSES = ["nieuw", "in-behandeling", "drieluik", "doorverwezen", "zorgtraject", "afgesloten", "gesloten"]
 CLOSING_REASONS = ["geen-mensenhandel", "doorgezet", "zorg-geregeld", "onvoldoende-informatie", "elders-belegd",
                    "opgelost", None, 3]
@@ -487,6 +488,7 @@ class Corpus:
                     self.add(EXCHANGE, self.request("correct", "signalering", p, signal=sig),
                              must_deny=not own or status != "nieuw")
                     self.add(EXCHANGE, self.request("track", "signalering", p, signal=sig), must_deny=not own)
+                    self.add(EXCHANGE, self.request("request-correction", "signalering", p, signal=sig), must_deny=not own)
         # malformed changes: a transition or feedback of the wrong shape
         p = self.principal("zvhd", "ketenregisseur")
         for t in ["afgesloten", None, 3, [], {}, {"to": 3}, {"to": None}, {"reason": "doorgezet"}, {"to": ["afgesloten"]}]:

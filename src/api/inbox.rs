@@ -88,7 +88,7 @@ pub async fn list(
         let record = project(&Vault::open(&key, &row.id, &row.body)?, &granted);
         let body = Vault::open(&key, &facts.id, &row.signal.body)?;
         let subjects = record.subjects(&body, &state.pseudonyms);
-        page.disclosed(format!("inbox:{}", row.id), subjects, granted);
+        page.disclosed([format!("inbox:{}", row.id)], subjects, granted);
         items.push((row, record));
     }
     let draft = page.draft(&exchange, Action::Deliver);

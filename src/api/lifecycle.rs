@@ -19,7 +19,7 @@ use super::page::PageLog;
 use super::purpose::{Exchange, PurposeHeader};
 use super::signals::{open_record, parse_id};
 use crate::ledger::Disclosed;
-use crate::model::signal::Transition;
+use crate::model::signal::{CorrectionRequest, Transition};
 use crate::policy::Action;
 use crate::policy::model::{Scope, TransitionInput};
 use crate::problem::Problem;
@@ -96,6 +96,13 @@ pub async fn change(
         .decide(&input, vec![format!("signal:{id}")])
         .await?;
     if_match(&headers, stored.facts.version)?;
+    let assessed = signals::assessed_only(&patch);
+    if action == Action::Correct && !assessed.is_empty() {
+        return Err(Problem::unprocessable(
+            "a correction names fields only the ZVHD's assessment sets",
+            assessed,
+        ));
+    }
     let (_, current) = open_record(&state, &stored)?;
     let body = signals::revise(&current, &patch)
         .map_err(|e| Problem::unprocessable("the changed signal does not match schema v1", e))?;
@@ -154,6 +161,248 @@ pub async fn version(
         .subjects(projection.subjects(&body, &state.pseudonyms));
     let receipt = state.ledger.log(draft).await?;
     Ok(receipt.disclose(([etag(version)], Json(projection.released(&receipt)))))
+}
+
+/// The longest note a correction request may carry.
+const NOTE_MAX_CHARS: usize = 4000;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorrectionRequestBody {
+    /// The correction asked for, as a JSON Merge Patch of the signal (RFC
+    /// 7396): the signal it would make must be valid (422 with pointers
+    /// otherwise). The ZVHD applies it, if at all, with an assessment.
+    #[schema(value_type = Object)]
+    patch: Value,
+    /// An explanation for the ZVHD (free text, at most 4000 characters;
+    /// treated as the most sensitive class, T).
+    note: Option<String>,
+}
+
+/// A correction request as it was received: a message, not a change.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CorrectionRequested {
+    id: String,
+    signal_id: String,
+    /// The version the request was made against (the signal's current one).
+    against_version: i64,
+    /// The partner the request goes to (the ZVHD).
+    recipient: String,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
+    received_at: String,
+}
+
+/// Ask the ZVHD to correct a signal (AVG art. 16) once it is past `nieuw`
+/// (purpose `signalering`; the reporting municipality, its own signals
+/// only). The request is a logged message to the ZVHD, not a change: the
+/// signal keeps its version until the ZVHD applies the correction with an
+/// assessment. The proposed change is a JSON Merge Patch that must leave a
+/// valid signal; fields only the assessment sets are refused (422).
+#[utoipa::path(post, path = "/v1/signals/{id}/correction-requests", tag = "signals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "signal id"), PurposeHeader),
+    request_body(content = CorrectionRequestBody, description = "The proposed change and a note (see examples/correction-request.json)"),
+    responses((status = 202, body = CorrectionRequested, description = "the request is with the ZVHD; the signal is unchanged"),
+        (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn request_correction(
+    State(state): State<AppState>,
+    exchange: Exchange,
+    Path(id): Path<String>,
+    extract::Json(req): extract::Json<CorrectionRequestBody>,
+) -> Result<Disclosed<impl IntoResponse>, Problem> {
+    let id = parse_id(&id)?;
+    let (stored, referrals) = state.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
+    let mut input = exchange.input(Action::RequestCorrection);
+    input.signal = Some(stored.facts.for_policy(referrals));
+    let granted = exchange
+        .decide(&input, vec![format!("signal:{id}")])
+        .await?;
+    let proposed = proposed_correction(&state, &stored, &req)?;
+    let request = CorrectionRequest {
+        id: uuid::Uuid::now_v7().to_string(),
+        signal_id: id.clone(),
+        against_version: stored.facts.version,
+        partner: exchange.principal.partner.id.clone(),
+        body: Vec::new(),
+        at: crate::store::now_millis(),
+    };
+    let intake = &state.config.signals.intake_partner;
+    let subjects = signals::subjects(&proposed, &req.patch, &state.pseudonyms);
+    let draft = exchange
+        .draft(&granted)
+        .recipient(Some(intake))
+        .resources([
+            format!("signal:{id}"),
+            format!("correction-request:{}", request.id),
+        ])
+        .subjects(subjects.clone());
+    let requested = CorrectionRequested {
+        id: request.id.clone(),
+        signal_id: id,
+        against_version: request.against_version,
+        recipient: intake.clone(),
+        received_at: super::inbox::rfc3339(request.at),
+    };
+    let content = serde_json::json!({ "patch": req.patch, "note": req.note });
+    let receipt = state
+        .desk()
+        .request_correction(&stored, request, &content, &proposed, &subjects, draft)
+        .await?;
+    Ok(receipt.disclose((StatusCode::ACCEPTED, Json(requested))))
+}
+
+/// The signal a correction request proposes: its patch is an object that
+/// names no assessment-only field and leaves a valid signal; its note is
+/// not too long. Errors are pointers, never values.
+fn proposed_correction(
+    state: &AppState,
+    stored: &crate::store::signals::StoredSignal,
+    req: &CorrectionRequestBody,
+) -> Result<Value, Problem> {
+    let mut errors = Vec::new();
+    match req.patch.as_object() {
+        Some(o) if !o.is_empty() => errors.extend(in_patch(signals::assessed_only(&req.patch))),
+        _ => errors.push(crate::problem::FieldError {
+            pointer: "/patch".into(),
+            reason: "must be a non-empty JSON Merge Patch object".into(),
+        }),
+    }
+    if req
+        .note
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > NOTE_MAX_CHARS)
+    {
+        errors.push(crate::problem::FieldError {
+            pointer: "/note".into(),
+            reason: format!("longer than {NOTE_MAX_CHARS} characters"),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(Problem::unprocessable(
+            "the correction request cannot be accepted",
+            errors,
+        ));
+    }
+    let (_, current) = open_record(state, stored)?;
+    signals::revise(&current, &req.patch).map_err(|e| {
+        Problem::unprocessable(
+            "the corrected signal would not match schema v1",
+            in_patch(e),
+        )
+    })
+}
+
+/// Pointers into the signal as pointers into the request's `patch`.
+fn in_patch(errors: Vec<crate::problem::FieldError>) -> Vec<crate::problem::FieldError> {
+    errors
+        .into_iter()
+        .map(|f| crate::problem::FieldError {
+            pointer: format!("/patch{}", f.pointer.trim_end_matches('/')),
+            reason: f.reason,
+        })
+        .collect()
+}
+
+/// One correction request as the ZVHD reads it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CorrectionRequestView {
+    id: String,
+    /// The partner that asked (the reporter).
+    partner: String,
+    against_version: i64,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
+    received_at: String,
+    /// The proposed JSON Merge Patch, as the caller's grant allows it.
+    #[schema(value_type = Object)]
+    patch: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CorrectionRequests {
+    signal_id: String,
+    /// The signal's current version: a request made against an earlier one
+    /// may have been applied, or overtaken, since.
+    current_version: i64,
+    requests: Vec<CorrectionRequestView>,
+}
+
+/// The reporter's correction requests of a signal, oldest first, for the
+/// ZVHD roles (purpose `drieluik`). The read is logged, naming each request.
+#[utoipa::path(get, path = "/v1/signals/{id}/correction-requests", tag = "signals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "signal id"), PurposeHeader),
+    responses((status = 200, body = CorrectionRequests), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn correction_requests(
+    State(state): State<AppState>,
+    exchange: Exchange,
+    Path(id): Path<String>,
+) -> Result<Disclosed<Json<CorrectionRequests>>, Problem> {
+    let id = parse_id(&id)?;
+    let (stored, referrals) = state.db.signal(&id).await?.ok_or_else(Problem::not_found)?;
+    let mut input = exchange.input(Action::ReviewCorrections);
+    input.signal = Some(stored.facts.for_policy(referrals));
+    let granted = exchange
+        .decide(&input, vec![format!("signal:{id}")])
+        .await?;
+    let stored_requests = state.db.correction_requests(&id).await?;
+    let key = state.vault.key(&stored)?;
+    let mut opened = Vec::with_capacity(stored_requests.len());
+    let mut subjects = Vec::new();
+    let (_, current) = open_record(&state, &stored)?;
+    for r in &stored_requests {
+        let content = Vault::open(&key, &CorrectionRequest::aad(&id, &r.id), &r.body)?;
+        let patch = content.get("patch").cloned().unwrap_or(Value::Null);
+        let note = content
+            .get("note")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let projection = project(&patch, &granted);
+        if let Ok(proposed) = signals::revise(&current, &patch) {
+            subjects.extend(projection.subjects(&proposed, &state.pseudonyms));
+        }
+        // The note is free text (class T): shown only under a grant of it.
+        let note = note.filter(|_| granted.fields.iter().any(|f| f == "narrative"));
+        opened.push((r, projection, note));
+    }
+    subjects.sort();
+    subjects.dedup();
+    let mut resources = vec![format!("signal:{id}")];
+    resources.extend(
+        stored_requests
+            .iter()
+            .map(|r| format!("correction-request:{}", r.id)),
+    );
+    let receipt = state
+        .ledger
+        .log(
+            exchange
+                .draft(&granted)
+                .resources(resources)
+                .subjects(subjects),
+        )
+        .await?;
+    let requests = opened
+        .into_iter()
+        .map(|(r, projection, note)| CorrectionRequestView {
+            id: r.id.clone(),
+            partner: r.partner.clone(),
+            against_version: r.against_version,
+            received_at: super::inbox::rfc3339(r.at),
+            patch: projection.released(&receipt),
+            note,
+        })
+        .collect();
+    let view = CorrectionRequests {
+        signal_id: id,
+        current_version: stored.facts.version,
+        requests,
+    };
+    Ok(receipt.disclose(Json(view)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -443,7 +692,7 @@ pub async fn counts(
                 count: 1,
             }),
         }
-        page.disclosed(format!("signal:{}", facts.id), Vec::new(), granted);
+        page.disclosed([format!("signal:{}", facts.id)], Vec::new(), granted);
     }
     let total = counts.iter().map(|c| c.count).sum();
     let receipt = state

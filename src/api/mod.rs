@@ -203,6 +203,10 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(signals::refer))
         .routes(routes!(lifecycle::version))
         .routes(routes!(lifecycle::transition))
+        .routes(routes!(
+            lifecycle::request_correction,
+            lifecycle::correction_requests
+        ))
         .routes(routes!(lifecycle::track, lifecycle::feedback))
         .routes(routes!(lifecycle::counts))
         .routes(routes!(inbox::list))

@@ -17,10 +17,16 @@ pub struct PageLog {
 }
 
 impl PageLog {
-    /// One record disclosed under `granted`.
-    pub fn disclosed(&mut self, resource: String, subjects: Vec<String>, granted: Granted) {
+    /// One record disclosed under `granted`, named by `resources` (the
+    /// signal, and the version read where there is one).
+    pub fn disclosed(
+        &mut self,
+        resources: impl IntoIterator<Item = String>,
+        subjects: Vec<String>,
+        granted: Granted,
+    ) {
         let decision = granted.into_decision();
-        self.resources.push(resource);
+        self.resources.extend(resources);
         self.subjects.extend(subjects);
         self.fields.extend(decision.fields.iter().cloned());
         self.reasons.extend(decision.reasons.iter().cloned());

@@ -64,6 +64,13 @@ pub async fn submit(
     exchange: Exchange,
     extract::Json(body): extract::Json<Value>,
 ) -> Result<Disclosed<impl IntoResponse>, Problem> {
+    let assessed = signals::assessed_only(&body);
+    if !assessed.is_empty() {
+        return Err(Problem::invalid_input(
+            "the signal names fields only the ZVHD's assessment sets",
+            assessed,
+        ));
+    }
     let body = signals::validate(body)
         .map_err(|e| Problem::invalid_input("the signal does not match schema v1", e))?;
     let intake = state
@@ -198,7 +205,11 @@ pub async fn list(
         let (record, body) = open_record(&state, candidate)?;
         let item = project(&record, &granted);
         let subjects = item.subjects(&body, &state.pseudonyms);
-        page.disclosed(format!("signal:{}", facts.id), subjects, granted);
+        let named = [
+            format!("signal:{}", facts.id),
+            super::lifecycle::version_resource(&facts.id, facts.version),
+        ];
+        page.disclosed(named, subjects, granted);
         items.push(item);
     }
     let receipt = state

@@ -83,6 +83,10 @@ pub enum LogAction {
     Transition,
     Track,
     Feedback,
+    /// The reporter asked the ZVHD to correct its signal.
+    RequestCorrection,
+    /// The ZVHD read a signal's correction requests.
+    ReviewCorrections,
     /// A token issued to a partner system at the token endpoint (or
     /// refused to a registered one).
     IssueToken,
@@ -107,12 +111,14 @@ impl From<crate::policy::Action> for LogAction {
             Action::Transition => Self::Transition,
             Action::Track => Self::Track,
             Action::Feedback => Self::Feedback,
+            Action::RequestCorrection => Self::RequestCorrection,
+            Action::ReviewCorrections => Self::ReviewCorrections,
         }
     }
 }
 
 impl LogAction {
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 17] = [
         Self::Submit,
         Self::Read,
         Self::List,
@@ -127,6 +133,8 @@ impl LogAction {
         Self::Transition,
         Self::Track,
         Self::Feedback,
+        Self::RequestCorrection,
+        Self::ReviewCorrections,
         Self::IssueToken,
     ];
 
@@ -146,6 +154,8 @@ impl LogAction {
             Self::Transition => "transition",
             Self::Track => "track",
             Self::Feedback => "feedback",
+            Self::RequestCorrection => "request-correction",
+            Self::ReviewCorrections => "review-corrections",
             Self::IssueToken => "issue-token",
         }
     }

@@ -16,6 +16,31 @@ pub struct Transition {
     pub at: i64,
 }
 
+/// A reporter's request to correct its signal (a message to the ZVHD, not
+/// a change): the proposed merge patch and note stay sealed in `body`.
+#[derive(Clone, Debug)]
+pub struct CorrectionRequest {
+    pub id: String,
+    pub signal_id: String,
+    /// The version the reporter saw when it asked.
+    pub against_version: i64,
+    /// The partner that asked (the reporter).
+    pub partner: String,
+    /// `{"patch": ..., "note": ...}` sealed under the signal's data key,
+    /// associated data [`CorrectionRequest::aad`].
+    pub body: Vec<u8>,
+    pub at: i64,
+}
+
+impl CorrectionRequest {
+    /// The associated data its body is sealed under: bound to the signal
+    /// and to this request, so a sealed body cannot be passed off as the
+    /// signal's content or as another request.
+    pub fn aad(signal_id: &str, id: &str) -> String {
+        format!("{signal_id}/correction/{id}")
+    }
+}
+
 /// A referral as the ZVHD follows it: to whom, for what, and the latest
 /// status code its recipient reported back.
 #[derive(Clone, Debug)]

@@ -28,6 +28,11 @@ pub enum Action {
     Track,
     /// A recipient of a referral reports back on it.
     Feedback,
+    /// The reporter asks the ZVHD to correct its signal (after `nieuw`):
+    /// a logged message, not a change.
+    RequestCorrection,
+    /// The ZVHD reads the correction requests of a signal.
+    ReviewCorrections,
 }
 
 impl Action {
@@ -46,6 +51,8 @@ impl Action {
             Self::Transition => "transition",
             Self::Track => "track",
             Self::Feedback => "feedback",
+            Self::RequestCorrection => "request-correction",
+            Self::ReviewCorrections => "review-corrections",
         }
     }
 
@@ -61,7 +68,9 @@ impl Action {
             | Self::History
             | Self::Transition
             | Self::Track
-            | Self::Feedback => ENTRY_EXCHANGE,
+            | Self::Feedback
+            | Self::RequestCorrection
+            | Self::ReviewCorrections => ENTRY_EXCHANGE,
             Self::AuditQuery => ENTRY_AUDIT,
             Self::ReleaseAggregate => ENTRY_PHENOMENA,
         }
@@ -320,6 +329,8 @@ impl Decision {
                 | Action::Transition
                 | Action::Track
                 | Action::Feedback
+                | Action::RequestCorrection
+                | Action::ReviewCorrections
         );
         let incoherent = (self.allow == (self.mode == Mode::Deny))
             || (!record && !self.fields.is_empty())
@@ -499,6 +510,8 @@ mod tests {
             Action::Transition,
             Action::Track,
             Action::Feedback,
+            Action::RequestCorrection,
+            Action::ReviewCorrections,
         ] {
             let x = input(action, party("politie", true), None);
             assert!(

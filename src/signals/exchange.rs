@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{Facts, Vault};
 use crate::boundary::{self, Delivery, EgressGuard};
 use crate::ledger::{Draft, Failed, Ledger, Receipt, work};
-use crate::model::signal::Transition;
+use crate::model::signal::{CorrectionRequest, Transition};
 use crate::phenomena::{self, RecordKey};
 use crate::problem::Problem;
 use crate::projection::Projection;
@@ -158,6 +158,37 @@ impl Desk<'_> {
                 Failed::Conflict => stale_version(),
                 f => Problem::from(f),
             })
+    }
+
+    /// Stores a reporter's correction request, its body sealed under the
+    /// signal's data key. The egress guard learns the values it proposes
+    /// (`proposed`: the signal as it would read; `subjects`: the persons'
+    /// pseudonyms), as it does for every personal value ketenpoort holds.
+    pub async fn request_correction(
+        &self,
+        stored: &StoredSignal,
+        mut request: CorrectionRequest,
+        content: &Value,
+        proposed: &Value,
+        subjects: &[String],
+        draft: Draft,
+    ) -> Result<Receipt, Problem> {
+        let aad = CorrectionRequest::aad(&stored.facts.id, &request.id);
+        request.body = Vault::seal_with(&self.vault.key(stored)?, &aad, content);
+        let known = boundary::fingerprint::of_signal(&stored.facts.id, proposed, subjects);
+        let fingerprints = self.egress.fingerprints(&known);
+        self.ledger
+            .commit(work(move |mut unit| {
+                Box::pin(async move {
+                    let tx = unit.tx();
+                    tx.insert_correction_request(&request).await?;
+                    tx.insert_fingerprints(&request.signal_id, &fingerprints)
+                        .await?;
+                    Ok(unit.append(draft))
+                })
+            }))
+            .await
+            .map_err(Problem::from)
     }
 
     /// Moves `signal_id`'s status (`t`, numbered after the history the

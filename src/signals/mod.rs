@@ -104,6 +104,25 @@ impl Facts {
     }
 }
 
+/// Fields only the ZVHD's assessment sets (purpose `drieluik`): the flag
+/// "ondermijnende component" and the Drieluik's notes. A report, or a
+/// reporter's correction, that names one is refused: the reporter does not
+/// write the ZVHD's judgement.
+pub const ASSESSED_ONLY: [&str; 2] = ["underminingComponent", "assessmentNotes"];
+
+/// The assessment-only fields a report or a correction names (present,
+/// even as `null`), as pointers without values.
+pub fn assessed_only(body: &Value) -> Vec<crate::problem::FieldError> {
+    ASSESSED_ONLY
+        .iter()
+        .filter(|f| body.get(**f).is_some())
+        .map(|f| crate::problem::FieldError {
+            pointer: format!("/{f}"),
+            reason: "set by the ZVHD's assessment only".into(),
+        })
+        .collect()
+}
+
 /// A change of a signal's content: `patch`, a JSON Merge Patch (RFC 7396),
 /// applied to `current` (a stored, validated body), and the result validated
 /// as a new signal would be (the errors name pointers, never values). The

@@ -183,6 +183,27 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Stores a reporter's correction request (sealed; a message, not a
+    /// change of the signal).
+    pub async fn insert_correction_request(
+        &mut self,
+        r: &crate::model::signal::CorrectionRequest,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO signal_correction_requests (id, signal_id, against_version, partner, body, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&r.id)
+        .bind(&r.signal_id)
+        .bind(r.against_version)
+        .bind(&r.partner)
+        .bind(&r.body)
+        .bind(r.at)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
     /// Stores a new version of a signal: the body of version `f.version - 1`
     /// (`previous`, sealed as it was) is kept in `signal_versions`, the
     /// signal gets `body` and the facts read from it. A concurrent change of
@@ -294,6 +315,7 @@ impl WriteTx {
             "UPDATE record_keys SET signal_id = NULL WHERE signal_id = $1",
             "DELETE FROM inbox WHERE signal_id = $1",
             "DELETE FROM signal_versions WHERE signal_id = $1",
+            "DELETE FROM signal_correction_requests WHERE signal_id = $1",
             "DELETE FROM signal_transitions WHERE signal_id = $1",
             "DELETE FROM referrals WHERE signal_id = $1",
             "DELETE FROM signals WHERE id = $1",
@@ -530,6 +552,32 @@ impl Db {
                     to: r.try_get("to_status")?,
                     reason: r.try_get("reason")?,
                     actor: r.try_get("actor")?,
+                    at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A signal's correction requests, oldest first (sealed).
+    pub async fn correction_requests(
+        &self,
+        signal_id: &str,
+    ) -> Result<Vec<crate::model::signal::CorrectionRequest>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, against_version, partner, body, created_at FROM signal_correction_requests \
+             WHERE signal_id = $1 ORDER BY created_at, id",
+        )
+        .bind(signal_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::model::signal::CorrectionRequest {
+                    id: r.try_get("id")?,
+                    signal_id: signal_id.to_owned(),
+                    against_version: r.try_get("against_version")?,
+                    partner: r.try_get("partner")?,
+                    body: r.try_get("body")?,
                     at: r.try_get("created_at")?,
                 })
             })

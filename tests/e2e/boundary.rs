@@ -218,6 +218,20 @@ fn requests(method: &str, template: &str, w: &World, thorough: bool) -> Vec<Req>
                 out.push(req(p, Some("drieluik"), Some(example("transition.json"))));
             }
         }
+        ("POST", "/v1/signals/{id}/correction-requests") => {
+            for p in signal_paths("/correction-requests") {
+                out.push(req(
+                    p,
+                    Some("signalering"),
+                    Some(example("correction-request.json")),
+                ));
+            }
+        }
+        ("GET", "/v1/signals/{id}/correction-requests") => {
+            for p in signal_paths("/correction-requests") {
+                out.push(req(p, Some("drieluik"), None));
+            }
+        }
         ("GET", "/v1/signals/{id}/feedback") => {
             for p in signal_paths("/feedback") {
                 out.push(req(p.clone(), Some("drieluik"), None));
@@ -878,9 +892,12 @@ async fn canary_no_marker_id_or_pseudonym_crosses_to_the_riec() {
     // version), closed, and reported back on by the police.
     let zvhd = Role::of(&server, "zvhd", "ketenregisseur");
     for id in ids.iter().skip(2).step_by(50) {
-        let res = zvhd
-            .change(id, "drieluik", &example("assessment.json"), None)
-            .await;
+        // The assessment's notes (class T) carry a marker of their own.
+        let note = word(&mut rng);
+        values.push(note.clone());
+        let mut assessment = example("assessment.json");
+        assessment["assessmentNotes"] = json!(format!("Drieluik-notitie over {note}."));
+        let res = zvhd.change(id, "drieluik", &assessment, None).await;
         assert_eq!(res.status(), 200);
         let res = zvhd
             .transition(id, "afgesloten", Some("geen-mensenhandel"))

@@ -203,6 +203,19 @@ async fn dry_run_fields(
     ok_json(res, 200).await
 }
 
+/// The Drieluik's assessment of `id`: the two fields only the assessment
+/// sets, so that the signal has every classified field.
+async fn assessed(server: &Server, id: &str) {
+    let patch = json!({
+        "underminingComponent": true,
+        "assessmentNotes": "Drieluik: fictieve notitie bij de beoordeling."
+    });
+    let res = Role::of(server, "zvhd", "ketenregisseur")
+        .change(id, "drieluik", &patch, None)
+        .await;
+    ok_json(res, 200).await;
+}
+
 #[tokio::test]
 async fn meldroute_gives_each_recipient_exactly_its_fields() {
     let server = Server::start(Opts::new()).await;
@@ -222,6 +235,7 @@ async fn meldroute_gives_each_recipient_exactly_its_fields() {
     );
     let s1 = created["id"].as_str().unwrap().to_owned();
     let e = entry_of(&server, &rid).await;
+    assessed(&server, &s1).await;
     assert_eq!(
         (
             e["action"].as_str(),
@@ -403,6 +417,7 @@ async fn meldroute_gives_each_recipient_exactly_its_fields() {
     // Sexual exploitation of a minor: to the police and Veilig Thuis.
     let (sexual, _) = full_signal("assen", &["seksueel"], true, false);
     let s2 = submit(&server, "assen", "aandachtfunctionaris-veiligheid", &sexual).await;
+    assessed(&server, &s2).await;
     let full = ok_json(
         read(&server, "zvhd", "ketenregisseur", &s2, "drieluik").await,
         200,
@@ -472,6 +487,7 @@ async fn meldroute_gives_each_recipient_exactly_its_fields() {
         &criminal,
     )
     .await;
+    assessed(&server, &s3).await;
     referred(
         &server,
         refer(&server, "ketenregisseur", &s3, "politie", "opsporing").await,

@@ -166,6 +166,11 @@ async fn the_meldroute_runs_from_an_unknown_form_to_closed() {
         let rid = request_id(&res);
         let got = ok_json(res, 200).await;
         assert_eq!(got["forms"], json!([form]));
+        // The assessment's flag and notes reach the investigating partner
+        // (classes C and T of its grant).
+        for field in ["underminingComponent", "assessmentNotes"] {
+            assert_eq!(got[field], patch[field], "{field}");
+        }
         let e = entry_of(&server, &rid).await;
         assert!(
             strings(&e["resources"]).any(|r| r == format!("version:{id}/2")),
@@ -523,6 +528,173 @@ async fn the_reporter_corrects_its_own_signal_while_it_is_new() {
     refused(&server, res, "purpose-not-for-role", "assess").await;
 }
 
+/// Past `nieuw` the reporter asks the ZVHD for a correction: a logged
+/// message to the ZVHD with the proposed merge patch, not a change; only
+/// the reporter asks, only the ZVHD roles read it (a logged read naming the
+/// request), and the ZVHD applies it with an assessment. Fields only the
+/// assessment sets are refused at intake, in a correction and in a request;
+/// a request that would break the schema is 422 with pointers into the
+/// patch, never values, and nothing is stored.
+#[tokio::test]
+async fn past_nieuw_the_reporter_asks_the_zvhd_for_a_correction() {
+    let server = Server::start(Opts::new()).await;
+    let (body, _) = full_signal("emmen", &["arbeid"], false, false);
+    let me = reporter(&server);
+    let zvhd = regisseur(&server);
+
+    // The assessment's fields are the ZVHD's: not at intake...
+    let mut with_notes = body.clone();
+    with_notes["assessmentNotes"] = json!("door de melder ingevuld");
+    let res = me.post("/v1/signals", "signalering", &with_notes).await;
+    let p = problem(res, 400, None).await;
+    assert_eq!(p["type"], "urn:ketenpoort:problem:invalid-input", "{p}");
+    assert_eq!(p["invalidParams"][0]["name"], "/assessmentNotes", "{p}");
+    let id = submit(&server, REPORTER.0, REPORTER.1, &body).await;
+    // ...nor in a correction while the signal is new.
+    let res = me
+        .change(
+            &id,
+            "signalering",
+            &json!({"underminingComponent": false}),
+            None,
+        )
+        .await;
+    let p = problem(res, 422, None).await;
+    assert_eq!(
+        p["invalidParams"][0]["name"], "/underminingComponent",
+        "{p}"
+    );
+    assert_eq!(etag(&me.read(&id, "signalering").await), "\"v1\"");
+
+    ok_json(zvhd.transition(&id, "in-behandeling", None).await, 201).await;
+    let path = format!("/v1/signals/{id}/correction-requests");
+    let asked = example("correction-request.json");
+    let res = me.post(&path, "signalering", &asked).await;
+    let rid = request_id(&res);
+    let got = ok_json(res, 202).await;
+    assert_eq!(
+        (
+            got["signalId"].as_str(),
+            got["againstVersion"].as_i64(),
+            got["recipient"].as_str()
+        ),
+        (Some(id.as_str()), Some(1), Some("zvhd")),
+        "{got}"
+    );
+    let request = got["id"].as_str().unwrap().to_owned();
+    let e = entry_of(&server, &rid).await;
+    assert_eq!(
+        (
+            e["action"].as_str(),
+            e["outcome"].as_str(),
+            e["recipient"].as_str()
+        ),
+        (Some("request-correction"), Some("disclosed"), Some("zvhd")),
+        "{e}"
+    );
+    assert!(
+        strings(&e["resources"]).any(|r| r == format!("correction-request:{request}")),
+        "{e}"
+    );
+    // A message, not a change: the signal is as it was.
+    let res = me.read(&id, "signalering").await;
+    assert_eq!(etag(&res), "\"v1\"");
+    assert_eq!(ok_json(res, 200).await["urgency"], body["urgency"]);
+
+    // Bad requests: pointers into the patch, never values; nothing stored.
+    let secret = "Geheime Waarde 5678";
+    for (bad, pointer) in [
+        (
+            json!({"patch": {"victims": [{"name": secret, "bsn": "123"}]}}),
+            "/patch/victims/0/bsn",
+        ),
+        (
+            json!({"patch": {"underminingComponent": true}}),
+            "/patch/underminingComponent",
+        ),
+        (json!({"patch": {}}), "/patch"),
+        (json!({"patch": [secret]}), "/patch"),
+        (
+            json!({"patch": {"urgency": "spoed"}, "note": "x".repeat(4001)}),
+            "/note",
+        ),
+    ] {
+        let res = me.post(&path, "signalering", &bad).await;
+        let text = res.text().await.unwrap();
+        assert!(
+            !text.contains(secret) && !text.contains("\"123\""),
+            "{text}"
+        );
+        let p: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(p["status"], 422, "{p}");
+        let names: Vec<&str> = p["invalidParams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        assert!(names.contains(&pointer), "{pointer} not in {p}");
+    }
+    // Another municipality does not ask about this signal; the ZVHD does
+    // not ask at all.
+    let res = Role::of(&server, "assen", "aandachtfunctionaris-sociaal")
+        .post(&path, "signalering", &asked)
+        .await;
+    refused(&server, res, "not-own-report", "request-correction").await;
+    let res = zvhd.post(&path, "drieluik", &asked).await;
+    refused(&server, res, "action-not-granted", "request-correction").await;
+
+    // Only the ZVHD roles read the requests; the read names each one.
+    let res = me.get(&path, "signalering").await;
+    refused(&server, res, "action-not-granted", "review-corrections").await;
+    let res = zvhd.get(&path, "drieluik").await;
+    let rid = request_id(&res);
+    let list = ok_json(res, 200).await;
+    assert_eq!(list["currentVersion"], 1);
+    let requests = list["requests"].as_array().unwrap();
+    assert_eq!(
+        requests.len(),
+        1,
+        "the refused requests stored nothing: {list}"
+    );
+    assert_eq!(
+        (
+            requests[0]["id"].as_str(),
+            requests[0]["partner"].as_str(),
+            &requests[0]["patch"],
+            &requests[0]["note"]
+        ),
+        (
+            Some(request.as_str()),
+            Some(REPORTER.0),
+            &asked["patch"],
+            &asked["note"]
+        )
+    );
+    let e = entry_of(&server, &rid).await;
+    assert_eq!(
+        (e["action"].as_str(), e["outcome"].as_str()),
+        (Some("review-corrections"), Some("disclosed"))
+    );
+    assert!(
+        strings(&e["resources"]).any(|r| r == format!("correction-request:{request}")),
+        "{e}"
+    );
+
+    // The ZVHD applies it with an assessment: version 2.
+    let res = zvhd
+        .change(&id, "drieluik", &asked["patch"], Some("\"v1\""))
+        .await;
+    assert_eq!(etag(&res), "\"v2\"");
+    let list = ok_json(zvhd.get(&path, "drieluik").await, 200).await;
+    assert_eq!(list["currentVersion"], 2);
+    assert_eq!(list["requests"][0]["againstVersion"], 1);
+    assert_eq!(
+        ok_json(me.read(&id, "signalering").await, 200).await["urgency"],
+        "spoed"
+    );
+}
+
 /// Versions: earlier versions are kept (sealed), readable by the ZVHD roles
 /// only, each read naming its version; the FG's subject lookup finds the
 /// person across versions; retention destroys every version.
@@ -559,6 +731,20 @@ async fn versions_are_kept_for_the_zvhd_and_destroyed_by_retention() {
     )
     .await;
     ok_json(zvhd.refer(&id, "nla", "opsporing").await, 201).await;
+    // Past nieuw, the reporter asks for a correction of the victim's phone.
+    let mut asked = victims.clone();
+    asked[0]["phone"] = json!("+31 6 11111111");
+    ok_json(
+        reporter(&server)
+            .post(
+                &format!("/v1/signals/{id}/correction-requests"),
+                "signalering",
+                &json!({"patch": {"victims": asked}}),
+            )
+            .await,
+        202,
+    )
+    .await;
 
     for (v, forms, name) in [
         (1, json!(["onbekend"]), body["victims"][0]["name"].clone()),
@@ -583,6 +769,16 @@ async fn versions_are_kept_for_the_zvhd_and_destroyed_by_retention() {
             "{e}"
         );
     }
+    // A list page's entry names the version of each signal on it.
+    let res = zvhd.get("/v1/signals?municipality=emmen", "drieluik").await;
+    let rid = request_id(&res);
+    ok_json(res, 200).await;
+    let e = entry_of(&server, &rid).await;
+    assert_eq!(e["action"], "list");
+    assert!(
+        strings(&e["resources"]).any(|r| r == format!("version:{id}/3")),
+        "{e}"
+    );
     for v in ["4", "0", "x"] {
         let res = zvhd
             .get(&format!("/v1/signals/{id}/versions/{v}"), "drieluik")
@@ -614,7 +810,7 @@ async fn versions_are_kept_for_the_zvhd_and_destroyed_by_retention() {
         .iter()
         .map(|e| e["entry"]["action"].as_str().unwrap().to_owned())
         .collect();
-    for a in ["submit", "assess", "history", "refer"] {
+    for a in ["submit", "assess", "history", "refer", "request-correction"] {
         assert!(actions.contains(a), "{a} not found: {actions:?}");
     }
 
@@ -635,6 +831,10 @@ async fn versions_are_kept_for_the_zvhd_and_destroyed_by_retention() {
         count("SELECT COUNT(*) FROM signal_versions WHERE signal_id = $1").await,
         2
     );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM signal_correction_requests WHERE signal_id = $1").await,
+        1
+    );
     let wrapped: Vec<u8> =
         sqlx::query_scalar("SELECT wrapped FROM signal_keys WHERE signal_id = $1")
             .bind(&id)
@@ -652,7 +852,12 @@ async fn versions_are_kept_for_the_zvhd_and_destroyed_by_retention() {
         String::from_utf8_lossy(&out.stderr)
     );
     let db = pool(server.data()).await;
-    for table in ["signal_versions", "signal_transitions", "signal_keys"] {
+    for table in [
+        "signal_versions",
+        "signal_transitions",
+        "signal_correction_requests",
+        "signal_keys",
+    ] {
         let sql = format!("SELECT COUNT(*) FROM {table} WHERE signal_id = $1");
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(&id)
