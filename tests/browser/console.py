@@ -253,10 +253,16 @@ def main():
             unreferred[0].find_element(By.TAG_NAME, "textarea").send_keys(
                 "Beleidswijziging teruggedraaid; raadpleging besproken met de politie.")
             unreferred[0].find_element(By.TAG_NAME, "button").click()
-            b.wait(lambda d: [f for f in d.find_elements(By.CSS_SELECTOR, "section.flag")
-                              if "zonder doorverwijzing" in f.find_element(By.TAG_NAME, "h2").text
-                              and f.find_elements(By.CSS_SELECTOR, "p.reviewed")],
-                   "the unreferred-reads flag shows as reviewed")
+            def reviewed(d):
+                # The page is replaced after the POST: elements of the old
+                # one go stale while the wait looks.
+                try:
+                    return [f for f in d.find_elements(By.CSS_SELECTOR, "section.flag")
+                            if "zonder doorverwijzing" in f.find_element(By.TAG_NAME, "h2").text
+                            and f.find_elements(By.CSS_SELECTOR, "p.reviewed")]
+                except Exception:
+                    return False
+            b.wait(reviewed, "the unreferred-reads flag shows as reviewed")
             b.note()
         b.axe_check("control (ZVHD FG)")
 
