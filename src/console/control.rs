@@ -287,7 +287,9 @@ pub fn compute(
         }
     }
     let exempt: HashSet<&str> = cfg.referral_exempt.iter().map(String::as_str).collect();
-    let mut unreferred: BTreeMap<(String, String), (Vec<u64>, HashSet<&str>)> = BTreeMap::new();
+    // (about, reading partner) -> (the reads, the signals they read)
+    type Reads<'a> = (Vec<u64>, HashSet<&'a str>);
+    let mut unreferred: BTreeMap<(String, String), Reads<'_>> = BTreeMap::new();
     for e in entries.iter().filter(|e| {
         e.action == LogAction::Read
             && e.outcome == Outcome::Disclosed
