@@ -26,8 +26,9 @@ bench/results/console.md (and console.json).
 
 Usage: python3 bench/console.py [--entries N] [--samples N] [--backends sqlite,postgres]
 Needs a release binary (cargo build --release; $CARGO_TARGET_DIR is
-honoured), wrk, curl, and for PostgreSQL psql and $KETENPOORT_BENCH_DATABASE_URL
-(default postgres://postgres@127.0.0.1:5432/test).
+honoured, $KP_CONSOLE_BENCH_BIN names another binary), wrk, curl, and for
+PostgreSQL psql and $KETENPOORT_BENCH_DATABASE_URL (default
+postgres://postgres@127.0.0.1:5432/test).
 """
 import argparse
 import http.client
@@ -49,7 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-BIN = Path(os.environ.get("KETENPOORT_BIN", TARGET / "release" / "ketenpoort"))
+BIN = Path(os.environ.get("KP_CONSOLE_BENCH_BIN", TARGET / "release" / "ketenpoort"))
 PG_URL = os.environ.get("KETENPOORT_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 START = time.perf_counter()
 USERS = 20
@@ -291,7 +292,7 @@ def bench_backend(backend, args):
                 q = urllib.parse.urlencode({"partner": "nla", "user": user_ref})
                 rows.append(measure(s, conn, "search: one user (zvhd FG)", "GET", f"/console/zoeken?{q}",
                                     args.samples, cookie))
-                rows.append(measure(s, conn, "search: outcome=denied, last 7 days (zvhd FG)", "GET",
+                rows.append(measure(s, conn, "search: outcome=denied (zvhd FG)", "GET",
                                     "/console/zoeken?outcome=denied", args.samples, cookie))
             if bsn:
                 body = urllib.parse.urlencode({"csrf": csrf, "bsn": bsn})
