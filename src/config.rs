@@ -616,10 +616,14 @@ pub struct ControlConfig {
     /// `burst_minutes` minutes.
     pub burst_reads: u32,
     pub burst_minutes: u32,
-    /// Office hours (UTC hours, start inclusive, end exclusive, Monday to
-    /// Friday); reads outside them are flagged per user and day.
+    /// Office hours (local hours in `time_zone`, start inclusive, end
+    /// exclusive, Monday to Friday); reads outside them are flagged per
+    /// user and local day.
     pub office_start_hour: u8,
     pub office_end_hour: u8,
+    /// The IANA time zone of the office hours (daylight saving time
+    /// included); the database is compiled in.
+    pub time_zone: String,
     /// A user refused at least this many times in the window.
     pub repeated_refusals: u32,
     /// A partner whose disclosures in the last week exceed this factor
@@ -627,6 +631,16 @@ pub struct ControlConfig {
     /// `volume_minimum`).
     pub volume_factor: f64,
     pub volume_minimum: u32,
+    /// A user (or, without one, a partner) with at least this many reads of
+    /// signals that were neither submitted by nor referred or delivered to
+    /// the reader's organisation, by the log...
+    pub unreferred_reads: u32,
+    /// ...looking this many days back for the submission, referral or
+    /// delivery (the reads themselves: the last `window_days`).
+    pub referral_lookback_days: u32,
+    /// Partners whose reads this rule does not judge (none by default; the
+    /// intake partner receives every signal by its submission entry).
+    pub referral_exempt: Vec<String>,
 }
 
 impl Default for ControlConfig {
@@ -640,6 +654,10 @@ impl Default for ControlConfig {
             repeated_refusals: 5,
             volume_factor: 3.0,
             volume_minimum: 10,
+            time_zone: "Europe/Amsterdam".into(),
+            unreferred_reads: 1,
+            referral_lookback_days: 365,
+            referral_exempt: Vec::new(),
         }
     }
 }

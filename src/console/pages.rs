@@ -17,7 +17,7 @@ use crate::api::log::audit::{
     SearchParams, SubjectQuery, audit_scope, query_resources, search_entries, subject_pseudonym,
     visible,
 };
-use crate::api::log::export::export_entries;
+use crate::api::log::export::{each_entry, export_entries};
 use crate::api::purpose::Exchange;
 use crate::ledger::{Disclosed, Entry, LogAction, Outcome};
 use crate::policy::model::{AuditQuery, Scope};
@@ -26,6 +26,10 @@ use crate::store::console::{MONDAY_OFFSET_MS, WEEK_MS};
 use crate::store::ledger::{Search, StoredEntry};
 
 type Page = Result<Disclosed<Response>, Response>;
+
+/// Pages of 500 refusals the overview counts, at most (it says when it
+/// counted only part).
+const OVERVIEW_PAGES: usize = 200;
 
 fn exchange(c: &Console, fg: &Fg) -> Exchange {
     Exchange::signed_in(c.app.clone(), fg.ctx.clone(), fg.principal.clone(), PURPOSE)
@@ -201,29 +205,22 @@ pub async fn overview(State(c): State<Console>, fg: Fg) -> Page {
         .map_err(|e| err(e.into()))?;
     // Refusals by their first reason code.
     let mut refusals = std::collections::BTreeMap::<String, u64>::new();
-    let mut page = Search {
+    let denied = Search {
         outcome: Some("denied".into()),
         ..search.clone()
     };
-    for _ in 0..200 {
-        let rows = db
-            .search_log(&vis, &page)
-            .await
-            .map_err(|e| err(e.into()))?;
-        for e in decode(&rows).map_err(err)? {
-            let code = e
-                .decision
-                .reasons
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "?".into());
-            *refusals.entry(code).or_default() += 1;
-        }
-        if rows.len() < page.limit as usize {
-            break;
-        }
-        page.after = rows.last().map(|r| r.idx);
-    }
+    let refusals_cut = each_entry(&c.app, &vis, denied, 500, OVERVIEW_PAGES, |_, e| {
+        let code = e
+            .decision
+            .reasons
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "?".into());
+        *refusals.entry(code).or_default() += 1;
+        Ok(())
+    })
+    .await
+    .map_err(err)?;
     let names = Names::load(&c).await.map_err(err)?;
     let week_labels: Vec<String> = (0..weeks)
         .map(|i| ms_date((this_week - weeks + 1 + i) * WEEK_MS - MONDAY_OFFSET_MS))
@@ -256,7 +253,12 @@ pub async fn overview(State(c): State<Console>, fg: Fg) -> Page {
         .iter()
         .map(|((r, p), n)| serde_json::json!({"recipient": r, "purpose": p, "count": n}))
         .collect();
-    let checkpoint = db.latest_checkpoint().await.map_err(|e| err(e.into()))?;
+    let checkpoint = c
+        .app
+        .ledger
+        .latest_checkpoint()
+        .await
+        .map_err(|e| err(e.into()))?;
     let draft = ex.draft(&granted).resources(resources);
     let receipt = c.app.ledger.log(draft).await.map_err(|e| err(e.into()))?;
     let body = html(
@@ -272,6 +274,7 @@ pub async fn overview(State(c): State<Console>, fg: Fg) -> Page {
             weeks => value(&week_labels),
             purposes => value(purpose_rows),
             refusals => value(&refusals),
+            refusals_cut,
             checkpoint_size => checkpoint.as_ref().map(|c| c.size),
             checkpoint_root => checkpoint.as_ref().map(|c| B64.encode(&c.root)),
             ..frame(&fg, "overview")
@@ -282,6 +285,8 @@ pub async fn overview(State(c): State<Console>, fg: Fg) -> Page {
 }
 
 /// The search form's fields as the browser sends them (empty = not given).
+/// `user` is the keyed reference of the acting user (`usr1:...`), never the
+/// user's own id: that comes only in the POST body ([`search_post`]).
 #[derive(Deserialize, Default, Serialize, Clone)]
 #[serde(default)]
 pub struct SearchForm {
@@ -292,7 +297,18 @@ pub struct SearchForm {
     purpose: String,
     action: String,
     outcome: String,
+    user: String,
     after: String,
+}
+
+/// Whether `v` has the shape of a user reference: `usr1:` and 22 base64url
+/// characters (16 bytes of HMAC).
+pub(crate) fn is_user_ref(v: &str) -> bool {
+    v.strip_prefix("usr1:").is_some_and(|t| {
+        t.len() == 22
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 impl SearchForm {
@@ -305,6 +321,7 @@ impl SearchForm {
             &self.purpose,
             &self.action,
             &self.outcome,
+            &self.user,
         ]
         .iter()
         .any(|v| !v.is_empty())
@@ -331,6 +348,20 @@ impl SearchForm {
         })
     }
 
+    /// The store's search of this form: the API's filters and checks, and
+    /// the user reference.
+    fn to_search(&self, c: &Console, limit: Option<u32>) -> Result<Search, Problem> {
+        let mut search = self.params(limit)?.to_search(&c.app)?;
+        let user = self.user.trim();
+        if !user.is_empty() {
+            if !is_user_ref(user) {
+                return Err(Problem::bad_request(c.text("search_user_ref_invalid")));
+            }
+            search.user = Some(user.to_owned());
+        }
+        Ok(search)
+    }
+
     /// The query string of this search (for paging and the export).
     fn query(&self, after: Option<u64>) -> String {
         let mut f = self.clone();
@@ -343,6 +374,7 @@ impl SearchForm {
             ("purpose", f.purpose),
             ("action", f.action),
             ("outcome", f.outcome),
+            ("user", f.user),
             ("after", f.after),
         ]
         .into_iter()
@@ -385,6 +417,63 @@ fn choices(c: &Console) -> minijinja::Value {
     }
 }
 
+/// The search form as posted: its filters, the CSRF token, and the user id
+/// as the partner knows it (`user_id`), which goes no further than this
+/// handler.
+#[derive(Deserialize)]
+pub struct SearchPost {
+    csrf: String,
+    #[serde(default)]
+    user_id: String,
+    #[serde(flatten)]
+    form: SearchForm,
+}
+
+/// Longest user id the form takes (characters).
+const MAX_USER_ID: usize = 256;
+
+/// The search form's POST: a user id becomes the keyed reference the log
+/// holds (of the acting partner's user; without an acting partner, of the
+/// FG's own organisation), and the browser is sent to the search with that
+/// reference, so the user id never reaches a URL, the log or a page.
+pub async fn search_post(State(c): State<Console>, fg: Fg, Form(f): Form<SearchPost>) -> Response {
+    if !fg.csrf_ok(&f.csrf) {
+        return session::csrf_failed(&c);
+    }
+    let mut form = f.form;
+    let user_id = f.user_id.trim();
+    if !user_id.is_empty() {
+        let partner = match form.partner.trim() {
+            "" => fg.principal.partner.id.clone(),
+            p => p.to_owned(),
+        };
+        if user_id.chars().count() > MAX_USER_ID
+            || user_id.chars().any(char::is_control)
+            || !crate::partners::is_slug(&partner)
+        {
+            let ctx = minijinja::context! {
+                title => c.text("search_title"),
+                form => value(SearchForm { user: String::new(), ..form }),
+                choices => choices(&c),
+                error => c.text("search_user_invalid"),
+                ..frame(&fg, "search")
+            };
+            let mut res = html(&c, "search.html", ctx).unwrap_or_else(|p| c.error_page(&p));
+            *res.status_mut() = StatusCode::BAD_REQUEST;
+            return res;
+        }
+        form.user = c
+            .app
+            .pseudonyms
+            .user_ref(&partner, user_id)
+            .as_str()
+            .to_owned();
+        form.partner = partner;
+    }
+    form.after.clear();
+    axum::response::Redirect::to(&format!("/console/zoeken?{}", form.query(None))).into_response()
+}
+
 /// The search: filters, a page of entries, the next page, the CSV export.
 pub async fn search(State(c): State<Console>, fg: Fg, Query(form): Query<SearchForm>) -> Response {
     let base = minijinja::context! {
@@ -397,7 +486,7 @@ pub async fn search(State(c): State<Console>, fg: Fg, Query(form): Query<SearchF
         return html(&c, "search.html", base).unwrap_or_else(|p| c.error_page(&p));
     }
     let run = async {
-        let search = form.params(Some(50))?.to_search(&c.app)?;
+        let search = form.to_search(&c, Some(50))?;
         let ex = exchange(&c, &fg);
         let (receipt, rows, next) =
             search_entries(&c.app, &ex, AuditQuery::Search, search, Vec::new()).await?;
@@ -439,7 +528,7 @@ pub async fn search(State(c): State<Console>, fg: Fg, Query(form): Query<SearchF
 /// The search as CSV (the API's export, logged as an export).
 pub async fn export(State(c): State<Console>, fg: Fg, Query(form): Query<SearchForm>) -> Response {
     let run = async {
-        let search = form.params(None)?.to_search(&c.app)?;
+        let search = form.to_search(&c, None)?;
         export_entries(&c.app, &exchange(&c, &fg), search).await
     };
     match run.await {

@@ -29,7 +29,7 @@ pub fn router(console: Console) -> Router {
         .route("/aanmelden/{provider}", get(signin::start))
         .route("/oidc/terug", get(signin::callback))
         .route("/afmelden", post(signin::sign_out))
-        .route("/zoeken", get(pages::search))
+        .route("/zoeken", get(pages::search).post(pages::search_post))
         .route("/export", get(pages::export))
         .route("/regels/{index}", get(pages::entry))
         .route("/inzage", get(pages::subject_form).post(pages::subject))

@@ -27,6 +27,8 @@ pub const COOKIE: &str = "__Host-kp-console";
 /// back on the provider's redirect (SameSite=Lax, ten minutes).
 pub const LOGIN_COOKIE: &str = "__Host-kp-login";
 pub const SIGNIN_PATH: &str = "/console/aanmelden";
+/// A session's last activity is written at most this often (ms).
+pub const TOUCH_EVERY_MS: i64 = 60_000;
 
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
@@ -159,9 +161,13 @@ impl FromRequestParts<Console> for Fg {
             let _ = db.delete_console_session(&id_hash).await;
             return Err(console.forbidden("forbidden_role"));
         }
-        db.touch_console_session(&id_hash, now)
-            .await
-            .map_err(|e| console.error_page(&e.into()))?;
+        // A write per page view would be a database write for every read;
+        // once a minute is precise enough for an idle timeout of minutes.
+        if now - row.seen_ms >= TOUCH_EVERY_MS {
+            db.touch_console_session(&id_hash, now, now - TOUCH_EVERY_MS + 1)
+                .await
+                .map_err(|e| console.error_page(&e.into()))?;
+        }
         let user = row
             .user_ref
             .as_deref()

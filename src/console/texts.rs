@@ -64,6 +64,10 @@ pub fn nl() -> BTreeMap<&'static str, &'static str> {
             "Verstrekkingen per ontvanger en doel",
         ),
         ("overview_refusals", "Weigeringen per redencode"),
+        (
+            "overview_refusals_cut",
+            "Alleen de eerste 100.000 weigeringen van de periode zijn geteld; zoek op uitkomst denied voor alle.",
+        ),
         ("overview_none", "Geen gegevens in deze periode."),
         ("overview_period", "Periode"),
         ("col_week", "Week"),
@@ -100,6 +104,20 @@ pub fn nl() -> BTreeMap<&'static str, &'static str> {
         ("f_outcome", "Uitkomst"),
         ("f_any", "(alle)"),
         ("search_button", "Zoeken"),
+        ("f_user", "Gebruiker (id zoals de partner die kent)"),
+        (
+            "f_user_hint",
+            "Het id wordt alleen omgezet in de sleutelverwijzing die het log bevat, en nergens bewaard of getoond. Het is een gebruiker van de verstrekker (de handelende partner) hierboven; is die leeg, dan van uw eigen organisatie.",
+        ),
+        ("f_user_active", "Alleen deze gebruiker:"),
+        (
+            "search_user_invalid",
+            "Dit gebruikers-id of deze verstrekker kan niet worden gebruikt (ten hoogste 256 tekens, geen stuurtekens).",
+        ),
+        (
+            "search_user_ref_invalid",
+            "De gebruikersverwijzing in dit adres is ongeldig; zoek opnieuw via het formulier.",
+        ),
         ("export_button", "Exporteren als CSV"),
         ("next_page", "Volgende pagina"),
         ("results", "Resultaten"),
@@ -182,6 +200,10 @@ pub fn nl() -> BTreeMap<&'static str, &'static str> {
         ("rule_offhours", "Raadplegingen buiten kantoortijd"),
         ("rule_refusals", "Herhaalde weigeringen voor één gebruiker"),
         ("rule_volume", "Ongebruikelijk volume voor een partner"),
+        (
+            "rule_unreferred",
+            "Raadplegingen van signalen zonder doorverwijzing naar de eigen organisatie",
+        ),
         ("error_title", "Er ging iets mis"),
         ("forbidden_title", "Geen toegang"),
         (

@@ -1,5 +1,6 @@
-//! What the browser verifies the log with: a checkpoint signed now (the
-//! signed note and the log's verifier key), and Merkle proofs. Hashes only;
+//! What the browser verifies the log with: the latest checkpoint (the
+//! signed note with its cosignatures, and the log's verifier key), and
+//! Merkle proofs. Hashes only;
 //! the checking is the browser's (`assets/verify.js`).
 
 use axum::Json;
@@ -18,18 +19,29 @@ fn b64(b: &[u8]) -> String {
     B64.encode(b)
 }
 
-/// A checkpoint of the log as it is now (signed if it grew) and the key
-/// the server says it is signed with (the browser trusts only the key it
-/// pinned).
+/// The log's latest checkpoint, with the witnesses' cosignatures, and the
+/// key the server says it is signed with (the browser trusts only the key
+/// it pinned). A page view signs nothing: checkpoints are the ledger's
+/// (`log.checkpoint_every`, `log.checkpoint_interval_secs`, a member's
+/// `POST /v1/log/checkpoint`); only a log that never had one gets its
+/// first here.
 pub async fn checkpoint(State(c): State<Console>, _fg: Fg) -> Response {
-    match c.app.ledger.checkpoint().await {
-        Ok(cp) => Json(json!({
+    let run = async {
+        let ledger = &c.app.ledger;
+        let cp = match ledger.latest_checkpoint().await? {
+            Some(cp) => cp,
+            None => ledger.checkpoint().await?,
+        };
+        let cp = ledger.witnessed(cp).await?;
+        Ok::<_, Problem>(json!({
             "note": cp.note,
             "size": cp.size,
-            "verifierKey": c.app.ledger.verifier_key(),
+            "verifierKey": ledger.verifier_key(),
         }))
-        .into_response(),
-        Err(e) => Problem::from(e).into_response(),
+    };
+    match run.await {
+        Ok(v) => Json(v).into_response(),
+        Err(p) => p.into_response(),
     }
 }
 

@@ -75,14 +75,21 @@ impl Db {
     }
 
     /// Records activity on a session (the idle timeout counts from here).
+    /// The caller touches a session only when its `seen_ms` is older than a
+    /// minute; the condition keeps two concurrent requests from both
+    /// writing.
     pub async fn touch_console_session(
         &self,
         id_hash: &str,
         now_ms: i64,
+        seen_before_ms: i64,
     ) -> Result<(), sqlx::Error> {
-        let q = sqlx::query("UPDATE console_sessions SET seen_ms = $1 WHERE id_hash = $2")
-            .bind(now_ms)
-            .bind(id_hash);
+        let q = sqlx::query(
+            "UPDATE console_sessions SET seen_ms = $1 WHERE id_hash = $2 AND seen_ms < $3",
+        )
+        .bind(now_ms)
+        .bind(id_hash)
+        .bind(seen_before_ms);
         self.execute_write(q).await.map(drop)
     }
 
@@ -172,27 +179,19 @@ impl Db {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<WeekCount>, sqlx::Error> {
-        use super::ledger::Visibility;
         // Numbers are inlined: they are integers, not text.
         let mut sql = format!(
-            "SELECT (ts + {MONDAY_OFFSET_MS}) / {WEEK_MS} AS week, recipient, purpose, COUNT(*) AS n \
-             FROM log_entries WHERE outcome = 'disclosed' AND ts >= {from_ms} AND ts < {to_ms}"
+            "SELECT (e.ts + {MONDAY_OFFSET_MS}) / {WEEK_MS} AS week, e.recipient, e.purpose, COUNT(*) AS n \
+             FROM log_entries e WHERE e.outcome = 'disclosed' AND e.ts >= {from_ms} AND e.ts < {to_ms}"
         );
-        let partner = match vis {
-            Visibility::All => None,
-            Visibility::Partner(p) => {
-                sql.push_str(" AND (actor_partner = $1 OR recipient = $1)");
-                Some(p.clone())
-            }
-            Visibility::OwnAggregate(p) => {
-                sql.push_str(" AND actor_partner = $1 AND action = 'release-aggregate'");
-                Some(p.clone())
-            }
-        };
-        sql.push_str(" GROUP BY week, recipient, purpose ORDER BY week, recipient, purpose");
+        let mut args = Vec::new();
+        vis.restrict(&mut sql, &mut args);
+        sql.push_str(
+            " GROUP BY week, e.recipient, e.purpose ORDER BY week, e.recipient, e.purpose",
+        );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        if let Some(p) = partner {
-            q = q.bind(p);
+        for a in args {
+            q = q.bind(a);
         }
         let rows = q.fetch_all(self.pool()).await?;
         rows.iter()

@@ -4,7 +4,8 @@ Started by tests/e2e/console.rs, which runs the ketenpoort server and the
 OpenID provider (oidc-provider-mock) and seeds the log. This script signs in
 through the provider as a municipality's FG and as the ZVHD's FG, searches,
 opens an entry, exports CSV, runs an access request, marks a control flag
-reviewed, checks that a RIEC user and a non-FG role get 403 pages, runs
+reviewed, searches by user id, finds the flag of a read without a
+referral, checks that a RIEC user and a non-FG role get 403 pages, runs
 axe-core on every page, and — when the Rust side has tampered with a log row
 at its request — checks that the browser's verification fails.
 
@@ -141,7 +142,8 @@ def access_request(b, bsn, expected, who):
 def main():
     ap = argparse.ArgumentParser()
     for a in ["url", "op", "docs", "axe", "profile", "chromium", "chromedriver", "bsn",
-              "expect-own", "expect-all", "municipality"]:
+              "expect-own", "expect-all", "municipality", "user-id", "user-partner",
+              "user-reads", "unreferred-read"]:
         ap.add_argument("--" + a, required=True)
     args = ap.parse_args()
     expected_own = [r for r in args.expect_own.split(",") if r]
@@ -220,6 +222,49 @@ def main():
         b.get("/console/inzage")
         access_request(b, args.bsn, expected_all, "ZVHD FG")
         b.shot("console-access-request.png")
+
+        # The user filter: the id as the partner knows it, typed into the
+        # form; the browser is sent on with the log's reference only.
+        b.get("/console/zoeken")
+        b.d.find_element(By.ID, "f-partner").send_keys(args.user_partner)
+        b.d.find_element(By.ID, "f-user").send_keys(args.user_id)
+        b.d.find_element(By.ID, "search-button").click()
+        b.wait(lambda d: d.find_elements(By.ID, "results-h"), "the search by user")
+        b.note()
+        check(args.user_id not in b.d.current_url and "user=usr1" in b.d.current_url,
+              "the search by user carries the reference, never the id, in its URL")
+        check(args.user_id not in b.d.page_source, "the search by user never shows the id")
+        found = [r.find_element(By.TAG_NAME, "a").text
+                 for r in b.d.find_elements(By.CSS_SELECTOR, "table.results tbody tr")]
+        check(found == args.user_reads.split(","),
+              f"the search by user finds exactly the user's reads ({found})")
+        check(b.d.find_elements(By.ID, "user-filter"), "the active user filter is shown")
+        b.axe_check("search by user")
+
+        # The control rule on unreferred reads names the police's read.
+        b.get("/console/controle")
+        flags = b.d.find_elements(By.CSS_SELECTOR, "section.flag")
+        unreferred = [f for f in flags if "zonder doorverwijzing" in f.find_element(By.TAG_NAME, "h2").text]
+        check(unreferred, "the control page flags reads without a referral")
+        if unreferred:
+            links = [a.get_attribute("href") for a in unreferred[0].find_elements(By.CSS_SELECTOR, "a")]
+            check(any(l.endswith(f"/console/regels/{args.unreferred_read}") for l in links),
+                  "the flag links to the police's unreferred read")
+            unreferred[0].find_element(By.TAG_NAME, "textarea").send_keys(
+                "Beleidswijziging teruggedraaid; raadpleging besproken met de politie.")
+            unreferred[0].find_element(By.TAG_NAME, "button").click()
+            def reviewed(d):
+                # The page is replaced after the POST: elements of the old
+                # one go stale while the wait looks.
+                try:
+                    return [f for f in d.find_elements(By.CSS_SELECTOR, "section.flag")
+                            if "zonder doorverwijzing" in f.find_element(By.TAG_NAME, "h2").text
+                            and f.find_elements(By.CSS_SELECTOR, "p.reviewed")]
+                except Exception:
+                    return False
+            b.wait(reviewed, "the unreferred-reads flag shows as reviewed")
+            b.note()
+        b.axe_check("control (ZVHD FG)")
 
         # RIEC and non-FG: 403 pages.
         b.sign_in("fg-riec")

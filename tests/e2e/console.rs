@@ -165,9 +165,68 @@ fn valid_bsn(seed: &str) -> String {
     }
 }
 
+/// What [`seed`] left in the log.
+struct Seeded {
+    markers: Vec<String>,
+    bsn: String,
+    /// The user id (as the NLA knows it) of two of the NLA's reads, and the
+    /// indices of those reads.
+    user_id: String,
+    user_reads: Vec<u64>,
+    /// The police's read of the canary signal, never referred to the police
+    /// (the opened policy of [`open_policies`] allows it).
+    unreferred_read: u64,
+}
+
+/// The covenant policies with one grant opened up, as a mistaken policy
+/// change might: the police's Drieluik grant covers every signal instead
+/// of those referred to the police. The control rule on unreferred reads
+/// exists for this.
+fn open_policies() -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &target);
+            } else if name != "exchange_test.rego" && name != "lifecycle_test.rego" {
+                // The exchange policy's own tests (which the server runs
+                // at load) would refuse the change: it comes with its own.
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(&repo().join("policies"), dir.path());
+    let path = dir.path().join("data.json");
+    let mut data: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let grants = data["covenant"]["grants"].as_array_mut().unwrap();
+    let grant = grants
+        .iter_mut()
+        .find(|g| g["id"] == "politie-drieluik")
+        .expect("the police's Drieluik grant");
+    assert_eq!(grant["access"], "referred");
+    grant["access"] = "all".into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&data).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("exchange/exchange_test.rego"),
+        "package ketenpoort.exchange_test\n\n\
+         test_the_police_drieluik_grant_covers_every_signal if {\n\
+         \tsome g in data.covenant.grants\n\
+         \tg.id == \"politie-drieluik\"\n\
+         \tg.access == \"all\"\n}\n",
+    )
+    .unwrap();
+    dir
+}
+
 /// Seeds the log: a canary signal from Emmen, referred to the NLA and read
-/// there; refusals of an Emmen user; entries Emmen is no party to.
-async fn seed(server: &Server) -> (Vec<String>, String) {
+/// there (twice by a user with a known id); refusals of an Emmen user;
+/// entries Emmen is no party to; with [`open_policies`], a read by the
+/// police that nobody referred the signal for.
+async fn seed(server: &Server, open: bool) -> Seeded {
     let (body, markers, bsn) = canary_signal();
     let id = submit(server, "emmen", "aandachtfunctionaris-sociaal", &body).await;
     assert!(
@@ -204,7 +263,39 @@ async fn seed(server: &Server) -> (Vec<String>, String) {
     other["municipality"] = "assen".into();
     let other_id = submit(server, "assen", "aandachtfunctionaris-sociaal", &other).await;
     let _ = read(server, "zvhd", "ketenregisseur", &other_id, "drieluik").await;
-    (markers, bsn)
+    // Two reads by an NLA user the FG will look for by id.
+    let user_id = format!("inspecteur-{}", &random_id()[..8]);
+    let token = server.issue(&[
+        "--partner",
+        "nla",
+        "--role",
+        "inspecteur",
+        "--user",
+        &user_id,
+    ]);
+    let mut user_reads = Vec::new();
+    for _ in 0..2 {
+        let res = Role::with_token(server, token.clone())
+            .read(&id, "opsporing")
+            .await;
+        assert_eq!(res.status(), 200);
+        user_reads.push(receipt(&res).0);
+    }
+    let res = read(server, "politie", "rechercheur", &id, "drieluik").await;
+    let unreferred_read = if open {
+        assert_eq!(res.status(), 200, "the opened policy lets the police read");
+        receipt(&res).0
+    } else {
+        assert_eq!(res.status(), 403, "the covenant's policy does not");
+        u64::MAX
+    };
+    Seeded {
+        markers,
+        bsn,
+        user_id,
+        user_reads,
+        unreferred_read,
+    }
 }
 
 /// An `application/x-www-form-urlencoded` body.
@@ -271,7 +362,7 @@ fn session_cookie(res: &reqwest::Response) -> Option<String> {
 #[tokio::test]
 async fn the_console_is_locked_down_and_every_page_is_logged() {
     let server = Server::start(Opts::new()).await;
-    seed(&server).await;
+    seed(&server, false).await;
 
     // Without a session: back to sign-in.
     let res = get(&server, "/console/zoeken").send().await.unwrap();
@@ -398,8 +489,19 @@ async fn the_console_works_in_a_real_browser() {
         "axe-core is missing: .ci/run installs it (npm)"
     );
     let op = start_op().await;
-    let server = Server::start(Opts::new().config(&console_config(&op.url))).await;
-    let (markers, bsn) = seed(&server).await;
+    let policies = open_policies();
+    let server = Server::start(
+        Opts::new()
+            .config(&console_config(&op.url))
+            .env("KETENPOORT_POLICY__PATH", policies.path().display()),
+    )
+    .await;
+    let seeded = seed(&server, true).await;
+    // The console verifies against the ledger's latest checkpoint (it signs
+    // none itself): a member asks for one over the seeded log, as the
+    // checkpointer would after `log.checkpoint_interval_secs`.
+    sign_as_member(&server).await;
+    let (markers, bsn) = (seeded.markers.clone(), seeded.bsn.clone());
     let names: std::collections::HashMap<String, String> = server
         .data()
         .partners()
@@ -444,6 +546,17 @@ async fn the_console_works_in_a_real_browser() {
             &expect_all,
         ])
         .args(["--municipality", "emmen"])
+        .args(["--user-id", &seeded.user_id, "--user-partner", "nla"])
+        .args([
+            "--user-reads",
+            &seeded
+                .user_reads
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ])
+        .args(["--unreferred-read", &seeded.unreferred_read.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -482,6 +595,17 @@ async fn the_console_works_in_a_real_browser() {
         }
         assert!(!logs.contains(m.as_str()), "a marker in the server log");
     }
+    // Nor the user id the FG searched for.
+    for v in result["urls"].as_array().unwrap() {
+        assert!(
+            !v.as_str().unwrap().contains(&seeded.user_id),
+            "the user id in a console URL: {v}"
+        );
+    }
+    assert!(
+        !logs.contains(&seeded.user_id),
+        "the user id in the server log"
+    );
     // The review of a control flag is in the log, and so is every console
     // query (audit-query entries under the FG with purpose verantwoording).
     let mut conn = server.data().connect().await;
@@ -572,4 +696,315 @@ async fn an_expired_session_goes_back_to_sign_in() {
         before,
         "nothing is logged"
     );
+}
+
+/// The newest entry of the log, as JSON.
+async fn last_entry(server: &Server) -> Value {
+    let mut conn = server.data().connect().await;
+    let row = sqlx::query("SELECT leaf FROM log_entries ORDER BY idx DESC LIMIT 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    serde_json::from_slice(&row.get::<Vec<u8>, _>(0)).unwrap()
+}
+
+async fn log_size(server: &Server) -> i64 {
+    server.data().row_counts().await["log_entries"]
+}
+
+/// The `<title>` of a page.
+fn title(page: &str) -> String {
+    page.split("<title>")
+        .nth(1)
+        .and_then(|s| s.split("</title>").next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a CSRF token on the page")
+        .to_owned()
+}
+
+/// Every console page that shows entries, visited over HTTP by the ZVHD's
+/// FG: each adds exactly one entry to the log — its own, an `audit-query`
+/// of that FG with purpose `verantwoording`, whose receipt the page
+/// carries — and a page without entries adds none. The user filter turns a
+/// user id into the log's reference without the id reaching a URL, a page
+/// or the log; the unreferred-reads rule names the police's read; the
+/// checkpoint the browser verifies is the ledger's, not one signed per
+/// view; a session is not written on every request. No canary marker
+/// appears in a URL, a title or the server's log.
+#[tokio::test]
+async fn every_console_page_that_shows_entries_is_one_entry_of_its_own() {
+    let policies = open_policies();
+    let server = Server::start(
+        Opts::new()
+            .env("KETENPOORT_POLICY__PATH", policies.path().display())
+            // No checkpoint by the clock or the count while the test runs.
+            .env("KETENPOORT_LOG__CHECKPOINT_INTERVAL_SECS", 3600)
+            .env("KETENPOORT_LOG__CHECKPOINT_EVERY", 1_000_000),
+    )
+    .await;
+    let seeded = seed(&server, true).await;
+    let res = demo_sign_in(&server, "zvhd").await;
+    assert_eq!(res.status(), 303);
+    let pair = session_cookie(&res)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let get_page = |path: String| get(&server, &path).header("cookie", pair.clone()).send();
+    let post_page = |path: &str, body: String| {
+        server
+            .client()
+            .post(server.url(path))
+            .header("cookie", pair.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let mut seen_urls: Vec<String> = Vec::new();
+    let mut titles: Vec<String> = Vec::new();
+    let seen_ms = || async {
+        let mut conn = server.data().connect().await;
+        sqlx::query("SELECT seen_ms FROM console_sessions WHERE partner = 'zvhd'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .get::<i64, _>(0)
+    };
+    let seen_at_sign_in = seen_ms().await;
+    let signed_in = std::time::Instant::now();
+
+    /// Checks the page's one entry: the newest, with the page's receipt.
+    async fn one_entry(server: &Server, before: i64, res: &reqwest::Response, what: &str) -> Value {
+        assert_eq!(res.status(), 200, "{what}");
+        assert_eq!(log_size(server).await, before + 1, "{what}: one entry");
+        let entry = last_entry(server).await;
+        assert_eq!(
+            receipt(res).0,
+            entry["index"].as_u64().unwrap(),
+            "{what}: the page carries its entry's receipt"
+        );
+        assert_eq!(entry["action"], "audit-query", "{what}");
+        assert_eq!(entry["purpose"], "verantwoording", "{what}");
+        assert_eq!(entry["outcome"], "disclosed", "{what}");
+        assert_eq!(entry["actor"]["partner"], "zvhd", "{what}");
+        assert_eq!(entry["actor"]["role"], "fg", "{what}");
+        entry
+    }
+
+    // GET pages that show entries.
+    let first_read = seeded.user_reads[0];
+    for path in [
+        "/console/".to_owned(),
+        "/console/zoeken?outcome=disclosed".to_owned(),
+        format!("/console/regels/{first_read}"),
+        "/console/controle".to_owned(),
+        "/console/export?outcome=disclosed".to_owned(),
+    ] {
+        let before = log_size(&server).await;
+        let res = get_page(path.clone()).await.unwrap();
+        seen_urls.push(res.url().to_string());
+        let entry = one_entry(&server, before, &res, &path).await;
+        let body = res.text().await.unwrap();
+        if path.starts_with("/console/export") {
+            assert!(body.contains("index;time;actorPartner"), "{path} is CSV");
+        } else {
+            titles.push(title(&body));
+        }
+        if path == "/console/controle" {
+            // The police's unreferred read is flagged and linked.
+            assert!(
+                body.contains("Raadplegingen van signalen zonder doorverwijzing"),
+                "the unreferred-reads rule flags the police's read"
+            );
+            assert!(body.contains(&format!(
+                "href=\"/console/regels/{}\"",
+                seeded.unreferred_read
+            )));
+            // The rules read a year back for referrals, and say so.
+            assert!(
+                strings(&entry["resources"]).any(|r| r.starts_with("log-query:from=")),
+                "{entry}"
+            );
+        }
+    }
+
+    // The access request: a POST, one entry, naming the person by pseudonym.
+    let form_page = get_page("/console/inzage".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let before = log_size(&server).await;
+    let res = post_page(
+        "/console/inzage",
+        form(&[("csrf", &csrf_of(&form_page)), ("bsn", &seeded.bsn)]),
+    )
+    .await
+    .unwrap();
+    let entry = one_entry(&server, before, &res, "the access request").await;
+    assert!(strings(&entry["subjects"]).all(|s| s.starts_with("ps1:")));
+    assert!(!entry.to_string().contains(&seeded.bsn));
+    titles.push(title(&res.text().await.unwrap()));
+
+    // Pages without entries: nothing logged.
+    for path in ["/console/zoeken", "/console/inzage"] {
+        let before = log_size(&server).await;
+        let res = get_page(path.into()).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(!res.headers().contains_key("ketenpoort-receipt"));
+        assert_eq!(log_size(&server).await, before, "{path} shows no entries");
+    }
+
+    // The user filter: the id goes in a POST body and comes back as the
+    // log's reference, of the acting partner's user.
+    let search_page = get_page("/console/zoeken".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&search_page);
+    let before = log_size(&server).await;
+    let res = post_page(
+        "/console/zoeken",
+        form(&[
+            ("csrf", &csrf),
+            ("partner", "nla"),
+            ("user_id", &seeded.user_id),
+        ]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 303);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let user_ref = server
+        .cli_ok(&[
+            "log",
+            "user-ref",
+            "--partner",
+            "nla",
+            "--user",
+            &seeded.user_id,
+        ])
+        .trim()
+        .to_owned();
+    assert!(!location.contains(&seeded.user_id), "{location}");
+    assert!(
+        location.contains(&format!("user={}", user_ref.replace(':', "%3A"))),
+        "{location} names the reference {user_ref}"
+    );
+    assert_eq!(log_size(&server).await, before, "the POST only redirects");
+    let res = get_page(location.clone()).await.unwrap();
+    seen_urls.push(res.url().to_string());
+    let entry = one_entry(&server, before, &res, "the search by user").await;
+    assert!(
+        strings(&entry["resources"]).any(|r| r == format!("log-query:user={user_ref}")),
+        "the query's entry names the reference: {entry}"
+    );
+    let page = res.text().await.unwrap();
+    titles.push(title(&page));
+    assert!(
+        !page.contains(&seeded.user_id),
+        "the page never shows the id"
+    );
+    let found: Vec<u64> = page
+        .split("<tr><td><a href=\"/console/regels/")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(found, seeded.user_reads, "exactly the user's entries");
+    // The export of that search holds the same entries.
+    let before = log_size(&server).await;
+    let export = location.replace("/console/zoeken?", "/console/export?");
+    let res = get_page(export.clone()).await.unwrap();
+    one_entry(&server, before, &res, "the export by user").await;
+    let csv = res.text().await.unwrap();
+    assert_eq!(csv.lines().count(), 1 + seeded.user_reads.len(), "{csv}");
+    // Bad input: a wrong token, an id with control characters, a made-up
+    // reference. Nothing is logged, nothing echoed.
+    let before = log_size(&server).await;
+    let res = post_page(
+        "/console/zoeken",
+        form(&[("csrf", "wrong"), ("user_id", &seeded.user_id)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 403);
+    let bad_id = format!("{}\u{7}", seeded.user_id);
+    let res = post_page(
+        "/console/zoeken",
+        form(&[("csrf", &csrf), ("user_id", &bad_id)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(!res.text().await.unwrap().contains(&seeded.user_id));
+    let res = get_page("/console/zoeken?partner=nla&user=usr1%3Anot-a-reference".into())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(log_size(&server).await, before);
+
+    // The checkpoint the browser verifies: the ledger's latest, with the
+    // witnesses' cosignatures, as the API serves it; views sign nothing.
+    let checkpoints = || async { server.data().row_counts().await["log_checkpoints"] };
+    let cp = |path: &str| get(&server, path).header("cookie", pair.clone()).send();
+    let first: Value = cp("/console/verificatie/checkpoint")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let signed = checkpoints().await;
+    let mut matched = false;
+    for _ in 0..20 {
+        let again: Value = cp("/console/verificatie/checkpoint")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let api = Role::of(&server, "zvhd", "fg")
+            .get("/v1/log/checkpoint", None)
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(again["size"], first["size"], "no new checkpoint per view");
+        if again["note"] == api.as_str() {
+            matched = true;
+            break;
+        }
+        // A witness's cosignature arrived in between: ask again.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(matched, "the console serves the API's witnessed checkpoint");
+    assert_eq!(checkpoints().await, signed, "page views sign no checkpoint");
+    assert!((first["size"].as_u64().unwrap() as i64) < log_size(&server).await);
+
+    // The session was read on every request above and written at most once
+    // a minute: on none, when they all came within a minute of the sign-in.
+    if signed_in.elapsed() < Duration::from_secs(55) {
+        assert_eq!(seen_ms().await, seen_at_sign_in);
+    } else {
+        assert!(seen_ms().await >= seen_at_sign_in + 60_000);
+    }
+
+    // No marker in a URL, a title or the server's log.
+    let logs = server.logs();
+    for m in seeded.markers.iter().chain([&seeded.user_id]) {
+        for v in seen_urls.iter().chain(&titles) {
+            assert!(!v.contains(m.as_str()), "{m} in {v}");
+        }
+        assert!(!logs.contains(m.as_str()), "{m} in the server log");
+    }
 }

@@ -210,6 +210,7 @@ impl SearchParams {
             action: self.action.clone(),
             outcome: self.outcome.clone(),
             subject: None,
+            user: None,
             after: self.after,
             limit: self.limit.unwrap_or(100).clamp(1, MAX_PAGE),
         };
@@ -270,6 +271,10 @@ pub(crate) async fn query_resources(state: &AppState, q: &Search) -> Result<Vec<
     if let Some(p) = &q.purpose {
         let known = purpose::check(&state.policy.current(), Some(p), None).is_ok();
         add("purpose", if known { p.clone() } else { "?".into() });
+    }
+    // A keyed reference (`usr1:`), never the user's own id.
+    if let Some(u) = &q.user {
+        add("user", u.clone());
     }
     // Parsed against the closed lists: ours to log.
     for (name, v) in [("action", &q.action), ("outcome", &q.outcome)] {

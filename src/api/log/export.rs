@@ -78,43 +78,65 @@ pub(crate) async fn export_entries(
 
 /// Every entry `search` finds in `vis`, as CSV, a search page at a time; a
 /// search that finds more than `log.max_export_rows` is refused.
-async fn csv_body(
-    state: &AppState,
-    vis: &Visibility,
-    mut search: Search,
-) -> Result<Vec<u8>, Problem> {
+async fn csv_body(state: &AppState, vis: &Visibility, search: Search) -> Result<Vec<u8>, Problem> {
     let max = state.config.log.max_export_rows;
     let mut w = crate::spreadsheet::writer();
     w.write_record(CSV_HEADER).map_err(anyhow::Error::from)?;
-    search.limit = EXPORT_PAGE;
     let mut rows = 0u64;
-    loop {
-        let page = state.db.search_log(vis, &search).await?;
-        rows += page.len() as u64;
+    // One page more than the most an export holds: the page that finds
+    // the row over the limit ends it.
+    let pages = usize::try_from(max / u64::from(EXPORT_PAGE) + 2).unwrap_or(usize::MAX);
+    each_entry(state, vis, search, EXPORT_PAGE, pages, |stored, e| {
+        rows += 1;
         if rows > max {
             return Err(Problem::bad_request(format!(
                 "the search finds more than {max} entries, the most an export holds: \
                  narrow it by period, partner, recipient, purpose, action or outcome"
             )));
         }
-        let last_page = page.len() < EXPORT_PAGE as usize;
-        search.after = page.last().map(|e| e.idx).or(search.after);
-        for e in page {
-            write_csv_row(&mut w, e)?;
-        }
-        if last_page {
-            break;
-        }
-    }
+        write_csv_row(&mut w, stored, e)
+    })
+    .await?;
     let body = w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?;
     Ok(body)
 }
 
-/// One entry as a CSV row. An entry that does not decode fails the export
-/// (`log verify` names it) rather than go missing from it.
-fn write_csv_row(w: &mut csv::Writer<Vec<u8>>, stored: StoredEntry) -> Result<(), Problem> {
-    let e = Entry::decode(&stored.leaf)
-        .ok_or_else(|| anyhow::anyhow!("log entry {} does not decode", stored.idx))?;
+/// Every entry `search` finds in `vis` (from `search.after` on, in index
+/// order), read `page` at a time, decoded and handed to `f`, for at most
+/// `max_pages` pages: the one page-and-decode loop of the export and the
+/// console's overview and control rules. An entry that does not decode
+/// fails the whole read (`log verify` names it) rather than go missing.
+/// Returns whether the search found more than `max_pages` pages hold.
+pub(crate) async fn each_entry(
+    state: &AppState,
+    vis: &Visibility,
+    mut search: Search,
+    page: u32,
+    max_pages: usize,
+    mut f: impl FnMut(&StoredEntry, Entry) -> Result<(), Problem>,
+) -> Result<bool, Problem> {
+    search.limit = page.max(1);
+    for _ in 0..max_pages {
+        let rows = state.db.search_log(vis, &search).await?;
+        for stored in &rows {
+            let e = Entry::decode(&stored.leaf)
+                .ok_or_else(|| anyhow::anyhow!("log entry {} does not decode", stored.idx))?;
+            f(stored, e)?;
+        }
+        if rows.len() < search.limit as usize {
+            return Ok(false);
+        }
+        search.after = rows.last().map(|e| e.idx).or(search.after);
+    }
+    Ok(true)
+}
+
+/// One entry as a CSV row.
+fn write_csv_row(
+    w: &mut csv::Writer<Vec<u8>>,
+    stored: &StoredEntry,
+    e: Entry,
+) -> Result<(), Problem> {
     w.write_record([
         e.index.to_string(),
         e.time,

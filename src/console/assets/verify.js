@@ -114,11 +114,13 @@
     return res.json();
   }
 
-  function show(ok, text) {
+  // pending: what could be checked held, but the entry is not yet under a
+  // checkpoint (not a failure, not yet a success).
+  function show(ok, text, pending) {
     const el = document.getElementById("kp-verify-status");
-    el.textContent = (ok ? "Geslaagd: " : "Mislukt: ") + text;
-    el.className = "status " + (ok ? "ok" : "fail");
-    document.getElementById("kp-verify").dataset.result = ok ? "ok" : "fail";
+    el.textContent = (ok ? (pending ? "Nog niet volledig: " : "Geslaagd: ") : "Mislukt: ") + text;
+    el.className = "status " + (ok ? (pending ? "pending" : "ok") : "fail");
+    document.getElementById("kp-verify").dataset.result = ok ? (pending ? "pending" : "ok") : "fail";
   }
 
   async function run(box) {
@@ -147,7 +149,12 @@
       if (seenSize > 0n) await checkConsistency(seenSize, head.size, b64(seen.root), head.root, proof.proof.map(b64));
       done.push("consistent met uw vorige controle (" + seen.size + " regels)");
     }
-    if (box.dataset.mode === "inclusion") {
+    let pending = false;
+    if (box.dataset.mode === "inclusion" && BigInt(box.dataset.index) >= head.size) {
+      // Newer than the latest checkpoint: nothing to check it against yet.
+      done.push("logregel " + box.dataset.index + " valt nog niet onder het nieuwste checkpoint (" + head.size + " regels); controleer later opnieuw");
+      pending = true;
+    } else if (box.dataset.mode === "inclusion") {
       const index = BigInt(box.dataset.index);
       const leaf = box.dataset.leaf ? await leafHash(b64(box.dataset.leaf)) : b64(box.dataset.leafHash);
       const p = await getJson("/console/verificatie/inclusie?index=" + index + "&treeSize=" + head.size);
@@ -160,7 +167,7 @@
     if (size) size.textContent = head.size.toString();
     const rootEl = document.getElementById("kp-checkpoint-root");
     if (rootEl) rootEl.textContent = toB64(head.root);
-    show(true, done.join("; "));
+    show(true, done.join("; "), pending);
   }
 
   function start() {
