@@ -377,9 +377,16 @@ mod tests {
         // One partner, no partner claim: that partner, whatever else is said.
         let single = provider(&["emmen"], None);
         let id = single
-            .map_claims(&serde_json::json!({"sub": "u", "org": "zvhd", "ketenpoort_role": "fg"}))
+            .map_claims(
+                &serde_json::json!({"sub": "u", "org": "zvhd", "ketenpoort_role": "privacy-officer"}),
+            )
             .unwrap();
         assert_eq!(id.partner, "emmen");
+        // With a role table, only its values count: `fg` itself is not one.
+        assert!(matches!(
+            single.map_claims(&serde_json::json!({"sub": "u", "ketenpoort_role": "fg"})),
+            Err(SignInError::Mapping)
+        ));
     }
 
     #[test]
