@@ -160,11 +160,16 @@ pub struct AuthConfig {
     pub partner_cache_secs: u64,
     /// Lifetime of a token from the token endpoint, in seconds (5–3600).
     pub client_token_ttl_secs: u64,
-    /// The gateway's URL as partner systems reach it (the token endpoint's
-    /// audience and metadata). Default: `https://` and `http.listen`.
+    /// The gateway's one public URL, as partner systems and browsers reach
+    /// it: the token endpoint's URL in the metadata and the audience of
+    /// client assertions, the console's OpenID Connect redirect URI. Default:
+    /// `https://` and the address the partner listener is bound to.
     pub public_url: Option<String>,
-    /// The partners' own OpenID Connect providers (`[[auth.providers]]`):
-    /// the privacy officer's console signs its users in through them.
+    /// The trusted external issuers (`[[auth.providers]]`), each a partner's
+    /// own identity provider: for API tokens (`audience` set) and for the
+    /// privacy officer's console sign-in (`client_id` set), or both.
+    /// ketenpoort's own issuer (`issuer`, above) is the list's implicit
+    /// first entry.
     pub providers: Vec<ProviderConfig>,
 }
 
@@ -440,7 +445,9 @@ fn is_setting(key: &str) -> bool {
 }
 
 impl Config {
-    /// The gateway's URL as partner systems reach it, without a trailing `/`.
+    /// The gateway's URL as partner systems and browsers reach it, without a
+    /// trailing `/`. `serve` sets `auth.public_url` from the bound address
+    /// when it is not configured (so port 0 gives the real port).
     pub fn public_url(&self) -> String {
         match &self.auth.public_url {
             Some(u) => u.trim_end_matches('/').to_owned(),
@@ -513,22 +520,23 @@ impl Config {
     }
 }
 
-/// One partner organisation's OpenID Connect provider (`[[auth.providers]]`).
-/// An issuer signs in only users of the partners listed here: a token that
-/// names another partner is refused whatever it says.
+/// One partner organisation's identity provider (`[[auth.providers]]`),
+/// trusted for the partners listed here only: a token or ID token that
+/// names another partner is refused whatever it says. One entry serves API
+/// tokens (with `audience`), the console's sign-in (with `client_id`), or
+/// both. README, "Configuration" documents every key.
 ///
 /// ```toml
 /// [[auth.providers]]
-/// id = "emmen"                        # short id, in URLs and the session
+/// id = "emmen"                        # short id, in URLs, metrics and the session
 /// name = "Gemeente Emmen"             # on the sign-in page
-/// issuer = "https://login.emmen.nl"   # discovery: <issuer>/.well-known/openid-configuration
-/// client_id = "ketenpoort-console"
-/// client_secret_file = "/etc/ketenpoort/emmen.secret"   # or client_secret
+/// issuer = "https://login.emmen.nl"   # `iss`; discovery: <issuer>/.well-known/openid-configuration
+/// audience = "api://ketenpoort"       # API tokens: required `aud`
+/// client_id = "ketenpoort-console"    # console sign-in
+/// client_secret_file = "/etc/ketenpoort/emmen.secret"   # or client_secret, or client_key_file
 /// partners = ["emmen"]
-/// partner_claim = "ketenpoort_partner" # optional when `partners` has one entry
-/// role_claim = "ketenpoort_role"
-/// roles = { "privacy-officer" = "fg" } # claim value -> ketenpoort role (optional)
-/// ca_file = "/etc/ketenpoort/emmen-ca.pem"  # optional extra trust root
+/// role_claim = "roles"                # a dotted path: "realm_access.roles"
+/// roles = { "privacy-officer" = "fg" } # claim value -> covenant role
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -536,35 +544,85 @@ pub struct ProviderConfig {
     pub id: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// The issuer identifier: tokens' `iss`, and the base of discovery.
     pub issuer: String,
-    pub client_id: String,
+    /// The JWKS URL, instead of the one discovery names (API tokens).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// API tokens: their required `aud`. Without it, this provider's tokens
+    /// are not accepted on the API.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// API tokens: accepted signature algorithms (never HS*).
+    #[serde(default = "default_provider_algorithms")]
+    pub algorithms: Vec<String>,
+    /// API tokens: seconds between scheduled fetches of the JWKS.
+    #[serde(default = "default_jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
+    /// API tokens: the least seconds between two fetches caused by a token
+    /// with an unknown `kid`.
+    #[serde(default = "default_jwks_min_refresh_secs")]
+    pub jwks_min_refresh_secs: u64,
+    /// Console sign-in: the console's client id at this provider. Without
+    /// it, this provider does not sign anyone in to the console.
+    #[serde(default)]
+    pub client_id: Option<String>,
     /// The client secret (client_secret_basic). Prefer `client_secret_file`.
     #[serde(default)]
     pub client_secret: Option<String>,
     #[serde(default)]
     pub client_secret_file: Option<PathBuf>,
-    /// The partners whose users this issuer may sign in.
+    /// A private key (PKCS#8 PEM) for `private_key_jwt` client
+    /// authentication, instead of a secret.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// Its algorithm: RS256 (default), PS256, ES256 or EdDSA.
+    #[serde(default = "default_client_key_alg")]
+    pub client_key_alg: String,
+    /// Its key id (`kid`), as registered at the provider.
+    #[serde(default)]
+    pub client_key_id: Option<String>,
+    /// The partners whose users this issuer may speak for.
     pub partners: Vec<String>,
-    /// The ID token claim naming the partner; without it, the one partner
-    /// of `partners`.
+    /// The claim naming the partner; without it, the one partner of
+    /// `partners`.
     #[serde(default)]
     pub partner_claim: Option<String>,
-    /// The ID token claim naming the user's role.
+    /// The claim naming the user's role (a string or an array of strings;
+    /// a dotted path reaches into objects: `realm_access.roles`).
     #[serde(default = "default_role_claim")]
     pub role_claim: String,
-    /// Claim values mapped to ketenpoort roles; a value not listed is used
-    /// as it is.
+    /// Claim values mapped to covenant roles. Empty: a value is used as it
+    /// is; otherwise only listed values count.
     #[serde(default)]
     pub roles: std::collections::BTreeMap<String, String>,
     /// The claim that identifies the user (kept only as a keyed reference).
     #[serde(default = "default_user_claim")]
     pub user_claim: String,
-    /// Scopes to ask for besides `openid`.
+    /// Scopes to ask for besides `openid` (console sign-in).
     #[serde(default)]
     pub scopes: Vec<String>,
     /// A CA (PEM) trusted for this provider besides the public web roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+}
+
+fn default_provider_algorithms() -> Vec<String> {
+    ["RS256", "PS256", "ES256", "EdDSA"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn default_jwks_refresh_secs() -> u64 {
+    3600
+}
+
+fn default_jwks_min_refresh_secs() -> u64 {
+    30
+}
+
+fn default_client_key_alg() -> String {
+    "RS256".into()
 }
 
 fn default_role_claim() -> String {
@@ -580,10 +638,6 @@ fn default_user_claim() -> String {
 #[serde(default, deny_unknown_fields)]
 pub struct ConsoleConfig {
     pub enabled: bool,
-    /// The console's address as the browser sees it (for the OpenID
-    /// Connect redirect URI), e.g. `https://ketenpoort.example`. Default:
-    /// `https://<http.listen>`.
-    pub public_url: Option<String>,
     /// A session ends after this many seconds without a request...
     pub session_idle_secs: u64,
     /// ...and this many seconds after sign-in in any case.
@@ -597,7 +651,6 @@ impl Default for ConsoleConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            public_url: None,
             session_idle_secs: 15 * 60,
             session_absolute_secs: 8 * 3600,
             overview_weeks: 12,

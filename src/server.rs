@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::api::{self, AppState, Services};
-use crate::auth::{Authenticator, Gate, RateLimit, Verifier};
+use crate::auth::{Authenticator, Gate, RateLimit, Signer, Verifier};
 use crate::boundary::{Boundary, EGRESS_KEY, EgressGuard};
 use crate::config::Config;
 use crate::crypto::cursor::Cursors;
@@ -52,7 +52,7 @@ pub fn init_service_keys(store: &KeyStore) -> anyhow::Result<()> {
 
 /// `ketenpoort serve`: open storage, (with `--demo`) initialise the demo
 /// region, then serve until told to stop.
-pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
+pub async fn run(mut cfg: Config, demo: bool) -> anyhow::Result<()> {
     let policy = PolicyEngine::load(
         cfg.policy.path.clone(),
         VerificationKeys::from_config(&cfg.policy)?,
@@ -78,8 +78,21 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     // One pseudonymizer: subjects' pseudonyms, users' and trace ids'
     // references all come from the one key.
     let pseudonyms = Pseudonymizer::new(&*keys.secret(PSEUDONYM_KEY)?);
+    // The partner listener is bound before anything reads the public URL:
+    // unset, it is the address actually bound (port 0 included).
+    let tls = tls::server_config(&cfg)?;
+    let listener = TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
+    let addr = listener.local_addr()?;
+    if cfg.auth.public_url.is_none() {
+        cfg.auth.public_url = Some(format!("https://{addr}"));
+    }
+    let verifier = Verifier::from_config(&cfg)?;
+    // The external issuers' key sets, fetched before the first request.
+    verifier.start().await;
     let auth = Authenticator::new(
-        Verifier::from_config(&cfg)?,
+        verifier,
         registry,
         pseudonyms.clone(),
         cfg.tls.client_ca.is_some(),
@@ -117,7 +130,13 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     let rate_limit = RateLimit::new(cfg.http.rate_limit_per_second, cfg.http.rate_limit_burst);
     let state = AppState::new(Services {
         config: Arc::new(cfg.clone()),
-        gate: Gate::new(auth, rate_limit, ledger.clone(), policy.clone()),
+        gate: Gate::new(
+            auth,
+            rate_limit,
+            ledger.clone(),
+            policy.clone(),
+            Signer::load(&cfg)?,
+        ),
         boundary: Boundary::new(policy.clone(), egress.clone(), ledger.clone()),
         egress,
         db,
@@ -151,13 +170,8 @@ pub async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         println!("ketenpoort admin listening on {scheme}://{local}");
         tracing::info!(addr = %local, "admin listening");
     }
-    let tls = tls::server_config(&cfg)?;
-    let listener = TcpListener::bind(cfg.http.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
-    let addr = listener.local_addr()?;
     let console = if cfg.console.enabled {
-        let console = crate::console::Console::new(state.clone(), demo, addr)?;
+        let console = crate::console::Console::new(state.clone(), demo)?;
         tokio::spawn(crate::console::purge_sessions(console.clone()));
         Some(crate::console::router(console))
     } else {

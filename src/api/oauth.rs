@@ -123,7 +123,16 @@ pub async fn token(
     };
     let cert = cert.map(|Extension(c)| c).unwrap_or_default();
     let limit = state.gate.rate_limit();
-    match client_credentials::grant(&state.db, &state.config, limit, &form, cert).await {
+    match client_credentials::grant(
+        &state.db,
+        &state.config,
+        state.gate.signer(),
+        limit,
+        &form,
+        cert,
+    )
+    .await
+    {
         Ok(issued) => {
             let receipt = state
                 .ledger

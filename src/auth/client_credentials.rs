@@ -11,7 +11,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::token::{self, TokenRequest};
+use super::token::{Signer, TokenRequest};
 use crate::config::Config;
 use crate::model::client::{Client, Credential};
 use crate::model::partner::{Partner, PartnerStatus};
@@ -139,6 +139,7 @@ pub fn token_endpoint(cfg: &Config) -> String {
 pub async fn grant(
     db: &Db,
     cfg: &Config,
+    signer: &Signer,
     limit: &crate::auth::RateLimit,
     form: &TokenForm,
     cert: ClientCertificate,
@@ -175,7 +176,7 @@ pub async fn grant(
         ttl: std::time::Duration::from_secs(ttl),
         cert_fingerprint: cert.fingerprint,
     };
-    let access_token = token::issue(cfg, &req).map_err(|e| {
+    let access_token = signer.issue(&req).map_err(|e| {
         tracing::error!(error = %e, "the token endpoint could not sign a token");
         refuse(OAuthError::new(
             "server_error",

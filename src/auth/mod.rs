@@ -4,6 +4,7 @@
 //! `deny` entry in the disclosure log, under the token's partner and role.
 
 pub mod client_credentials;
+pub mod issuers;
 pub mod rate_limit;
 pub mod token;
 
@@ -23,7 +24,7 @@ use crate::policy::PolicyEngine;
 use crate::problem::Problem;
 use crate::tls::ClientCertificate;
 pub use rate_limit::RateLimit;
-pub use token::Verifier;
+pub use token::{Signer, Verifier};
 
 /// The authenticated caller: a partner organisation acting in one role.
 #[derive(Clone, Debug, Serialize)]
@@ -56,6 +57,8 @@ struct GateParts {
     rate_limit: RateLimit,
     ledger: Ledger,
     policy: PolicyEngine,
+    /// ketenpoort's own issuer, for the token endpoint (its key read once).
+    signer: Signer,
 }
 
 impl Gate {
@@ -64,17 +67,23 @@ impl Gate {
         rate_limit: RateLimit,
         ledger: Ledger,
         policy: PolicyEngine,
+        signer: Signer,
     ) -> Self {
         Self(Arc::new(GateParts {
             authenticator,
             rate_limit,
             ledger,
             policy,
+            signer,
         }))
     }
 
     pub fn rate_limit(&self) -> &RateLimit {
         &self.0.rate_limit
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.0.signer
     }
 }
 
@@ -109,6 +118,7 @@ impl Authenticator {
         let claims = self
             .verifier
             .verify(token)
+            .await
             .map_err(|e| Problem::unauthorized(e.code()))?;
         let partner = self
             .registry
@@ -122,7 +132,7 @@ impl Authenticator {
             role: claims.role,
             user,
         };
-        let bound = claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref());
+        let bound = claims.x5t_s256.as_deref();
         match self.admit(&principal, bound, parts) {
             Ok(()) => Ok(principal),
             Err(problem) => Err(Refusal {

@@ -1,8 +1,15 @@
 //! Bearer tokens: what ketenpoort accepts (verification) and what its own
-//! issuer signs (the demo and `ketenpoort token issue`).
+//! issuer signs (the token endpoint, the demo and `ketenpoort token issue`).
+//!
+//! The trusted issuers are ketenpoort's own (`auth.issuer`, its keys from
+//! `auth.public_keys` / `jwks_file`) and each external issuer of
+//! `[[auth.providers]]` with an `audience` (`super::issuers`). A token's
+//! `iss` chooses the one issuer whose keys, audience and algorithms it must
+//! satisfy; a token of an issuer not configured is refused.
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -59,6 +66,11 @@ pub enum TokenError {
     Audience,
     Issuer,
     Claims,
+    /// An external issuer's token names a `kid` not in its key set (even
+    /// after a fetch).
+    UnknownKey,
+    /// An external issuer's token names a partner it may not speak for.
+    Partner,
 }
 
 impl TokenError {
@@ -72,6 +84,8 @@ impl TokenError {
             Self::Audience => "token-audience",
             Self::Issuer => "token-issuer",
             Self::Claims => "token-claims",
+            Self::UnknownKey => "token-key-unknown",
+            Self::Partner => "token-partner-not-allowed",
         }
     }
 }
@@ -82,23 +96,39 @@ struct Key {
     key: DecodingKey,
 }
 
+/// What a verified token says, whichever issuer signed it.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub partner: String,
+    pub role: String,
+    /// The user within the partner (the caller's text: kept only as a
+    /// keyed reference).
+    pub sub: Option<String>,
+    /// RFC 8705 certificate binding (`cnf.x5t#S256`).
+    pub x5t_s256: Option<String>,
+    pub exp: u64,
+    pub nbf: u64,
+}
+
 pub struct Verifier {
     keys: Vec<Key>,
     allowed: HashSet<Algorithm>,
     issuer: String,
     audience: String,
     leeway: u64,
+    /// The external issuers trusted for API tokens.
+    external: Vec<Arc<super::issuers::External>>,
     /// Tokens whose signature and claims verified, by SHA-256 of the token:
     /// a partner system sends the same token for many requests, and the
     /// signature check dominates authentication. Time validity is checked
     /// again on every hit.
-    verified: quick_cache::sync::Cache<[u8; 32], Claims>,
+    verified: quick_cache::sync::Cache<[u8; 32], Verified>,
 }
 
 /// Distinct verified tokens remembered.
 const TOKEN_CACHE: usize = 10_000;
 
-fn parse_alg(s: &str) -> anyhow::Result<Algorithm> {
+pub(crate) fn parse_alg(s: &str) -> anyhow::Result<Algorithm> {
     Ok(match s {
         "EdDSA" => Algorithm::EdDSA,
         "ES256" => Algorithm::ES256,
@@ -174,17 +204,36 @@ impl Verifier {
                 key: DecodingKey::from_secret(&secret)?,
             });
         }
+        super::issuers::check_providers(a)?;
+        let mut external = Vec::new();
+        for p in &a.providers {
+            if let Some(e) = super::issuers::External::from_config(p)? {
+                external.push(Arc::new(e));
+            }
+        }
         Ok(Self {
             keys,
             allowed,
             issuer: a.issuer.clone(),
             audience: a.audience.clone(),
             leeway: a.leeway_secs,
+            external,
             verified: quick_cache::sync::Cache::new(TOKEN_CACHE),
         })
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    /// Fetches every external issuer's key set once (concurrently, each
+    /// bounded by its client's timeout), then starts their scheduled
+    /// refreshes. An issuer whose first fetch fails has no keys (its tokens
+    /// are refused) until a later fetch succeeds.
+    pub async fn start(&self) {
+        futures::future::join_all(self.external.iter().map(|e| e.refresh())).await;
+        for e in &self.external {
+            e.clone().spawn_refresher();
+        }
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let id: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
             .as_ref()
             .try_into()
@@ -195,13 +244,44 @@ impl Verifier {
                 return Ok(claims);
             }
         }
-        let claims = self.verify_uncached(token)?;
+        let claims = match self.verify_uncached(token) {
+            // A key the issuer may have published since the last fetch:
+            // fetch (at a bounded rate) and try once more.
+            Err((TokenError::UnknownKey, Some(issuer))) => {
+                issuer.refresh_on_demand().await;
+                self.verify_uncached(token).map_err(|(e, _)| e)?
+            }
+            other => other.map_err(|(e, _)| e)?,
+        };
         self.verified.insert(id, claims.clone());
         Ok(claims)
     }
 
-    fn verify_uncached(&self, token: &str) -> Result<Claims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| unreadable_header(token))?;
+    /// Verifies against the issuer the token's `iss` names; with an error,
+    /// that issuer when it is an external one.
+    #[allow(clippy::type_complexity)]
+    fn verify_uncached(
+        &self,
+        token: &str,
+    ) -> Result<Verified, (TokenError, Option<&Arc<super::issuers::External>>)> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| (unreadable_header(token), None))?;
+        let iss = unverified_issuer(token).map_err(|e| (e, None))?;
+        if iss == self.issuer {
+            return self.verify_own(token, &header).map_err(|e| (e, None));
+        }
+        let issuer = self
+            .external
+            .iter()
+            .find(|e| e.cfg.issuer == iss)
+            .ok_or((TokenError::Issuer, None))?;
+        issuer
+            .verify(token, &header, self.leeway)
+            .map_err(|e| (e, Some(issuer)))
+    }
+
+    /// A token of ketenpoort's own issuer.
+    fn verify_own(&self, token: &str, header: &Header) -> Result<Verified, TokenError> {
         if !self.allowed.contains(&header.alg) {
             return Err(TokenError::Algorithm);
         }
@@ -218,27 +298,61 @@ impl Verifier {
         let mut last = TokenError::Signature;
         for k in candidates {
             match jsonwebtoken::decode::<Claims>(token, &k.key, &v) {
-                Ok(data) => return Ok(data.claims),
-                Err(e) => {
-                    use jsonwebtoken::errors::ErrorKind as K;
-                    last = match e.kind() {
-                        K::InvalidSignature
-                        | K::InvalidEcdsaKey
-                        | K::InvalidRsaKey(_)
-                        | K::InvalidKeyFormat => TokenError::Signature,
-                        K::ExpiredSignature => return Err(TokenError::Expired),
-                        K::ImmatureSignature => return Err(TokenError::NotYetValid),
-                        K::InvalidAudience => return Err(TokenError::Audience),
-                        K::InvalidIssuer => return Err(TokenError::Issuer),
-                        K::MissingRequiredClaim(_) | K::Json(_) => return Err(TokenError::Claims),
-                        K::InvalidAlgorithm => TokenError::Algorithm,
-                        _ => TokenError::Malformed,
-                    }
+                Ok(data) => {
+                    let c = data.claims;
+                    return Ok(Verified {
+                        partner: c.partner,
+                        role: c.role,
+                        sub: c.sub,
+                        x5t_s256: c.cnf.and_then(|c| c.x5t_s256),
+                        exp: c.exp,
+                        nbf: c.nbf,
+                    });
                 }
+                Err(e) => last = classify(&e)?,
             }
         }
         Err(last)
     }
+}
+
+/// A verification error of one key: `Ok(why)` when another key may still
+/// verify the token (a signature or key mismatch), `Err(why)` when no key
+/// can (the token's claims are wrong whoever signed it).
+pub(crate) fn classify(e: &jsonwebtoken::errors::Error) -> Result<TokenError, TokenError> {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::InvalidSignature | K::InvalidEcdsaKey | K::InvalidRsaKey(_) | K::InvalidKeyFormat => {
+            Ok(TokenError::Signature)
+        }
+        K::ExpiredSignature => Err(TokenError::Expired),
+        K::ImmatureSignature => Err(TokenError::NotYetValid),
+        K::InvalidAudience => Err(TokenError::Audience),
+        K::InvalidIssuer => Err(TokenError::Issuer),
+        K::MissingRequiredClaim(_) | K::Json(_) => Err(TokenError::Claims),
+        K::InvalidAlgorithm => Ok(TokenError::Algorithm),
+        _ => Ok(TokenError::Malformed),
+    }
+}
+
+/// The `iss` of a token before its signature is checked: only to choose
+/// the issuer whose keys check it. Not three parts, or a payload that is
+/// not base64url JSON: malformed; no `iss` string: the claims are wrong.
+fn unverified_issuer(token: &str) -> Result<String, TokenError> {
+    let parts: Vec<&str> = token.splitn(4, '.').collect();
+    let [_, payload, _] = parts.as_slice() else {
+        return Err(TokenError::Malformed);
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed)?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)?;
+    claims
+        .get("iss")
+        .and_then(|i| i.as_str())
+        .map(str::to_owned)
+        .ok_or(TokenError::Claims)
 }
 
 /// Why jsonwebtoken could not read a token's header. An algorithm it does not
@@ -302,35 +416,55 @@ pub struct TokenRequest<'a> {
     pub cert_fingerprint: Option<[u8; 32]>,
 }
 
-/// Signs a token with the data directory's issuer key.
+/// Signs a token with the data directory's issuer key (read for this one
+/// token: the CLI and the demo; the server keeps a [`Signer`]).
 pub fn issue(cfg: &Config, req: &TokenRequest<'_>) -> anyhow::Result<String> {
-    anyhow::ensure!(
-        req.ttl.as_secs() <= cfg.auth.max_token_ttl_secs,
-        "ttl above auth.max_token_ttl_secs ({}s)",
-        cfg.auth.max_token_ttl_secs
-    );
-    let key = KeyStore::new(&cfg.data_dir).ed25519(TOKEN_ISSUER)?;
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = Claims {
-        iss: cfg.auth.issuer.clone(),
-        aud: Audience::One(cfg.auth.audience.clone()),
-        iat: now,
-        nbf: now,
-        exp: now + req.ttl.as_secs(),
-        jti: uuid::Uuid::now_v7().to_string(),
-        sub: req.user.map(str::to_owned),
-        partner: req.partner.to_owned(),
-        role: req.role.to_owned(),
-        cnf: req.cert_fingerprint.map(|fp| Confirmation {
-            x5t_s256: Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fp)),
-        }),
-    };
-    let header = Header::new(Algorithm::EdDSA);
-    Ok(jsonwebtoken::encode(
-        &header,
-        &claims,
-        &EncodingKey::from_ed_der(key.pkcs8_der()),
-    )?)
+    Signer::load(cfg)?.issue(req)
+}
+
+/// ketenpoort's own issuer: its signing key, read once.
+pub struct Signer {
+    key: EncodingKey,
+    issuer: String,
+    audience: String,
+    max_ttl: u64,
+}
+
+impl Signer {
+    pub fn load(cfg: &Config) -> anyhow::Result<Self> {
+        let key = KeyStore::new(&cfg.data_dir).ed25519(TOKEN_ISSUER)?;
+        Ok(Self {
+            key: EncodingKey::from_ed_der(key.pkcs8_der()),
+            issuer: cfg.auth.issuer.clone(),
+            audience: cfg.auth.audience.clone(),
+            max_ttl: cfg.auth.max_token_ttl_secs,
+        })
+    }
+
+    pub fn issue(&self, req: &TokenRequest<'_>) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            req.ttl.as_secs() <= self.max_ttl,
+            "ttl above auth.max_token_ttl_secs ({}s)",
+            self.max_ttl
+        );
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: Audience::One(self.audience.clone()),
+            iat: now,
+            nbf: now,
+            exp: now + req.ttl.as_secs(),
+            jti: uuid::Uuid::now_v7().to_string(),
+            sub: req.user.map(str::to_owned),
+            partner: req.partner.to_owned(),
+            role: req.role.to_owned(),
+            cnf: req.cert_fingerprint.map(|fp| Confirmation {
+                x5t_s256: Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fp)),
+            }),
+        };
+        let header = Header::new(Algorithm::EdDSA);
+        Ok(jsonwebtoken::encode(&header, &claims, &self.key)?)
+    }
 }
 
 /// Parses `30s`, `15m`, `1h`, `7d`.
@@ -351,6 +485,10 @@ pub fn parse_ttl(s: &str) -> anyhow::Result<std::time::Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check(v: &Verifier, token: &str) -> Result<Verified, TokenError> {
+        futures::executor::block_on(v.verify(token))
+    }
 
     #[test]
     fn ttl() {
@@ -384,10 +522,10 @@ mod tests {
         };
         let v = Verifier::from_config(&cfg).unwrap();
         let token = issue(&cfg, &req).unwrap();
-        assert!(v.verify(&token).is_ok());
-        assert!(v.verify(&token).is_ok(), "second use, from the cache");
+        assert!(check(&v, &token).is_ok());
+        assert!(check(&v, &token).is_ok(), "second use, from the cache");
         std::thread::sleep(std::time::Duration::from_millis(2100));
-        assert_eq!(v.verify(&token).unwrap_err(), TokenError::Expired);
+        assert_eq!(check(&v, &token).unwrap_err(), TokenError::Expired);
         // A token altered after signing is refused even though its
         // original was remembered.
         let fresh = issue(
@@ -398,10 +536,10 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(v.verify(&fresh).is_ok());
+        assert!(check(&v, &fresh).is_ok());
         let mut parts: Vec<String> = fresh.split('.').map(str::to_owned).collect();
         parts[2] = parts[2].chars().rev().collect();
-        assert!(v.verify(&parts.join(".")).is_err());
+        assert!(check(&v, &parts.join(".")).is_err());
     }
 
     #[test]
@@ -422,7 +560,7 @@ mod tests {
             cert_fingerprint: None,
         };
         let v = Verifier::from_config(&cfg).unwrap();
-        let claims = v.verify(&issue(&cfg, &req).unwrap()).unwrap();
+        let claims = check(&v, &issue(&cfg, &req).unwrap()).unwrap();
         assert_eq!(
             (claims.partner.as_str(), claims.role.as_str()),
             ("assen", "fg")
@@ -460,11 +598,11 @@ mod tests {
         );
         for alg in ["none", "None", "HS1"] {
             let t = format!("{}.{body}.", b64(&format!(r#"{{"alg":"{alg}"}}"#)));
-            assert_eq!(v.verify(&t).unwrap_err(), TokenError::Algorithm, "{alg}");
+            assert_eq!(check(&v, &t).unwrap_err(), TokenError::Algorithm, "{alg}");
         }
         let t = format!("{}.{body}.", b64(r#"{"typ":"JWT"}"#));
-        assert_eq!(v.verify(&t).unwrap_err(), TokenError::Malformed);
-        assert_eq!(v.verify("x.y.z").unwrap_err(), TokenError::Malformed);
+        assert_eq!(check(&v, &t).unwrap_err(), TokenError::Malformed);
+        assert_eq!(check(&v, "x.y.z").unwrap_err(), TokenError::Malformed);
     }
 
     #[test]
@@ -483,16 +621,13 @@ mod tests {
                 "iat": 0, "jti": "j", "partner": "assen", "role": "fg"});
             jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap()
         };
-        assert!(
-            v.verify(&sign(serde_json::json!(["other", "ketenpoort"])))
-                .is_ok()
-        );
+        assert!(check(&v, &sign(serde_json::json!(["other", "ketenpoort"]))).is_ok());
         assert_eq!(
-            v.verify(&sign(serde_json::json!(["other"]))).unwrap_err(),
+            check(&v, &sign(serde_json::json!(["other"]))).unwrap_err(),
             TokenError::Audience
         );
         assert_eq!(
-            v.verify(&sign(serde_json::json!("other"))).unwrap_err(),
+            check(&v, &sign(serde_json::json!("other"))).unwrap_err(),
             TokenError::Audience
         );
     }

@@ -59,19 +59,16 @@ impl std::ops::Deref for Console {
 }
 
 impl Console {
-    pub fn new(app: AppState, demo: bool, listen: std::net::SocketAddr) -> anyhow::Result<Self> {
+    pub fn new(app: AppState, demo: bool) -> anyhow::Result<Self> {
         let cfg = app.config.clone();
-        let public_url = cfg
-            .console
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("https://{listen}"))
-            .trim_end_matches('/')
-            .to_owned();
+        let public_url = cfg.public_url();
+        // The providers with a client id sign people in; the others are
+        // trusted for API tokens only.
         let providers = cfg
             .auth
             .providers
             .iter()
+            .filter(|p| p.client_id.is_some())
             .map(|p| oidc::Provider::from_config(p, &public_url))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self(Arc::new(Inner {
@@ -162,6 +159,7 @@ fn templates() -> Environment<'static> {
         ("base.html", include_str!("templates/base.html")),
         ("signin.html", include_str!("templates/signin.html")),
         ("continue.html", include_str!("templates/continue.html")),
+        ("signed_out.html", include_str!("templates/signed_out.html")),
         ("error.html", include_str!("templates/error.html")),
         ("overview.html", include_str!("templates/overview.html")),
         ("search.html", include_str!("templates/search.html")),

@@ -5,27 +5,42 @@
 //! audience, expiry, nonce); its claims are then mapped to partner and role
 //! by configuration, and an issuer signs in only users of its own partners.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use anyhow::{Context, anyhow, bail};
 use base64::Engine;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, LogoutRequest, Nonce,
+    PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
+    RedirectUrl, Scope,
 };
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::issuers::{self, MapError};
 use crate::config::ProviderConfig;
+
+/// How the console authenticates to the provider's token endpoint.
+enum ClientAuth {
+    /// A public client (PKCE only).
+    None,
+    /// `client_secret_basic`.
+    Secret(String),
+    /// `private_key_jwt` (RFC 7523): a short assertion signed with this key.
+    Key {
+        key: EncodingKey,
+        alg: Algorithm,
+        kid: Option<String>,
+    },
+}
 
 /// A configured provider and the HTTP client that reaches it.
 pub struct Provider {
     pub cfg: ProviderConfig,
-    secret: Option<String>,
+    client_id: String,
+    auth: ClientAuth,
     redirect: String,
+    /// Where the provider sends the browser after RP-initiated logout.
+    after_logout: String,
     http: reqwest::Client,
 }
 
@@ -57,46 +72,87 @@ pub enum SignInError {
     Mapping,
 }
 
+type Client = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+/// Lifetime of a client assertion, in seconds.
+const ASSERTION_TTL: u64 = 60;
+
 impl Provider {
     pub fn from_config(cfg: &ProviderConfig, public_url: &str) -> anyhow::Result<Self> {
-        if !crate::partners::is_slug(&cfg.id) {
-            bail!("auth.providers: id {:?} must be a lowercase slug", cfg.id);
+        let id = &cfg.id;
+        if !crate::partners::is_slug(id) {
+            bail!("auth.providers: id {id:?} must be a lowercase slug");
         }
         if cfg.partners.is_empty() {
-            bail!(
-                "auth.providers {}: partners must name at least one partner",
-                cfg.id
-            );
+            bail!("auth.providers {id}: partners must name at least one partner");
         }
         if cfg.partner_claim.is_none() && cfg.partners.len() != 1 {
             bail!(
-                "auth.providers {}: with several partners, partner_claim must say which claim names the partner",
-                cfg.id
+                "auth.providers {id}: with several partners, partner_claim must say which claim names the partner"
             );
         }
-        let secret = match (&cfg.client_secret, &cfg.client_secret_file) {
-            (Some(s), None) => Some(s.clone()),
-            (None, Some(f)) => Some(
+        let client_id = cfg
+            .client_id
+            .clone()
+            .with_context(|| format!("auth.providers {id}: console sign-in needs client_id"))?;
+        let auth = match (
+            &cfg.client_secret,
+            &cfg.client_secret_file,
+            &cfg.client_key_file,
+        ) {
+            (None, None, None) => ClientAuth::None,
+            (Some(s), None, None) => ClientAuth::Secret(s.clone()),
+            (None, Some(f), None) => ClientAuth::Secret(
                 std::fs::read_to_string(f)
-                    .with_context(|| format!("auth.providers {}: client_secret_file", cfg.id))?
+                    .with_context(|| format!("auth.providers {id}: client_secret_file"))?
                     .trim()
                     .to_owned(),
             ),
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                bail!(
-                    "auth.providers {}: client_secret or client_secret_file, not both",
-                    cfg.id
-                )
+            (None, None, Some(f)) => {
+                let pem = std::fs::read(f)
+                    .with_context(|| format!("auth.providers {id}: client_key_file"))?;
+                let (alg, key) = match cfg.client_key_alg.as_str() {
+                    "RS256" => (Algorithm::RS256, EncodingKey::from_rsa_pem(&pem)),
+                    "PS256" => (Algorithm::PS256, EncodingKey::from_rsa_pem(&pem)),
+                    "ES256" => (Algorithm::ES256, EncodingKey::from_ec_pem(&pem)),
+                    "EdDSA" => (Algorithm::EdDSA, EncodingKey::from_ed_pem(&pem)),
+                    other => bail!(
+                        "auth.providers {id}: client_key_alg {other:?} (RS256, PS256, ES256 or EdDSA)"
+                    ),
+                };
+                let key = key.map_err(|_| {
+                    anyhow!(
+                        "auth.providers {id}: client_key_file holds no {} private key (PKCS#8 PEM)",
+                        cfg.client_key_alg
+                    )
+                })?;
+                ClientAuth::Key {
+                    key,
+                    alg,
+                    kid: cfg.client_key_id.clone(),
+                }
             }
+            _ => bail!(
+                "auth.providers {id}: one of client_secret, client_secret_file and client_key_file"
+            ),
         };
         IssuerUrl::new(cfg.issuer.clone())
-            .with_context(|| format!("auth.providers {}: issuer is no URL", cfg.id))?;
+            .with_context(|| format!("auth.providers {id}: issuer is no URL"))?;
+        issuers::check_url(&cfg.issuer).with_context(|| format!("auth.providers {id}: issuer"))?;
         Ok(Self {
             cfg: cfg.clone(),
-            secret,
+            client_id,
+            auth,
             redirect: format!("{public_url}/console/oidc/terug"),
-            http: http_client(cfg)?,
+            after_logout: format!("{public_url}/console/aanmelden"),
+            http: issuers::http_client(cfg)?,
         })
     }
 
@@ -104,40 +160,35 @@ impl Provider {
         self.cfg.name.as_deref().unwrap_or(&self.cfg.id)
     }
 
-    async fn client(
-        &self,
-    ) -> Result<
-        CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-        SignInError,
-    > {
+    async fn discover(&self) -> Result<ProviderMetadataWithLogout, SignInError> {
         let http = self.http.clone();
         let call = move |req| fetch(http.clone(), req);
         let issuer =
             IssuerUrl::new(self.cfg.issuer.clone()).map_err(|e| SignInError::Provider(e.into()))?;
-        let meta = CoreProviderMetadata::discover_async(issuer, &call)
+        ProviderMetadataWithLogout::discover_async(issuer, &call)
             .await
-            .map_err(|e| SignInError::Provider(e.into()))?;
+            .map_err(|e| SignInError::Provider(e.into()))
+    }
+
+    async fn client(&self) -> Result<(Client, Option<String>), SignInError> {
+        let meta = self.discover().await?;
+        let token_endpoint = meta.token_endpoint().map(|u| u.url().to_string());
         let redirect =
             RedirectUrl::new(self.redirect.clone()).map_err(|e| SignInError::Provider(e.into()))?;
-        Ok(CoreClient::from_provider_metadata(
-            meta,
-            ClientId::new(self.cfg.client_id.clone()),
-            self.secret.clone().map(ClientSecret::new),
-        )
-        .set_redirect_uri(redirect))
+        let secret = match &self.auth {
+            ClientAuth::Secret(s) => Some(ClientSecret::new(s.clone())),
+            _ => None,
+        };
+        let client =
+            CoreClient::from_provider_metadata(meta, ClientId::new(self.client_id.clone()), secret)
+                .set_redirect_uri(redirect);
+        Ok((client, token_endpoint))
     }
 
     /// The provider's authorization URL for a new sign-in, and what to keep
     /// until it redirects back.
     pub async fn start(&self) -> Result<(String, Pending), SignInError> {
-        let client = self.client().await?;
+        let (client, _) = self.client().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut req = client
             .authorize_url(
@@ -161,20 +212,53 @@ impl Provider {
         ))
     }
 
+    /// A `private_key_jwt` client assertion for `token_endpoint` (RFC 7523
+    /// §3: `iss` and `sub` the client id, `aud` the token endpoint, a fresh
+    /// `jti`, one minute).
+    fn assertion(&self, token_endpoint: &str) -> Result<Option<String>, SignInError> {
+        let ClientAuth::Key { key, alg, kid } = &self.auth else {
+            return Ok(None);
+        };
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = serde_json::json!({
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": token_endpoint,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "iat": now,
+            "nbf": now,
+            "exp": now + ASSERTION_TTL,
+        });
+        let mut header = jsonwebtoken::Header::new(*alg);
+        header.kid = kid.clone();
+        jsonwebtoken::encode(&header, &claims, key)
+            .map(Some)
+            .map_err(|e| SignInError::Provider(anyhow!("signing the client assertion: {e}")))
+    }
+
     /// Exchanges the code, verifies the ID token and maps its claims.
     pub async fn finish(&self, code: &str, pending: &Pending) -> Result<Identity, SignInError> {
-        let client = self.client().await?;
+        let (client, token_endpoint) = self.client().await?;
         let http = self.http.clone();
         let call = move |req| fetch(http.clone(), req);
-        let tokens = client
+        let mut exchange = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| SignInError::Provider(e.into()))?
-            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()));
+        if let Some(endpoint) = &token_endpoint
+            && let Some(assertion) = self.assertion(endpoint)?
+        {
+            exchange = exchange
+                .add_extra_param(
+                    "client_assertion_type",
+                    crate::auth::client_credentials::JWT_BEARER,
+                )
+                .add_extra_param("client_assertion", assertion);
+        }
+        let tokens = exchange
             .request_async(&call)
             .await
             .map_err(|e| SignInError::Provider(anyhow!("token request: {e}")))?;
-        use openidconnect::OAuth2TokenResponse as _;
-        let _ = tokens.access_token();
         let id_token = openidconnect::TokenResponse::id_token(&tokens)
             .ok_or_else(|| SignInError::Token(anyhow!("no ID token")))?;
         let verifier = client.id_token_verifier();
@@ -196,55 +280,43 @@ impl Provider {
         self.map_claims(&payload)
     }
 
+    /// Where to send the browser to end its session at the provider too
+    /// (OpenID Connect RP-Initiated Logout: the discovered
+    /// `end_session_endpoint`, with the client id and the console's sign-in
+    /// page to come back to). `None`: the provider has none, or could not
+    /// be reached; the console's own session ends all the same.
+    pub async fn end_session_url(&self) -> Option<String> {
+        let meta = match self.discover().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(provider = %self.cfg.id, error = %e, "the provider's logout endpoint could not be discovered; signed out locally only");
+                return None;
+            }
+        };
+        let endpoint = meta.additional_metadata().end_session_endpoint.clone()?;
+        issuers::check_url(endpoint.url().as_str()).ok()?;
+        let back = PostLogoutRedirectUrl::new(self.after_logout.clone()).ok()?;
+        Some(
+            LogoutRequest::from(endpoint)
+                .set_client_id(ClientId::new(self.client_id.clone()))
+                .set_post_logout_redirect_uri(back)
+                .http_get_url()
+                .to_string(),
+        )
+    }
+
     /// Partner and role from the claims, as configured; a partner outside
     /// `partners` is refused.
     pub fn map_claims(&self, claims: &serde_json::Value) -> Result<Identity, SignInError> {
-        let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-        let partner = match &self.cfg.partner_claim {
-            Some(c) => text(c).ok_or(SignInError::Mapping)?,
-            None => self.cfg.partners[0].clone(),
-        };
-        if !self.cfg.partners.contains(&partner) {
-            return Err(SignInError::Mapping);
-        }
-        let raw_role = text(&self.cfg.role_claim).ok_or(SignInError::Mapping)?;
-        let role = self.cfg.roles.get(&raw_role).cloned().unwrap_or(raw_role);
-        let subject = text(&self.cfg.user_claim).ok_or(SignInError::Mapping)?;
-        if !crate::partners::is_slug(&role) {
-            return Err(SignInError::Mapping);
-        }
-        Ok(Identity {
-            partner,
-            role,
-            subject,
-        })
-    }
-}
-
-/// reqwest on rustls (ring): the public web roots and the provider's own CA,
-/// no redirects followed, short timeouts.
-fn http_client(cfg: &ProviderConfig) -> anyhow::Result<reqwest::Client> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(ca) = &cfg.ca_file {
-        for c in CertificateDer::pem_file_iter(ca)
-            .with_context(|| format!("auth.providers {}: ca_file", cfg.id))?
-        {
-            roots.add(c.with_context(|| format!("auth.providers {}: ca_file", cfg.id))?)?;
+        match issuers::map_claims(&self.cfg, claims) {
+            Ok(m) => Ok(Identity {
+                partner: m.partner,
+                role: m.role,
+                subject: m.user,
+            }),
+            Err(MapError::Partner | MapError::Role | MapError::User) => Err(SignInError::Mapping),
         }
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(15))
-        .build()?)
 }
 
 /// One HTTP exchange for `openidconnect`.
@@ -305,9 +377,16 @@ mod tests {
         // One partner, no partner claim: that partner, whatever else is said.
         let single = provider(&["emmen"], None);
         let id = single
-            .map_claims(&serde_json::json!({"sub": "u", "org": "zvhd", "ketenpoort_role": "fg"}))
+            .map_claims(
+                &serde_json::json!({"sub": "u", "org": "zvhd", "ketenpoort_role": "privacy-officer"}),
+            )
             .unwrap();
         assert_eq!(id.partner, "emmen");
+        // With a role table, only its values count: `fg` itself is not one.
+        assert!(matches!(
+            single.map_claims(&serde_json::json!({"sub": "u", "ketenpoort_role": "fg"})),
+            Err(SignInError::Mapping)
+        ));
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub struct Fg {
     pub principal: Principal,
     pub ctx: RequestContext,
     pub csrf: String,
+    /// The identity provider the session was signed in through (none for
+    /// the demo sign-in).
+    pub provider: Option<String>,
     id_hash: String,
 }
 
@@ -180,6 +183,7 @@ impl FromRequestParts<Console> for Fg {
             },
             ctx,
             csrf: row.csrf,
+            provider: row.provider,
             id_hash,
         })
     }

@@ -261,7 +261,11 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// Signs out: the session is deleted.
+/// Signs out: the session is deleted; then, for a session signed in
+/// through a provider that offers RP-initiated logout, on to the provider's
+/// `end_session_endpoint` to end the session there too. That step is a page
+/// of our own (a refresh and a link), not a redirect: the console's CSP
+/// (`form-action 'self'`) rightly stops a form's redirect to another site.
 pub async fn sign_out(State(c): State<Console>, fg: Fg, Form(f): Form<CsrfForm>) -> Response {
     if !fg.csrf_ok(&f.csrf) {
         return session::csrf_failed(&c);
@@ -269,5 +273,26 @@ pub async fn sign_out(State(c): State<Console>, fg: Fg, Form(f): Form<CsrfForm>)
     if let Err(e) = fg.sign_out(&c).await {
         return c.error_page(&e.into());
     }
-    session::to_signin()
+    let provider = fg
+        .provider
+        .as_deref()
+        .and_then(|id| c.providers.iter().find(|p| p.cfg.id == id));
+    let end_session = match provider {
+        Some(p) => p.end_session_url().await,
+        None => None,
+    };
+    let Some(url) = end_session else {
+        return session::to_signin();
+    };
+    let mut page = c.page(
+        StatusCode::OK,
+        "signed_out.html",
+        minijinja::context! {
+            title => c.text("signed_out_title"),
+            end_session => url,
+            provider => provider.map(|p| p.name().to_owned()),
+        },
+    );
+    session::clear_cookie(&mut page, session::COOKIE);
+    page
 }

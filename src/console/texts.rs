@@ -46,6 +46,9 @@ pub fn nl() -> BTreeMap<&'static str, &'static str> {
             "signed_in_continue",
             "U bent aangemeld. Verder naar de console",
         ),
+        ("signed_out_title", "Afgemeld"),
+        ("signed_out_console", "U bent afgemeld bij de console."),
+        ("signed_out_continue", "Meld u ook af bij uw organisatie"),
         ("overview_title", "Overzicht"),
         (
             "overview_scope_all",

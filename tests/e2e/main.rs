@@ -29,6 +29,7 @@ mod deploy;
 mod faults;
 mod http;
 mod idempotency;
+mod issuers;
 mod ledger;
 mod lifecycle;
 mod oauth;
