@@ -18,15 +18,38 @@ pub mod otlp;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-pub fn init_logging(level: &str) {
+/// Lines the log writer's queue holds before a logging thread waits for it.
+const LOG_QUEUE_LINES: usize = 64 * 1024;
+
+/// Keeps the log writer's thread. Dropping it (when `serve` returns)
+/// writes out every queued line before the process ends.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+
+/// JSON lines on stderr, written by a thread of their own: a request
+/// formats its access-log line and queues it, and never waits for the
+/// write(2) itself. The queue is not lossy: when it is full, the logging
+/// thread waits, so no line is ever dropped (the access log keeps every
+/// request). The writer thread batches the queued lines into one write
+/// whenever the queue runs empty.
+pub fn init_logging(level: &str) -> LogGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("ketenpoort-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 << 10,
+            std::io::stderr(),
+        ));
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .try_init();
+    LogGuard(guard)
 }
 
 /// Request latency buckets (seconds): from a cached read to the request

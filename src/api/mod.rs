@@ -31,7 +31,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -501,28 +500,41 @@ pub fn admin_app(state: AppState) -> Router {
 /// security headers. A panic is caught innermost, so its 500 passes all of
 /// these too (and is counted and logged with its request id).
 fn conventions<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
-    let header = |name: HeaderName, value: &'static str| {
-        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
-    };
     router
         .layer(CatchPanicLayer::custom(|_| {
             Problem::internal().into_response()
         }))
         .layer(axum::middleware::from_fn(middleware::problem_json))
         .layer(axum::middleware::from_fn(middleware::request_context))
-        .layer(header(HeaderName::from_static("api-version"), API_VERSION))
-        .layer(header(header::CACHE_CONTROL, "no-store"))
-        // The console's pages set their own, stricter policy (it keeps
-        // `frame-ancestors 'none'`).
-        .layer(SetResponseHeaderLayer::if_not_present(
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// `API-Version` and the security headers, in one layer (a layer of its
+/// own per header cost a boxed service clone each per request). The
+/// console's pages set their own, stricter content security policy (it
+/// keeps `frame-ancestors 'none'`); every other header overrides.
+async fn security_headers(mut res: axum::response::Response) -> axum::response::Response {
+    let h = res.headers_mut();
+    h.insert(
+        HeaderName::from_static("api-version"),
+        HeaderValue::from_static(API_VERSION),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("frame-ancestors 'none'"),
-        ))
-        .layer(header(
-            header::STRICT_TRANSPORT_SECURITY,
-            "max-age=31536000; includeSubDomains",
-        ))
-        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        );
+    }
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
 }
 
 /// The complete application: routes, then the layers every request passes.

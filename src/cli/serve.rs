@@ -13,7 +13,8 @@ pub(super) async fn run(
     demo: bool,
 ) -> anyhow::Result<ExitCode> {
     let cfg = common.config(listen)?;
-    telemetry::init_logging(&cfg.logging.level);
+    // Held until `serve` returns: every queued log line is written out.
+    let _log = telemetry::init_logging(&cfg.logging.level);
     server::run(cfg, demo).await?;
     Ok(ExitCode::SUCCESS)
 }

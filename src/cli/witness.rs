@@ -70,7 +70,7 @@ pub(super) async fn run(action: WitnessCommand) -> anyhow::Result<ExitCode> {
                 !cfg.logs.is_empty(),
                 "no logs to witness: add their verifier keys to `logs` in witness.toml or give --log"
             );
-            crate::telemetry::init_logging("info");
+            let _log = crate::telemetry::init_logging("info");
             let witness = server::open(&dir, &cfg).await?;
             let tls = server::tls(&dir, &cfg)?;
             let listener = tokio::net::TcpListener::bind(cfg.listen)
