@@ -600,7 +600,7 @@ async fn no_tokens_or_user_ids_in_logs() {
         "token-signature",
     )
     .await;
-    let logs = server.logs();
+    let logs = server.logs_flushed().await;
     assert!(!logs.contains(&token[..40]), "a token appears in the logs");
     assert!(
         !logs.contains("j.de.vries"),

@@ -1037,7 +1037,7 @@ async fn canary_no_marker_id_or_pseudonym_crosses_to_the_riec() {
     );
 
     // And nothing of it in the server's own log output.
-    let logs = server.logs();
+    let logs = server.logs_flushed().await;
     assert!(logs.len() > 10_000, "the server logged the run");
     let found = markers.find(&logs);
     assert!(

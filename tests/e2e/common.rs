@@ -689,9 +689,39 @@ impl Server {
         self.data.database_url()
     }
 
-    /// The server's stderr (JSON logs) so far.
+    /// The server's stderr (JSON logs) so far, as the file holds it now.
+    /// The server writes its log on a thread of its own, so a line may land
+    /// a moment after the response: use [`Server::logs_flushed`] to see
+    /// every line of the requests made so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The server's log once every line of the requests answered so far is
+    /// in the file: a barrier request with a fresh trace id, whose access
+    /// log line the writer thread (first in, first out) writes after all of
+    /// theirs. Panics if it does not appear within 20 s.
+    pub async fn logs_flushed(&self) -> String {
+        let trace = uuid::Uuid::new_v4().simple().to_string();
+        let res = self
+            .get("/healthz")
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+            .send()
+            .await
+            .expect("the log barrier request");
+        assert_eq!(res.status().as_u16(), 200, "the log barrier request");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let logs = self.logs();
+            if logs.contains(&trace) {
+                return logs;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log barrier's line was not written within 20 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

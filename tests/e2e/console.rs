@@ -583,7 +583,7 @@ async fn the_console_works_in_a_real_browser() {
         result["failures"]
     );
     // No marker in any URL, page title or the server's log.
-    let logs = server.logs();
+    let logs = server.logs_flushed().await;
     for m in &markers {
         for key in ["urls", "titles"] {
             for v in result[key].as_array().unwrap() {
@@ -1000,7 +1000,7 @@ async fn every_console_page_that_shows_entries_is_one_entry_of_its_own() {
     }
 
     // No marker in a URL, a title or the server's log.
-    let logs = server.logs();
+    let logs = server.logs_flushed().await;
     for m in seeded.markers.iter().chain([&seeded.user_id]) {
         for v in seen_urls.iter().chain(&titles) {
             assert!(!v.contains(m.as_str()), "{m} in {v}");

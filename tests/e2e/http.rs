@@ -203,7 +203,10 @@ async fn trace_context() {
         assert!(seen.insert(parts[1].to_owned()), "trace ids are fresh");
     }
     // The logs carry the trace id.
-    assert!(server.logs().contains(trace), "trace id not in the logs");
+    assert!(
+        server.logs_flushed().await.contains(trace),
+        "trace id not in the logs"
+    );
 }
 
 #[tokio::test]
@@ -684,7 +687,7 @@ async fn metrics_hold_no_personal_values() {
             "method label {m:?}"
         );
     }
-    let logs = server.logs();
+    let logs = server.logs_flushed().await;
     assert!(
         logs.contains("\"method\":\"other\""),
         "the request span names the method"

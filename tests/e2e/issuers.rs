@@ -458,7 +458,7 @@ async fn partners_own_issuers_are_trusted_for_their_own_partners_only() {
 
     // The warning names the issuer and the kind of failure, never a key
     // or the body.
-    let logs = server.logs();
+    let logs = server.logs_flushed().await;
     assert!(
         logs.lines()
             .any(|l| l.contains("the last good key set stays in force") && l.contains(A_ID)),

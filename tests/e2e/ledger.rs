@@ -2071,7 +2071,7 @@ async fn the_log_holds_pseudonyms_and_field_names_never_personal_values() {
             "the log names people by pseudonym"
         );
     }
-    let logs = server.logs();
+    let logs = server.logs_flushed().await;
     assert_eq!(
         markers_in(logs.as_bytes(), &everyone, &[&n1, &n2]),
         Vec::<String>::new(),

@@ -799,7 +799,12 @@ async fn the_riec_demo_token_pulls_a_release_of_protected_tables() {
             "the demo tables hold counts"
         );
         assert!(values.iter().all(|v| *v == 0 || *v >= 3));
-        assert!(server.logs().contains("phenomenon release published"));
+        assert!(
+            server
+                .logs_flushed()
+                .await
+                .contains("phenomenon release published")
+        );
         release
     };
     // Again on the same data: nothing seeded twice, nothing recomputed.

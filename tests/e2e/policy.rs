@@ -522,7 +522,7 @@ async fn sighup_reloads_like_the_admin_endpoint() {
         refusals(&server) == 1
     })
     .await;
-    assert!(server.logs().contains("policy-tests-failed"));
+    assert!(server.logs_flushed().await.contains("policy-tests-failed"));
     assert_eq!(revision_in_force(&server).await, first);
     assert!(!police_may_have_organ_trade(&server).await);
 
@@ -551,7 +551,7 @@ async fn sighup_reloads_like_the_admin_endpoint() {
     })
     .await;
     assert!(police_may_have_organ_trade(&server).await);
-    assert!(server.logs().contains("policies reloaded"));
+    assert!(server.logs_flushed().await.contains("policies reloaded"));
 }
 
 #[tokio::test]

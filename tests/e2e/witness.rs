@@ -634,11 +634,8 @@ async fn a_witness_that_is_down_delays_nothing_and_catches_up() {
         metric(&m, "ketenpoort_witness_lag_entries", &w.name()).is_some_and(|n| n > 0.0),
         "{m}"
     );
-    assert!(
-        server.logs().contains("witness unavailable"),
-        "{}",
-        server.logs()
-    );
+    let logs = server.logs_flushed().await;
+    assert!(logs.contains("witness unavailable"), "{logs}");
 
     let before = w.logs().matches("\"cosigned\"").count();
     w.start(&vkey, &listen);
