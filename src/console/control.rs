@@ -76,7 +76,7 @@ pub async fn flags(c: &Console, ex: &Exchange) -> Result<(Receipt, Vec<Flag>), P
         let rows = c.app.db.search_log(&vis, &search).await?;
         for r in &rows {
             entries.push(
-                Entry::decode(&r.leaf)
+                r.entry()
                     .ok_or_else(|| anyhow::anyhow!("log entry {} does not decode", r.idx))?,
             );
         }

@@ -13,7 +13,7 @@ use super::{MAX_PAGE, b64};
 use crate::api::AppState;
 use crate::api::extract::Query;
 use crate::api::purpose::{Exchange, PurposeHeader};
-use crate::ledger::{Disclosed, Entry, Receipt};
+use crate::ledger::{Disclosed, Receipt};
 use crate::policy::model::AuditQuery;
 use crate::problem::Problem;
 use crate::store::ledger::{Search, StoredEntry, Visibility};
@@ -113,7 +113,8 @@ async fn csv_body(
 /// One entry as a CSV row. An entry that does not decode fails the export
 /// (`log verify` names it) rather than go missing from it.
 fn write_csv_row(w: &mut csv::Writer<Vec<u8>>, stored: StoredEntry) -> Result<(), Problem> {
-    let e = Entry::decode(&stored.leaf)
+    let e = stored
+        .entry()
         .ok_or_else(|| anyhow::anyhow!("log entry {} does not decode", stored.idx))?;
     w.write_record([
         e.index.to_string(),
