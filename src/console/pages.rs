@@ -166,7 +166,7 @@ impl Names {
 fn decode(rows: &[StoredEntry]) -> Result<Vec<Entry>, Problem> {
     rows.iter()
         .map(|s| {
-            Entry::decode(&s.leaf)
+            s.entry()
                 .ok_or_else(|| anyhow::anyhow!("log entry {} does not decode", s.idx).into())
         })
         .collect()
@@ -575,11 +575,7 @@ pub async fn entry(State(c): State<Console>, fg: Fg, Path(index): Path<u64>) -> 
         .ok_or_else(|| err(Problem::not_found()))?;
     let shown = visible(&vis, &stored);
     let names = Names::load(&c).await.map_err(err)?;
-    let entry = if shown {
-        Entry::decode(&stored.leaf)
-    } else {
-        None
-    };
+    let entry = if shown { stored.entry() } else { None };
     let draft = ex.draft(&granted).resources(resources);
     let receipt = c.app.ledger.log(draft).await.map_err(|e| err(e.into()))?;
     let body = html(

@@ -1,18 +1,36 @@
 //! A log entry and its canonical leaf bytes.
 //!
-//! Leaf bytes are the compact JSON serialisation of [`Entry`]: keys in the
-//! order of the struct below, no whitespace, `null` for absent values, lists
-//! sorted where order carries no meaning. They hold no personal value
-//! (invariant 4): data subjects appear as keyed pseudonyms, disclosed fields
-//! by name. `decode` accepts only bytes that re-encode identically, so there
-//! is exactly one encoding of every entry.
+//! [`Entry`] is the entry as readers see it, every field name included.
+//! Its leaf bytes are compact JSON: keys in a fixed order, no whitespace,
+//! `null` for absent values, lists sorted where order carries no meaning.
+//! They hold no personal value (invariant 4): data subjects appear as keyed
+//! pseudonyms, disclosed fields by name. `decode` accepts only bytes that
+//! re-encode identically, so there is exactly one encoding of every entry.
+//!
+//! Two leaf versions:
+//!
+//! - **v1** (logs written before migration 0018): the serialisation of
+//!   [`Entry`] itself, every field name inline (a full-record read lists 33).
+//!   Still decoded and verified; never written any more, never rewritten.
+//! - **v2** (written now): what the policy granted — revision, legal basis,
+//!   mode, reasons and field names, a [`Projection`] — is stored once in
+//!   `log_projections`, and the leaf names it by the SHA-256 of its bytes
+//!   (`"projection":"<64 hex>"`, `null` where no policy ran and nothing was
+//!   granted). The hash is inside the leaf, so the Merkle tree covers the
+//!   projection: a changed projection row no longer hashes to its name, and
+//!   a swapped name changes the leaf.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::crypto::{TraceRef, UserRef};
+pub use crate::store::ledger::ProjectionRow;
+use crate::store::ledger::StoredEntry;
 
-pub const VERSION: u8 = 1;
+/// The leaf version of entries with every field inline (read, not written).
+pub const V1: u8 = 1;
+/// The leaf version written now: the grant by projection hash.
+pub const VERSION: u8 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -192,15 +210,196 @@ impl Outcome {
     }
 }
 
-impl Entry {
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("entries serialise")
+/// What the policy granted an entry, stored once and named by the SHA-256
+/// of its canonical bytes (compact JSON, keys in this order). Field names,
+/// reason codes, a legal basis and a revision: nothing about a person, so
+/// it is not personal data and no retention applies to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Projection {
+    pub policy_revision: Option<String>,
+    pub legal_basis: Option<String>,
+    pub decision: DecisionRecord,
+    pub fields: Vec<String>,
+}
+
+/// The entries as the store reads them back, decoded (readers: the FG's
+/// API, the export, the console).
+impl StoredEntry {
+    /// The entry as readers see it, field names and all; `None` if the
+    /// leaf is not canonical or its projection is missing or altered
+    /// (`log verify` names which).
+    pub fn entry(&self) -> Option<Entry> {
+        Entry::decode(&self.leaf, self.projection.as_deref())
+    }
+}
+
+impl Projection {
+    /// No policy ran and nothing was granted: a v2 leaf names no projection.
+    fn is_none(&self) -> bool {
+        self.policy_revision.is_none()
+            && self.legal_basis.is_none()
+            && self.decision.mode == "none"
+            && self.decision.reasons.is_empty()
+            && self.fields.is_empty()
     }
 
-    /// Parses leaf bytes, accepting only the canonical encoding.
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let e: Entry = serde_json::from_slice(bytes).ok()?;
-        (e.encode() == bytes).then_some(e)
+    fn none() -> Self {
+        Self {
+            policy_revision: None,
+            legal_basis: None,
+            decision: DecisionRecord {
+                mode: "none".into(),
+                reasons: Vec::new(),
+            },
+            fields: Vec::new(),
+        }
+    }
+
+    pub fn row(&self) -> ProjectionRow {
+        let body = serde_json::to_vec(self).expect("projections serialise");
+        ProjectionRow {
+            hash: Self::hash(&body),
+            body,
+        }
+    }
+
+    pub fn hash(body: &[u8]) -> [u8; 32] {
+        ring::digest::digest(&ring::digest::SHA256, body)
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes")
+    }
+
+    /// Parses a stored projection's bytes: only the canonical encoding of
+    /// a projection a leaf can name (not the empty one).
+    pub fn decode(body: &[u8]) -> Option<Self> {
+        let p: Self = serde_json::from_slice(body).ok()?;
+        let canonical = serde_json::to_vec(&p).ok()? == body && !p.is_none();
+        canonical.then_some(p)
+    }
+}
+
+/// The v2 leaf, serialised from an entry (borrowing).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LeafV2Ref<'a> {
+    v: u8,
+    index: u64,
+    time: &'a str,
+    request_id: &'a str,
+    trace_id: &'a TraceRef,
+    actor: &'a Actor,
+    recipient: &'a Option<String>,
+    action: LogAction,
+    purpose: &'a Option<String>,
+    resources: &'a [String],
+    subjects: &'a [String],
+    projection: Option<String>,
+    outcome: Outcome,
+}
+
+/// The v2 leaf, parsed.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LeafV2 {
+    v: u8,
+    index: u64,
+    time: String,
+    request_id: String,
+    trace_id: TraceRef,
+    actor: Actor,
+    recipient: Option<String>,
+    action: LogAction,
+    purpose: Option<String>,
+    resources: Vec<String>,
+    subjects: Vec<String>,
+    projection: Option<String>,
+    outcome: Outcome,
+}
+
+impl Entry {
+    /// What the policy granted this entry.
+    pub fn projection(&self) -> Projection {
+        Projection {
+            policy_revision: self.policy_revision.clone(),
+            legal_basis: self.legal_basis.clone(),
+            decision: self.decision.clone(),
+            fields: self.fields.clone(),
+        }
+    }
+
+    /// The leaf bytes and, for a v2 entry that names one, the projection
+    /// row to store with it.
+    pub fn leaf(&self) -> (Vec<u8>, Option<ProjectionRow>) {
+        if self.v == V1 {
+            return (serde_json::to_vec(self).expect("entries serialise"), None);
+        }
+        let p = self.projection();
+        let row = (!p.is_none()).then(|| p.row());
+        let leaf = LeafV2Ref {
+            v: self.v,
+            index: self.index,
+            time: &self.time,
+            request_id: &self.request_id,
+            trace_id: &self.trace_id,
+            actor: &self.actor,
+            recipient: &self.recipient,
+            action: self.action,
+            purpose: &self.purpose,
+            resources: &self.resources,
+            subjects: &self.subjects,
+            projection: row.as_ref().map(|r| hex::encode(r.hash)),
+            outcome: self.outcome,
+        };
+        (serde_json::to_vec(&leaf).expect("entries serialise"), row)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        self.leaf().0
+    }
+
+    /// Parses leaf bytes with the stored bytes of the projection the leaf
+    /// names (`None` for a v1 leaf or a v2 leaf naming none), accepting
+    /// only the canonical encoding, and only a projection whose bytes hash
+    /// to the name in the leaf.
+    pub fn decode(leaf: &[u8], projection: Option<&[u8]>) -> Option<Self> {
+        let e = if leaf.starts_with(b"{\"v\":1,") {
+            if projection.is_some() {
+                return None;
+            }
+            serde_json::from_slice::<Entry>(leaf).ok()?
+        } else if leaf.starts_with(b"{\"v\":2,") {
+            let l: LeafV2 = serde_json::from_slice(leaf).ok()?;
+            let p = match (&l.projection, projection) {
+                (None, None) => Projection::none(),
+                (Some(name), Some(body)) if *name == hex::encode(Projection::hash(body)) => {
+                    Projection::decode(body)?
+                }
+                _ => return None,
+            };
+            Entry {
+                v: l.v,
+                index: l.index,
+                time: l.time,
+                request_id: l.request_id,
+                trace_id: l.trace_id,
+                actor: l.actor,
+                recipient: l.recipient,
+                action: l.action,
+                purpose: l.purpose,
+                legal_basis: p.legal_basis,
+                resources: l.resources,
+                subjects: l.subjects,
+                fields: p.fields,
+                decision: p.decision,
+                policy_revision: p.policy_revision,
+                outcome: l.outcome,
+            }
+        } else {
+            return None;
+        };
+        (e.encode() == leaf).then_some(e)
     }
 }
 
@@ -237,24 +436,176 @@ pub(crate) mod tests {
         }
     }
 
+    /// A read of a whole record: every field name of the covenant's
+    /// classes (33), two subjects, the signal and its version.
+    pub fn full_read(index: u64) -> Entry {
+        let data: serde_json::Value =
+            serde_json::from_str(include_str!("../../policies/data.json")).unwrap();
+        let mut fields: Vec<String> = data["covenant"]["classes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|v| v.as_array().unwrap().iter())
+            .map(|f| f.as_str().unwrap().to_owned())
+            .collect();
+        fields.sort();
+        let refs = crate::crypto::Pseudonymizer::new(&[7; 32]);
+        let id = "01933a4e-7c1d-7000-8000-00000000beef";
+        let ps = |bsn| {
+            refs.pseudonym(&crate::crypto::SubjectId {
+                bsn: Some(bsn),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let mut subjects = vec![ps("111222333"), ps("123456782")];
+        subjects.sort();
+        Entry {
+            v: VERSION,
+            index,
+            time: "2026-12-04T21:14:07.123Z".into(),
+            request_id: "01933a4e-7c1d-7000-8000-0000000abcde".into(),
+            trace_id: refs.trace_ref("4bf92f3577b34da6a3ce929d0e0e4736"),
+            actor: Actor {
+                partner: "zvhd".into(),
+                role: "ketenregisseur".into(),
+                user: Some(refs.user_ref("zvhd", "k.de.vries")),
+            },
+            recipient: Some("zvhd".into()),
+            action: LogAction::Read,
+            purpose: Some("drieluik".into()),
+            legal_basis: Some("Convenant ZVHD + addendum mensenhandel; AVG art. 6(1)(e)".into()),
+            resources: vec![format!("signal:{id}"), format!("version:{id}/12")],
+            subjects,
+            fields,
+            decision: DecisionRecord {
+                mode: "full".into(),
+                reasons: vec!["grant:zvhd-drieluik".into()],
+            },
+            policy_revision: Some(format!("sha256:{}", "ab".repeat(32))),
+            outcome: Outcome::Disclosed,
+        }
+    }
+
     #[test]
-    fn encoding_is_canonical_and_documented() {
-        let e = sample(7);
+    fn v1_leaves_decode_as_they_were_written() {
+        let mut e = sample(7);
+        e.v = V1;
         let bytes = e.encode();
-        assert_eq!(Entry::decode(&bytes), Some(e));
+        assert_eq!(Entry::decode(&bytes, None), Some(e.clone()));
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(
             text.starts_with(r#"{"v":1,"index":7,"time":"2026-11-28T18:00:00.000Z","requestId":"#),
             "{text}"
         );
         assert!(
-            text.ends_with(r#""policyRevision":"sha256:00","outcome":"disclosed"}"#),
+            text.ends_with(r#""fields":["victims.name"],"decision":{"mode":"full","reasons":["grant:x"]},"policyRevision":"sha256:00","outcome":"disclosed"}"#),
             "{text}"
         );
         // Whitespace, reordered keys or unknown keys are not the canonical form.
         let spaced = text.replacen(":7,", ": 7,", 1);
-        assert_eq!(Entry::decode(spaced.as_bytes()), None);
+        assert_eq!(Entry::decode(spaced.as_bytes(), None), None);
         let extra = text.replacen("{\"v\":1,", "{\"v\":1,\"x\":0,", 1);
-        assert_eq!(Entry::decode(extra.as_bytes()), None);
+        assert_eq!(Entry::decode(extra.as_bytes(), None), None);
+        // A v1 leaf holds its fields itself: it names no projection.
+        let p = e.projection().row();
+        assert_eq!(Entry::decode(&bytes, Some(&p.body)), None);
+    }
+
+    #[test]
+    fn v2_leaves_name_their_projection_by_hash() {
+        let e = sample(7);
+        let (bytes, row) = e.leaf();
+        let row = row.expect("a granted entry names a projection");
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let name = hex::encode(row.hash);
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"v":2,"index":7,"time":"2026-11-28T18:00:00.000Z","requestId":"01933a4e-0000-7000-8000-000000000000","traceId":{},"actor":{{"partner":"assen","role":"aandachtfunctionaris-sociaal","user":"{}"}},"recipient":"zvhd","action":"submit","purpose":"signalering","resources":["signal:0193"],"subjects":["ps1:abc"],"projection":"{name}","outcome":"disclosed"}}"#,
+                serde_json::to_string(&e.trace_id).unwrap(),
+                e.actor.user.as_ref().unwrap().as_str()
+            )
+        );
+        assert_eq!(
+            String::from_utf8(row.body.clone()).unwrap(),
+            r#"{"policyRevision":"sha256:00","legalBasis":"AVG art. 6(1)(e)","decision":{"mode":"full","reasons":["grant:x"]},"fields":["victims.name"]}"#
+        );
+        assert_eq!(
+            name,
+            hex::encode(ring::digest::digest(&ring::digest::SHA256, &row.body))
+        );
+        assert_eq!(Entry::decode(&bytes, Some(&row.body)), Some(e.clone()));
+        // Without its projection, or with another one, it does not decode.
+        assert_eq!(Entry::decode(&bytes, None), None);
+        let mut other = e.clone();
+        other.fields.push("victims.bsn".into());
+        let swapped = other.projection().row();
+        assert_eq!(Entry::decode(&bytes, Some(&swapped.body)), None);
+        // A projection row whose bytes were edited (same shape) fails too.
+        let edited = String::from_utf8(row.body.clone())
+            .unwrap()
+            .replace("victims.name", "victims.nxme");
+        assert_eq!(Entry::decode(&bytes, Some(edited.as_bytes())), None);
+        // A non-canonical projection body (spaces) does not hash to the name
+        // and would not parse as canonical if it did.
+        assert_eq!(Projection::decode(b"{\"policyRevision\": null}"), None);
+    }
+
+    #[test]
+    fn an_entry_without_a_decision_names_no_projection() {
+        let mut e = sample(3);
+        e.legal_basis = None;
+        e.policy_revision = None;
+        e.fields.clear();
+        e.decision = DecisionRecord {
+            mode: "none".into(),
+            reasons: Vec::new(),
+        };
+        let (bytes, row) = e.leaf();
+        assert_eq!(row, None);
+        assert!(
+            String::from_utf8(bytes.clone())
+                .unwrap()
+                .contains(r#""projection":null,"#)
+        );
+        assert_eq!(Entry::decode(&bytes, None), Some(e.clone()));
+        // The empty projection is never stored or named.
+        assert_eq!(Projection::decode(&e.projection().row().body), None);
+    }
+
+    /// The size the log pays per disclosure: a full-record read's leaf no
+    /// longer carries its 33 field names (they are in the projection), and
+    /// its size does not depend on how many fields were disclosed.
+    #[test]
+    fn a_full_record_read_is_a_compact_leaf() {
+        let e = full_read(1_000_000);
+        assert_eq!(e.fields.len(), 33);
+        let (v2, row) = e.leaf();
+        let mut old = e.clone();
+        old.v = V1;
+        let v1 = old.encode();
+        let row = row.unwrap();
+        assert_eq!(Entry::decode(&v2, Some(&row.body)), Some(e.clone()));
+        let mut one = e.clone();
+        one.fields.truncate(1);
+        assert_eq!(
+            one.encode().len(),
+            v2.len(),
+            "a leaf's size is independent of the field count"
+        );
+        eprintln!(
+            "full-record read: v1 {} bytes, v2 {} bytes, projection {} bytes",
+            v1.len(),
+            v2.len(),
+            row.body.len()
+        );
+        assert!(v1.len() > 1300, "v1 {}", v1.len());
+        assert!(
+            v2.len() < 650,
+            "v2 {}: {}",
+            v2.len(),
+            String::from_utf8_lossy(&v2)
+        );
     }
 }

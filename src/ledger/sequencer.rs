@@ -312,7 +312,7 @@ impl Pending {
             && matches!(draft.outcome, super::Outcome::Disclosed))
         .then(|| draft.request_id.clone());
         let entry = draft.into_entry(index, now, &self.refs);
-        let leaf = entry.encode();
+        let (leaf, projection) = entry.leaf();
         let hash = leaf_hash(&leaf);
         let hashes = self.tree.push(hash);
         self.rows.push(EntryRow {
@@ -327,6 +327,7 @@ impl Pending {
             purpose: entry.purpose,
             outcome: entry.outcome.as_str(),
             subjects: entry.subjects,
+            projection,
             hashes,
             idempotent_request,
         });

@@ -1,7 +1,10 @@
 //! `ketenpoort log verify`: recomputes everything from the stored leaf
-//! bytes — leaf hashes, the derived columns, the subject index, every stored
-//! tree hash, the tree roots — and checks every checkpoint's signature and
-//! root against the recomputed tree. Reads the log in one snapshot, in
+//! bytes — leaf hashes, the derived columns, the subject index, the
+//! projections the leaves name, every stored tree hash, the tree roots —
+//! and checks every checkpoint's signature and root against the recomputed
+//! tree. A projection row must hash to its name and be a canonical
+//! projection; an entry naming one that is not stored, or one that fails,
+//! fails at that entry with the projection's name. Reads the log in one snapshot, in
 //! batches (memory stays flat), and checks on a thread of its own while the
 //! store reads the next batch.
 //!
@@ -28,7 +31,10 @@
 
 use time::format_description::well_known::Rfc3339;
 
+use std::collections::HashMap;
+
 use super::checkpoint;
+use super::entry::Projection;
 use super::leaf::LeafView;
 use super::merkle::{CompactRange, Hash, Reader, leaf_hash};
 use crate::store::Db;
@@ -363,6 +369,20 @@ struct Verifier<'h> {
     next_checkpoint: usize,
     /// Held checkpoints before this one are checked.
     next_held: usize,
+    /// Every stored projection by its stored name: `None` if it hashes to
+    /// that name and is canonical, else what is wrong with it.
+    projections: HashMap<Vec<u8>, Option<&'static str>>,
+}
+
+/// What is wrong with a stored projection row, if anything.
+fn projection_fault(name: &[u8], body: &[u8]) -> Option<&'static str> {
+    if Projection::hash(body)[..] != *name {
+        Some("its bytes do not hash to its name: the row was altered")
+    } else if Projection::decode(body).is_none() {
+        Some("it is not a canonical projection")
+    } else {
+        None
+    }
 }
 
 impl<'h> Verifier<'h> {
@@ -374,6 +394,11 @@ impl<'h> Verifier<'h> {
             tree: CompactRange::default(),
             next_checkpoint: 0,
             next_held: 0,
+            projections: head
+                .projections
+                .iter()
+                .map(|(name, body)| (name.clone(), projection_fault(name, body)))
+                .collect(),
         }
     }
 
@@ -441,6 +466,29 @@ impl<'h> Verifier<'h> {
             if !columns_match(row, &entry) {
                 return fail(i, "a stored column differs from the leaf bytes");
             }
+            if let Some(name) = &entry.projection {
+                match self.projections.get(&name[..]) {
+                    None => {
+                        return fail(
+                            i,
+                            format!(
+                                "entry {i} names projection {}, which is not stored",
+                                hex::encode(name)
+                            ),
+                        );
+                    }
+                    Some(Some(fault)) => {
+                        return fail(
+                            i,
+                            format!(
+                                "projection {} (named by entry {i}): {fault}",
+                                hex::encode(name)
+                            ),
+                        );
+                    }
+                    Some(None) => {}
+                }
+            }
             // The rows up to this entry: a row of an earlier, missing index
             // counts as an empty pseudonym, which no entry has.
             let n = subjects.iter().take_while(|(idx, _)| *idx <= i).count();
@@ -504,6 +552,19 @@ impl<'h> Verifier<'h> {
         if !rest.hashes.is_empty() {
             return fail(n, "tree hashes stored beyond the last entry");
         }
+        // Rows no entry read here names (entries before `since`, or none).
+        let mut faults: Vec<_> = self
+            .projections
+            .iter()
+            .filter_map(|(name, fault)| fault.map(|f| (name, f)))
+            .collect();
+        faults.sort();
+        if let Some((name, fault)) = faults.first() {
+            return fail(
+                None,
+                format!("stored projection {}: {fault}", hex::encode(name)),
+            );
+        }
         Ok(Report {
             entries: n,
             read: n,
@@ -529,4 +590,5 @@ fn columns_match(row: &StoredRow, entry: &LeafView<'_>) -> bool {
         && row.recipient() == entry.recipient.as_deref().map(str::as_bytes)
         && row.purpose() == entry.purpose.as_deref().map(str::as_bytes)
         && row.outcome() == entry.outcome.as_str().as_bytes()
+        && row.projection() == entry.projection.as_ref().map(|p| &p[..])
 }

@@ -23,6 +23,9 @@ pub struct EntryRow {
     pub purpose: Option<String>,
     pub outcome: &'static str,
     pub subjects: Vec<String>,
+    /// The projection the leaf names (v2), stored once with the first
+    /// entry that names it.
+    pub projection: Option<ProjectionRow>,
     /// Stored tree hashes, from stored-hash id `stored_hash_index(0, idx)` on.
     pub hashes: Vec<Hash>,
     /// The request id of a disclosed entry whose request holds an
@@ -30,7 +33,7 @@ pub struct EntryRow {
     pub idempotent_request: Option<String>,
 }
 
-/// An entry as read back.
+/// An entry as read back, with the bytes of the projection its leaf names.
 pub struct StoredEntry {
     pub idx: u64,
     pub leaf: Vec<u8>,
@@ -38,6 +41,16 @@ pub struct StoredEntry {
     pub action: String,
     pub actor_partner: String,
     pub recipient: Option<String>,
+    /// The stored projection the leaf names (v2), if any is stored.
+    pub projection: Option<Vec<u8>>,
+}
+
+/// A projection of the log (see `ledger::entry::Projection`): its name,
+/// the SHA-256 of `body`, and its canonical bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectionRow {
+    pub hash: [u8; 32],
+    pub body: Vec<u8>,
 }
 
 pub struct StoredCheckpoint {
@@ -112,7 +125,10 @@ pub struct Search {
     pub limit: u32,
 }
 
-const ENTRY_COLUMNS: &str = "idx, leaf, leaf_hash, action, actor_partner, recipient";
+/// From `log_entries e`, with the projection joined in (`ENTRY_JOIN`).
+const ENTRY_COLUMNS: &str =
+    "e.idx, e.leaf, e.leaf_hash, e.action, e.actor_partner, e.recipient, p.body AS projection";
+const ENTRY_JOIN: &str = "LEFT JOIN log_projections p ON p.hash = e.projection";
 
 fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEntry, sqlx::Error> {
     Ok(StoredEntry {
@@ -122,6 +138,7 @@ fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEntry, sqlx::Error> {
         action: r.try_get("action")?,
         actor_partner: r.try_get("actor_partner")?,
         recipient: r.try_get("recipient")?,
+        projection: r.try_get("projection")?,
     })
 }
 
@@ -167,10 +184,25 @@ impl WriteTx {
         let Some(last) = rows.last() else {
             return Ok(());
         };
+        // Each projection once, if absent: a concurrent batch (another
+        // instance) storing the same one leaves one row, the same bytes.
+        let mut projections: Vec<&ProjectionRow> =
+            rows.iter().filter_map(|e| e.projection.as_ref()).collect();
+        projections.sort_by_key(|p| p.hash);
+        projections.dedup_by_key(|p| p.hash);
+        for chunk in projections.chunks(ROWS_PER_STATEMENT) {
+            let sql = values_sql("INSERT INTO log_projections (hash, body)", 2, chunk.len())
+                + " ON CONFLICT (hash) DO NOTHING";
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in chunk {
+                q = q.bind(&p.hash[..]).bind(&p.body[..]);
+            }
+            q.execute(self.conn()).await?;
+        }
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql = values_sql(
-                "INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome)",
-                10,
+                "INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome, projection)",
+                11,
                 chunk.len(),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -185,7 +217,8 @@ impl WriteTx {
                     .bind(&e.actor_role)
                     .bind(e.recipient.as_deref())
                     .bind(e.purpose.as_deref())
-                    .bind(e.outcome);
+                    .bind(e.outcome)
+                    .bind(e.projection.as_ref().map(|p| &p.hash[..]));
             }
             q.execute(self.conn()).await?;
         }
@@ -312,7 +345,7 @@ impl Db {
     /// Entries with `start <= idx < end`, in order.
     pub async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, sqlx::Error> {
         let sql = format!(
-            "SELECT {ENTRY_COLUMNS} FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx"
+            "SELECT {ENTRY_COLUMNS} FROM log_entries e {ENTRY_JOIN} WHERE e.idx >= $1 AND e.idx < $2 ORDER BY e.idx"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(start as i64)
@@ -328,7 +361,7 @@ impl Db {
         vis: &Visibility,
         s: &Search,
     ) -> Result<Vec<StoredEntry>, sqlx::Error> {
-        let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM log_entries e WHERE 1 = 1");
+        let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM log_entries e {ENTRY_JOIN} WHERE 1 = 1");
         let mut args: Vec<String> = Vec::new();
         vis.restrict(&mut sql, &mut args);
         let mut bind = |sql: &mut String, clause: &str, v: String| {

@@ -864,6 +864,14 @@ enum Tamper {
     TruncatedWithCheckpoints,
     /// Rewritten with its tree and the checkpoints after it deleted: the same.
     RewrittenWithTreeCheckpointsDeleted,
+    /// The projection entry k names: a field name in its bytes changed.
+    ProjectionAltered,
+    /// ... its bytes replaced by another stored projection's.
+    ProjectionReplaced,
+    /// ... its row deleted.
+    ProjectionDeleted,
+    /// Entry k's projection column names another stored projection.
+    ProjectionColumn,
 }
 
 /// Applies `t` around entry `k` of a log of `size` entries whose
@@ -877,7 +885,69 @@ async fn tamper(
     cps: &[u64],
 ) -> (u64, &'static str) {
     let next_cp = *cps.iter().find(|c| **c > k).expect("a checkpoint after k");
+    let named = fetch_bytes(conn, "SELECT projection FROM log_entries WHERE idx = $1", k).await;
+    let first_naming: i64 =
+        sqlx::query_scalar("SELECT MIN(idx) FROM log_entries WHERE projection = $1")
+            .bind(named.clone())
+            .fetch_one(&mut *conn)
+            .await
+            .expect("entries naming k's projection");
+    let first_naming = first_naming as u64;
     match t {
+        Tamper::ProjectionAltered => {
+            let body: Vec<u8> =
+                sqlx::query_scalar("SELECT body FROM log_projections WHERE hash = $1")
+                    .bind(named.clone())
+                    .fetch_one(&mut *conn)
+                    .await
+                    .expect("k's projection is stored");
+            let text = String::from_utf8(body).unwrap();
+            // Hide that the victim's name was disclosed.
+            let edited = text.replacen("\"victims.name\",", "", 1);
+            assert_ne!(edited, text, "k disclosed the victim's name: {text}");
+            sqlx::query("UPDATE log_projections SET body = $1 WHERE hash = $2")
+                .bind(edited.into_bytes())
+                .bind(named)
+                .execute(&mut *conn)
+                .await
+                .expect("update");
+            (first_naming, "do not hash to its name")
+        }
+        Tamper::ProjectionReplaced => {
+            let other: Vec<u8> = sqlx::query_scalar(
+                "SELECT body FROM log_projections WHERE hash <> $1 ORDER BY hash LIMIT 1",
+            )
+            .bind(named.clone())
+            .fetch_one(&mut *conn)
+            .await
+            .expect("another projection");
+            sqlx::query("UPDATE log_projections SET body = $1 WHERE hash = $2")
+                .bind(other)
+                .bind(named)
+                .execute(&mut *conn)
+                .await
+                .expect("update");
+            (first_naming, "do not hash to its name")
+        }
+        Tamper::ProjectionDeleted => {
+            sqlx::query("DELETE FROM log_projections WHERE hash = $1")
+                .bind(named)
+                .execute(&mut *conn)
+                .await
+                .expect("delete");
+            (first_naming, "which is not stored")
+        }
+        Tamper::ProjectionColumn => {
+            let other: Vec<u8> = sqlx::query_scalar(
+                "SELECT hash FROM log_projections WHERE hash <> $1 ORDER BY hash LIMIT 1",
+            )
+            .bind(named)
+            .fetch_one(&mut *conn)
+            .await
+            .expect("another projection");
+            set_entry_blob(conn, "projection", k, other).await;
+            (k, "column")
+        }
         Tamper::Leaf => {
             let leaf = fetch_bytes(conn, "SELECT leaf FROM log_entries WHERE idx = $1", k).await;
             let at = leaf.len() / 2;
@@ -954,7 +1024,7 @@ async fn tamper(
         Tamper::Inserted => {
             // A well-formed entry at k (k's own, with another request id),
             // everything from k on moved up by one.
-            let row = sqlx::query("SELECT leaf, ts, action, actor_partner, actor_role, recipient, purpose, outcome FROM log_entries WHERE idx = $1")
+            let row = sqlx::query("SELECT leaf, ts, action, actor_partner, actor_role, recipient, purpose, outcome, projection FROM log_entries WHERE idx = $1")
                 .bind(k as i64)
                 .fetch_one(&mut *conn)
                 .await
@@ -971,7 +1041,7 @@ async fn tamper(
             )
             .await;
             exec(conn, "UPDATE log_entries SET idx = -idx WHERE idx < 0").await;
-            sqlx::query("INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+            sqlx::query("INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome, projection) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
                 .bind(k as i64)
                 .bind(leaf)
                 .bind(hash)
@@ -982,6 +1052,7 @@ async fn tamper(
                 .bind(row.get::<Option<String>, _>(5))
                 .bind(row.get::<Option<String>, _>(6))
                 .bind(row.get::<String, _>(7))
+                .bind(row.get::<Option<Vec<u8>>, _>(8))
                 .execute(&mut *conn)
                 .await
                 .expect("insert");
@@ -1212,6 +1283,10 @@ async fn log_verify_names_the_first_bad_index_of_every_tampering() {
         Tamper::Truncated,
         Tamper::TruncatedHeadKept,
         Tamper::HeadRaised,
+        Tamper::ProjectionAltered,
+        Tamper::ProjectionReplaced,
+        Tamper::ProjectionDeleted,
+        Tamper::ProjectionColumn,
     ];
     for t in cases {
         let copy = data.copy().await;
@@ -1856,6 +1931,8 @@ async fn log_tables(data: &DataDir) -> Vec<u8> {
         "log_entries",
         "log_hashes",
         "log_head",
+        // Field names, reasons, legal bases, revisions: scanned like the rest.
+        "log_projections",
         "log_subjects",
     ];
     assert_eq!(tables, expected, "the log tables");
@@ -2642,17 +2719,21 @@ async fn an_audit_grant_without_scope_is_a_logged_refusal() {
     let res = fg.get("/v1/log/search?partner=zvhd", AUDIT).await;
     problem(res, 403, Some("policy-incoherent")).await;
     let mut conn = data.connect().await;
-    let leaf: Vec<u8> =
-        sqlx::query_scalar("SELECT leaf FROM log_entries ORDER BY idx DESC LIMIT 1")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-    let e: Value = serde_json::from_slice(&leaf).unwrap();
+    // The reasons are in the projection the leaf names.
+    let row = sqlx::query(
+        "SELECT e.leaf, p.body FROM log_entries e JOIN log_projections p ON p.hash = e.projection \
+         ORDER BY e.idx DESC LIMIT 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let e: Value = serde_json::from_slice(&row.get::<Vec<u8>, _>(0)).unwrap();
+    let p: Value = serde_json::from_slice(&row.get::<Vec<u8>, _>(1)).unwrap();
     assert_eq!(
         (
             &e["action"],
             &e["outcome"],
-            &e["decision"]["reasons"],
+            &p["decision"]["reasons"],
             &e["resources"]
         ),
         (
@@ -2768,4 +2849,199 @@ async fn every_disclosing_response_carries_the_receipt_of_its_entry() {
         assert_eq!(res.status(), 200, "{path}");
         assert!(header(&res, "ketenpoort-receipt").is_none(), "{path}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// Leaf versions: entries written before projections (v1, every field name
+// inline) and after (v2, the grant named by the hash of a stored projection).
+
+/// A v1 leaf as ketenpoort wrote it before migration 0018, byte for byte.
+fn v1_leaf(index: u64, fields: &[&str]) -> String {
+    let fields: Vec<String> = fields.iter().map(|f| format!("\"{f}\"")).collect();
+    format!(
+        r#"{{"v":1,"index":{index},"time":"2026-11-28T18:00:00.123Z","requestId":"01933a4e-0000-7000-8000-00000000000{index}","traceId":"4bf92f3577b34da6a3ce929d0e0e473{index}","actor":{{"partner":"zvhd","role":"ketenregisseur","user":null}},"recipient":"zvhd","action":"read","purpose":"drieluik","legalBasis":"Convenant ZVHD + addendum mensenhandel; AVG art. 6(1)(e)","resources":["signal:01933a4e-0000-7000-8000-0000000000aa"],"subjects":["ps1:v1-subject-{index}"],"fields":[{}],"decision":{{"mode":"masked","reasons":["grant:zvhd-drieluik"]}},"policyRevision":"sha256:00","outcome":"disclosed"}}"#,
+        fields.join(",")
+    )
+}
+
+/// A log that began before migration 0018 keeps its v1 leaves as they
+/// were (same bytes, same hashes) and grows with v2 leaves; the whole log
+/// verifies, and the privacy officer sees every field name of both.
+#[tokio::test]
+async fn a_log_of_v1_entries_followed_by_v2_entries_verifies_and_shows_every_field() {
+    let data = DataDir::new().await;
+    let server = Server::start_on(data.clone(), quiet());
+    let fg = Role::of(&server, "zvhd", "fg");
+    let vkey = fg.verifier_key().await;
+    drop(server);
+
+    // Three v1 entries, stored as the old sequencer stored them.
+    let v1_fields: [&[&str]; 3] = [
+        &["forms", "victims.name"],
+        &["forms", "municipality", "narrative", "victims.bsn"],
+        &[],
+    ];
+    let mut conn = data.connect().await;
+    let existing: Vec<Vec<u8>> = sqlx::query_scalar("SELECT leaf FROM log_entries ORDER BY idx")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    let first = existing.len() as u64;
+    let mut leaves = existing;
+    let mut v1 = Vec::new();
+    for (k, fields) in v1_fields.iter().enumerate() {
+        let idx = first + k as u64;
+        let leaf = v1_leaf(idx, fields).into_bytes();
+        sqlx::query("INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome) VALUES ($1, $2, $3, $4, 'read', 'zvhd', 'ketenregisseur', 'zvhd', 'drieluik', 'disclosed')")
+            .bind(idx as i64)
+            .bind(leaf.clone())
+            .bind(leaf_hash(&leaf).to_vec())
+            .bind(1_795_888_800_123i64)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO log_subjects (pseudonym, idx) VALUES ($1, $2)")
+            .bind(format!("ps1:v1-subject-{idx}"))
+            .bind(idx as i64)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        v1.push(leaf.clone());
+        leaves.push(leaf);
+    }
+    let hashes: Vec<Hash> = leaves.iter().map(|l| leaf_hash(l)).collect();
+    let stored = stored_hashes(&hashes);
+    for (id, h) in stored.iter().enumerate().skip(leaf_hash_id(first) as usize) {
+        sqlx::query("INSERT INTO log_hashes (id, hash) VALUES ($1, $2)")
+            .bind(id as i64)
+            .bind(h.to_vec())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    exec(
+        &mut conn,
+        &format!("UPDATE log_head SET size = {}", leaves.len()),
+    )
+    .await;
+    drop(conn);
+    let out = data.cli(&["log", "verify", "--verifier-key", &vkey]);
+    assert!(
+        out.status.success(),
+        "the v1 log verifies: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The new server appends v2 entries on top: a full read among them.
+    let server = Server::start_on(data.clone(), quiet());
+    let fg = Role::of(&server, "zvhd", "fg");
+    let melder = Role::of(&server, "emmen", MELDER);
+    let regisseur = Role::of(&server, "zvhd", "ketenregisseur");
+    let (id, _) = melder.submit(&example_signal()).await;
+    let res = regisseur
+        .get(&format!("/v1/signals/{id}"), "drieluik")
+        .await;
+    assert_eq!(res.status(), 200);
+    let (read_at, _) = receipt(&res);
+    let granted: Value = res.json().await.unwrap();
+    fg.append_one().await;
+    fg.sign_checkpoint().await;
+    let size = fg.append_one().await + 1;
+
+    // The FG's API: the v1 entries with their own field names, the v2 read
+    // with every field name of the record it disclosed.
+    let page: Value = fg
+        .get(&format!("/v1/log/entries?start=0&end={size}"), AUDIT)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entries = page["entries"].as_array().unwrap();
+    for (k, fields) in v1_fields.iter().enumerate() {
+        let e = &entries[first as usize + k];
+        assert_eq!(leaf_of(e), v1[k], "a v1 leaf is served as it was stored");
+        assert_eq!(e["entry"]["v"], 1);
+        assert_eq!(e["entry"]["fields"], json!(fields), "{e}");
+        assert_eq!(
+            e["entry"]["legalBasis"],
+            "Convenant ZVHD + addendum mensenhandel; AVG art. 6(1)(e)"
+        );
+    }
+    let read = &entries[read_at as usize];
+    assert_eq!(read["entry"]["v"], 2);
+    let leaf = String::from_utf8(leaf_of(read)).unwrap();
+    assert!(!leaf.contains("\"fields\""), "{leaf}");
+    let shown: BTreeSet<String> = read["entry"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        shown.len() >= 20,
+        "a full read discloses the record: {shown:?}"
+    );
+    for f in [
+        "victims.name",
+        "victims.bsn",
+        "suspects.name",
+        "narrative",
+        "forms",
+    ] {
+        assert!(shown.contains(f), "{f} in {shown:?}");
+    }
+    assert!(granted["victims"].is_array());
+    assert_ne!(read["entry"]["decision"]["mode"], "none");
+    assert!(
+        read["entry"]["policyRevision"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    // The leaf names its projection by the SHA-256 of the stored bytes.
+    let name = leaf
+        .split("\"projection\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a projection name")
+        .to_owned();
+    let mut conn = data.connect().await;
+    let body: Vec<u8> = sqlx::query_scalar("SELECT body FROM log_projections WHERE hash = $1")
+        .bind(hex::decode(&name).unwrap())
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(hex::encode(sha256(&[&body])), name);
+    let projection: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(projection["fields"], read["entry"]["fields"]);
+    // The export shows them too.
+    let csv = fg
+        .get(
+            "/v1/log/export?from=2000-01-01&to=2100-01-01&partner=zvhd",
+            AUDIT,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.contains("forms municipality narrative victims.bsn"),
+        "{csv}"
+    );
+    assert!(csv.contains("victims.name"), "{csv}");
+    drop(conn);
+    let size = fg.append_one().await + 1;
+    drop(server);
+
+    let out = data.cli(&["log", "verify", "--verifier-key", &vkey]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "v1 then v2 verifies: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("log verified: {size} entries")),
+        "{stdout}"
+    );
 }

@@ -101,7 +101,7 @@ fn shown(e: StoredEntry, full: bool) -> LogEntry {
     LogEntry {
         index: e.idx,
         leaf_hash: b64(&e.leaf_hash),
-        entry: if full { Entry::decode(&e.leaf) } else { None },
+        entry: if full { e.entry() } else { None },
         leaf: full.then(|| b64(&e.leaf)),
     }
 }

@@ -13,7 +13,8 @@ use super::{MAX_PAGE, b64};
 use crate::api::AppState;
 use crate::api::extract::Query;
 use crate::api::purpose::{Exchange, PurposeHeader};
-use crate::ledger::{Disclosed, Entry, Receipt};
+use crate::ledger::Entry;
+use crate::ledger::{Disclosed, Receipt};
 use crate::policy::model::AuditQuery;
 use crate::problem::Problem;
 use crate::store::ledger::{Search, StoredEntry, Visibility};
@@ -119,7 +120,8 @@ pub(crate) async fn each_entry(
     for _ in 0..max_pages {
         let rows = state.db.search_log(vis, &search).await?;
         for stored in &rows {
-            let e = Entry::decode(&stored.leaf)
+            let e = stored
+                .entry()
                 .ok_or_else(|| anyhow::anyhow!("log entry {} does not decode", stored.idx))?;
             f(stored, e)?;
         }

@@ -27,12 +27,15 @@ const BATCH: usize = 1024;
 
 // Each from a starting point ($1): index, stored-hash id, checkpoint size
 // (all 0 for a whole scan; see `Scope`).
-const ENTRIES: &str = "SELECT idx, ts, leaf, leaf_hash, action, actor_partner, actor_role, recipient, purpose, outcome \
+const ENTRIES: &str = "SELECT idx, ts, leaf, leaf_hash, action, actor_partner, actor_role, recipient, purpose, outcome, projection \
      FROM log_entries WHERE idx >= $1 ORDER BY idx";
 const SUBJECTS: &str =
     "SELECT idx, pseudonym FROM log_subjects WHERE idx >= $1 ORDER BY idx, pseudonym";
 const HASHES: &str = "SELECT id, hash FROM log_hashes WHERE id >= $1 ORDER BY id";
 const HEAD: &str = "SELECT origin, verifier_key, size FROM log_head WHERE id = 1";
+/// Every stored projection (a few hundred rows at most: one per distinct
+/// grant), read with the head in the same snapshot.
+const PROJECTIONS: &str = "SELECT hash, body FROM log_projections ORDER BY hash";
 const CHECKPOINTS: &str =
     "SELECT size, root, note FROM log_checkpoints WHERE size >= $1 ORDER BY size";
 
@@ -61,6 +64,8 @@ pub struct LogHead {
     pub verifier_key: String,
     pub size: u64,
     pub checkpoints: Vec<StoredCheckpoint>,
+    /// Every stored projection: (name, bytes) as stored (unchecked).
+    pub projections: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// An entry row as stored. The byte and text columns share one buffer.
@@ -72,8 +77,9 @@ pub struct StoredRow {
     spans: [Option<(u32, u32)>; COLUMNS],
 }
 
-/// leaf, leaf_hash, action, actor_partner, actor_role, recipient, purpose, outcome
-const COLUMNS: usize = 8;
+/// leaf, leaf_hash, action, actor_partner, actor_role, recipient, purpose,
+/// outcome, projection
+const COLUMNS: usize = 9;
 
 impl StoredRow {
     fn new(idx: i64, ts: i64, values: [Option<&[u8]>; COLUMNS]) -> Self {
@@ -125,6 +131,9 @@ impl StoredRow {
     }
     pub fn outcome(&self) -> &[u8] {
         self.required(7)
+    }
+    pub fn projection(&self) -> Option<&[u8]> {
+        self.get(8)
     }
 }
 

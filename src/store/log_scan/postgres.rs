@@ -9,8 +9,8 @@ use sqlx::{Connection, Row};
 use tokio::sync::oneshot;
 
 use super::{
-    Batches, CHECKPOINTS, ENTRIES, HASHES, HEAD, HashRow, LogHead, SUBJECTS, Scope, StoredRow,
-    SubjectRow, Tables, checkpoint,
+    Batches, CHECKPOINTS, ENTRIES, HASHES, HEAD, HashRow, LogHead, PROJECTIONS, SUBJECTS, Scope,
+    StoredRow, SubjectRow, Tables, checkpoint,
 };
 
 /// A connection per query, all three in one snapshot (exported by the
@@ -55,11 +55,15 @@ pub(super) async fn scan(
         .iter()
         .map(|c| Ok(checkpoint(c.try_get(0)?, c.try_get(1)?, c.try_get(2)?)))
         .collect::<Result<_, sqlx::Error>>()?;
+    let projections = sqlx::query_as::<_, (Vec<u8>, Vec<u8>)>(PROJECTIONS)
+        .fetch_all(&mut e)
+        .await?;
     let head = LogHead {
         origin: r.try_get(0)?,
         verifier_key: r.try_get(1)?,
         size: r.try_get::<i64, _>(2)? as u64,
         checkpoints,
+        projections,
     };
     if head_tx.send(Some(head)).is_err() {
         return Ok(());
@@ -97,6 +101,7 @@ impl Tables for PgScan<'_> {
             t(7)?,
             t(8)?,
             t(9)?,
+            r.try_get::<Option<&[u8]>, _>(10)?,
         ];
         Ok(Some(StoredRow::new(r.try_get(0)?, r.try_get(1)?, values)))
     }

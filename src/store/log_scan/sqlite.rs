@@ -6,8 +6,8 @@ use futures::executor::block_on;
 use tokio::sync::oneshot;
 
 use super::{
-    Batches, CHECKPOINTS, ENTRIES, HASHES, HEAD, HashRow, LogHead, SUBJECTS, Scope, StoredRow,
-    SubjectRow, Tables, checkpoint,
+    Batches, CHECKPOINTS, ENTRIES, HASHES, HEAD, HashRow, LogHead, PROJECTIONS, SUBJECTS, Scope,
+    StoredRow, SubjectRow, Tables, checkpoint,
 };
 
 /// One connection, one read transaction; the three queries step side by side.
@@ -42,11 +42,16 @@ pub(super) fn scan(
             Ok(checkpoint(r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<Result<_, _>>()?;
+    let projections = conn
+        .prepare(PROJECTIONS)?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
     let head = LogHead {
         origin,
         verifier_key,
         size,
         checkpoints,
+        projections,
     };
     if head_tx.send(Some(head)).is_err() {
         return Ok(());
@@ -81,7 +86,17 @@ impl Tables for SqliteScan<'_> {
             return Ok(None);
         };
         let b = |k| bytes(r, k);
-        let values = [b(2)?, b(3)?, b(4)?, b(5)?, b(6)?, b(7)?, b(8)?, b(9)?];
+        let values = [
+            b(2)?,
+            b(3)?,
+            b(4)?,
+            b(5)?,
+            b(6)?,
+            b(7)?,
+            b(8)?,
+            b(9)?,
+            b(10)?,
+        ];
         Ok(Some(StoredRow::new(r.get(0)?, r.get(1)?, values)))
     }
 
