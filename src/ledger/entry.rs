@@ -10,7 +10,7 @@
 //! Two leaf versions:
 //!
 //! - **v1** (logs written before migration 0018): the serialisation of
-//!   [`Entry`] itself, every field name inline (a full-record read lists 33).
+//!   [`Entry`] itself, every field name inline (a full-record read lists 35).
 //!   Still decoded and verified; never written any more, never rewritten.
 //! - **v2** (written now): what the policy granted — revision, legal basis,
 //!   mode, reasons and field names, a [`Projection`] — is stored once in
@@ -437,7 +437,7 @@ pub(crate) mod tests {
     }
 
     /// A read of a whole record: every field name of the covenant's
-    /// classes (33), two subjects, the signal and its version.
+    /// classes (35), two subjects, the signal and its version.
     pub fn full_read(index: u64) -> Entry {
         let data: serde_json::Value =
             serde_json::from_str(include_str!("../../policies/data.json")).unwrap();
@@ -575,12 +575,12 @@ pub(crate) mod tests {
     }
 
     /// The size the log pays per disclosure: a full-record read's leaf no
-    /// longer carries its 33 field names (they are in the projection), and
+    /// longer carries its 35 field names (they are in the projection), and
     /// its size does not depend on how many fields were disclosed.
     #[test]
     fn a_full_record_read_is_a_compact_leaf() {
         let e = full_read(1_000_000);
-        assert_eq!(e.fields.len(), 33);
+        assert_eq!(e.fields.len(), 35);
         let (v2, row) = e.leaf();
         let mut old = e.clone();
         old.v = V1;
