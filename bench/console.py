@@ -128,9 +128,18 @@ class Server:
         h = dict(headers or {})
         if body is not None and "Content-Type" not in h:
             h["Content-Type"] = "application/json"
-        conn.request(method, path, body=body, headers=h)
-        res = conn.getresponse()
-        return res.status, dict(res.getheaders()), res.read()
+        # A kept connection the server closed meanwhile (its idle or
+        # header-read bound ran out while the bench grew the log) is
+        # opened again, once.
+        for attempt in (1, 2):
+            try:
+                conn.request(method, path, body=body, headers=h)
+                res = conn.getresponse()
+                return res.status, dict(res.getheaders()), res.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                if attempt == 2:
+                    raise
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
