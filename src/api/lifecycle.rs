@@ -204,7 +204,7 @@ pub struct CorrectionRequested {
     params(("id" = String, Path, description = "signal id"), PurposeHeader),
     request_body(content = CorrectionRequestBody, description = "The proposed change and a note (see examples/correction-request.json)"),
     responses((status = 202, body = CorrectionRequested, description = "the request is with the ZVHD; the signal is unchanged"),
-        (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn request_correction(
     State(state): State<AppState>,
     exchange: Exchange,

@@ -596,6 +596,13 @@ async fn past_nieuw_the_reporter_asks_the_zvhd_for_a_correction() {
         strings(&e["resources"]).any(|r| r == format!("correction-request:{request}")),
         "{e}"
     );
+    // At rest the request is sealed: its note is nowhere in the database.
+    let raw = raw_database(server.data()).await;
+    let note = asked["note"].as_str().unwrap();
+    assert!(
+        !contains(&raw, note.as_bytes()),
+        "the correction request's note is stored in plaintext"
+    );
     // A message, not a change: the signal is as it was.
     let res = me.read(&id, "signalering").await;
     assert_eq!(etag(&res), "\"v1\"");
