@@ -17,7 +17,7 @@ use crate::api::log::audit::{
     SearchParams, SubjectQuery, audit_scope, query_resources, search_entries, subject_pseudonym,
     visible,
 };
-use crate::api::log::export::{each_entry, export_entries};
+use crate::api::log::export::export_entries;
 use crate::api::purpose::Exchange;
 use crate::ledger::{Disclosed, Entry, LogAction, Outcome};
 use crate::policy::model::{AuditQuery, Scope};
@@ -26,10 +26,6 @@ use crate::store::console::{MONDAY_OFFSET_MS, WEEK_MS};
 use crate::store::ledger::{Search, StoredEntry};
 
 type Page = Result<Disclosed<Response>, Response>;
-
-/// Pages of 500 refusals the overview counts, at most (it says when it
-/// counted only part).
-const OVERVIEW_PAGES: usize = 200;
 
 fn exchange(c: &Console, fg: &Fg) -> Exchange {
     Exchange::signed_in(c.app.clone(), fg.ctx.clone(), fg.principal.clone(), PURPOSE)
@@ -163,6 +159,74 @@ impl Names {
     }
 }
 
+/// A line of the access request's report: what one recipient received
+/// about the person for one purpose (one set of fields), from when to when
+/// and how often.
+#[derive(Serialize)]
+struct ReportRow {
+    recipient: String,
+    purpose_name: String,
+    legal_basis: String,
+    categories: Vec<(String, String)>,
+    first: String,
+    last: String,
+    times: i64,
+}
+
+/// The report's lines: the grouped disclosures and the entries that name
+/// no projection (v1), grouped alike; those that disclosed no field are
+/// left out. By recipient, then by first date.
+fn report_rows(
+    names: &Names,
+    groups: Vec<crate::store::ledger::SubjectGroup>,
+    single: &[StoredEntry],
+) -> Result<Vec<ReportRow>, Problem> {
+    use crate::ledger::entry::Projection;
+    type Key = (Option<String>, Option<String>, Option<String>, Vec<String>);
+    let mut lines: std::collections::BTreeMap<Key, (i64, i64, i64)> = Default::default();
+    let mut add = |key: Key, first: i64, last: i64, n: i64| {
+        let line = lines.entry(key).or_insert((first, last, 0));
+        line.0 = line.0.min(first);
+        line.1 = line.1.max(last);
+        line.2 += n;
+    };
+    for g in groups {
+        let p = Projection::decode(&g.projection)
+            .filter(|_| Projection::hash(&g.projection)[..] == g.name[..])
+            .ok_or_else(|| anyhow::anyhow!("a stored projection does not decode"))?;
+        if !p.fields.is_empty() {
+            let key = (g.recipient, g.purpose, p.legal_basis, p.fields);
+            add(key, g.first_ms, g.last_ms, g.count);
+        }
+    }
+    for e in decode(single)? {
+        if let Some(ts) = crate::ledger::counts::time_ms(&e.time)
+            && !e.fields.is_empty()
+        {
+            add((e.recipient, e.purpose, e.legal_basis, e.fields), ts, ts, 1);
+        }
+    }
+    let mut rows: Vec<ReportRow> = lines
+        .into_iter()
+        .map(
+            |((recipient, purpose, basis, fields), (first, last, times))| ReportRow {
+                recipient: recipient.map(|r| names.partner(&r)).unwrap_or_default(),
+                purpose_name: purpose.map(|p| names.purpose(&p)).unwrap_or_default(),
+                legal_basis: basis.unwrap_or_default(),
+                categories: categories(&fields)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+                first: ms_date(first),
+                last: ms_date(last),
+                times,
+            },
+        )
+        .collect();
+    rows.sort_by(|a, b| (&a.recipient, &a.first).cmp(&(&b.recipient, &b.first)));
+    Ok(rows)
+}
+
 fn decode(rows: &[StoredEntry]) -> Result<Vec<Entry>, Problem> {
     rows.iter()
         .map(|s| {
@@ -198,54 +262,56 @@ pub async fn overview(State(c): State<Console>, fg: Fg) -> Page {
     let (vis, granted) = audit_scope(&ex, AuditQuery::Search, &resources)
         .await
         .map_err(err)?;
-    let db = &c.app.db;
-    let counts = db
-        .disclosures_per_week(&vis, from_ms, to_ms)
+    // The weekly counts kept at append (migration 0020), not the entries:
+    // a page over a million entries reads a few hundred rows.
+    let first_week = this_week - weeks + 1;
+    let counts = c
+        .app
+        .db
+        .log_counts(&vis, Some((first_week, this_week + 1)))
         .await
         .map_err(|e| err(e.into()))?;
     // Refusals by their first reason code.
     let mut refusals = std::collections::BTreeMap::<String, u64>::new();
-    let denied = Search {
-        outcome: Some("denied".into()),
-        ..search.clone()
-    };
-    let refusals_cut = each_entry(&c.app, &vis, denied, 500, OVERVIEW_PAGES, |_, e| {
-        let code = e
-            .decision
-            .reasons
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "?".into());
-        *refusals.entry(code).or_default() += 1;
-        Ok(())
-    })
-    .await
-    .map_err(err)?;
+    for (k, n) in counts
+        .0
+        .iter()
+        .filter(|(k, _)| k.outcome == Outcome::Denied.as_str())
+    {
+        let code = if k.reason.is_empty() {
+            "?"
+        } else {
+            k.reason.as_str()
+        };
+        *refusals.entry(code.to_owned()).or_default() += *n as u64;
+    }
     let names = Names::load(&c).await.map_err(err)?;
     let week_labels: Vec<String> = (0..weeks)
         .map(|i| ms_date((this_week - weeks + 1 + i) * WEEK_MS - MONDAY_OFFSET_MS))
         .collect();
     let mut by_recipient = std::collections::BTreeMap::<String, Vec<u64>>::new();
     let mut by_purpose = std::collections::BTreeMap::<(String, String), u64>::new();
-    for w in &counts {
-        let r = w
-            .recipient
-            .as_deref()
+    let disclosed = counts
+        .0
+        .iter()
+        .filter(|(k, _)| k.outcome == Outcome::Disclosed.as_str());
+    for (k, n) in disclosed {
+        let r = Some(k.recipient.as_str())
+            .filter(|r| !r.is_empty())
             .map(|r| names.partner(r))
             .unwrap_or_else(|| "-".into());
-        let slot = (w.week - (this_week - weeks + 1)) as usize;
+        let slot = (k.week - first_week) as usize;
         let series = by_recipient
             .entry(r.clone())
             .or_insert_with(|| vec![0; weeks as usize]);
         if let Some(s) = series.get_mut(slot) {
-            *s += w.count as u64;
+            *s += *n as u64;
         }
-        let p = w
-            .purpose
-            .as_deref()
+        let p = Some(k.purpose.as_str())
+            .filter(|p| !p.is_empty())
             .map(|p| names.purpose(p))
             .unwrap_or_else(|| "-".into());
-        *by_purpose.entry((r, p)).or_default() += w.count as u64;
+        *by_purpose.entry((r, p)).or_default() += *n as u64;
     }
     let weekly_svg = charts::stacked_weeks(&week_labels, &by_recipient);
     let refusal_svg = charts::bars(&refusals);
@@ -274,7 +340,6 @@ pub async fn overview(State(c): State<Console>, fg: Fg) -> Page {
             weeks => value(&week_labels),
             purposes => value(purpose_rows),
             refusals => value(&refusals),
-            refusals_cut,
             checkpoint_size => checkpoint.as_ref().map(|c| c.size),
             checkpoint_root => checkpoint.as_ref().map(|c| B64.encode(&c.root)),
             ..frame(&fg, "overview")
@@ -662,20 +727,18 @@ pub async fn subject(State(c): State<Console>, fg: Fg, Form(f): Form<SubjectForm
         Ok(p) => p,
         Err(_) => return form_error("subject_missing"),
     };
-    let search = Search {
-        limit: 500,
-        ..Default::default()
-    };
     let ex = exchange(&c, &fg);
     let run = async {
-        let (receipt, rows, _) =
-            search_entries(&c.app, &ex, AuditQuery::Subject, search, vec![pseudonym]).await?;
+        let resources = query_resources(&c.app, &Search::default()).await?;
+        let (vis, granted) = audit_scope(&ex, AuditQuery::Subject, &resources).await?;
+        let (groups, single) = c.app.db.subject_disclosures(&vis, &pseudonym).await?;
         let names = Names::load(&c).await?;
-        let rows: Vec<Row> = decode(&rows)?
-            .iter()
-            .filter(|e| e.outcome == crate::ledger::Outcome::Disclosed && !e.fields.is_empty())
-            .map(|e| names.row(e))
-            .collect();
+        let rows = report_rows(&names, groups, &single)?;
+        let draft = ex
+            .draft(&granted)
+            .resources(resources)
+            .subjects(vec![pseudonym]);
+        let receipt = c.app.ledger.log(draft).await?;
         Ok::<_, Problem>((receipt, rows))
     };
     let (receipt, rows) = match run.await {

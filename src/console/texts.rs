@@ -67,10 +67,6 @@ pub fn nl() -> BTreeMap<&'static str, &'static str> {
             "Verstrekkingen per ontvanger en doel",
         ),
         ("overview_refusals", "Weigeringen per redencode"),
-        (
-            "overview_refusals_cut",
-            "Alleen de eerste 100.000 weigeringen van de periode zijn geteld; zoek op uitkomst denied voor alle.",
-        ),
         ("overview_none", "Geen gegevens in deze periode."),
         ("overview_period", "Periode"),
         ("col_week", "Week"),
@@ -168,7 +164,7 @@ pub fn nl() -> BTreeMap<&'static str, &'static str> {
         ("report_title", "Overzicht van verstrekkingen"),
         (
             "report_intro",
-            "Uit het verstrekkingenlog van Ketenpoort blijkt dat over de betrokkene de volgende gegevens zijn verstrekt. Per verstrekking: ontvanger, categorieën van gegevens, datum, doel en grondslag. Het overzicht bevat geen gegevens zelf.",
+            "Uit het verstrekkingenlog van Ketenpoort blijkt dat over de betrokkene de volgende gegevens zijn verstrekt. Per ontvanger, doel en combinatie van gegevens: de categorieën van gegevens, de periode (eerste en laatste verstrekking), hoe vaak, het doel en de grondslag. Het overzicht bevat geen gegevens zelf.",
         ),
         (
             "report_none",
@@ -178,7 +174,8 @@ pub fn nl() -> BTreeMap<&'static str, &'static str> {
         ("cat_victims", "Slachtoffer"),
         ("cat_suspects", "Verdachte"),
         ("cat_signal", "Signaal"),
-        ("report_date", "Datum"),
+        ("report_period", "Periode (UTC)"),
+        ("report_times", "Aantal keer"),
         ("report_print", "Afdrukken"),
         ("report_signed", "De functionaris gegevensbescherming"),
         ("control_title", "Controle (NEN 7513)"),

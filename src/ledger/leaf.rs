@@ -31,6 +31,9 @@ pub struct LeafView<'a> {
     pub subjects: Vec<Cow<'a, str>>,
     /// v2: the SHA-256 name of the projection (None: names none, or v1).
     pub projection: Option<[u8; 32]>,
+    /// v1: the decision's first reason code (a v2 leaf's reasons are in
+    /// its projection).
+    pub reason: Option<Cow<'a, str>>,
     pub outcome: Outcome,
 }
 
@@ -74,6 +77,7 @@ impl<'a> LeafView<'a> {
         let mut subjects = Vec::new();
         p.list(|s| subjects.push(s))?;
         let mut projection = None;
+        let mut reason = None;
         if v2 {
             p.lit(b",\"projection\":")?;
             if p.lit(b"null").is_none() {
@@ -85,7 +89,9 @@ impl<'a> LeafView<'a> {
             p.lit(b",\"decision\":{\"mode\":")?;
             p.string()?;
             p.lit(b",\"reasons\":")?;
-            p.list(|_| ())?;
+            p.list(|r| {
+                reason.get_or_insert(r);
+            })?;
             p.lit(b"},\"policyRevision\":")?;
             p.nullable()?;
         }
@@ -102,6 +108,7 @@ impl<'a> LeafView<'a> {
             purpose,
             subjects,
             projection,
+            reason,
             outcome,
         })
     }
@@ -285,6 +292,9 @@ mod tests {
             purpose: e.purpose.map(own),
             subjects: e.subjects.into_iter().map(own).collect(),
             projection,
+            reason: (e.v == V1)
+                .then(|| e.decision.reasons.first().cloned().map(own))
+                .flatten(),
             outcome: e.outcome,
         })
     }

@@ -10,6 +10,7 @@
 //! or the commit fails, the caller gets [`Unavailable`] and releases nothing.
 
 mod checkpoint;
+pub mod counts;
 mod disclosed;
 pub mod entry;
 mod leaf;
@@ -223,6 +224,7 @@ impl Ledger {
             "this database's log was created with origin {stored_origin:?} and key {stored_key:?}; \
              configure log.origin and the log signing key accordingly"
         );
+        counts::catch_up(&db).await?;
         let core = Arc::new(Core {
             db,
             verifier_key: signer.verifier_key(),

@@ -326,6 +326,9 @@ impl Pending {
             recipient: entry.recipient,
             purpose: entry.purpose,
             outcome: entry.outcome.as_str(),
+            reason: matches!(entry.outcome, super::Outcome::Denied)
+                .then(|| entry.decision.reasons.first().cloned())
+                .flatten(),
             subjects: entry.subjects,
             projection,
             hashes,

@@ -34,10 +34,11 @@ use time::format_description::well_known::Rfc3339;
 use std::collections::HashMap;
 
 use super::checkpoint;
-use super::entry::Projection;
+use super::entry::{Outcome, Projection};
 use super::leaf::LeafView;
 use super::merkle::{CompactRange, Hash, Reader, leaf_hash};
 use crate::store::Db;
+use crate::store::log_counts::week_of;
 use crate::store::log_scan::{LogBatch, LogHead, Scope, StoredRow};
 use crate::witness::WitnessKey;
 
@@ -204,6 +205,10 @@ pub async fn verify(db: &Db, trusted: &TrustedKey, opts: &Options<'_>) -> Result
     tokio::task::spawn_blocking(move || {
         let mut v = Verifier::new(&head, key, held);
         v.tree = start;
+        if since.is_some() {
+            // Counts cover the whole log; a run from a checkpoint reads part.
+            v.counted = None;
+        }
         v.check_checkpoints()?;
         while let Some(batch) = scan.batches.blocking_recv() {
             let batch = batch.map_err(db_err)?;
@@ -372,6 +377,33 @@ struct Verifier<'h> {
     /// Every stored projection by its stored name: `None` if it hashes to
     /// that name and is canonical, else what is wrong with it.
     projections: HashMap<Vec<u8>, Option<&'static str>>,
+    /// The first reason code of every stored projection, by its name.
+    reasons: HashMap<Vec<u8>, String>,
+    /// The weekly counts recomputed from the entries (a whole run only),
+    /// by their key as bytes ([`count_key`]).
+    counted: Option<HashMap<Vec<u8>, i64>>,
+    /// The key of the entry being counted (reused).
+    scratch: Vec<u8>,
+}
+
+/// The Monday (UTC) that starts week `week` of the weekly counts.
+fn week_date(week: i64) -> String {
+    use crate::store::console::{MONDAY_OFFSET_MS, WEEK_MS};
+    let ms = week * WEEK_MS - MONDAY_OFFSET_MS;
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .map(|t| t.date().to_string())
+        .unwrap_or_else(|_| format!("week {week}"))
+}
+
+/// A weekly count's key as bytes: the week and the six texts, each ended
+/// by a 0 byte (which no text of the log holds).
+fn count_key(out: &mut Vec<u8>, week: i64, texts: [&[u8]; 6]) {
+    out.clear();
+    out.extend_from_slice(&week.to_be_bytes());
+    for t in texts {
+        out.extend_from_slice(t);
+        out.push(0);
+    }
 }
 
 /// What is wrong with a stored projection row, if anything.
@@ -399,6 +431,16 @@ impl<'h> Verifier<'h> {
                 .iter()
                 .map(|(name, body)| (name.clone(), projection_fault(name, body)))
                 .collect(),
+            reasons: head
+                .projections
+                .iter()
+                .filter_map(|(name, body)| {
+                    let first = Projection::decode(body)?.decision.reasons.first()?.clone();
+                    Some((name.clone(), first))
+                })
+                .collect(),
+            counted: Some(HashMap::new()),
+            scratch: Vec::new(),
         }
     }
 
@@ -499,6 +541,7 @@ impl<'h> Verifier<'h> {
                 return fail(i, "the subject index differs from the leaf bytes");
             }
             subjects = &subjects[n..];
+            self.count(row, &entry);
             let expected = self.tree.push(lh);
             let first = tlog_tiles::stored_hash_index(0, i);
             let end = first + expected.len() as u64;
@@ -518,8 +561,83 @@ impl<'h> Verifier<'h> {
         Ok(())
     }
 
+    /// Counts an entry (its columns match its leaf) in its weekly count.
+    fn count(&mut self, row: &StoredRow, entry: &LeafView<'_>) {
+        let Some(counted) = self.counted.as_mut() else {
+            return;
+        };
+        let reason: &[u8] = match entry.outcome {
+            Outcome::Denied => match (&entry.projection, &entry.reason) {
+                (Some(name), _) => self.reasons.get(&name[..]).map_or(b"", |r| r.as_bytes()),
+                (None, Some(r)) => r.as_bytes(),
+                (None, None) => b"",
+            },
+            _ => b"",
+        };
+        let texts = [
+            entry.action.as_str().as_bytes(),
+            entry.actor_partner.as_bytes(),
+            entry.recipient.as_deref().unwrap_or_default().as_bytes(),
+            entry.purpose.as_deref().unwrap_or_default().as_bytes(),
+            entry.outcome.as_str().as_bytes(),
+            reason,
+        ];
+        count_key(&mut self.scratch, week_of(row.ts), texts);
+        match counted.get_mut(&self.scratch[..]) {
+            Some(n) => *n += 1,
+            None => {
+                counted.insert(self.scratch.clone(), 1);
+            }
+        }
+    }
+
+    /// A whole run: the stored weekly counts are the recomputed ones.
+    fn check_counts(&mut self) -> Result<(), Failure> {
+        let Some(counted) = self.counted.take() else {
+            return Ok(());
+        };
+        let mut stored = HashMap::with_capacity(self.head.counts.0.len());
+        for (k, n) in &self.head.counts.0 {
+            let texts = [
+                &k.action,
+                &k.actor_partner,
+                &k.recipient,
+                &k.purpose,
+                &k.outcome,
+                &k.reason,
+            ]
+            .map(|t| t.as_bytes());
+            count_key(&mut self.scratch, k.week, texts);
+            stored.insert(self.scratch.clone(), *n);
+        }
+        if stored == counted {
+            return Ok(());
+        }
+        // The first week whose counts differ (by key, either way).
+        let week = |k: &Vec<u8>| {
+            k.get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_be_bytes)
+        };
+        let differ = stored
+            .iter()
+            .filter(|(k, n)| counted.get(*k) != Some(n))
+            .chain(counted.iter().filter(|(k, n)| stored.get(*k) != Some(n)))
+            .filter_map(|(k, _)| week(k))
+            .min();
+        fail(
+            None,
+            format!(
+                "the weekly counts (table log_counts) differ from the entries{}: the privacy officers' overview would show altered numbers",
+                differ
+                    .map(|w| format!(", first in the week of {}", week_date(w)))
+                    .unwrap_or_default()
+            ),
+        )
+    }
+
     /// After the last entry: the head, the checkpoints and the leftovers.
-    fn finish(self, rest: &LogBatch) -> Result<Report, Failure> {
+    fn finish(mut self, rest: &LogBatch) -> Result<Report, Failure> {
         let n = self.tree.size();
         let head_size = self.head.size;
         if head_size != n {
@@ -552,6 +670,7 @@ impl<'h> Verifier<'h> {
         if !rest.hashes.is_empty() {
             return fail(n, "tree hashes stored beyond the last entry");
         }
+        self.check_counts()?;
         // Rows no entry read here names (entries before `since`, or none).
         let mut faults: Vec<_> = self
             .projections

@@ -155,54 +155,7 @@ impl WriteTx {
     }
 }
 
-/// Disclosures of one recipient for one purpose in one week.
-#[derive(Clone, Debug)]
-pub struct WeekCount {
-    /// Weeks since Monday 1969-12-29 (ISO weeks start on Monday).
-    pub week: i64,
-    pub recipient: Option<String>,
-    pub purpose: Option<String>,
-    pub count: i64,
-}
-
 /// A week in milliseconds, and the offset that makes weeks start on Monday
 /// (the Unix epoch was a Thursday).
 pub const WEEK_MS: i64 = 7 * 86_400_000;
 pub const MONDAY_OFFSET_MS: i64 = 3 * 86_400_000;
-
-impl Db {
-    /// Disclosed entries per week, recipient and purpose in `[from_ms,
-    /// to_ms)`, within what `vis` may see.
-    pub async fn disclosures_per_week(
-        &self,
-        vis: &super::ledger::Visibility,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<WeekCount>, sqlx::Error> {
-        // Numbers are inlined: they are integers, not text.
-        let mut sql = format!(
-            "SELECT (e.ts + {MONDAY_OFFSET_MS}) / {WEEK_MS} AS week, e.recipient, e.purpose, COUNT(*) AS n \
-             FROM log_entries e WHERE e.outcome = 'disclosed' AND e.ts >= {from_ms} AND e.ts < {to_ms}"
-        );
-        let mut args = Vec::new();
-        vis.restrict(&mut sql, &mut args);
-        sql.push_str(
-            " GROUP BY week, e.recipient, e.purpose ORDER BY week, e.recipient, e.purpose",
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for a in args {
-            q = q.bind(a);
-        }
-        let rows = q.fetch_all(self.pool()).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(WeekCount {
-                    week: r.try_get("week")?,
-                    recipient: r.try_get("recipient")?,
-                    purpose: r.try_get("purpose")?,
-                    count: r.try_get("n")?,
-                })
-            })
-            .collect()
-    }
-}

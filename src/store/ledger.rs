@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use sqlx::{AnyConnection, Row};
 use tlog_tiles::Hash;
 
+use super::log_counts::{CountKey, Counts, week_of};
 use super::{Backend, Db, WriteTx};
 
 /// An entry to store: its leaf bytes, the columns derived from them, its
@@ -22,6 +23,8 @@ pub struct EntryRow {
     pub recipient: Option<String>,
     pub purpose: Option<String>,
     pub outcome: &'static str,
+    /// A refusal's first reason code, for the weekly counts.
+    pub reason: Option<String>,
     pub subjects: Vec<String>,
     /// The projection the leaf names (v2), stored once with the first
     /// entry that names it.
@@ -51,6 +54,20 @@ pub struct StoredEntry {
 pub struct ProjectionRow {
     pub hash: [u8; 32],
     pub body: Vec<u8>,
+}
+
+/// Disclosures about one person to one recipient for one purpose under
+/// one projection ([`Db::subject_disclosures`]).
+pub struct SubjectGroup {
+    pub recipient: Option<String>,
+    pub purpose: Option<String>,
+    /// The projection's name (as the entries' column holds it) and its
+    /// stored bytes (its field names, legal basis).
+    pub name: Vec<u8>,
+    pub projection: Vec<u8>,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub count: i64,
 }
 
 pub struct StoredCheckpoint {
@@ -257,6 +274,19 @@ impl WriteTx {
                 self.mark_idempotency_logged(request, e.idx).await?;
             }
         }
+        let mut counts = Counts::default();
+        for e in rows {
+            counts.add(CountKey {
+                week: week_of(e.ts),
+                action: e.action.to_owned(),
+                actor_partner: e.actor_partner.clone(),
+                recipient: e.recipient.clone().unwrap_or_default(),
+                purpose: e.purpose.clone().unwrap_or_default(),
+                outcome: e.outcome.to_owned(),
+                reason: e.reason.clone().unwrap_or_default(),
+            });
+        }
+        self.add_log_counts(&counts).await?;
         sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")
             .bind((last.idx + 1) as i64)
             .execute(self.conn())
@@ -269,7 +299,7 @@ impl WriteTx {
 const ROWS_PER_STATEMENT: usize = 200;
 
 /// `<insert> VALUES ($1, .., $cols), (..)` for `rows` rows.
-fn values_sql(insert: &str, cols: usize, rows: usize) -> String {
+pub(crate) fn values_sql(insert: &str, cols: usize, rows: usize) -> String {
     let mut sql = format!("{insert} VALUES ");
     for r in 0..rows {
         if r > 0 {
@@ -404,6 +434,66 @@ impl Db {
         }
         let rows = q.fetch_all(self.pool()).await?;
         rows.iter().map(entry_from_row).collect()
+    }
+
+    /// What was disclosed about one person (`pseudonym`), within what
+    /// `vis` may see: the entries that name a projection grouped by
+    /// recipient, purpose and projection (with its bytes), first and last
+    /// time and count; and, one by one, the disclosed entries that name
+    /// none (v1 leaves hold their fields inline). One pass over the
+    /// person's rows of the subject index: the report of an access request
+    /// does not grow with the rest of the log.
+    pub async fn subject_disclosures(
+        &self,
+        vis: &Visibility,
+        pseudonym: &str,
+    ) -> Result<(Vec<SubjectGroup>, Vec<StoredEntry>), sqlx::Error> {
+        let from = "FROM log_subjects s JOIN log_entries e ON e.idx = s.idx";
+        let mut sql = format!(
+            "SELECT e.recipient, e.purpose, e.projection, p.body, MIN(e.ts) AS first_ms, MAX(e.ts) AS last_ms, \
+             COUNT(*) AS n {from} JOIN log_projections p ON p.hash = e.projection \
+             WHERE s.pseudonym = $1 AND e.outcome = 'disclosed'"
+        );
+        let mut args = vec![pseudonym.to_owned()];
+        vis.restrict(&mut sql, &mut args);
+        sql.push_str(" GROUP BY e.recipient, e.purpose, e.projection, p.body");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(a);
+        }
+        let groups = q
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(SubjectGroup {
+                    recipient: r.try_get("recipient")?,
+                    purpose: r.try_get("purpose")?,
+                    name: r.try_get("projection")?,
+                    projection: r.try_get("body")?,
+                    first_ms: r.try_get("first_ms")?,
+                    last_ms: r.try_get("last_ms")?,
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let mut sql = format!(
+            "SELECT {ENTRY_COLUMNS} {from} {ENTRY_JOIN} WHERE s.pseudonym = $1 \
+             AND e.outcome = 'disclosed' AND e.projection IS NULL"
+        );
+        let mut args = vec![pseudonym.to_owned()];
+        vis.restrict(&mut sql, &mut args);
+        sql.push_str(" ORDER BY e.idx");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(a);
+        }
+        let single = q.fetch_all(self.pool()).await?;
+        let single = single
+            .iter()
+            .map(entry_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok((groups, single))
     }
 
     pub async fn insert_checkpoint(

@@ -11,6 +11,7 @@ pub mod clients;
 pub mod console;
 pub mod idempotency;
 pub mod ledger;
+pub mod log_counts;
 pub mod log_scan;
 pub mod partners;
 pub mod phenomena;

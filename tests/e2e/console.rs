@@ -853,7 +853,49 @@ async fn every_console_page_that_shows_entries_is_one_entry_of_its_own() {
     let entry = one_entry(&server, before, &res, "the access request").await;
     assert!(strings(&entry["subjects"]).all(|s| s.starts_with("ps1:")));
     assert!(!entry.to_string().contains(&seeded.bsn));
-    titles.push(title(&res.text().await.unwrap()));
+    let report = res.text().await.unwrap();
+    titles.push(title(&report));
+    // The report is complete: its lines (per recipient, purpose and set
+    // of fields) count every disclosure of a field about the person that
+    // the API's subject lookup finds for the same FG.
+    let times: Vec<u64> = report
+        .split("<td class=\"times\">")
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap().parse().unwrap())
+        .collect();
+    let found = Role::of(&server, "zvhd", "fg")
+        .post(
+            "/v1/log/subjects",
+            AUDIT,
+            &serde_json::json!({"bsn": seeded.bsn}),
+        )
+        .await;
+    assert_eq!(found.status(), 200);
+    let found: Value = found.json().await.unwrap();
+    let disclosed = found["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["entry"]["outcome"] == "disclosed"
+                && e["entry"]["fields"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty())
+        })
+        .count() as u64;
+    assert!(
+        disclosed >= 6,
+        "the submission, the referral, 5 NLA reads: {disclosed}"
+    );
+    assert_eq!(
+        times.iter().sum::<u64>(),
+        disclosed,
+        "report lines {times:?}"
+    );
+    assert!(
+        times.len() < disclosed as usize,
+        "the NLA's five reads are one line: {times:?}"
+    );
 
     // Pages without entries: nothing logged.
     for path in ["/console/zoeken", "/console/inzage"] {

@@ -1199,6 +1199,37 @@ async fn tamper(
     }
 }
 
+/// The weekly counts as `week|action|actor|recipient|purpose|outcome|reason`
+/// and their numbers, sorted.
+async fn counts_table(conn: &mut AnyConnection) -> Vec<(String, i64)> {
+    let rows = sqlx::query(
+        "SELECT week, action, actor_partner, recipient, purpose, outcome, reason, n FROM log_counts",
+    )
+    .fetch_all(conn)
+    .await
+    .expect("log_counts");
+    let mut out: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| {
+            let texts: Vec<String> = (1..7).map(|i| r.get::<String, _>(i)).collect();
+            (
+                format!("{}|{}", r.get::<i64, _>(0), texts.join("|")),
+                r.get::<i64, _>(7),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// What a forger with write access to the database does after rewriting
+/// entries: drops the weekly counts and lets ketenpoort count the forged
+/// log afresh (`migrate`), so that they agree with it.
+async fn recount(copy: &DataDir, conn: &mut AnyConnection) {
+    exec(conn, "DELETE FROM log_counts").await;
+    copy.cli_ok(&["migrate"]);
+}
+
 #[tokio::test]
 async fn log_verify_names_the_first_bad_index_of_every_tampering() {
     const SIZE: u64 = 300;
@@ -1297,6 +1328,52 @@ async fn log_verify_names_the_first_bad_index_of_every_tampering() {
         assert_fails_at(&out, bad, why, &format!("{t:?}"));
     }
 
+    // The weekly counts the privacy officer's overview reads (migration
+    // 0020) are derived from the entries like the columns: counting the
+    // log afresh (`migrate`, as on opening a log written before them)
+    // gives the very rows the appends kept, and a changed count fails
+    // verification.
+    let copy = data.copy().await;
+    let mut conn = copy.connect().await;
+    let kept = counts_table(&mut conn).await;
+    assert_eq!(
+        kept.iter().map(|(_, n)| n).sum::<i64>(),
+        SIZE as i64,
+        "the counts add up to the log's size"
+    );
+    let denied: Vec<_> = kept
+        .iter()
+        .filter(|(k, _)| k.split('|').nth(5) == Some("denied"))
+        .collect();
+    assert!(
+        !denied.is_empty() && denied.iter().all(|(k, _)| !k.ends_with('|')),
+        "refusals are counted by their reason code: {kept:?}"
+    );
+    exec(&mut conn, "DELETE FROM log_counts").await;
+    drop(conn);
+    let out = copy.cli_ok(&["migrate"]);
+    assert!(out.contains(&format!("{SIZE} entries counted")), "{out}");
+    let mut conn = copy.connect().await;
+    assert_eq!(
+        counts_table(&mut conn).await,
+        kept,
+        "recounted = kept at append"
+    );
+    exec(
+        &mut conn,
+        "UPDATE log_counts SET n = n + 1 WHERE week = (SELECT MIN(week) FROM log_counts) \
+         AND outcome = 'denied'",
+    )
+    .await;
+    drop(conn);
+    let out = copy.cli(&["log", "verify", "--verifier-key", &vkey]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "a changed count: {stderr}");
+    assert!(
+        stderr.contains("weekly counts") && !stderr.contains("first bad index"),
+        "a changed count: {stderr}"
+    );
+
     // Checkpoints a privacy officer kept (as served): the log is consistent
     // with each, and forged ones are refused.
     let held_dir = tempfile::tempdir().unwrap();
@@ -1358,6 +1435,7 @@ async fn log_verify_names_the_first_bad_index_of_every_tampering() {
         let copy = data.copy().await;
         let mut conn = copy.connect().await;
         let (bad, why) = tamper(&mut conn, t, k, SIZE, &checkpoints).await;
+        recount(&copy, &mut conn).await;
         drop(conn);
         let alone = copy.cli(&["log", "verify", "--verifier-key", &vkey]);
         assert!(
@@ -1410,6 +1488,7 @@ async fn log_verify_names_the_first_bad_index_of_every_tampering() {
             .await
             .unwrap();
     }
+    recount(&copy, &mut conn).await;
     drop(conn);
     let out = copy.cli(&["log", "verify", "--verifier-key", &forger_key]);
     assert!(
@@ -1928,6 +2007,8 @@ async fn log_tables(data: &DataDir) -> Vec<u8> {
     let expected = [
         "log_checkpoints",
         "log_cosignatures",
+        // Weekly counts: partners, purposes, actions, reason codes.
+        "log_counts",
         "log_entries",
         "log_hashes",
         "log_head",
@@ -2925,6 +3006,14 @@ async fn a_log_of_v1_entries_followed_by_v2_entries_verifies_and_shows_every_fie
     )
     .await;
     drop(conn);
+    // A log written before the weekly counts (migration 0020) is counted
+    // when ketenpoort opens it: the v1 entries' refusal reasons are in
+    // their leaves.
+    let out = data.cli_ok(&["migrate"]);
+    assert!(
+        out.contains(&format!("{} entries counted", v1_fields.len())),
+        "{out}"
+    );
     let out = data.cli(&["log", "verify", "--verifier-key", &vkey]);
     assert!(
         out.status.success(),

@@ -36,6 +36,10 @@ const HEAD: &str = "SELECT origin, verifier_key, size FROM log_head WHERE id = 1
 /// Every stored projection (a few hundred rows at most: one per distinct
 /// grant), read with the head in the same snapshot.
 const PROJECTIONS: &str = "SELECT hash, body FROM log_projections ORDER BY hash";
+/// The weekly counts (migration 0020), read with the head in the same
+/// snapshot: a few rows per week.
+const COUNTS: &str =
+    "SELECT week, action, actor_partner, recipient, purpose, outcome, reason, n FROM log_counts";
 const CHECKPOINTS: &str =
     "SELECT size, root, note FROM log_checkpoints WHERE size >= $1 ORDER BY size";
 
@@ -66,6 +70,8 @@ pub struct LogHead {
     pub checkpoints: Vec<StoredCheckpoint>,
     /// Every stored projection: (name, bytes) as stored (unchecked).
     pub projections: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The stored weekly counts, as stored (unchecked).
+    pub counts: super::log_counts::Counts,
 }
 
 /// An entry row as stored. The byte and text columns share one buffer.

@@ -9,8 +9,8 @@ use sqlx::{Connection, Row};
 use tokio::sync::oneshot;
 
 use super::{
-    Batches, CHECKPOINTS, ENTRIES, HASHES, HEAD, HashRow, LogHead, PROJECTIONS, SUBJECTS, Scope,
-    StoredRow, SubjectRow, Tables, checkpoint,
+    Batches, CHECKPOINTS, COUNTS, ENTRIES, HASHES, HEAD, HashRow, LogHead, PROJECTIONS, SUBJECTS,
+    Scope, StoredRow, SubjectRow, Tables, checkpoint,
 };
 
 /// A connection per query, all three in one snapshot (exported by the
@@ -58,12 +58,26 @@ pub(super) async fn scan(
     let projections = sqlx::query_as::<_, (Vec<u8>, Vec<u8>)>(PROJECTIONS)
         .fetch_all(&mut e)
         .await?;
+    let mut counts = crate::store::log_counts::Counts::default();
+    for c in sqlx::query(COUNTS).fetch_all(&mut e).await? {
+        let key = crate::store::log_counts::CountKey {
+            week: c.try_get(0)?,
+            action: c.try_get(1)?,
+            actor_partner: c.try_get(2)?,
+            recipient: c.try_get(3)?,
+            purpose: c.try_get(4)?,
+            outcome: c.try_get(5)?,
+            reason: c.try_get(6)?,
+        };
+        counts.0.insert(key, c.try_get(7)?);
+    }
     let head = LogHead {
         origin: r.try_get(0)?,
         verifier_key: r.try_get(1)?,
         size: r.try_get::<i64, _>(2)? as u64,
         checkpoints,
         projections,
+        counts,
     };
     if head_tx.send(Some(head)).is_err() {
         return Ok(());

@@ -6,8 +6,8 @@ use futures::executor::block_on;
 use tokio::sync::oneshot;
 
 use super::{
-    Batches, CHECKPOINTS, ENTRIES, HASHES, HEAD, HashRow, LogHead, PROJECTIONS, SUBJECTS, Scope,
-    StoredRow, SubjectRow, Tables, checkpoint,
+    Batches, CHECKPOINTS, COUNTS, ENTRIES, HASHES, HEAD, HashRow, LogHead, PROJECTIONS, SUBJECTS,
+    Scope, StoredRow, SubjectRow, Tables, checkpoint,
 };
 
 /// One connection, one read transaction; the three queries step side by side.
@@ -46,12 +46,30 @@ pub(super) fn scan(
         .prepare(PROJECTIONS)?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
+    let mut counts = crate::store::log_counts::Counts::default();
+    let mut stmt = conn.prepare(COUNTS)?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let key = crate::store::log_counts::CountKey {
+            week: r.get(0)?,
+            action: r.get(1)?,
+            actor_partner: r.get(2)?,
+            recipient: r.get(3)?,
+            purpose: r.get(4)?,
+            outcome: r.get(5)?,
+            reason: r.get(6)?,
+        };
+        counts.0.insert(key, r.get(7)?);
+    }
+    drop(rows);
+    drop(stmt);
     let head = LogHead {
         origin,
         verifier_key,
         size,
         checkpoints,
         projections,
+        counts,
     };
     if head_tx.send(Some(head)).is_err() {
         return Ok(());
