@@ -16,6 +16,11 @@ server-side time of:
   the one person every other read of the log is about (the worst case:
   nearly every entry carries the pseudonym).
 
+Then, the server stopped, `ketenpoort log verify` over the whole log (its
+rate), and the size of a full read's leaf: bench/run takes the 1M-entry
+verify rate and entry size of its report from here (one log per backend,
+grown once).
+
 Server-side means the `latency_ms` the server itself logs for the request
 ("request completed", from the first byte in to the last byte out of the
 handler); the client's own wall time over loopback is reported beside it.
@@ -33,6 +38,7 @@ PostgreSQL psql and $KETENPOORT_BENCH_DATABASE_URL (default
 postgres://postgres@127.0.0.1:5432/test).
 """
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -144,12 +150,15 @@ class Server:
                     raise
 
     def stop(self):
+        if self.proc.poll() is not None:
+            return
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-        self.stderr.close()
+        if not self.stderr.closed:
+            self.stderr.close()
 
     def cleanup(self):
         if self.schema:
@@ -239,6 +248,40 @@ def grow(s, entries, grow_minutes, work):
     return have
 
 
+def full_read_leaf(s, conn, size):
+    """The leaf of the full-record read with the most fields among the last
+    200 entries (as the FG's API serves it), its projection's size and where
+    its bytes go."""
+    fg = s.token("zvhd", "fg")
+    status, _, body = api(s, conn, "GET", f"/v1/log/entries?start={max(0, size - 200)}&end={size}", fg,
+                          "verantwoording")
+    assert status == 200, body[:300]
+    reads = [e for e in json.loads(body)["entries"] if e.get("entry", {}).get("action") == "read"]
+    if not reads:
+        return None
+    e = max(reads, key=lambda e: len(e["entry"]["fields"]))
+    leaf = base64.b64decode(e["leaf"])
+    doc = json.loads(leaf)
+    x = e["entry"]
+    projection = json.dumps({"policyRevision": x["policyRevision"], "legalBasis": x["legalBasis"],
+                             "decision": x["decision"], "fields": x["fields"]},
+                            separators=(",", ":"), ensure_ascii=False).encode()
+
+    def size(v):
+        return len(json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode())
+    parts = {
+        "the subjects' pseudonyms": size(doc.get("subjects", [])),
+        "resources": size(doc.get("resources", [])),
+        "request id, trace reference, user reference and projection name": sum(
+            size(v) for v in [doc.get("requestId"), doc.get("traceId"), (doc.get("actor") or {}).get("user"),
+                              doc.get("projection")]),
+        "time": size(doc.get("time")),
+    }
+    parts["keys, partner, role, action, purpose, outcome and punctuation"] = len(leaf) - sum(parts.values())
+    return {"leaf_bytes": len(leaf), "fields": len(x["fields"]), "projection_bytes": len(projection),
+            "leaf_version": x["v"], "parts": parts}
+
+
 def latencies_since(s, offset):
     """`latency_ms` of the requests the server logged after byte `offset`."""
     out = []
@@ -314,6 +357,7 @@ def bench_backend(backend, args):
         size = grow(s, args.entries, args.grow_minutes, work)
         grow_s = time.perf_counter() - t0
         conn = s.conn()
+        entry = full_read_leaf(s, conn, size)
         bsn = json.loads((ROOT / "examples" / "signal.json").read_text())["victims"][0].get("bsn")
         user_ref = s.cli("log", "user-ref", "--partner", "nla", "--user", "inspecteur-3")
         rows = []
@@ -335,8 +379,32 @@ def bench_backend(backend, args):
                 body = urllib.parse.urlencode({"csrf": csrf, "bsn": bsn})
                 rows.append(measure(s, conn, f"access request: the person of nearly every entry ({partner} FG)",
                                     "POST", "/console/inzage", args.samples, cookie, body=body))
+        # The control page (no target in issue 15): its rules read the
+        # entries of the window (at most 200,000), so it is measured apart,
+        # with few samples, and a page that does not answer is reported.
+        cookie, _ = console_session(s, conn, "zvhd")
+        try:
+            rows.append(measure(s, conn, "control (zvhd FG, no target)", "GET", "/console/controle",
+                                min(5, args.samples), cookie))
+        except AssertionError as e:
+            log(f"control page: {e}")
+            rows.append({"page": "control (zvhd FG, no target)", "samples": 0, "failed": str(e)[:200],
+                         "server_p50_ms": None, "server_p95_ms": None, "server_max_ms": None,
+                         "wall_p50_ms": None, "wall_p95_ms": None})
         conn.close()
-        return {"backend": backend, "entries": size, "grow_seconds": grow_s, "pages": rows}
+        # `log verify` over the whole log, the server stopped.
+        s.stop()
+        cmd = [str(BIN), "log", "verify", "--data-dir", str(s.dir)]
+        if s.db_url:
+            cmd += ["--database-url", s.db_url]
+        t0 = time.perf_counter()
+        out = run(cmd).stdout
+        took = time.perf_counter() - t0
+        n = int(re.search(r"log verified: (\d+) entries", out).group(1))
+        verify = {"entries": n, "seconds": took, "entries_per_s": n / took}
+        log(f"log verify: {n:,} entries in {took:.1f} s ({n / took:,.0f}/s)")
+        return {"backend": backend, "entries": size, "grow_seconds": grow_s, "pages": rows,
+                "verify": verify, "entry": entry}
     finally:
         s.stop()
         s.cleanup()
@@ -358,9 +426,10 @@ def markdown(results, args):
         "# The console on a large log",
         "",
         f"`python3 bench/console.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"{platform.machine()}, {os.cpu_count()} cores. "
-        "**The machine was shared with other builds and benchmarks while this ran**: the absolute numbers are "
-        "upper bounds, noisy ones.",
+        f"{platform.machine()}, {os.cpu_count()} cores; load average (1 min) {args.load[0]:.2f} at the start, "
+        f"{os.getloadavg()[0]:.2f} at the end"
+        + (" (other work ran beside it: the absolute numbers are upper bounds, noisy ones)."
+           if max(args.load[0], os.getloadavg()[0]) > 1.5 else " (besides the bench's own server and load generator, nothing ran)."),
         "",
         "The log was grown through the API by wrk (reads by the ZVHD, by the NLA under 20 named users, and "
         "refused reads of a municipality), all within the current week: every entry is inside the overview's "
@@ -381,9 +450,19 @@ def markdown(results, args):
         for p in r["pages"]:
             t = target_of(p["page"])
             met = "–" if t is None or p["server_p95_ms"] is None else ("yes" if p["server_p95_ms"] < t else "**no**")
+            if p.get("failed"):
+                lines.append(f"| {p['page']} | – | did not answer: {p['failed']} | | | | |")
+                continue
             lines.append(f"| {p['page']} | {t or '–'} ms | {fmt(p['server_p50_ms'])} ms | "
                          f"{fmt(p['server_p95_ms'])} ms | {fmt(p['server_max_ms'])} ms | "
                          f"{fmt(p['wall_p95_ms'])} ms | {met} |")
+        v, e = r.get("verify"), r.get("entry")
+        if v:
+            lines.append(f"`log verify` over this log, the server stopped: {v['entries']:,} entries in "
+                         f"{v['seconds']:.1f} s, {v['entries_per_s']:,.0f} entries/s.")
+        if e:
+            lines.append(f"The leaf of a full read (its projection names {e['fields']} fields): {e['leaf_bytes']} "
+                         f"bytes; the projection, stored once: {e['projection_bytes']} bytes.")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -398,11 +477,13 @@ def main():
     args = ap.parse_args()
     if not BIN.exists():
         raise SystemExit(f"{BIN} is missing: cargo build --release first")
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    args.load = os.getloadavg()
     results = [bench_backend(b, args) for b in args.backends.split(",") if b]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown(results, args))
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"started": started, "backends": results}, indent=2) + "\n")
     log(f"wrote {out}")
 
 
