@@ -656,12 +656,16 @@ def load_text(r):
 def merge_console(result):
     """The 1M-entry measures of bench/console.py (`log verify`, the leaf of a
     full read, the console pages), if its run is newer than this one."""
-    path = RESULTS / "console.json"
-    if not path.exists():
+    runs = []
+    for name in ["console.json", "console-postgres.json", "console-sqlite.json"]:
+        path = RESULTS / name
+        if path.exists():
+            c = json.loads(path.read_text())
+            if isinstance(c, dict) and c.get("started", "") >= result["started"]:
+                runs.append(c)
+    if not runs:
         return
-    c = json.loads(path.read_text())
-    if not isinstance(c, dict) or c.get("started", "") < result["started"]:
-        return
+    c = {"started": ", ".join(r["started"] for r in runs), "backends": [b for r in runs for b in r["backends"]]}
     result["console"] = c
     for b in c["backends"]:
         x = result["backends"].setdefault(b["backend"], {})
