@@ -1,7 +1,8 @@
 //! The weekly counts of the log (`store::log_counts`): what an entry counts
 //! as, and counting a log that predates the counts when it is opened. The
 //! sequencer adds the counts of every batch it appends in the batch's
-//! transaction; `log verify` recomputes them all with [`key_of`].
+//! transaction, each entry's key from [`key_of`]; `log verify` recomputes
+//! them from the leaf bytes by the same rule (`verify::Verifier::count`).
 
 use time::format_description::well_known::Rfc3339;
 

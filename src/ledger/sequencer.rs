@@ -315,20 +315,28 @@ impl Pending {
         let (leaf, projection) = entry.leaf();
         let hash = leaf_hash(&leaf);
         let hashes = self.tree.push(hash);
+        let ts = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let count = super::counts::key_of(
+            ts,
+            entry.action.as_str(),
+            &entry.actor.partner,
+            entry.recipient.as_deref(),
+            entry.purpose.as_deref(),
+            entry.outcome,
+            entry.decision.reasons.first().map(String::as_str),
+        );
         self.rows.push(EntryRow {
             idx: index,
             leaf,
             leaf_hash: hash,
-            ts: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+            ts,
             action: entry.action.as_str(),
             actor_partner: entry.actor.partner,
             actor_role: entry.actor.role,
             recipient: entry.recipient,
             purpose: entry.purpose,
             outcome: entry.outcome.as_str(),
-            reason: matches!(entry.outcome, super::Outcome::Denied)
-                .then(|| entry.decision.reasons.first().cloned())
-                .flatten(),
+            count,
             subjects: entry.subjects,
             projection,
             hashes,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use sqlx::{AnyConnection, Row};
 use tlog_tiles::Hash;
 
-use super::log_counts::{CountKey, Counts, week_of};
+use super::log_counts::{CountKey, Counts};
 use super::{Backend, Db, WriteTx};
 
 /// An entry to store: its leaf bytes, the columns derived from them, its
@@ -23,8 +23,8 @@ pub struct EntryRow {
     pub recipient: Option<String>,
     pub purpose: Option<String>,
     pub outcome: &'static str,
-    /// A refusal's first reason code, for the weekly counts.
-    pub reason: Option<String>,
+    /// The weekly count the entry adds to (`ledger::counts::key_of`).
+    pub count: CountKey,
     pub subjects: Vec<String>,
     /// The projection the leaf names (v2), stored once with the first
     /// entry that names it.
@@ -276,15 +276,7 @@ impl WriteTx {
         }
         let mut counts = Counts::default();
         for e in rows {
-            counts.add(CountKey {
-                week: week_of(e.ts),
-                action: e.action.to_owned(),
-                actor_partner: e.actor_partner.clone(),
-                recipient: e.recipient.clone().unwrap_or_default(),
-                purpose: e.purpose.clone().unwrap_or_default(),
-                outcome: e.outcome.to_owned(),
-                reason: e.reason.clone().unwrap_or_default(),
-            });
+            counts.add(e.count.clone());
         }
         self.add_log_counts(&counts).await?;
         sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")
