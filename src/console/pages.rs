@@ -22,8 +22,8 @@ use crate::api::purpose::Exchange;
 use crate::ledger::{Disclosed, Entry, LogAction, Outcome};
 use crate::policy::model::{AuditQuery, Scope};
 use crate::problem::Problem;
-use crate::store::console::{MONDAY_OFFSET_MS, WEEK_MS};
 use crate::store::ledger::{Search, StoredEntry};
+use crate::store::log_counts::{week_of, week_start_ms};
 
 type Page = Result<Disclosed<Response>, Response>;
 
@@ -247,10 +247,10 @@ fn ms_date(ms: i64) -> String {
 pub async fn overview(State(c): State<Console>, fg: Fg) -> Page {
     let ex = exchange(&c, &fg);
     let now = session::now_ms();
-    let this_week = (now + MONDAY_OFFSET_MS) / WEEK_MS;
+    let this_week = week_of(now);
     let weeks = i64::from(c.app.config.console.overview_weeks.max(1));
-    let from_ms = (this_week - weeks + 1) * WEEK_MS - MONDAY_OFFSET_MS;
-    let to_ms = (this_week + 1) * WEEK_MS - MONDAY_OFFSET_MS;
+    let from_ms = week_start_ms(this_week - weeks + 1);
+    let to_ms = week_start_ms(this_week + 1);
     let search = Search {
         from_ms: Some(from_ms),
         to_ms: Some(to_ms),
@@ -287,7 +287,7 @@ pub async fn overview(State(c): State<Console>, fg: Fg) -> Page {
     }
     let names = Names::load(&c).await.map_err(err)?;
     let week_labels: Vec<String> = (0..weeks)
-        .map(|i| ms_date((this_week - weeks + 1 + i) * WEEK_MS - MONDAY_OFFSET_MS))
+        .map(|i| ms_date(week_start_ms(this_week - weeks + 1 + i)))
         .collect();
     let mut by_recipient = std::collections::BTreeMap::<String, Vec<u64>>::new();
     let mut by_purpose = std::collections::BTreeMap::<(String, String), u64>::new();

@@ -29,8 +29,6 @@
 //! who cosigned what, and with `min_witnesses` the newest checkpoint must
 //! carry that many valid cosignatures.
 
-use time::format_description::well_known::Rfc3339;
-
 use std::collections::HashMap;
 
 use super::checkpoint;
@@ -388,8 +386,7 @@ struct Verifier<'h> {
 
 /// The Monday (UTC) that starts week `week` of the weekly counts.
 fn week_date(week: i64) -> String {
-    use crate::store::console::{MONDAY_OFFSET_MS, WEEK_MS};
-    let ms = week * WEEK_MS - MONDAY_OFFSET_MS;
+    let ms = crate::store::log_counts::week_start_ms(week);
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .map(|t| t.date().to_string())
         .unwrap_or_else(|_| format!("week {week}"))
@@ -699,10 +696,7 @@ impl<'h> Verifier<'h> {
 
 /// Every column derived from the leaf equals it.
 fn columns_match(row: &StoredRow, entry: &LeafView<'_>) -> bool {
-    let ts = time::OffsetDateTime::parse(&entry.time, &Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .ok();
-    ts == Some(row.ts)
+    super::counts::time_ms(&entry.time) == Some(row.ts)
         && row.action() == entry.action.as_str().as_bytes()
         && row.actor_partner() == entry.actor_partner.as_bytes()
         && row.actor_role() == entry.actor_role.as_bytes()

@@ -33,6 +33,11 @@ pub fn week_of(ts_ms: i64) -> i64 {
     (ts_ms + MONDAY_OFFSET_MS).div_euclid(WEEK_MS)
 }
 
+/// The first millisecond (Monday 00:00 UTC) of a week of [`week_of`].
+pub fn week_start_ms(week: i64) -> i64 {
+    week * WEEK_MS - MONDAY_OFFSET_MS
+}
+
 /// Counts per key, as added or as stored.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts(pub BTreeMap<CountKey, i64>);
