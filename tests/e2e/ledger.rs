@@ -1359,6 +1359,48 @@ async fn log_verify_names_the_first_bad_index_of_every_tampering() {
         kept,
         "recounted = kept at append"
     );
+    // A partner's privacy officer sees the counts through the scope the
+    // search applies to the entries (`Visibility::restrict`, on the same
+    // column names): for every partner in the log, what its scope counts is
+    // what it finds entry by entry — as actor or recipient, and for its own
+    // aggregate releases.
+    let partners: Vec<String> = sqlx::query_scalar(
+        "SELECT actor_partner FROM log_entries \
+         UNION SELECT recipient FROM log_entries WHERE recipient IS NOT NULL",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(partners.len() >= 3, "partners in the log: {partners:?}");
+    for (scope, label) in [
+        ("(e.actor_partner = $1 OR e.recipient = $1)", "partner"),
+        (
+            "e.actor_partner = $1 AND e.action = 'release-aggregate'",
+            "own aggregate",
+        ),
+    ] {
+        for p in &partners {
+            let entries: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM log_entries e WHERE {scope}"
+            )))
+            .bind(p)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            let counted: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT CAST(SUM(n) AS BIGINT) FROM log_counts e WHERE {scope}"
+            )))
+            .bind(p)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(
+                counted.unwrap_or(0),
+                entries,
+                "{label} scope of {p}: counted vs entries"
+            );
+        }
+    }
     exec(
         &mut conn,
         "UPDATE log_counts SET n = n + 1 WHERE week = (SELECT MIN(week) FROM log_counts) \
