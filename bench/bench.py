@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BIN = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "release" / "ketenpoort"
+FLOOR_BIN = BIN.parent / "examples" / "stack_floor"
 PG_URL = os.environ.get("KETENPOORT_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 CONNECTIONS = 64
 
@@ -205,22 +206,57 @@ http {{
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class StackFloor:
+    """bench/stack_floor.rs: ketenpoort's HTTP stack (tokio, rustls, hyper,
+    axum, mimalloc) serving the same static /healthz with nothing of
+    ketenpoort's own around it. Splits the gap to nginx into the stack's
+    part and ketenpoort's."""
+
+    def __init__(self, tls_dir):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.proc = subprocess.Popen([str(FLOOR_BIN), str(tls_dir / "server.pem"), str(tls_dir / "server.key"),
+                                      str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.base = f"https://127.0.0.1:{port}"
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        raise SystemExit(f"the stack floor did not start: {self.proc.stderr.read() if self.proc.poll() else ''}")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
 def ceiling_measure(seconds, rounds):
-    """nginx and ketenpoort's /healthz, interleaved: `rounds` runs of each
-    of `seconds`, alternating, so both see the same machine."""
+    """nginx, the stack floor and ketenpoort's /healthz, interleaved:
+    `rounds` runs of each of `seconds`, alternating, so all see the same
+    machine."""
     s = Server("sqlite")
-    ng = None
+    ng = floor = None
     try:
         body = s.curl("/healthz")
         ng = Nginx(s.dir / "tls", body.strip())
         assert ng_get(ng, s) == body.strip(), "nginx's /healthz differs"
-        runs = {"nginx": [], "ketenpoort": []}
+        floor = StackFloor(s.dir / "tls")
+        assert ng_get(floor, s) == body.strip(), "the stack floor's /healthz differs"
+        runs = {"nginx": [], "floor": [], "ketenpoort": []}
         for _ in range(rounds):
             runs["nginx"].append(wrk(f"{ng.base}/healthz", seconds))
+            runs["floor"].append(wrk(f"{floor.base}/healthz", seconds))
             runs["ketenpoort"].append(wrk(f"{s.base}/healthz", seconds, server=s))
     finally:
         if ng:
             ng.stop()
+        if floor:
+            floor.stop()
         s.stop()
         s.cleanup()
     out = {}
@@ -233,6 +269,13 @@ def ceiling_measure(seconds, rounds):
     pairs = [k["rps"] / n["rps"] for n, k in zip(runs["nginx"], runs["ketenpoort"]) if n["rps"]]
     out["ratios"] = pairs
     out["ratio"] = statistics.median(pairs) if pairs else None
+    # The split of the gap: the stack's share (floor / nginx) and
+    # ketenpoort's own (ketenpoort / floor), from the same rounds.
+    floor_pairs = [f["rps"] / n["rps"] for n, f in zip(runs["nginx"], runs["floor"]) if n["rps"]]
+    own_pairs = [k["rps"] / f["rps"] for f, k in zip(runs["floor"], runs["ketenpoort"]) if f["rps"]]
+    out["floor_ratios"], out["own_ratios"] = floor_pairs, own_pairs
+    out["floor_ratio"] = statistics.median(floor_pairs) if floor_pairs else None
+    out["own_ratio"] = statistics.median(own_pairs) if own_pairs else None
     return out
 
 
@@ -544,7 +587,8 @@ def markdown(r):
         "",
         f"The ceiling: a static `/healthz` over TLS 1.3 with the same certificate and the same security headers, "
         f"served by Debian's nginx ({c.get('nginx_version', 'nginx')}, worker_processes auto, access log on) and by "
-        f"ketenpoort, {len(c['ratios'])} runs of each, alternating:",
+        f"ketenpoort{' (and by the stack floor, below)' if c.get('floor') else ''}, {len(c['ratios'])} runs of "
+        "each, alternating:",
         "",
         "| server | requests/s (median) | runs | failed | p50 ms | p99 ms |",
         "| --- | ---: | --- | --- | ---: | ---: |",
@@ -552,10 +596,31 @@ def markdown(r):
         f"{fmt(ng['p50_ms'], 2)} | {fmt(ng['p99_ms'], 2)} |",
         f"| ketenpoort | {rps_text(kp)} | {', '.join(fmt(x, 0) for x in kp['runs'])} | {failures_text(kp)} | "
         f"{fmt(kp['p50_ms'], 2)} | {fmt(kp['p99_ms'], 2)} |",
+    ]
+    fl = c.get("floor")
+    if fl:
+        lines += [
+            f"| stack floor (bench/stack_floor.rs) | {rps_text(fl)} | {', '.join(fmt(x, 0) for x in fl['runs'])} | "
+            f"{failures_text(fl)} | {fmt(fl['p50_ms'], 2)} | {fmt(fl['p99_ms'], 2)} |",
+        ]
+    lines += [
         "",
         f"ketenpoort / nginx: **{c['ratio']:.2f}×** (median of the paired runs: "
         f"{', '.join(f'{x:.2f}' for x in c['ratios'])}; target ≥ 0.8×).",
         "",
+    ]
+    if fl:
+        lines += [
+            "The stack floor is ketenpoort's own HTTP stack (tokio, tokio-rustls with ring, hyper-util's auto "
+            "builder, axum, mimalloc; the same TLS versions and ALPN) serving the same body and headers with "
+            "nothing of ketenpoort around it: no access log, metrics, request id, limits or routing table. It "
+            "splits the gap: the stack's share is floor / nginx "
+            f"**{c['floor_ratio']:.2f}×** (runs: {', '.join(f'{x:.2f}' for x in c['floor_ratios'])}), ketenpoort's "
+            f"own share is ketenpoort / floor **{c['own_ratio']:.2f}×** (runs: "
+            f"{', '.join(f'{x:.2f}' for x in c['own_ratios'])}).",
+            "",
+        ]
+    lines += [
         "Exchanges against ketenpoort's own ceiling (its `/healthz` above):",
         "",
         "| measure | backend | requests/s | failed | p50 ms | p99 ms | ratio |",
@@ -826,6 +891,7 @@ def main():
         log("building the release binary")
         t0 = time.perf_counter()
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "--locked", "--example", "stack_floor"], cwd=ROOT, check=True)
         log(f"built in {time.perf_counter() - t0:.0f} s")
     seconds = 4 if args.quick else 20
     verify_entries = args.verify_entries if args.verify_entries is not None else (

@@ -1,6 +1,6 @@
 //! One request's identity as every layer below the HTTP API sees it: the
 //! request id and the W3C trace id, set by the first tower layer
-//! (`api::middleware::request_context`) and read by handlers and by the
+//! (`api::middleware::conventions`) and read by handlers and by the
 //! disclosure log. Nothing personal: both are ids ketenpoort checked.
 
 use axum::extract::FromRequestParts;

@@ -13,6 +13,7 @@
 //! With `telemetry.otlp_endpoint`, each request is also a span exported over
 //! OTLP ([`otlp`]), holding the same vocabulary.
 
+pub mod access;
 pub mod otlp;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -42,6 +43,7 @@ pub fn init_logging(level: &str) -> LogGuard {
             std::io::stderr(),
         ));
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    access::install(writer.clone());
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

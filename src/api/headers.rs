@@ -13,10 +13,7 @@
 //! and gets an answer it can read; only one far over them is refused at the
 //! connection level.
 
-use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
 use super::purpose::PURPOSE_HEADER;
 use crate::problem::Problem;
@@ -69,14 +66,6 @@ pub fn check(headers: &HeaderMap) -> Result<(), Problem> {
         }
     }
     Ok(())
-}
-
-/// The layer: refuses before anything else reads the request.
-pub async fn checked(req: Request, next: Next) -> Response {
-    match check(req.headers()) {
-        Ok(()) => next.run(req).await,
-        Err(p) => p.into_response(),
-    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRef};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -495,46 +495,17 @@ pub fn admin_app(state: AppState) -> Router {
     .with_state(state)
 }
 
-/// What every answer on either listener gets: problem+json for bare error
-/// statuses, the request id and trace context, `API-Version` and the
-/// security headers. A panic is caught innermost, so its 500 passes all of
-/// these too (and is counted and logged with its request id).
+/// What every answer on either listener gets ([`middleware::conventions`]):
+/// problem+json for bare error statuses, the request id and trace context,
+/// the access log, `API-Version` and the security headers. A panic is
+/// caught innermost, so its 500 passes all of these too (and is counted and
+/// logged with its request id).
 fn conventions<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
         .layer(CatchPanicLayer::custom(|_| {
             Problem::internal().into_response()
         }))
-        .layer(axum::middleware::from_fn(middleware::problem_json))
-        .layer(axum::middleware::from_fn(middleware::request_context))
-        .layer(axum::middleware::map_response(security_headers))
-}
-
-/// `API-Version` and the security headers, in one layer (a layer of its
-/// own per header cost a boxed service clone each per request). The
-/// console's pages set their own, stricter content security policy (it
-/// keeps `frame-ancestors 'none'`); every other header overrides.
-async fn security_headers(mut res: axum::response::Response) -> axum::response::Response {
-    let h = res.headers_mut();
-    h.insert(
-        HeaderName::from_static("api-version"),
-        HeaderValue::from_static(API_VERSION),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("frame-ancestors 'none'"),
-        );
-    }
-    h.insert(
-        header::STRICT_TRANSPORT_SECURITY,
-        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    res
+        .layer(axum::middleware::from_fn(middleware::conventions))
 }
 
 /// The complete application: routes, then the layers every request passes.
@@ -557,14 +528,12 @@ pub fn app(state: AppState, cfg: &Config, console: Option<Router>) -> Router {
         .layer(DefaultBodyLimit::max(cfg.http.body_limit))
         .layer(RequestBodyLimitLayer::new(cfg.http.body_limit))
         .layer(axum::middleware::from_fn_with_state(
-            cfg.http.body_limit,
-            middleware::drain_oversized,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            Duration::from_secs(cfg.http.request_timeout_secs.max(1)),
-            middleware::deadline,
-        ))
-        .layer(axum::middleware::from_fn(headers::checked));
+            middleware::Guard {
+                body_limit: cfg.http.body_limit,
+                timeout: Duration::from_secs(cfg.http.request_timeout_secs.max(1)),
+            },
+            middleware::guard,
+        ));
     conventions(router).with_state(state)
 }
 

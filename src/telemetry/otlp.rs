@@ -53,6 +53,12 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 static SPANS: OnceLock<mpsc::Sender<RequestSpan>> = OnceLock::new();
 
+/// Whether spans are exported (`telemetry.otlp_endpoint`): without, a
+/// request builds no span to record.
+pub fn enabled() -> bool {
+    SPANS.get().is_some()
+}
+
 /// Hands a finished request to the exporter, if one runs.
 pub fn record(span: RequestSpan) {
     if let Some(tx) = SPANS.get()
