@@ -108,7 +108,8 @@ struct Started {
     /// data by design, and logging templates keeps it that way even if
     /// one did.
     route: String,
-    /// Lines logged while the request runs carry its ids.
+    /// Lines logged while the request runs carry its request and trace
+    /// ids.
     span: tracing::Span,
 }
 
@@ -131,7 +132,9 @@ impl Started {
             trace_id: trace_id.clone(),
             holds_idempotency_key: false,
         });
-        let span = tracing::info_span!("request", request_id = %id, trace_id = %trace_id, method = %method, route = %route);
+        // The ids only: the method and route are in the access line, which
+        // the request id joins (each field recorded costs a formatting).
+        let span = tracing::info_span!("request", request_id = %id, trace_id = %trace_id);
         Self {
             at: Instant::now(),
             at_wall: std::time::SystemTime::now(),

@@ -117,7 +117,10 @@ pub async fn within_deadline<T>(deadline: Duration, request: impl Future<Output 
     let claim = Claim::default();
     let request = CLAIM.scope(claim.clone(), request);
     tokio::pin!(request);
+    // The request first: one that is done on its first poll (most of
+    // them) never puts its timer in the runtime's timer wheel.
     tokio::select! {
+        biased;
         done = &mut request => return Some(done),
         () = tokio::time::sleep(deadline) => {}
     }
