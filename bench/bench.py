@@ -150,6 +150,18 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def await_port(proc, port, name):
+    """Waits up to 10 s for `proc` to accept connections on `port`."""
+    deadline = time.time() + 10
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{name} did not start: {proc.stderr.read() if proc.poll() is not None else ''}")
+
+
 class Nginx:
     """Debian's nginx serving a static /healthz over TLS 1.3 with the
     server's own certificate and the same security headers ketenpoort
@@ -188,14 +200,7 @@ http {{
         self.proc = subprocess.Popen(["nginx", "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.base = f"https://127.0.0.1:{port}"
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit(f"nginx did not start: {self.proc.stderr.read() if self.proc.poll() else ''}")
+        await_port(self.proc, port, "nginx")
 
     def stop(self):
         self.proc.send_signal(signal.SIGQUIT)
@@ -219,16 +224,7 @@ class StackFloor:
         self.proc = subprocess.Popen([str(FLOOR_BIN), str(tls_dir / "server.pem"), str(tls_dir / "server.key"),
                                       str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.base = f"https://127.0.0.1:{port}"
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.1)
-        raise SystemExit(f"the stack floor did not start: {self.proc.stderr.read() if self.proc.poll() else ''}")
+        await_port(self.proc, port, "the stack floor")
 
     def stop(self):
         self.proc.kill()
@@ -688,20 +684,19 @@ def markdown(r):
     return "\n".join(lines) + "\n"
 
 
-# What profiling /healthz under wrk beside nginx found (perf record, see
-# the README's "Performance"); the ratio comes from the run.
+# What profiling /healthz under wrk found (perf record on the release
+# server, 2026-12-05), after the stack floor showed where the gap was.
 CEILING_CAUSE = (
-    "The paired runs agree with each other, on a machine where only the bench ran (2026-12-05: 0.60, 0.61, "
-    "0.63), so this is the gap, not noise. Where the time goes, as perf and strace -c found it on /healthz "
-    "under wrk (2026-12-04): a quarter of the server's CPU is the kernel's loopback TCP send of each answer "
-    "(one writev per request, which nginx pays too); the rest is spread thin over the tower layers (a boxed "
-    "service clone per route layer per request), allocation (~8%), formatting the JSON access-log line (~4%) "
-    "and the clock (~2%), with no function that stands out. The two costs nginx does not pay that did stand "
-    "out were removed: 3.2 getrandom system calls per request for the ids (now one per ~100 requests) and "
-    "the access-log write on the request's own thread (now a writer thread, no line dropped); the ratio "
-    "before them was 0.62–0.67 on a shared machine, so they did not move it measurably. What is left is "
-    "the general cost of hyper, tower and rustls per request against nginx's C event loop: closing it "
-    "would mean a leaner HTTP stack for every route, not a fix at one place; not attempted.")
+    "The stack floor (bench/stack_floor.rs: the same tokio, rustls, hyper and axum with nothing of ketenpoort "
+    "around them) sets what this stack can do; what ketenpoort adds per request, as perf found it on "
+    "/healthz under wrk (2026-12-05): the kernel's loopback TCP send of each answer is over half of the "
+    "server's CPU (one writev per request, which nginx and the floor pay too); the request span (two ids, "
+    "formatted once when it opens, for the lines logged inside the request) about 5%; the access-log line, "
+    "the metrics and the id headers about 6%; the rest is thin: the two middleware layers, the request "
+    "timeout, the body limits, the routing table. Before 2026-12-05 the ratio was 0.60-0.65: the JSON "
+    "access-log formatter re-parsed the span's fields for every line (9% of CPU), six layers each cloned a "
+    "boxed service and boxed a future per request, and metric handles were registered per request; all "
+    "three were removed (README, Performance).")
 
 
 def load_text(r):
@@ -778,8 +773,12 @@ def gaps(r):
     out = []
     c = r["ceiling"]["ketenpoort"]
     if r["ceiling"]["ratio"] < 0.8:
+        split = ""
+        if r["ceiling"].get("floor_ratio"):
+            split = (f"The stack floor answered {r['ceiling']['floor_ratio']:.2f}× nginx's rate and ketenpoort "
+                     f"{r['ceiling']['own_ratio']:.2f}× the floor's in the same rounds. ")
         out.append(f"Ceiling: ketenpoort's /healthz is {r['ceiling']['ratio']:.2f}× nginx's (target ≥ 0.8×). "
-                   + CEILING_CAUSE)
+                   + split + CEILING_CAUSE)
     for b, x in r["backends"].items():
         for key in ("signal_read", "signal_submit", "signal_refer"):
             if x[key]["failed"]:
