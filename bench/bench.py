@@ -212,7 +212,7 @@ http {{
 
 
 class StackFloor:
-    """bench/stack_floor.rs: ketenpoort's HTTP stack (tokio, rustls, hyper,
+    """examples/stack_floor.rs: ketenpoort's HTTP stack (tokio, rustls, hyper,
     axum, mimalloc) serving the same static /healthz with nothing of
     ketenpoort's own around it. Splits the gap to nginx into the stack's
     part and ketenpoort's."""
@@ -596,7 +596,7 @@ def markdown(r):
     fl = c.get("floor")
     if fl:
         lines += [
-            f"| stack floor (bench/stack_floor.rs) | {rps_text(fl)} | {', '.join(fmt(x, 0) for x in fl['runs'])} | "
+            f"| stack floor (examples/stack_floor.rs) | {rps_text(fl)} | {', '.join(fmt(x, 0) for x in fl['runs'])} | "
             f"{failures_text(fl)} | {fmt(fl['p50_ms'], 2)} | {fmt(fl['p99_ms'], 2)} |",
         ]
     lines += [
@@ -687,7 +687,7 @@ def markdown(r):
 # What profiling /healthz under wrk found (perf record on the release
 # server, 2026-12-05), after the stack floor showed where the gap was.
 CEILING_CAUSE = (
-    "The stack floor (bench/stack_floor.rs: the same tokio, rustls, hyper and axum with nothing of ketenpoort "
+    "The stack floor (examples/stack_floor.rs: the same tokio, rustls, hyper and axum with nothing of ketenpoort "
     "around them) sets what this stack can do; what ketenpoort adds per request, as perf found it on "
     "/healthz under wrk (2026-12-05): the kernel's loopback TCP send of each answer is over half of the "
     "server's CPU (one writev per request, which nginx and the floor pay too); the request span (two ids, "
