@@ -98,7 +98,6 @@ pub async fn conventions(mut req: Request, next: Next) -> Response {
 /// A request on its way through [`conventions`].
 struct Started {
     at: Instant,
-    at_wall: std::time::SystemTime,
     id: Uuid,
     trace_id: String,
     parent_span_id: Option<String>,
@@ -137,7 +136,6 @@ impl Started {
         let span = tracing::info_span!("request", request_id = %id, trace_id = %trace_id);
         Self {
             at: Instant::now(),
-            at_wall: std::time::SystemTime::now(),
             id,
             trace_id,
             parent_span_id,
@@ -171,6 +169,7 @@ impl Started {
                 .expect("trace header"),
         );
         if telemetry::otlp::enabled() {
+            let end = std::time::SystemTime::now();
             telemetry::otlp::record(telemetry::otlp::RequestSpan {
                 trace_id: self.trace_id,
                 span_id: self.span_id,
@@ -178,8 +177,8 @@ impl Started {
                 method: self.method,
                 route: self.route,
                 status,
-                start: self.at_wall,
-                end: self.at_wall + elapsed,
+                start: end - elapsed,
+                end,
             });
         }
     }

@@ -101,29 +101,16 @@ fn line(a: &Access<'_>, now: time::OffsetDateTime) -> Vec<u8> {
 }
 
 /// Logs one request, unless the log filter leaves INFO of [`TARGET`] out.
-/// Without the writer (a process that did not call `init_logging`), the
-/// line goes through `tracing` as before.
+/// A process that did not call `init_logging` has no log to write to.
 pub fn log(a: &Access<'_>) {
-    if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+    let Some(w) = WRITER.get() else {
         return;
-    }
-    match WRITER.get() {
+    };
+    if tracing::enabled!(target: TARGET, tracing::Level::INFO) {
         // One write, one queued line: `NonBlocking` queues each write whole.
-        Some(w) => {
-            let _ = w
-                .clone()
-                .write_all(&line(a, time::OffsetDateTime::now_utc()));
-        }
-        None => tracing::info!(
-            target: TARGET,
-            status = a.status,
-            latency_ms = a.latency_ms,
-            method = a.method,
-            request_id = a.request_id,
-            route = a.route,
-            trace_id = a.trace_id,
-            "request completed"
-        ),
+        let _ = w
+            .clone()
+            .write_all(&line(a, time::OffsetDateTime::now_utc()));
     }
 }
 

@@ -1006,3 +1006,52 @@ async fn a_request_past_the_timeout_is_503_and_changes_nothing() {
         .unwrap();
     assert_eq!(res.status(), 201);
 }
+
+/// The access log keeps every request: its line is written on the log
+/// writer's thread (`telemetry::access`), queued whole and never dropped.
+/// Each of 200 concurrent requests — an answer, a 404 under a route, a
+/// routing miss, a refusal without a token — has exactly one access line,
+/// with its own status and route template, and no line carries a path.
+#[tokio::test]
+async fn every_request_has_exactly_one_access_line() {
+    let server = Server::start(Opts::new()).await;
+    let number = "123456782";
+    let cases = [
+        ("/healthz", "/healthz"),
+        ("/v1/openapi.json", "/v1/openapi.json"),
+        ("/v1/signals/123456782", "/v1/signals/{id}"),
+        ("/nowhere/123456782", "unmatched"),
+    ];
+    let server = &server;
+    let answers = futures::future::join_all((0..200).map(|i| {
+        let (path, route) = cases[i % cases.len()];
+        async move {
+            let res = server.get(path).send().await.expect("request");
+            let id = header(&res, "x-request-id").expect("x-request-id");
+            (route, res.status().as_u16(), id)
+        }
+    }))
+    .await;
+    let logs = server.logs_flushed().await;
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "request completed")
+        .collect();
+    for (route, status, id) in &answers {
+        let mine: Vec<&Value> = lines
+            .iter()
+            .filter(|v| v["span"]["request_id"] == id.as_str())
+            .collect();
+        assert_eq!(mine.len(), 1, "access lines of request {id}: {mine:?}");
+        assert_eq!(mine[0]["fields"]["status"], json!(status), "{}", mine[0]);
+        assert_eq!(mine[0]["span"]["route"], json!(route), "{}", mine[0]);
+        assert_eq!(mine[0]["span"]["method"], "GET", "{}", mine[0]);
+    }
+    let statuses: BTreeSet<u16> = answers.iter().map(|(_, s, _)| *s).collect();
+    assert!(
+        statuses.len() >= 3,
+        "answers, misses and refusals: {statuses:?}"
+    );
+    assert!(!logs.contains(number), "a path's number in the log");
+}
