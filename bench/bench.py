@@ -758,11 +758,9 @@ def console_lines(r):
 def entry_gap(b, e):
     parts = e.get("parts") or {}
     detail = ", ".join(f"{k} {v} bytes" for k, v in parts.items())
-    return (f"Entry size on {b}: a full read's leaf is {e['leaf_bytes']} bytes (target < 400). Its field names "
-            f"are no longer in it (the projection, {e['projection_bytes']} bytes, is stored once and named by "
-            f"its SHA-256). What remains is JSON text: {detail}. Under 400 bytes needs a binary leaf (the "
-            "ids and hashes as bytes, keys as tags), a new leaf version that the verifier, the FG's API and the "
-            "browser check would all have to read; not built.")
+    return (f"Entry size on {b}: a full read's leaf (v{e['leaf_version']}) is {e['leaf_bytes']} bytes "
+            f"(target < 400). Its field names are not in it (the projection, {e['projection_bytes']} bytes, is "
+            f"stored once and named by its SHA-256). Where its bytes go: {detail}.")
 
 
 def gaps(r):
@@ -816,7 +814,7 @@ def gaps(r):
             size = f"{e['leaf_bytes']} bytes for a full read" if e else "some hundreds of bytes"
             out.append(
                 f"`log verify` on {b}: {v['entries_per_s']:,.0f} entries/s (target ≥ 1,000,000). An entry "
-                f"of this log is {size} (v2: the field names are in its projection, stored once); per entry "
+                f"of this log is {size} (the field names are in its projection, stored once); per entry "
                 "`log verify` reads the row and its subject rows, hashes the leaf (SHA-256), checks its "
                 "canonical form in one pass, compares the derived columns, counts it in its week, extends the "
                 "tree and compares the stored tree hashes, on two cores shared with the database. "

@@ -248,6 +248,33 @@ def grow(s, entries, grow_minutes, work):
     return have
 
 
+def cbor_item_sizes(leaf):
+    """The byte length of each item of a v3 leaf's top-level array (its
+    items: unsigned integers, byte and text strings, null, arrays of those)."""
+    def head(at):
+        major, info = leaf[at] >> 5, leaf[at] & 31
+        extra = {24: 1, 25: 2, 26: 4, 27: 8}.get(info, 0)
+        arg = int.from_bytes(leaf[at + 1:at + 1 + extra], "big") if extra else info
+        return major, arg, at + 1 + extra
+
+    def item(at):
+        major, arg, at = head(at)
+        if major in (2, 3):
+            return at + arg
+        if major == 4:
+            for _ in range(arg):
+                at = item(at)
+        return at
+    major, count, at = head(0)
+    assert major == 4, "a v3 leaf is one array"
+    sizes = []
+    for _ in range(count):
+        end = item(at)
+        sizes.append(end - at)
+        at = end
+    return sizes
+
+
 def full_read_leaf(s, conn, size):
     """The leaf of the full-record read with the most fields among the last
     200 entries (as the FG's API serves it), its projection's size and where
@@ -261,23 +288,36 @@ def full_read_leaf(s, conn, size):
         return None
     e = max(reads, key=lambda e: len(e["entry"]["fields"]))
     leaf = base64.b64decode(e["leaf"])
-    doc = json.loads(leaf)
     x = e["entry"]
     projection = json.dumps({"policyRevision": x["policyRevision"], "legalBasis": x["legalBasis"],
                              "decision": x["decision"], "fields": x["fields"]},
                             separators=(",", ":"), ensure_ascii=False).encode()
 
-    def size(v):
-        return len(json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode())
-    parts = {
-        "the subjects' pseudonyms": size(doc.get("subjects", [])),
-        "resources": size(doc.get("resources", [])),
-        "request id, trace reference, user reference and projection name": sum(
-            size(v) for v in [doc.get("requestId"), doc.get("traceId"), (doc.get("actor") or {}).get("user"),
-                              doc.get("projection")]),
-        "time": size(doc.get("time")),
-    }
-    parts["keys, partner, role, action, purpose, outcome and punctuation"] = len(leaf) - sum(parts.values())
+    if x["v"] >= 3:
+        # v3: one CBOR array (README, "The disclosure log"); the bytes of each item.
+        n = cbor_item_sizes(leaf)
+        parts = {
+            "the subjects' pseudonyms": n[12],
+            "resources": n[11],
+            "request id, trace reference, user reference and projection name": n[3] + n[4] + n[7] + n[13],
+            "time": n[2],
+        }
+        rest = "version, index, partner, role, recipient, action, purpose, outcome and CBOR heads"
+    else:
+        doc = json.loads(leaf)
+
+        def size(v):
+            return len(json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode())
+        parts = {
+            "the subjects' pseudonyms": size(doc.get("subjects", [])),
+            "resources": size(doc.get("resources", [])),
+            "request id, trace reference, user reference and projection name": sum(
+                size(v) for v in [doc.get("requestId"), doc.get("traceId"), (doc.get("actor") or {}).get("user"),
+                                  doc.get("projection")]),
+            "time": size(doc.get("time")),
+        }
+        rest = "keys, partner, role, action, purpose, outcome and punctuation"
+    parts[rest] = len(leaf) - sum(parts.values())
     return {"leaf_bytes": len(leaf), "fields": len(x["fields"]), "projection_bytes": len(projection),
             "leaf_version": x["v"], "parts": parts}
 

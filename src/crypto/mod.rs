@@ -48,16 +48,18 @@ impl UserRef {
         &self.0
     }
 
-    /// Any text, as a stored entry may hold it (tests of the decoder).
-    #[cfg(test)]
+    /// The text a stored entry holds (the log's decoders; tests).
     pub fn stored(text: impl Into<String>) -> Self {
         Self(text.into())
     }
 }
 
 impl TraceRef {
-    /// Any text, as a stored entry may hold it (tests of the decoder).
-    #[cfg(test)]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text a stored entry holds (the log's decoders; tests).
     pub fn stored(text: impl Into<String>) -> Self {
         Self(text.into())
     }

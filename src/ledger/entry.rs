@@ -18,10 +18,18 @@
 //!   (`"projection":"<64 hex>"`, `null` where no policy ran and nothing was
 //!   granted). The hash is inside the leaf, so the Merkle tree covers the
 //!   projection: a changed projection row no longer hashes to its name, and
-//!   a swapped name changes the leaf.
+//!   a swapped name changes the leaf. Written before migration 0021; read
+//!   and verified, never rewritten.
+//! - **v3** (written now): v2's items, the projection's name included, as
+//!   one CBOR array in the deterministic encoding, ids and hashes as bytes
+//!   ([`super::compact`]): a full-record read is about half its v2 size.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use super::compact::Compact;
 
 use crate::crypto::{TraceRef, UserRef};
 pub use crate::store::ledger::ProjectionRow;
@@ -29,13 +37,16 @@ use crate::store::ledger::StoredEntry;
 
 /// The leaf version of entries with every field inline (read, not written).
 pub const V1: u8 = 1;
-/// The leaf version written now: the grant by projection hash.
-pub const VERSION: u8 = 2;
+/// JSON text naming the grant by projection hash (read, not written).
+pub const V2: u8 = 2;
+/// The leaf version written now: v2's items as one deterministic CBOR
+/// array ([`super::compact`]).
+pub const VERSION: u8 = 3;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Entry {
-    /// Encoding version (1).
+    /// Leaf version (1, 2 or 3) of the stored bytes.
     pub v: u8,
     /// Position in the log, from 0, without gaps.
     pub index: u64,
@@ -337,6 +348,9 @@ impl Entry {
         }
         let p = self.projection();
         let row = (!p.is_none()).then(|| p.row());
+        if self.v != V2 {
+            return (self.compact(row.as_ref().map(|r| r.hash)).encode(), row);
+        }
         let leaf = LeafV2Ref {
             v: self.v,
             index: self.index,
@@ -359,25 +373,85 @@ impl Entry {
         self.leaf().0
     }
 
+    /// The v3 leaf's items, borrowed from the entry.
+    fn compact(&self, projection: Option<[u8; 32]>) -> Compact<'_> {
+        let b = Cow::Borrowed;
+        Compact {
+            index: self.index,
+            time: b(&self.time),
+            request_id: b(&self.request_id),
+            trace_id: b(self.trace_id.as_str()),
+            partner: b(&self.actor.partner),
+            role: b(&self.actor.role),
+            user: self.actor.user.as_ref().map(|u| b(u.as_str())),
+            recipient: self.recipient.as_deref().map(b),
+            action: self.action,
+            purpose: self.purpose.as_deref().map(b),
+            resources: self.resources.iter().map(|s| b(s)).collect(),
+            subjects: self.subjects.iter().map(|s| b(s)).collect(),
+            projection,
+            outcome: self.outcome,
+        }
+    }
+
+    /// The projection a v2 or v3 leaf names, from its stored bytes: the
+    /// empty one where it names none; `None` if the bytes are missing, do
+    /// not hash to the name, or are not a canonical projection.
+    fn named(name: Option<[u8; 32]>, body: Option<&[u8]>) -> Option<Projection> {
+        match (name, body) {
+            (None, None) => Some(Projection::none()),
+            (Some(name), Some(body)) if name == Projection::hash(body) => Projection::decode(body),
+            _ => None,
+        }
+    }
+
     /// Parses leaf bytes with the stored bytes of the projection the leaf
     /// names (`None` for a v1 leaf or a v2 leaf naming none), accepting
     /// only the canonical encoding, and only a projection whose bytes hash
     /// to the name in the leaf.
     pub fn decode(leaf: &[u8], projection: Option<&[u8]>) -> Option<Self> {
-        let e = if leaf.starts_with(b"{\"v\":1,") {
+        let e = if leaf.starts_with(&super::compact::PREFIX) {
+            let c = Compact::parse(leaf)?;
+            let p = Self::named(c.projection, projection)?;
+            let own = Cow::into_owned;
+            Entry {
+                v: VERSION,
+                index: c.index,
+                time: own(c.time),
+                request_id: own(c.request_id),
+                trace_id: TraceRef::stored(own(c.trace_id)),
+                actor: Actor {
+                    partner: own(c.partner),
+                    role: own(c.role),
+                    user: c.user.map(|u| UserRef::stored(own(u))),
+                },
+                recipient: c.recipient.map(own),
+                action: c.action,
+                purpose: c.purpose.map(own),
+                legal_basis: p.legal_basis,
+                resources: c.resources.into_iter().map(own).collect(),
+                subjects: c.subjects.into_iter().map(own).collect(),
+                fields: p.fields,
+                decision: p.decision,
+                policy_revision: p.policy_revision,
+                outcome: c.outcome,
+            }
+        } else if leaf.starts_with(b"{\"v\":1,") {
             if projection.is_some() {
                 return None;
             }
             serde_json::from_slice::<Entry>(leaf).ok()?
         } else if leaf.starts_with(b"{\"v\":2,") {
             let l: LeafV2 = serde_json::from_slice(leaf).ok()?;
-            let p = match (&l.projection, projection) {
-                (None, None) => Projection::none(),
-                (Some(name), Some(body)) if *name == hex::encode(Projection::hash(body)) => {
-                    Projection::decode(body)?
+            let name = match &l.projection {
+                None => None,
+                Some(hex_name) => {
+                    let mut name = [0; 32];
+                    hex::decode_to_slice(hex_name, &mut name).ok()?;
+                    Some(name)
                 }
-                _ => return None,
             };
+            let p = Self::named(name, projection)?;
             Entry {
                 v: l.v,
                 index: l.index,
@@ -514,7 +588,8 @@ pub(crate) mod tests {
 
     #[test]
     fn v2_leaves_name_their_projection_by_hash() {
-        let e = sample(7);
+        let mut e = sample(7);
+        e.v = V2;
         let (bytes, row) = e.leaf();
         let row = row.expect("a granted entry names a projection");
         let text = String::from_utf8(bytes.clone()).unwrap();
@@ -554,7 +629,16 @@ pub(crate) mod tests {
 
     #[test]
     fn an_entry_without_a_decision_names_no_projection() {
-        let mut e = sample(3);
+        let mut v2 = sample(3);
+        v2.v = V2;
+        let mut e = v2.clone();
+        e.v = VERSION;
+        for e in [v2, e] {
+            names_no_projection(e);
+        }
+    }
+
+    fn names_no_projection(mut e: Entry) {
         e.legal_basis = None;
         e.policy_revision = None;
         e.fields.clear();
@@ -564,14 +648,97 @@ pub(crate) mod tests {
         };
         let (bytes, row) = e.leaf();
         assert_eq!(row, None);
-        assert!(
-            String::from_utf8(bytes.clone())
-                .unwrap()
-                .contains(r#""projection":null,"#)
-        );
+        if e.v == V2 {
+            assert!(
+                String::from_utf8(bytes.clone())
+                    .unwrap()
+                    .contains(r#""projection":null,"#)
+            );
+        } else {
+            // null (0xf6) at the projection's place, then the outcome.
+            assert!(bytes.ends_with(b"\xf6\x69disclosed"), "{bytes:x?}");
+        }
         assert_eq!(Entry::decode(&bytes, None), Some(e.clone()));
         // The empty projection is never stored or named.
         assert_eq!(Projection::decode(&e.projection().row().body), None);
+    }
+
+    /// v3 holds v2's items as CBOR: the same entry back, ids and hashes
+    /// as bytes, one array any CBOR decoder reads.
+    #[test]
+    fn v3_leaves_are_deterministic_cbor() {
+        let e = full_read(7);
+        assert_eq!(e.v, VERSION);
+        let (bytes, row) = e.leaf();
+        let row = row.expect("a granted read names a projection");
+        assert_eq!(Entry::decode(&bytes, Some(&row.body)), Some(e.clone()));
+        assert_eq!(Entry::decode(&bytes, None), None);
+        let mut other = e.clone();
+        other.fields.pop();
+        assert_eq!(
+            Entry::decode(&bytes, Some(&other.projection().row().body)),
+            None
+        );
+        // The items, read by a general CBOR decoder.
+        let mut d = minicbor::Decoder::new(&bytes);
+        assert_eq!(d.array().unwrap(), Some(15));
+        assert_eq!(d.u64().unwrap(), 3);
+        assert_eq!(d.u64().unwrap(), 7);
+        assert_eq!(d.u64().unwrap(), 1_796_418_847_123, "the time in ms");
+        let id = uuid::Uuid::parse_str(&e.request_id).unwrap();
+        assert_eq!(d.bytes().unwrap(), id.as_bytes());
+        assert_eq!(hex::encode(d.bytes().unwrap()), e.trace_id.as_str());
+        assert_eq!(
+            (d.str().unwrap(), d.str().unwrap()),
+            ("zvhd", "ketenregisseur")
+        );
+        assert_eq!(d.bytes().unwrap().len(), 16, "the user reference");
+        assert_eq!(d.str().unwrap(), "zvhd");
+        assert_eq!(d.str().unwrap(), "read");
+        assert_eq!(d.str().unwrap(), "drieluik");
+        assert_eq!(d.array().unwrap(), Some(2));
+        assert_eq!(d.str().unwrap(), e.resources[0]);
+        d.skip().unwrap();
+        assert_eq!(d.array().unwrap(), Some(2));
+        assert_eq!(d.bytes().unwrap().len(), 32, "a pseudonym");
+        d.skip().unwrap();
+        assert_eq!(d.bytes().unwrap(), row.hash);
+        assert_eq!(d.str().unwrap(), "disclosed");
+        assert_eq!(d.position(), bytes.len());
+        // Text that has a byte form is only ever stored as bytes; a
+        // longer head, an indefinite length or a trailing byte is not the
+        // canonical encoding, though a CBOR decoder reads each.
+        let mut text_id = e.clone();
+        text_id.request_id = e.request_id.to_uppercase();
+        let upper = text_id.encode();
+        assert_eq!(Entry::decode(&upper, Some(&row.body)), Some(text_id));
+        let spelled = {
+            let at = 2 + 1 + 9;
+            let mut b = bytes[..at].to_vec();
+            b.push(0x78);
+            b.push(36);
+            b.extend_from_slice(e.request_id.as_bytes());
+            b.extend_from_slice(&bytes[at + 17..]);
+            b
+        };
+        let mut indefinite = bytes.clone();
+        indefinite[0] = 0x9f;
+        indefinite.push(0xff);
+        let mut long_head = bytes[..2].to_vec();
+        long_head.extend_from_slice(&[0x18, 7]);
+        long_head.extend_from_slice(&bytes[3..]);
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        for (what, b) in [
+            ("request id as text", spelled),
+            ("indefinite array", indefinite),
+            ("longer head", long_head),
+            ("trailing byte", trailing),
+        ] {
+            assert!(minicbor::Decoder::new(&b).skip().is_ok(), "{what} is CBOR");
+            assert_eq!(Entry::decode(&b, Some(&row.body)), None, "{what}");
+            assert_eq!(crate::ledger::leaf::LeafView::parse(&b), None, "{what}");
+        }
     }
 
     /// The size the log pays per disclosure: a full-record read's leaf no
@@ -581,31 +748,31 @@ pub(crate) mod tests {
     fn a_full_record_read_is_a_compact_leaf() {
         let e = full_read(1_000_000);
         assert_eq!(e.fields.len(), 35);
-        let (v2, row) = e.leaf();
-        let mut old = e.clone();
-        old.v = V1;
-        let v1 = old.encode();
+        let (v3, row) = e.leaf();
+        let at = |v| {
+            let mut old = e.clone();
+            old.v = v;
+            old.encode()
+        };
+        let (v1, v2) = (at(V1), at(V2));
         let row = row.unwrap();
-        assert_eq!(Entry::decode(&v2, Some(&row.body)), Some(e.clone()));
+        assert_eq!(Entry::decode(&v3, Some(&row.body)), Some(e.clone()));
         let mut one = e.clone();
         one.fields.truncate(1);
         assert_eq!(
             one.encode().len(),
-            v2.len(),
+            v3.len(),
             "a leaf's size is independent of the field count"
         );
         eprintln!(
-            "full-record read: v1 {} bytes, v2 {} bytes, projection {} bytes",
+            "full-record read: v1 {} bytes, v2 {} bytes, v3 {} bytes, projection {} bytes",
             v1.len(),
             v2.len(),
+            v3.len(),
             row.body.len()
         );
         assert!(v1.len() > 1300, "v1 {}", v1.len());
-        assert!(
-            v2.len() < 650,
-            "v2 {}: {}",
-            v2.len(),
-            String::from_utf8_lossy(&v2)
-        );
+        assert!(v2.len() < 650, "v2 {}", v2.len());
+        assert!(v3.len() < 320, "v3 {}: {v3:x?}", v3.len());
     }
 }

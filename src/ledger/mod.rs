@@ -10,6 +10,7 @@
 //! or the commit fails, the caller gets [`Unavailable`] and releases nothing.
 
 mod checkpoint;
+mod compact;
 pub mod counts;
 mod disclosed;
 pub mod entry;

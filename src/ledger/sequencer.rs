@@ -336,6 +336,7 @@ impl Pending {
             action: entry.action.as_str(),
             actor_partner: entry.actor.partner,
             actor_role: entry.actor.role,
+            actor_user: entry.actor.user.map(|u| u.as_str().to_owned()),
             recipient: entry.recipient,
             purpose: entry.purpose,
             outcome: entry.outcome.as_str(),

@@ -704,4 +704,5 @@ fn columns_match(row: &StoredRow, entry: &LeafView<'_>) -> bool {
         && row.purpose() == entry.purpose.as_deref().map(str::as_bytes)
         && row.outcome() == entry.outcome.as_str().as_bytes()
         && row.projection() == entry.projection.as_ref().map(|p| &p[..])
+        && row.actor_user() == entry.user.as_deref().map(str::as_bytes)
 }

@@ -20,6 +20,9 @@ pub struct EntryRow {
     pub action: &'static str,
     pub actor_partner: String,
     pub actor_role: String,
+    /// The acting user's reference (`usr1:...`): the console's search by
+    /// user (migration 0021).
+    pub actor_user: Option<String>,
     pub recipient: Option<String>,
     pub purpose: Option<String>,
     pub outcome: &'static str,
@@ -108,19 +111,6 @@ impl Visibility {
                 );
             }
         }
-    }
-}
-
-/// The acting user's reference (`actor.user`) of the leaf in column
-/// `leaf`, as SQL: the expression migration 0017 indexes, per backend (the
-/// query must spell it the same way for the index to serve it).
-pub(crate) fn user_expr(backend: Backend, leaf: &str) -> String {
-    match backend {
-        Backend::Sqlite => format!(
-            "(CASE WHEN instr(CAST({leaf} AS TEXT), '\"user\":\"usr1:') > 0 \
-             THEN substr(CAST({leaf} AS TEXT), instr(CAST({leaf} AS TEXT), '\"user\":\"usr1:') + 8, 27) END)"
-        ),
-        Backend::Postgres => format!("log_leaf_user({leaf})"),
     }
 }
 
@@ -218,8 +208,8 @@ impl WriteTx {
         }
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql = values_sql(
-                "INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome, projection)",
-                11,
+                "INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome, projection, actor_user)",
+                12,
                 chunk.len(),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -235,7 +225,8 @@ impl WriteTx {
                     .bind(e.recipient.as_deref())
                     .bind(e.purpose.as_deref())
                     .bind(e.outcome)
-                    .bind(e.projection.as_ref().map(|p| &p.hash[..]));
+                    .bind(e.projection.as_ref().map(|p| &p.hash[..]))
+                    .bind(e.actor_user.as_deref());
             }
             q.execute(self.conn()).await?;
         }
@@ -390,9 +381,6 @@ impl Db {
             args.push(v);
             sql.push_str(&clause.replace('?', &format!("${}", args.len())));
         };
-        // The acting user, by the expression the index of migration 0017
-        // holds (derived from the leaf bytes, so it cannot disagree with them).
-        let user_clause = format!(" AND {} = ?", user_expr(self.backend, "e.leaf"));
         for (clause, v) in [
             (" AND e.actor_partner = ?", &s.actor),
             (" AND e.recipient = ?", &s.recipient),
@@ -403,7 +391,7 @@ impl Db {
                 " AND e.idx IN (SELECT idx FROM log_subjects WHERE pseudonym = ?)",
                 &s.subject,
             ),
-            (user_clause.as_str(), &s.user),
+            (" AND e.actor_user = ?", &s.user),
         ] {
             if let Some(v) = v {
                 bind(&mut sql, clause, v.clone());

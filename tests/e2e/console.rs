@@ -614,7 +614,7 @@ async fn the_console_works_in_a_real_browser() {
         .await
         .unwrap()
         .iter()
-        .map(|r| String::from_utf8_lossy(&r.get::<Vec<u8>, _>(0)).into_owned())
+        .map(|r| crate::leaves::leaf_json(&r.get::<Vec<u8>, _>(0)).to_string())
         .collect();
     assert!(
         text.iter()
@@ -636,8 +636,8 @@ async fn the_console_works_in_a_real_browser() {
     }
 }
 
-/// Changes one hex digit of entry `index`'s request id in its leaf bytes
-/// (the entry still decodes; only its hash no longer fits the tree).
+/// Changes a byte of entry `index`'s request id in its leaf bytes (the
+/// entry still decodes; only its hash no longer fits the tree).
 async fn tamper(server: &Server, index: u64) {
     let mut conn = server.data().connect().await;
     let row = sqlx::query("SELECT leaf FROM log_entries WHERE idx = $1")
@@ -646,12 +646,7 @@ async fn tamper(server: &Server, index: u64) {
         .await
         .unwrap();
     let mut leaf: Vec<u8> = row.get(0);
-    let key = b"\"requestId\":\"";
-    let at = leaf
-        .windows(key.len())
-        .position(|w| w == key)
-        .expect("a request id in the leaf")
-        + key.len();
+    let at = crate::leaves::request_id_at(&leaf).start;
     leaf[at] = if leaf[at] == b'a' { b'b' } else { b'a' };
     sqlx::query("UPDATE log_entries SET leaf = $1 WHERE idx = $2")
         .bind(leaf)
@@ -705,7 +700,7 @@ async fn last_entry(server: &Server) -> Value {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    serde_json::from_slice(&row.get::<Vec<u8>, _>(0)).unwrap()
+    crate::leaves::leaf_json(&row.get::<Vec<u8>, _>(0))
 }
 
 async fn log_size(server: &Server) -> i64 {

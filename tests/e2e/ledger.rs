@@ -827,15 +827,6 @@ async fn set_entry_blob(conn: &mut AnyConnection, column: &str, idx: u64, value:
     .expect("update");
 }
 
-/// The leaf bytes of entry `k` with a JSON string value replaced (the
-/// entry stays canonical: the value keeps its shape).
-fn leaf_with(leaf: &[u8], key: &str, value: &str) -> Vec<u8> {
-    let text = String::from_utf8(leaf.to_vec()).expect("UTF-8 leaf");
-    let start = text.find(&format!("\"{key}\":\"")).expect(key) + key.len() + 4;
-    let end = start + text[start..].find('"').expect("end of value");
-    format!("{}{value}{}", &text[..start], &text[end..]).into_bytes()
-}
-
 /// Each way of tampering, applied to a copy of the log's database.
 #[derive(Debug, Clone, Copy)]
 enum Tamper {
@@ -1024,16 +1015,13 @@ async fn tamper(
         Tamper::Inserted => {
             // A well-formed entry at k (k's own, with another request id),
             // everything from k on moved up by one.
-            let row = sqlx::query("SELECT leaf, ts, action, actor_partner, actor_role, recipient, purpose, outcome, projection FROM log_entries WHERE idx = $1")
+            let row = sqlx::query("SELECT leaf, ts, action, actor_partner, actor_role, recipient, purpose, outcome, projection, actor_user FROM log_entries WHERE idx = $1")
                 .bind(k as i64)
                 .fetch_one(&mut *conn)
                 .await
                 .expect("entry k");
-            let leaf = leaf_with(
-                &row.get::<Vec<u8>, _>(0),
-                "requestId",
-                &uuid::Uuid::now_v7().to_string(),
-            );
+            let leaf =
+                crate::leaves::with_request_id(&row.get::<Vec<u8>, _>(0), uuid::Uuid::now_v7());
             let hash = leaf_hash(&leaf).to_vec();
             exec(
                 conn,
@@ -1041,7 +1029,7 @@ async fn tamper(
             )
             .await;
             exec(conn, "UPDATE log_entries SET idx = -idx WHERE idx < 0").await;
-            sqlx::query("INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome, projection) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+            sqlx::query("INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome, projection, actor_user) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
                 .bind(k as i64)
                 .bind(leaf)
                 .bind(hash)
@@ -1053,6 +1041,7 @@ async fn tamper(
                 .bind(row.get::<Option<String>, _>(6))
                 .bind(row.get::<String, _>(7))
                 .bind(row.get::<Option<Vec<u8>>, _>(8))
+                .bind(row.get::<Option<String>, _>(9))
                 .execute(&mut *conn)
                 .await
                 .expect("insert");
@@ -1083,7 +1072,7 @@ async fn tamper(
         | Tamper::RewrittenWithTreeCheckpointsDeleted => {
             // Hide a disclosure: outcome "disclosed" becomes "denied".
             let leaf = fetch_bytes(conn, "SELECT leaf FROM log_entries WHERE idx = $1", k).await;
-            let forged = leaf_with(&leaf, "outcome", "denied");
+            let forged = crate::leaves::with_outcome(&leaf, "denied");
             assert_ne!(forged, leaf);
             sqlx::query("UPDATE log_entries SET leaf = $1, leaf_hash = $2, outcome = 'denied' WHERE idx = $3")
                 .bind(forged.clone())
@@ -1300,6 +1289,7 @@ async fn log_verify_names_the_first_bad_index_of_every_tampering() {
         Tamper::Column("recipient"),
         Tamper::Column("purpose"),
         Tamper::Column("outcome"),
+        Tamper::Column("actor_user"),
         Tamper::SubjectChanged,
         Tamper::SubjectRemoved,
         Tamper::LeafTreeHash,
@@ -2850,7 +2840,7 @@ async fn an_audit_grant_without_scope_is_a_logged_refusal() {
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    let e: Value = serde_json::from_slice(&row.get::<Vec<u8>, _>(0)).unwrap();
+    let e: Value = crate::leaves::leaf_json(&row.get::<Vec<u8>, _>(0));
     let p: Value = serde_json::from_slice(&row.get::<Vec<u8>, _>(1)).unwrap();
     assert_eq!(
         (
@@ -2976,22 +2966,60 @@ async fn every_disclosing_response_carries_the_receipt_of_its_entry() {
 
 // ---------------------------------------------------------------------------
 // Leaf versions: entries written before projections (v1, every field name
-// inline) and after (v2, the grant named by the hash of a stored projection).
+// inline), after (v2, the grant named by the hash of a stored projection,
+// JSON) and now (v3, v2's items as CBOR).
+
+/// The JSON of a user reference (or null).
+fn user_json(user: Option<&str>) -> String {
+    user.map_or("null".into(), |u| format!("\"{u}\""))
+}
 
 /// A v1 leaf as ketenpoort wrote it before migration 0018, byte for byte.
-fn v1_leaf(index: u64, fields: &[&str]) -> String {
+fn v1_leaf(index: u64, fields: &[&str], user: Option<&str>) -> String {
     let fields: Vec<String> = fields.iter().map(|f| format!("\"{f}\"")).collect();
+    let user = user_json(user);
     format!(
-        r#"{{"v":1,"index":{index},"time":"2026-11-28T18:00:00.123Z","requestId":"01933a4e-0000-7000-8000-00000000000{index}","traceId":"4bf92f3577b34da6a3ce929d0e0e473{index}","actor":{{"partner":"zvhd","role":"ketenregisseur","user":null}},"recipient":"zvhd","action":"read","purpose":"drieluik","legalBasis":"Convenant ZVHD + addendum mensenhandel; AVG art. 6(1)(e)","resources":["signal:01933a4e-0000-7000-8000-0000000000aa"],"subjects":["ps1:v1-subject-{index}"],"fields":[{}],"decision":{{"mode":"masked","reasons":["grant:zvhd-drieluik"]}},"policyRevision":"sha256:00","outcome":"disclosed"}}"#,
+        r#"{{"v":1,"index":{index},"time":"2026-11-28T18:00:00.123Z","requestId":"01933a4e-0000-7000-8000-00000000000{index}","traceId":"4bf92f3577b34da6a3ce929d0e0e473{index}","actor":{{"partner":"zvhd","role":"ketenregisseur","user":{user}}},"recipient":"zvhd","action":"read","purpose":"drieluik","legalBasis":"Convenant ZVHD + addendum mensenhandel; AVG art. 6(1)(e)","resources":["signal:01933a4e-0000-7000-8000-0000000000aa"],"subjects":["ps1:v1-subject-{index}"],"fields":[{}],"decision":{{"mode":"masked","reasons":["grant:zvhd-drieluik"]}},"policyRevision":"sha256:00","outcome":"disclosed"}}"#,
         fields.join(",")
     )
 }
 
+/// The projection of [`v2_leaf`], byte for byte, and its name.
+const V2_PROJECTION: &str = r#"{"policyRevision":"sha256:00","legalBasis":"Convenant ZVHD + addendum mensenhandel; AVG art. 6(1)(e)","decision":{"mode":"masked","reasons":["grant:zvhd-drieluik"]},"fields":["forms","victims.name"]}"#;
+
+/// A v2 leaf as ketenpoort wrote it from migration 0018 to 0021.
+fn v2_leaf(index: u64, user: Option<&str>) -> String {
+    let name = hex::encode(sha256(&[V2_PROJECTION.as_bytes()]));
+    let user = user_json(user);
+    format!(
+        r#"{{"v":2,"index":{index},"time":"2026-11-28T18:00:00.123Z","requestId":"01933a4e-0000-7000-8000-00000000000{index}","traceId":"4bf92f3577b34da6a3ce929d0e0e473{index}","actor":{{"partner":"zvhd","role":"ketenregisseur","user":{user}}},"recipient":"zvhd","action":"read","purpose":"drieluik","resources":["signal:01933a4e-0000-7000-8000-0000000000aa"],"subjects":["ps1:v1-subject-{index}"],"projection":"{name}","outcome":"disclosed"}}"#
+    )
+}
+
+/// The statement of migration 0021 that fills the user column of the rows
+/// written before it (as `backend`'s migration spells it).
+fn user_backfill(data: &DataDir) -> String {
+    let backend = if data.is_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let sql = std::fs::read_to_string(format!(
+        "{}/migrations/{backend}/0021_log_entries_actor_user.sql",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let start = sql.find("UPDATE log_entries").expect("the backfill");
+    sql[start..].split(';').next().unwrap().to_owned()
+}
+
 /// A log that began before migration 0018 keeps its v1 leaves as they
-/// were (same bytes, same hashes) and grows with v2 leaves; the whole log
-/// verifies, and the privacy officer sees every field name of both.
+/// were (same bytes, same hashes), then its v2 leaves, and grows with v3
+/// leaves; the whole log verifies, the privacy officer sees every field
+/// name of each, and migration 0021 takes the acting user of the old
+/// leaves into its column.
 #[tokio::test]
-async fn a_log_of_v1_entries_followed_by_v2_entries_verifies_and_shows_every_field() {
+async fn a_log_of_v1_and_v2_entries_followed_by_v3_entries_verifies_and_shows_every_field() {
     let data = DataDir::new().await;
     let server = Server::start_on(data.clone(), quiet());
     let fg = Role::of(&server, "zvhd", "fg");
@@ -3012,14 +3040,36 @@ async fn a_log_of_v1_entries_followed_by_v2_entries_verifies_and_shows_every_fie
     let first = existing.len() as u64;
     let mut leaves = existing;
     let mut v1 = Vec::new();
-    for (k, fields) in v1_fields.iter().enumerate() {
+    let users = [
+        None,
+        Some("usr1:AAAAAAAAAAAAAAAAAAAAAA"),
+        None,
+        Some("usr1:_-_-_-_-_-_-_-_-_-_-_w"),
+    ];
+    let projection_name = sha256(&[V2_PROJECTION.as_bytes()]).to_vec();
+    sqlx::query("INSERT INTO log_projections (hash, body) VALUES ($1, $2)")
+        .bind(projection_name.clone())
+        .bind(V2_PROJECTION.as_bytes().to_vec())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // Three v1 entries, then a v2 entry, without the user column (as the
+    // rows were before migration 0021).
+    for (k, user) in users.into_iter().enumerate() {
         let idx = first + k as u64;
-        let leaf = v1_leaf(idx, fields).into_bytes();
-        sqlx::query("INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome) VALUES ($1, $2, $3, $4, 'read', 'zvhd', 'ketenregisseur', 'zvhd', 'drieluik', 'disclosed')")
+        let (leaf, projection) = match v1_fields.get(k) {
+            Some(fields) => (v1_leaf(idx, fields, user).into_bytes(), None),
+            None => (
+                v2_leaf(idx, user).into_bytes(),
+                Some(projection_name.clone()),
+            ),
+        };
+        sqlx::query("INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome, projection) VALUES ($1, $2, $3, $4, 'read', 'zvhd', 'ketenregisseur', 'zvhd', 'drieluik', 'disclosed', $5)")
             .bind(idx as i64)
             .bind(leaf.clone())
             .bind(leaf_hash(&leaf).to_vec())
             .bind(1_795_888_800_123i64)
+            .bind(projection)
             .execute(&mut conn)
             .await
             .unwrap();
@@ -3047,23 +3097,33 @@ async fn a_log_of_v1_entries_followed_by_v2_entries_verifies_and_shows_every_fie
         &format!("UPDATE log_head SET size = {}", leaves.len()),
     )
     .await;
+    // Migration 0021's backfill, on these rows.
+    exec(&mut conn, &user_backfill(&data)).await;
+    let column: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT actor_user FROM log_entries WHERE idx >= $1 ORDER BY idx")
+            .bind(first as i64)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let expected: Vec<Option<String>> = users.iter().map(|u| u.map(str::to_owned)).collect();
+    assert_eq!(column, expected, "the user column of v1 and v2 rows");
     drop(conn);
     // A log written before the weekly counts (migration 0020) is counted
     // when ketenpoort opens it: the v1 entries' refusal reasons are in
     // their leaves.
     let out = data.cli_ok(&["migrate"]);
     assert!(
-        out.contains(&format!("{} entries counted", v1_fields.len())),
+        out.contains(&format!("{} entries counted", users.len())),
         "{out}"
     );
     let out = data.cli(&["log", "verify", "--verifier-key", &vkey]);
     assert!(
         out.status.success(),
-        "the v1 log verifies: {}",
+        "the v1 and v2 log verifies: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // The new server appends v2 entries on top: a full read among them.
+    // The new server appends v3 entries on top: a full read among them.
     let server = Server::start_on(data.clone(), quiet());
     let fg = Role::of(&server, "zvhd", "fg");
     let melder = Role::of(&server, "emmen", MELDER);
@@ -3079,7 +3139,7 @@ async fn a_log_of_v1_entries_followed_by_v2_entries_verifies_and_shows_every_fie
     fg.sign_checkpoint().await;
     let size = fg.append_one().await + 1;
 
-    // The FG's API: the v1 entries with their own field names, the v2 read
+    // The FG's API: the v1 entries with their own field names, the v2 entry and the v3 read
     // with every field name of the record it disclosed.
     let page: Value = fg
         .get(&format!("/v1/log/entries?start=0&end={size}"), AUDIT)
@@ -3098,10 +3158,19 @@ async fn a_log_of_v1_entries_followed_by_v2_entries_verifies_and_shows_every_fie
             "Convenant ZVHD + addendum mensenhandel; AVG art. 6(1)(e)"
         );
     }
+    let e = &entries[first as usize + 3];
+    assert_eq!(leaf_of(e), v1[3], "a v2 leaf is served as it was stored");
+    assert_eq!(e["entry"]["v"], 2);
+    assert_eq!(
+        e["entry"]["fields"],
+        json!(["forms", "victims.name"]),
+        "{e}"
+    );
+    assert_eq!(e["entry"]["actor"]["user"], json!(users[3]), "{e}");
     let read = &entries[read_at as usize];
-    assert_eq!(read["entry"]["v"], 2);
-    let leaf = String::from_utf8(leaf_of(read)).unwrap();
-    assert!(!leaf.contains("\"fields\""), "{leaf}");
+    assert_eq!(read["entry"]["v"], 3);
+    let leaf = crate::leaves::leaf_json(&leaf_of(read));
+    assert!(leaf.get("fields").is_none(), "{leaf}");
     let shown: BTreeSet<String> = read["entry"]["fields"]
         .as_array()
         .unwrap()
@@ -3130,10 +3199,8 @@ async fn a_log_of_v1_entries_followed_by_v2_entries_verifies_and_shows_every_fie
             .starts_with("sha256:")
     );
     // The leaf names its projection by the SHA-256 of the stored bytes.
-    let name = leaf
-        .split("\"projection\":\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
+    let name = leaf["projection"]
+        .as_str()
         .expect("a projection name")
         .to_owned();
     let mut conn = data.connect().await;

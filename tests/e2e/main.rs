@@ -30,6 +30,7 @@ mod faults;
 mod http;
 mod idempotency;
 mod issuers;
+mod leaves;
 mod ledger;
 mod lifecycle;
 mod oauth;

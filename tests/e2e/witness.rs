@@ -737,9 +737,9 @@ async fn incremental_verify_reads_only_new_entries() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-        let changed = String::from_utf8(leaf).unwrap().replacen("zvhd", "zvhe", 1);
+        let changed = crate::leaves::replace_once(&leaf, "zvhd", "zvhe");
         sqlx::query("UPDATE log_entries SET leaf = $1 WHERE idx = 10")
-            .bind(changed.into_bytes())
+            .bind(changed)
             .execute(&mut conn)
             .await
             .unwrap();

@@ -27,7 +27,7 @@ const BATCH: usize = 1024;
 
 // Each from a starting point ($1): index, stored-hash id, checkpoint size
 // (all 0 for a whole scan; see `Scope`).
-const ENTRIES: &str = "SELECT idx, ts, leaf, leaf_hash, action, actor_partner, actor_role, recipient, purpose, outcome, projection \
+const ENTRIES: &str = "SELECT idx, ts, leaf, leaf_hash, action, actor_partner, actor_role, recipient, purpose, outcome, projection, actor_user \
      FROM log_entries WHERE idx >= $1 ORDER BY idx";
 const SUBJECTS: &str =
     "SELECT idx, pseudonym FROM log_subjects WHERE idx >= $1 ORDER BY idx, pseudonym";
@@ -84,8 +84,8 @@ pub struct StoredRow {
 }
 
 /// leaf, leaf_hash, action, actor_partner, actor_role, recipient, purpose,
-/// outcome, projection
-const COLUMNS: usize = 9;
+/// outcome, projection, actor_user
+const COLUMNS: usize = 10;
 
 impl StoredRow {
     fn new(idx: i64, ts: i64, values: [Option<&[u8]>; COLUMNS]) -> Self {
@@ -140,6 +140,9 @@ impl StoredRow {
     }
     pub fn projection(&self) -> Option<&[u8]> {
         self.get(8)
+    }
+    pub fn actor_user(&self) -> Option<&[u8]> {
+        self.get(9)
     }
 }
 

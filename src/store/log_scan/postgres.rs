@@ -116,6 +116,7 @@ impl Tables for PgScan<'_> {
             t(8)?,
             t(9)?,
             r.try_get::<Option<&[u8]>, _>(10)?,
+            t(11)?,
         ];
         Ok(Some(StoredRow::new(r.try_get(0)?, r.try_get(1)?, values)))
     }

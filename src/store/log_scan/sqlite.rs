@@ -114,6 +114,7 @@ impl Tables for SqliteScan<'_> {
             b(8)?,
             b(9)?,
             b(10)?,
+            b(11)?,
         ];
         Ok(Some(StoredRow::new(r.get(0)?, r.get(1)?, values)))
     }
