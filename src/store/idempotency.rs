@@ -8,7 +8,7 @@
 
 use sqlx::Row;
 
-use super::{Db, WriteTx};
+use super::Db;
 
 /// A request's hold on a key: who, which key (its keyed hash), what
 /// request (fingerprint) and which request id holds it.
@@ -192,19 +192,16 @@ impl Db {
     }
 }
 
-impl WriteTx {
-    /// In the transaction of a disclosed entry: the key held by request
-    /// `request_id`, if any, now stands for a change that committed.
-    pub async fn mark_idempotency_logged(
-        &mut self,
-        request_id: &str,
-        index: u64,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE idempotency_keys SET log_index = $1 WHERE request_id = $2")
-            .bind(index as i64)
-            .bind(request_id)
-            .execute(self.conn())
-            .await?;
-        Ok(())
-    }
+/// In the transaction of a disclosed entry (at `index`): the key held by
+/// request `request_id`, if any, now stands for a change that committed.
+pub(crate) fn mark_logged<'q>(
+    st: &mut super::statements::Statements<'q>,
+    request_id: &'q str,
+    index: u64,
+) {
+    use super::statements::Arg;
+    st.push(
+        "UPDATE idempotency_keys SET log_index = {} WHERE request_id = {}",
+        vec![Arg::Int(index as i64), Arg::Text(request_id)],
+    );
 }

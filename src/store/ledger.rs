@@ -8,6 +8,7 @@ use sqlx::{AnyConnection, Row};
 use tlog_tiles::Hash;
 
 use super::log_counts::{CountKey, Counts};
+use super::statements::{Arg, Statements};
 use super::{Backend, Db, WriteTx};
 
 /// An entry to store: its leaf bytes, the columns derived from them, its
@@ -186,119 +187,100 @@ impl WriteTx {
     }
 
     /// Writes a batch of consecutive entries with multi-row inserts and
-    /// moves the log head past them.
+    /// moves the log head past them: on SQLite in one call (see
+    /// [`Statements`]).
     pub async fn insert_log_entries(&mut self, rows: &[EntryRow]) -> Result<(), sqlx::Error> {
         let Some(last) = rows.last() else {
             return Ok(());
         };
+        let mut st = Statements::new(self.backend);
         // Each projection once, if absent: a concurrent batch (another
         // instance) storing the same one leaves one row, the same bytes.
         let mut projections: Vec<&ProjectionRow> =
             rows.iter().filter_map(|e| e.projection.as_ref()).collect();
         projections.sort_by_key(|p| p.hash);
         projections.dedup_by_key(|p| p.hash);
-        for chunk in projections.chunks(ROWS_PER_STATEMENT) {
-            let sql = values_sql("INSERT INTO log_projections (hash, body)", 2, chunk.len())
-                + " ON CONFLICT (hash) DO NOTHING";
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for p in chunk {
-                q = q.bind(&p.hash[..]).bind(&p.body[..]);
-            }
-            q.execute(self.conn()).await?;
-        }
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = values_sql(
-                "INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome, projection, actor_user)",
-                12,
-                chunk.len(),
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for e in chunk {
-                q = q
-                    .bind(e.idx as i64)
-                    .bind(&e.leaf[..])
-                    .bind(&e.leaf_hash.0[..])
-                    .bind(e.ts)
-                    .bind(e.action)
-                    .bind(&e.actor_partner)
-                    .bind(&e.actor_role)
-                    .bind(e.recipient.as_deref())
-                    .bind(e.purpose.as_deref())
-                    .bind(e.outcome)
-                    .bind(e.projection.as_ref().map(|p| &p.hash[..]))
-                    .bind(e.actor_user.as_deref());
-            }
-            q.execute(self.conn()).await?;
-        }
-        let subjects: Vec<(&str, i64)> = rows
-            .iter()
-            .flat_map(|e| e.subjects.iter().map(move |s| (s.as_str(), e.idx as i64)))
-            .collect();
-        for chunk in subjects.chunks(ROWS_PER_STATEMENT) {
-            let sql = values_sql("INSERT INTO log_subjects (pseudonym, idx)", 2, chunk.len());
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (p, idx) in chunk {
-                q = q.bind(*p).bind(*idx);
-            }
-            q.execute(self.conn()).await?;
-        }
-        let hashes: Vec<(i64, &Hash)> = rows
-            .iter()
-            .flat_map(|e| {
-                let first = tlog_tiles::stored_hash_index(0, e.idx);
-                e.hashes
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, h)| ((first + i as u64) as i64, h))
-            })
-            .collect();
-        for chunk in hashes.chunks(ROWS_PER_STATEMENT) {
-            let sql = values_sql("INSERT INTO log_hashes (id, hash)", 2, chunk.len());
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (id, h) in chunk {
-                q = q.bind(*id).bind(&h.0[..]);
-            }
-            q.execute(self.conn()).await?;
-        }
+        st.values(
+            "INSERT INTO log_projections (hash, body)",
+            2,
+            ROWS_PER_STATEMENT,
+            projections
+                .iter()
+                .map(|p| vec![Arg::Bytes(&p.hash), Arg::Bytes(&p.body)])
+                .collect(),
+            " ON CONFLICT (hash) DO NOTHING",
+        );
+        st.values(
+            "INSERT INTO log_entries (idx, leaf, leaf_hash, ts, action, actor_partner, actor_role, recipient, purpose, outcome, projection, actor_user)",
+            12,
+            ROWS_PER_STATEMENT,
+            rows.iter()
+                .map(|e| {
+                    vec![
+                        Arg::Int(e.idx as i64),
+                        Arg::Bytes(&e.leaf),
+                        Arg::Bytes(&e.leaf_hash.0),
+                        Arg::Int(e.ts),
+                        Arg::Text(e.action),
+                        Arg::Text(&e.actor_partner),
+                        Arg::Text(&e.actor_role),
+                        Arg::OptText(e.recipient.as_deref()),
+                        Arg::OptText(e.purpose.as_deref()),
+                        Arg::Text(e.outcome),
+                        Arg::OptBytes(e.projection.as_ref().map(|p| &p.hash[..])),
+                        Arg::OptText(e.actor_user.as_deref()),
+                    ]
+                })
+                .collect(),
+            "",
+        );
+        st.values(
+            "INSERT INTO log_subjects (pseudonym, idx)",
+            2,
+            ROWS_PER_STATEMENT,
+            rows.iter()
+                .flat_map(|e| {
+                    e.subjects
+                        .iter()
+                        .map(move |s| vec![Arg::Text(s), Arg::Int(e.idx as i64)])
+                })
+                .collect(),
+            "",
+        );
+        st.values(
+            "INSERT INTO log_hashes (id, hash)",
+            2,
+            ROWS_PER_STATEMENT,
+            rows.iter()
+                .flat_map(|e| {
+                    let first = tlog_tiles::stored_hash_index(0, e.idx);
+                    e.hashes.iter().enumerate().map(move |(i, h)| {
+                        vec![Arg::Int((first + i as u64) as i64), Arg::Bytes(&h.0)]
+                    })
+                })
+                .collect(),
+            "",
+        );
         for e in rows {
             if let Some(request) = &e.idempotent_request {
-                self.mark_idempotency_logged(request, e.idx).await?;
+                super::idempotency::mark_logged(&mut st, request, e.idx);
             }
         }
         let mut counts = Counts::default();
         for e in rows {
             counts.add(e.count.clone());
         }
-        self.add_log_counts(&counts).await?;
-        sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")
-            .bind((last.idx + 1) as i64)
-            .execute(self.conn())
-            .await?;
-        Ok(())
+        counts.upserts(&mut st);
+        st.push(
+            "UPDATE log_head SET size = {} WHERE id = 1",
+            vec![Arg::Int((last.idx + 1) as i64)],
+        );
+        st.execute(self.conn()).await
     }
 }
 
 /// Rows per multi-row insert: well below both backends' parameter limits.
 const ROWS_PER_STATEMENT: usize = 200;
-
-/// `<insert> VALUES ($1, .., $cols), (..)` for `rows` rows.
-pub(crate) fn values_sql(insert: &str, cols: usize, rows: usize) -> String {
-    let mut sql = format!("{insert} VALUES ");
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${}", r * cols + c + 1));
-        }
-        sql.push(')');
-    }
-    sql
-}
 
 async fn fetch_hashes(
     conn: &mut AnyConnection,

@@ -11,6 +11,7 @@ use sqlx::Row;
 
 use super::console::{MONDAY_OFFSET_MS, WEEK_MS};
 use super::ledger::Visibility;
+use super::statements::{Arg, Statements};
 use super::{Db, WriteTx};
 
 /// What one row counts. Text columns hold '' for none (a key column cannot
@@ -53,33 +54,39 @@ const ROWS_PER_STATEMENT: usize = 100;
 
 const COLUMNS: &str = "week, action, actor_partner, recipient, purpose, outcome, reason";
 
+impl Counts {
+    /// The upserts that add these counts to the stored ones.
+    pub(crate) fn upserts<'q>(&'q self, st: &mut Statements<'q>) {
+        st.values(
+            &format!("INSERT INTO log_counts ({COLUMNS}, n)"),
+            8,
+            ROWS_PER_STATEMENT,
+            self.0
+                .iter()
+                .map(|(k, n)| {
+                    vec![
+                        Arg::Int(k.week),
+                        Arg::Text(&k.action),
+                        Arg::Text(&k.actor_partner),
+                        Arg::Text(&k.recipient),
+                        Arg::Text(&k.purpose),
+                        Arg::Text(&k.outcome),
+                        Arg::Text(&k.reason),
+                        Arg::Int(*n),
+                    ]
+                })
+                .collect(),
+            &format!(" ON CONFLICT ({COLUMNS}) DO UPDATE SET n = log_counts.n + excluded.n"),
+        );
+    }
+}
+
 impl WriteTx {
     /// Adds `counts` to the stored ones (in the entries' transaction).
     pub async fn add_log_counts(&mut self, counts: &Counts) -> Result<(), sqlx::Error> {
-        let rows: Vec<_> = counts.0.iter().collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = super::ledger::values_sql(
-                &format!("INSERT INTO log_counts ({COLUMNS}, n)"),
-                8,
-                chunk.len(),
-            ) + &format!(
-                " ON CONFLICT ({COLUMNS}) DO UPDATE SET n = log_counts.n + excluded.n"
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (k, n) in chunk {
-                q = q
-                    .bind(k.week)
-                    .bind(k.action.as_str())
-                    .bind(k.actor_partner.as_str())
-                    .bind(k.recipient.as_str())
-                    .bind(k.purpose.as_str())
-                    .bind(k.outcome.as_str())
-                    .bind(k.reason.as_str())
-                    .bind(**n);
-            }
-            q.execute(self.conn()).await?;
-        }
-        Ok(())
+        let mut st = Statements::new(self.backend);
+        counts.upserts(&mut st);
+        st.execute(self.conn()).await
     }
 }
 

@@ -16,6 +16,7 @@ pub mod log_scan;
 pub mod partners;
 pub mod phenomena;
 pub mod signals;
+pub mod statements;
 pub mod witness;
 
 use std::sync::Arc;
