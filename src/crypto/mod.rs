@@ -28,7 +28,8 @@ pub struct SubjectId<'a> {
 /// A caller's user as ketenpoort keeps and shows it: `usr1:` and a keyed
 /// hash of the partner and the token's `sub`. The `sub` is the caller's
 /// text (it could be anything, a name included): it is never stored, never
-/// logged, never echoed. Made only by [`Pseudonymizer::user_ref`]; the same
+/// logged, never echoed. Made only by [`Pseudonymizer::user_ref`] (or read
+/// back from a stored entry); the same
 /// user of the same partner is the same reference in every entry.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
@@ -48,8 +49,10 @@ impl UserRef {
         &self.0
     }
 
-    /// The text a stored entry holds (the log's decoders; tests).
-    pub fn stored(text: impl Into<String>) -> Self {
+    /// Read back from a stored log entry (the leaf decoders, which refuse
+    /// any leaf that is not one ketenpoort wrote; tests). Never from a
+    /// caller's input.
+    pub(crate) fn stored(text: impl Into<String>) -> Self {
         Self(text.into())
     }
 }
@@ -59,8 +62,10 @@ impl TraceRef {
         &self.0
     }
 
-    /// The text a stored entry holds (the log's decoders; tests).
-    pub fn stored(text: impl Into<String>) -> Self {
+    /// Read back from a stored log entry (the leaf decoders, which refuse
+    /// any leaf that is not one ketenpoort wrote; tests). Never from a
+    /// caller's input.
+    pub(crate) fn stored(text: impl Into<String>) -> Self {
         Self(text.into())
     }
 }

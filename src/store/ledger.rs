@@ -30,7 +30,7 @@ pub struct EntryRow {
     /// The weekly count the entry adds to (`ledger::counts::key_of`).
     pub count: CountKey,
     pub subjects: Vec<String>,
-    /// The projection the leaf names (v2), stored once with the first
+    /// The projection the leaf names (v2, v3), stored once with the first
     /// entry that names it.
     pub projection: Option<ProjectionRow>,
     /// Stored tree hashes, from stored-hash id `stored_hash_index(0, idx)` on.
@@ -48,7 +48,7 @@ pub struct StoredEntry {
     pub action: String,
     pub actor_partner: String,
     pub recipient: Option<String>,
-    /// The stored projection the leaf names (v2), if any is stored.
+    /// The stored projection the leaf names (v2, v3), if any is stored.
     pub projection: Option<Vec<u8>>,
 }
 
