@@ -5,6 +5,12 @@
 # in regorus (the engine inside ketenpoort) and in OPA (the conformance
 # oracle): no print, no http/time/crypto/regex builtins, every builtin call is
 # guarded by a type check, and every list that leaves a decision is sorted.
+#
+# ketenpoort runs them compiled to regorus' bytecode (RVM), which in regorus
+# 0.14.1 differs from the interpreter in two shapes, so neither is used: a
+# function body that fails on an undefined value (obj[key] of a missing key)
+# does not fall through to its else, and an else after a body that loops
+# (some x in xs) is never reached. Such loops live in a rule of their own.
 package ketenpoort.common
 
 # ---------------------------------------------------------------------------
@@ -19,9 +25,8 @@ req := input if {
 
 # get(obj, key): obj[key], or null when obj is not an object or has no such
 # key. Always defined, so a missing field never makes a rule undefined.
-get(obj, key) := value if {
+get(obj, key) := object.get(obj, key, null) if {
 	is_object(obj)
-	value := obj[key]
 } else := null
 
 # ---------------------------------------------------------------------------
@@ -62,7 +67,8 @@ well_formed_partner(p) if {
 	is_object(p)
 	is_string(p.partner)
 	p.partner != ""
-	known_kind(p.kind)
+	is_string(p.kind)
+	is_object(data.covenant.kinds[p.kind])
 	is_boolean(p.member)
 	is_string(p.status)
 }
@@ -70,12 +76,8 @@ well_formed_partner(p) if {
 # role_allowed(p): the token role is one of the roles of the partner's kind.
 role_allowed(p) if {
 	is_string(p.role)
-	some role in data.covenant.kinds[p.kind].roles
-	role == p.role
+	p.role in data.covenant.kinds[p.kind].roles
 }
-
-# active(p): the partner is active in the registry (not suspended).
-active(p) if p.status == "active"
 
 # is_member(p): a covenant member is one whose registry entry says so AND
 # whose kind is a member kind. Either one false makes it a non-member.
@@ -90,7 +92,7 @@ principal_problems(p) := {"principal-unknown"} if {
 } else := {"role-unknown"} if {
 	not role_allowed(p)
 } else := {"principal-inactive"} if {
-	not active(p)
+	p.status != "active"
 } else := set()
 
 # recipient_problems(r): why a partner cannot receive anything (empty if it
@@ -98,7 +100,7 @@ principal_problems(p) := {"principal-unknown"} if {
 recipient_problems(r) := {"recipient-unknown"} if {
 	not well_formed_partner(r)
 } else := {"recipient-inactive"} if {
-	not active(r)
+	r.status != "active"
 } else := set()
 
 # ---------------------------------------------------------------------------
@@ -197,9 +199,13 @@ has_known_form(s) if {
 form_problems(s, mandate) := {"form-unknown"} if {
 	not has_known_form(s)
 } else := set() if {
+	form_in_mandate(s, mandate)
+} else := {"form-not-in-mandate"}
+
+form_in_mandate(s, mandate) if {
 	some form in s.forms
 	form in mandate
-} else := {"form-not-in-mandate"}
+}
 
 # condition_met(name, s): the named conditions a grant can carry. An unknown
 # condition name is never met (fail closed).
@@ -227,22 +233,28 @@ fields_of_classes(classes) := sorted_unique([field |
 # grant_fields(grant): the sorted field paths a grant gives: the fields of
 # its classes, less the fields it names in excludeFields (if any), plus the
 # fields it names in fields (if any: a lifecycle grant names only "status").
-grant_fields(grant) := sorted_unique(array.concat(
-	[field |
-		some field in fields_of_classes(grant.classes)
-		not excluded(grant, field)
-	],
-	named_fields(grant),
-))
+grant_fields(grant) := sort(grant_field_set(grant))
+
+# grant_field_set(grant): the same fields as a set (what a decision unions).
+grant_field_set(grant) := ({field |
+	some class in grant.classes
+	some field in data.covenant.classes[class]
+} - {field | some field in object.get(grant, "excludeFields", [])}) | {field | some field in named_fields(grant)}
 
 named_fields(grant) := grant.fields if {
 	is_array(grant.fields)
 } else := []
 
-excluded(grant, field) if field in grant.excludeFields
 
 # mode_for(fields): full when the recipient gets every classified field,
 # masked otherwise.
 mode_for(fields) := "full" if {
-	count(fields) == count(all_fields)
+	count(fields) == all_field_count
 } else := "masked"
+
+# How many classified fields a signal has (a number: cheaper than comparing
+# with all_fields on every decision).
+all_field_count := count({field |
+	some fields in data.covenant.classes
+	some field in fields
+})

@@ -25,6 +25,10 @@ pub struct PolicyStatus {
     bundle_revision: Option<String>,
     /// When this revision was loaded (RFC 3339).
     loaded_at: String,
+    /// What decides: `bytecode` (the policies compiled to regorus' VM, after
+    /// agreeing with the interpreter on the conformance corpus at load) or
+    /// `interpreter` (they did not: see the server log).
+    engine: &'static str,
 }
 
 impl PolicyStatus {
@@ -33,6 +37,7 @@ impl PolicyStatus {
             revision: p.revision().to_owned(),
             bundle_revision: p.manifest_revision().map(str::to_owned),
             loaded_at: p.loaded_at().format(&Rfc3339).unwrap_or_default(),
+            engine: p.engine(),
         }
     }
 }

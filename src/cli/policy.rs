@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use crate::config::{Config, Overrides};
-use crate::policy::{Bundle, Policies, Signer, run_tests};
+use crate::policy::{Bundle, Decision, Policies, Signer, run_tests};
 
 #[derive(Subcommand)]
 pub(super) enum PolicyCommand {
@@ -103,7 +103,14 @@ fn eval(policies: Option<PathBuf>, timing: Option<u32>) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if let Some(rounds) = timing {
-        let mut summary = latency(&compiled, &lines, rounds);
+        let mut summary = latency(&lines, rounds, |l| {
+            compiled.evaluate(&l.entrypoint, &l.input)
+        });
+        summary["engine"] = compiled.engine().into();
+        // The interpreter on the same inputs, for reference.
+        summary["interpreter"] = latency(&lines, rounds.div_ceil(4), |l| {
+            compiled.evaluate_interpreted(&l.entrypoint, &l.input)
+        });
         // What a server pays to load this bundle: its Rego tests and the
         // compilation of its entrypoints (`Policies::vet`).
         let start = std::time::Instant::now();
@@ -134,12 +141,12 @@ fn read_lines() -> anyhow::Result<Vec<Line>> {
 
 /// Evaluates every line `rounds` times; the decision latency as JSON
 /// (count, p50, p99, mean in µs).
-fn latency(compiled: &Policies, lines: &[Line], rounds: u32) -> serde_json::Value {
+fn latency(lines: &[Line], rounds: u32, evaluate: impl Fn(&Line) -> Decision) -> serde_json::Value {
     let mut micros = Vec::with_capacity(lines.len() * rounds as usize);
     for _ in 0..rounds.max(1) {
         for l in lines {
             let start = std::time::Instant::now();
-            std::hint::black_box(compiled.evaluate(&l.entrypoint, &l.input));
+            std::hint::black_box(evaluate(l));
             micros.push(start.elapsed().as_secs_f64() * 1e6);
         }
     }

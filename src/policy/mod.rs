@@ -8,6 +8,7 @@
 //! replaces them.
 
 mod bundle;
+mod bytecode;
 pub mod model;
 mod signing;
 
@@ -63,6 +64,9 @@ pub struct Policies {
     manifest_revision: Option<String>,
     loaded_at: OffsetDateTime,
     compiled: HashMap<&'static str, CompiledPolicy>,
+    /// The same entrypoints as bytecode, when it agrees with the interpreter
+    /// on the conformance corpus; otherwise the interpreter decides.
+    bytecode: Option<bytecode::Bytecode>,
     data: serde_json::Value,
     /// Decisions are pure functions of the input under one revision, and
     /// the inputs repeat (the same partner reading the same kind of record):
@@ -80,14 +84,68 @@ impl Policies {
                 .with_context(|| format!("compiling entrypoint {entry}"))?;
             compiled.insert(entry, policy);
         }
+        let data = bundle.data()?;
+        let revision = bundle.revision();
+        let bytecode = Self::bytecode(&compiled, &data, &revision);
         Ok(Self {
-            revision: bundle.revision(),
+            revision,
             manifest_revision: bundle.manifest_revision().map(str::to_owned),
             loaded_at: OffsetDateTime::now_utc(),
             compiled,
-            data: bundle.data()?,
+            bytecode,
+            data,
             decisions: quick_cache::sync::Cache::new(DECISION_CACHE),
         })
+    }
+
+    /// The bytecode for these entrypoints, if it compiles and decides every
+    /// corpus input exactly as the interpreter does. Anything else keeps
+    /// the bundle on the interpreter: slower, never different.
+    fn bytecode(
+        compiled: &HashMap<&'static str, CompiledPolicy>,
+        data: &serde_json::Value,
+        revision: &str,
+    ) -> Option<bytecode::Bytecode> {
+        let checked = (|| {
+            let data = Value::from_json_str(&data.to_string())?;
+            let bytecode = bytecode::Bytecode::compile(compiled, &data)?;
+            let report = bytecode.disagreements(|entry, input| {
+                compiled
+                    .get(entry)
+                    .context("unknown entrypoint")?
+                    .eval_with_input(input)
+            })?;
+            anyhow::Ok((bytecode, report))
+        })();
+        let outcome = match checked {
+            Ok((bytecode, report)) if report.differ == 0 => {
+                tracing::info!(revision, inputs = report.inputs, "policies run as bytecode");
+                return Some(bytecode);
+            }
+            Ok((_, report)) => {
+                tracing::error!(revision, inputs = report.inputs, differ = report.differ,
+                    entrypoints = ?report.entrypoints,
+                    "the policies' bytecode decides differently from the interpreter; the interpreter decides");
+                "differs"
+            }
+            Err(e) => {
+                tracing::error!(revision, error = %e,
+                    "the policies do not run as bytecode; the interpreter decides");
+                "error"
+            }
+        };
+        metrics::counter!("ketenpoort_policy_bytecode_refused_total", "reason" => outcome)
+            .increment(1);
+        None
+    }
+
+    /// Which engine decides: "bytecode" or "interpreter".
+    pub fn engine(&self) -> &'static str {
+        if self.bytecode.is_some() {
+            "bytecode"
+        } else {
+            "interpreter"
+        }
     }
 
     /// What every load requires of a bundle: its Rego tests pass, and it
@@ -152,16 +210,34 @@ impl Policies {
     /// `decide` and by `policy eval` for the conformance check). Errors and
     /// undefined results come back as deny decisions.
     pub fn evaluate(&self, entry: &str, input: &serde_json::Value) -> Decision {
+        self.evaluate_with(entry, input, self.bytecode.as_ref())
+    }
+
+    /// `evaluate` by the interpreter, whichever engine serves (the reference
+    /// `policy eval --timing` measures the bytecode against).
+    pub fn evaluate_interpreted(&self, entry: &str, input: &serde_json::Value) -> Decision {
+        self.evaluate_with(entry, input, None)
+    }
+
+    fn evaluate_with(
+        &self,
+        entry: &str,
+        input: &serde_json::Value,
+        bytecode: Option<&bytecode::Bytecode>,
+    ) -> Decision {
         let Some(policy) = self.compiled.get(entry) else {
             return Decision::deny("policy-unknown-entrypoint", &self.revision);
         };
         let decision = (|| -> Result<Decision, &'static str> {
-            let out = policy
-                .eval_with_input(Value::from(input.clone()))
-                .map_err(|e| {
-                    tracing::error!(entrypoint = entry, error = %e, "policy evaluation failed");
-                    "policy-error"
-                })?;
+            let input = Value::from(input.clone());
+            let out = match bytecode.and_then(|b| b.eval(entry, input.clone())) {
+                Some(out) => out,
+                None => policy.eval_with_input(input),
+            }
+            .map_err(|e| {
+                tracing::error!(entrypoint = entry, error = %e, "policy evaluation failed");
+                "policy-error"
+            })?;
             if out == Value::Undefined {
                 return Err("policy-undefined");
             }
@@ -293,6 +369,49 @@ mod tests {
             "only {} Rego tests found",
             report.passed.len()
         );
+    }
+
+    /// The repository's policies run as bytecode: compiled, and deciding
+    /// every corpus input exactly as the interpreter does.
+    #[test]
+    fn the_repository_policies_run_as_bytecode() {
+        let p = Policies::compile(&repo_policies()).unwrap();
+        assert_eq!(p.engine(), "bytecode");
+    }
+
+    /// A bundle whose bytecode decides differently from the interpreter is
+    /// served by the interpreter. The difference is a real one: regorus
+    /// 0.14.1's VM never reaches an `else` after a body that loops, the
+    /// shape `common.form_problems` avoids; written that way, a signal
+    /// without a form in the mandate gets `no-decision` from the VM where
+    /// the interpreter (and OPA) say `form-not-in-mandate`. (If a regorus
+    /// release fixes this, this test needs another divergence.)
+    #[test]
+    fn bytecode_that_differs_from_the_interpreter_does_not_decide() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        copy_dir(&src, dir.path());
+        let common = dir.path().join("common/common.rego");
+        let text = std::fs::read_to_string(&common).unwrap();
+        let looped = text.replace(
+            "} else := set() if {\n\tform_in_mandate(s, mandate)\n}",
+            "} else := set() if {\n\tsome form in s.forms\n\tform in mandate\n}",
+        );
+        assert_ne!(looped, text, "the form_problems shape changed");
+        std::fs::write(&common, looped).unwrap();
+        let p = Policies::vet(&Bundle::load(dir.path(), None).unwrap()).unwrap();
+        assert_eq!(p.engine(), "interpreter");
+        let input = serde_json::json!({
+            "action": "read", "purpose": "opsporing",
+            "principal": {"partner": "nla", "kind": "nla", "role": "inspecteur",
+                          "member": true, "status": "active"},
+            "signal": {"reporter": "assen", "municipality": "assen", "forms": ["seksueel"],
+                       "victimMinor": false, "domesticSetting": false,
+                       "referrals": [{"partner": "nla", "purpose": "opsporing"}],
+                       "status": "doorverwezen"},
+        });
+        let d = p.evaluate(model::ENTRY_EXCHANGE, &input);
+        assert_eq!(d.reasons, ["form-not-in-mandate"]);
     }
 
     /// A remembered decision is the decision: same answer as evaluating

@@ -339,6 +339,9 @@ async fn admin_reload_swaps_the_policies_whole_or_refuses_them() {
     let loaded_at = status["loadedAt"].as_str().unwrap().to_owned();
     time::OffsetDateTime::parse(&loaded_at, &time::format_description::well_known::Rfc3339)
         .unwrap();
+    // The repository's policies agree with the interpreter on the corpus,
+    // so their bytecode decides.
+    assert_eq!(status["engine"], "bytecode");
 
     let (body, _) = full_signal("coevorden", &["orgaan"], false, false);
     let id = submit(&server, "coevorden", "aandachtfunctionaris-sociaal", &body).await;
