@@ -217,11 +217,15 @@ condition_met("victim-minor-or-domestic", s) if s.domesticSetting == true
 # Fields
 # ---------------------------------------------------------------------------
 
-# Every classified field of a signal, sorted.
-all_fields := sorted_unique([field |
+# Every classified field of a signal, as a set, sorted, and counted.
+all_field_set := {field |
 	some fields in data.covenant.classes
 	some field in fields
-])
+}
+
+all_fields := sort(all_field_set)
+
+all_field_count := count(all_field_set)
 
 # fields_of_classes(classes): the sorted field paths of the given classes.
 # An unknown class name contributes nothing.
@@ -230,12 +234,10 @@ fields_of_classes(classes) := sorted_unique([field |
 	some field in data.covenant.classes[class]
 ])
 
-# grant_fields(grant): the sorted field paths a grant gives: the fields of
-# its classes, less the fields it names in excludeFields (if any), plus the
+# grant_field_set(grant): the field paths a grant gives: the fields of its
+# classes, less the fields it names in excludeFields (if any), plus the
 # fields it names in fields (if any: a lifecycle grant names only "status").
-grant_fields(grant) := sort(grant_field_set(grant))
-
-# grant_field_set(grant): the same fields as a set (what a decision unions).
+# A set: a decision unions those of its grants and sorts once.
 grant_field_set(grant) := ({field |
 	some class in grant.classes
 	some field in data.covenant.classes[class]
@@ -251,10 +253,3 @@ named_fields(grant) := grant.fields if {
 mode_for(fields) := "full" if {
 	count(fields) == all_field_count
 } else := "masked"
-
-# How many classified fields a signal has (a number: cheaper than comparing
-# with all_fields on every decision).
-all_field_count := count({field |
-	some fields in data.covenant.classes
-	some field in fields
-})
