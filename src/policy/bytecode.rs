@@ -38,6 +38,7 @@ struct Entry {
     program: Arc<Program>,
     policy: CompiledPolicy,
     data: Value,
+    limit: usize,
     idle: Mutex<Vec<RegoVM>>,
 }
 
@@ -48,6 +49,16 @@ impl Bytecode {
         compiled: &HashMap<&'static str, CompiledPolicy>,
         data: &Value,
     ) -> anyhow::Result<Self> {
+        Self::compile_bounded(compiled, data, INSTRUCTION_LIMIT)
+    }
+
+    /// `compile` with another instruction bound (tests: a bound a decision
+    /// exceeds).
+    pub fn compile_bounded(
+        compiled: &HashMap<&'static str, CompiledPolicy>,
+        data: &Value,
+        limit: usize,
+    ) -> anyhow::Result<Self> {
         let mut entries = HashMap::new();
         for (&entry, policy) in compiled {
             let program =
@@ -57,6 +68,7 @@ impl Bytecode {
                 program,
                 policy: policy.clone(),
                 data: data.clone(),
+                limit,
                 idle: Mutex::new(Vec::new()),
             };
             // A first machine, so that a program the VM cannot load fails here.
@@ -122,7 +134,7 @@ impl Entry {
         let mut vm = RegoVM::new_with_policy(self.policy.clone());
         vm.load_program(self.program.clone());
         vm.set_data(self.data.clone())?;
-        vm.set_max_instructions(INSTRUCTION_LIMIT);
+        vm.set_max_instructions(self.limit);
         Ok(vm)
     }
 

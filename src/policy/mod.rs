@@ -414,6 +414,32 @@ mod tests {
         assert_eq!(d.reasons, ["form-not-in-mandate"]);
     }
 
+    /// Invariant 5 on the bytecode: a machine that fails (here: a bound of
+    /// 10 instructions that every decision exceeds) gives a deny, never an
+    /// answer, and the next decision still gets one.
+    #[test]
+    fn a_failing_machine_is_a_denial() {
+        let mut p = Policies::compile(&repo_policies()).unwrap();
+        let data = Value::from_json_str(&p.data.to_string()).unwrap();
+        p.bytecode = Some(bytecode::Bytecode::compile_bounded(&p.compiled, &data, 10).unwrap());
+        let input = serde_json::json!({
+            "action": "read", "purpose": "drieluik",
+            "principal": {"partner": "zvhd", "kind": "zvhd", "role": "ketenregisseur",
+                          "member": true, "status": "active"},
+            "signal": {"reporter": "assen", "municipality": "assen", "forms": ["arbeid"],
+                       "victimMinor": false, "domesticSetting": false, "referrals": [],
+                       "status": "nieuw"},
+        });
+        assert!(p.evaluate_interpreted(model::ENTRY_EXCHANGE, &input).allow);
+        for _ in 0..2 {
+            let d = p.evaluate(model::ENTRY_EXCHANGE, &input);
+            assert_eq!(
+                (d.allow, d.reasons.as_slice()),
+                (false, ["policy-error".to_owned()].as_slice())
+            );
+        }
+    }
+
     /// A remembered decision is the decision: same answer as evaluating
     /// afresh, for an allow and a deny.
     #[test]
