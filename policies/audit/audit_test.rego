@@ -2,7 +2,9 @@
 # scope.
 package ketenpoort.audit_test
 
-import data.ketenpoort.audit
+# Rules of other packages are named by their full path, not through an
+# import: regorus evaluates every rule of an imported package (here: every
+# test of it) each time one is referenced, which made these tests 14x slower.
 
 partner(id, kind, member, role) := {"partner": id, "kind": kind, "member": member, "role": role, "status": "active"}
 
@@ -18,7 +20,7 @@ query(principal, q) := {
 }
 
 decide(req) := d if {
-	d := audit.decision with input as req
+	d := data.ketenpoort.audit.decision with input as req
 }
 
 allowed(d, mode, scope, grant) if {

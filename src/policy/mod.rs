@@ -14,7 +14,7 @@ mod signing;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use anyhow::Context;
 use regorus::{CompiledPolicy, Value};
@@ -64,9 +64,11 @@ pub struct Policies {
     manifest_revision: Option<String>,
     loaded_at: OffsetDateTime,
     compiled: HashMap<&'static str, CompiledPolicy>,
-    /// The same entrypoints as bytecode, when it agrees with the interpreter
-    /// on the conformance corpus; otherwise the interpreter decides.
-    bytecode: Option<bytecode::Bytecode>,
+    /// The same entrypoints as bytecode, once it has agreed with the
+    /// interpreter on the conformance corpus (`Some`), or failed to (`None`).
+    /// Unset while that check runs (`check_bytecode`, on a thread of its
+    /// own for a serving engine): until then the interpreter decides.
+    bytecode: OnceLock<Option<bytecode::Bytecode>>,
     data: serde_json::Value,
     /// Decisions are pure functions of the input under one revision, and
     /// the inputs repeat (the same partner reading the same kind of record):
@@ -84,23 +86,29 @@ impl Policies {
                 .with_context(|| format!("compiling entrypoint {entry}"))?;
             compiled.insert(entry, policy);
         }
-        let data = bundle.data()?;
-        let revision = bundle.revision();
-        let bytecode = Self::bytecode(&compiled, &data, &revision);
         Ok(Self {
-            revision,
+            revision: bundle.revision(),
             manifest_revision: bundle.manifest_revision().map(str::to_owned),
             loaded_at: OffsetDateTime::now_utc(),
             compiled,
-            bytecode,
-            data,
+            bytecode: OnceLock::new(),
+            data: bundle.data()?,
             decisions: quick_cache::sync::Cache::new(DECISION_CACHE),
         })
     }
 
+    /// Compiles the entrypoints to bytecode and decides every corpus input
+    /// with it and with the interpreter; from then on the bytecode decides
+    /// if they agreed on every input, the interpreter otherwise (slower,
+    /// never different). Runs once; the engine in use after it.
+    pub fn check_bytecode(&self) -> &'static str {
+        self.bytecode
+            .get_or_init(|| Self::bytecode(&self.compiled, &self.data, &self.revision));
+        self.engine()
+    }
+
     /// The bytecode for these entrypoints, if it compiles and decides every
-    /// corpus input exactly as the interpreter does. Anything else keeps
-    /// the bundle on the interpreter: slower, never different.
+    /// corpus input exactly as the interpreter does.
     fn bytecode(
         compiled: &HashMap<&'static str, CompiledPolicy>,
         data: &serde_json::Value,
@@ -139,12 +147,13 @@ impl Policies {
         None
     }
 
-    /// Which engine decides: "bytecode" or "interpreter".
+    /// Which engine decides: "bytecode", "interpreter", or "checking"
+    /// (the interpreter, while the bytecode is being checked).
     pub fn engine(&self) -> &'static str {
-        if self.bytecode.is_some() {
-            "bytecode"
-        } else {
-            "interpreter"
+        match self.bytecode.get() {
+            Some(Some(_)) => "bytecode",
+            Some(None) => "interpreter",
+            None => "checking",
         }
     }
 
@@ -210,7 +219,7 @@ impl Policies {
     /// `decide` and by `policy eval` for the conformance check). Errors and
     /// undefined results come back as deny decisions.
     pub fn evaluate(&self, entry: &str, input: &serde_json::Value) -> Decision {
-        self.evaluate_with(entry, input, self.bytecode.as_ref())
+        self.evaluate_with(entry, input, self.bytecode.get().and_then(Option::as_ref))
     }
 
     /// `evaluate` by the interpreter, whichever engine serves (the reference
@@ -299,8 +308,26 @@ impl PolicyEngine {
         Ok(Self {
             source,
             keys,
-            current: Arc::new(RwLock::new(Arc::new(policies))),
+            current: Arc::new(RwLock::new(Self::serve(policies))),
         })
+    }
+
+    /// Policies ready to decide at once, by the interpreter, while a thread
+    /// of their own checks their bytecode (a second or more: it decides
+    /// the whole corpus twice) and switches them to it if it agrees.
+    fn serve(policies: Policies) -> Arc<Policies> {
+        let policies = Arc::new(policies);
+        let checking = policies.clone();
+        let started = std::thread::Builder::new()
+            .name("policy-bytecode".into())
+            .spawn(move || {
+                checking.check_bytecode();
+            });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "the bytecode check did not start; the interpreter decides");
+            let _ = policies.bytecode.set(None);
+        }
+        policies
     }
 
     fn prepare(
@@ -324,7 +351,7 @@ impl PolicyEngine {
     pub fn reload(&self) -> Result<Arc<Policies>, Refusal> {
         match Self::prepare(self.source.as_deref(), self.keys.as_deref()) {
             Ok(policies) => {
-                let policies = Arc::new(policies);
+                let policies = Self::serve(policies);
                 *self.current.write().expect("policy lock") = policies.clone();
                 metrics::counter!("ketenpoort_policy_reloads_total", "outcome" => "applied")
                     .increment(1);
@@ -376,7 +403,41 @@ mod tests {
     #[test]
     fn the_repository_policies_run_as_bytecode() {
         let p = Policies::compile(&repo_policies()).unwrap();
+        assert_eq!(p.check_bytecode(), "bytecode");
+    }
+
+    /// A serving engine decides from the moment it loads: by the
+    /// interpreter while the bytecode is checked, then by the bytecode, and
+    /// the decisions are the same before and after.
+    #[test]
+    fn a_serving_engine_switches_to_bytecode_once_checked() {
+        let fresh = Policies::compile(&repo_policies()).unwrap();
+        assert_eq!(fresh.engine(), "checking");
+        let input = serde_json::json!({
+            "action": "read", "purpose": "drieluik",
+            "principal": {"partner": "zvhd", "kind": "zvhd", "role": "ketenregisseur",
+                          "member": true, "status": "active"},
+            "signal": {"reporter": "assen", "municipality": "assen", "forms": ["arbeid"],
+                       "victimMinor": false, "domesticSetting": false, "referrals": [],
+                       "status": "nieuw"},
+        });
+        let before = serde_json::to_value(fresh.evaluate(model::ENTRY_EXCHANGE, &input)).unwrap();
+        assert_eq!(before["allow"], true);
+
+        let engine = PolicyEngine::load(None, None).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while engine.current().engine() == "checking" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the bytecode check never ended"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let p = engine.current();
         assert_eq!(p.engine(), "bytecode");
+        let mut after = serde_json::to_value(p.evaluate(model::ENTRY_EXCHANGE, &input)).unwrap();
+        after["revision"] = before["revision"].clone();
+        assert_eq!(after, before);
     }
 
     /// A bundle whose bytecode decides differently from the interpreter is
@@ -400,7 +461,7 @@ mod tests {
         assert_ne!(looped, text, "the form_problems shape changed");
         std::fs::write(&common, looped).unwrap();
         let p = Policies::vet(&Bundle::load(dir.path(), None).unwrap()).unwrap();
-        assert_eq!(p.engine(), "interpreter");
+        assert_eq!(p.check_bytecode(), "interpreter");
         let input = serde_json::json!({
             "action": "read", "purpose": "opsporing",
             "principal": {"partner": "nla", "kind": "nla", "role": "inspecteur",
@@ -419,9 +480,10 @@ mod tests {
     /// answer, and the next decision still gets one.
     #[test]
     fn a_failing_machine_is_a_denial() {
-        let mut p = Policies::compile(&repo_policies()).unwrap();
+        let p = Policies::compile(&repo_policies()).unwrap();
         let data = Value::from_json_str(&p.data.to_string()).unwrap();
-        p.bytecode = Some(bytecode::Bytecode::compile_bounded(&p.compiled, &data, 10).unwrap());
+        let failing = bytecode::Bytecode::compile_bounded(&p.compiled, &data, 10).unwrap();
+        assert!(p.bytecode.set(Some(failing)).is_ok());
         let input = serde_json::json!({
             "action": "read", "purpose": "drieluik",
             "principal": {"partner": "zvhd", "kind": "zvhd", "role": "ketenregisseur",
