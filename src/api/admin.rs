@@ -25,9 +25,11 @@ pub struct PolicyStatus {
     bundle_revision: Option<String>,
     /// When this revision was loaded (RFC 3339).
     loaded_at: String,
-    /// What decides: `bytecode` (the policies compiled to regorus' VM, after
-    /// agreeing with the interpreter on the conformance corpus at load) or
-    /// `interpreter` (they did not: see the server log).
+    /// What decides: `checking` (the interpreter, while a thread checks the
+    /// bytecode after load; about a second), `bytecode` (the policies
+    /// compiled to regorus' VM, after agreeing with the interpreter on the
+    /// conformance corpus) or `interpreter` (they did not: see the server
+    /// log).
     engine: &'static str,
 }
 

@@ -238,9 +238,16 @@ impl Policies {
             return Decision::deny("policy-unknown-entrypoint", &self.revision);
         };
         let decision = (|| -> Result<Decision, &'static str> {
-            let input = Value::from(input.clone());
-            let out = match bytecode.and_then(|b| b.eval(entry, input.clone())) {
-                Some(out) => out,
+            // Straight from the JSON tree (no copy of it first), as
+            // `Value::from` would: anything that does not convert is
+            // undefined.
+            let input =
+                <Value as serde::Deserialize>::deserialize(input).unwrap_or(Value::Undefined);
+            let out = match bytecode {
+                // Compiled from the same entrypoints: never missing one.
+                Some(b) => b
+                    .eval(entry, input)
+                    .unwrap_or_else(|| Err(anyhow::anyhow!("no bytecode for {entry}"))),
                 None => policy.eval_with_input(input),
             }
             .map_err(|e| {
@@ -250,8 +257,9 @@ impl Policies {
             if out == Value::Undefined {
                 return Err("policy-undefined");
             }
-            let json = serde_json::to_value(&out).map_err(|_| "policy-error")?;
-            serde_json::from_value::<Decision>(json).map_err(|_| "policy-malformed-decision")
+            // As text, not as a JSON tree: a decision is one short line.
+            let json = serde_json::to_vec(&out).map_err(|_| "policy-error")?;
+            serde_json::from_slice::<Decision>(&json).map_err(|_| "policy-malformed-decision")
         })();
         match decision {
             Ok(mut d) => {
