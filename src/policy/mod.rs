@@ -389,6 +389,19 @@ mod tests {
         .unwrap()
     }
 
+    /// A request the repository's policies allow: the ZVHD's
+    /// ketenregisseur reads a new signal for the Drieluik.
+    fn ketenregisseur_reads() -> serde_json::Value {
+        serde_json::json!({
+            "action": "read", "purpose": "drieluik",
+            "principal": {"partner": "zvhd", "kind": "zvhd", "role": "ketenregisseur",
+                          "member": true, "status": "active"},
+            "signal": {"reporter": "assen", "municipality": "assen", "forms": ["arbeid"],
+                       "victimMinor": false, "domesticSetting": false, "referrals": [],
+                       "status": "nieuw"},
+        })
+    }
+
     /// `ketenpoort policy test` as part of `cargo test`: every Rego test of
     /// the repository's policies passes in the engine ketenpoort serves with.
     #[test]
@@ -421,14 +434,7 @@ mod tests {
     fn a_serving_engine_switches_to_bytecode_once_checked() {
         let fresh = Policies::compile(&repo_policies()).unwrap();
         assert_eq!(fresh.engine(), "checking");
-        let input = serde_json::json!({
-            "action": "read", "purpose": "drieluik",
-            "principal": {"partner": "zvhd", "kind": "zvhd", "role": "ketenregisseur",
-                          "member": true, "status": "active"},
-            "signal": {"reporter": "assen", "municipality": "assen", "forms": ["arbeid"],
-                       "victimMinor": false, "domesticSetting": false, "referrals": [],
-                       "status": "nieuw"},
-        });
+        let input = ketenregisseur_reads();
         let before = serde_json::to_value(fresh.evaluate(model::ENTRY_EXCHANGE, &input)).unwrap();
         assert_eq!(before["allow"], true);
 
@@ -492,14 +498,7 @@ mod tests {
         let data = Value::from_json_str(&p.data.to_string()).unwrap();
         let failing = bytecode::Bytecode::compile_bounded(&p.compiled, &data, 10).unwrap();
         assert!(p.bytecode.set(Some(failing)).is_ok());
-        let input = serde_json::json!({
-            "action": "read", "purpose": "drieluik",
-            "principal": {"partner": "zvhd", "kind": "zvhd", "role": "ketenregisseur",
-                          "member": true, "status": "active"},
-            "signal": {"reporter": "assen", "municipality": "assen", "forms": ["arbeid"],
-                       "victimMinor": false, "domesticSetting": false, "referrals": [],
-                       "status": "nieuw"},
-        });
+        let input = ketenregisseur_reads();
         assert!(p.evaluate_interpreted(model::ENTRY_EXCHANGE, &input).allow);
         for _ in 0..2 {
             let d = p.evaluate(model::ENTRY_EXCHANGE, &input);

@@ -321,15 +321,18 @@ async fn admin_reload_swaps_the_policies_whole_or_refuses_them() {
     let admin = server.admin_url().expect("admin listener");
     assert!(admin.starts_with("http://127.0.0.1:"), "{admin}");
     let client = server.client();
-    let status = ok_json(
-        client
-            .get(format!("{admin}/admin/policy"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let policy_status = || async {
+        ok_json(
+            client
+                .get(format!("{admin}/admin/policy"))
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await
+    };
+    let status = policy_status().await;
     let first = revision_in_force(&server).await;
     assert_eq!(status["revision"], first.as_str());
     assert!(
@@ -348,16 +351,7 @@ async fn admin_reload_swaps_the_policies_whole_or_refuses_them() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let status = ok_json(
-            client
-                .get(format!("{admin}/admin/policy"))
-                .send()
-                .await
-                .unwrap(),
-            200,
-        )
-        .await;
-        engine = status["engine"].clone();
+        engine = policy_status().await["engine"].clone();
     }
     assert_eq!(engine, "bytecode");
 
@@ -420,15 +414,7 @@ async fn admin_reload_swaps_the_policies_whole_or_refuses_them() {
         "refer",
     )
     .await;
-    let status = ok_json(
-        client
-            .get(format!("{admin}/admin/policy"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let status = policy_status().await;
     assert_eq!(
         (status["revision"].as_str(), status["loadedAt"].as_str()),
         (Some(first.as_str()), Some(loaded_at.as_str()))
