@@ -345,15 +345,11 @@ async fn admin_reload_swaps_the_policies_whole_or_refuses_them() {
     // The repository's policies agree with the interpreter on the corpus,
     // so their bytecode decides once that check (a thread of its own after
     // load; the interpreter decides meanwhile) is done.
-    let mut engine = status["engine"].clone();
-    for _ in 0..600 {
-        if engine != "checking" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        engine = policy_status().await["engine"].clone();
-    }
-    assert_eq!(engine, "bytecode");
+    eventually("the bytecode check", || async {
+        policy_status().await["engine"] != "checking"
+    })
+    .await;
+    assert_eq!(policy_status().await["engine"], "bytecode");
 
     let (body, _) = full_signal("coevorden", &["orgaan"], false, false);
     let id = submit(&server, "coevorden", "aandachtfunctionaris-sociaal", &body).await;
